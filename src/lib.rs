@@ -1,0 +1,13 @@
+//! Sluice: a Kafka-wire-compatible message broker.
+//!
+//! # Layout
+//! - `config`: every setting and limit, with defaults and reasons.
+//! - `server`: accept loop, connection limit, shutdown and drain.
+//! - `connection`: framing over one socket, size cap, idle timeout, ordered responses.
+//! - `protocol`: the bridge to `kafka-protocol`: decode requests, encode responses, the version table.
+//! - `handlers`: one file per API family; Kafka error codes are chosen here.
+//! - `broker`: the shared state: topics, partition logs, durability (group commit), long-poll wakeups.
+//! - `log`: the synchronous segmented log (no wire types, no async).
+//! - `alloc`: the global allocator guard against wire-chosen huge reservations.
+
+pub mod log;

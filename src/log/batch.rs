@@ -1,0 +1,315 @@
+//! RecordBatch (magic 2) header: parsing, validation and in-place offset assignment.
+//!
+//! The log never decompresses or decodes individual records: it only needs the
+//! fixed 61-byte header to validate a batch, assign offsets and index it. The
+//! layout is Kafka's (see docs/on-disk-format.md).
+
+use std::fmt;
+
+/// Size of the fixed RecordBatch header in bytes.
+pub const HEADER_BYTES: usize = 61;
+/// Bytes before `batch_length`'s coverage starts: base offset (8) + batch length (4).
+pub const LOG_OVERHEAD: usize = 12;
+/// The only record format this broker accepts and stores.
+pub const MAGIC_V2: i8 = 2;
+
+const OFF_BASE_OFFSET: usize = 0;
+const OFF_BATCH_LENGTH: usize = 8;
+const OFF_LEADER_EPOCH: usize = 12;
+const OFF_MAGIC: usize = 16;
+const OFF_CRC: usize = 17;
+/// CRC-32C covers everything from the attributes field to the end of the batch.
+const OFF_ATTRIBUTES: usize = 21;
+const OFF_LAST_OFFSET_DELTA: usize = 23;
+const OFF_BASE_TIMESTAMP: usize = 27;
+const OFF_MAX_TIMESTAMP: usize = 35;
+const OFF_PRODUCER_ID: usize = 43;
+const OFF_RECORDS_COUNT: usize = 57;
+
+/// Why a batch was rejected. Each maps to one Kafka error in `handlers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchError {
+    /// Fewer bytes than a header, or a batch length that runs past the buffer.
+    Truncated,
+    /// A batch length field that is negative or smaller than a header.
+    BadLength(i32),
+    /// A magic byte other than 2 (message format v0/v1 is not supported).
+    BadMagic(i8),
+    /// The stored CRC-32C does not match the batch bytes.
+    BadCrc {
+        /// The checksum carried in the batch header.
+        stored: u32,
+        /// The checksum computed over the batch bytes.
+        computed: u32,
+    },
+    /// Record count and last offset delta disagree, or the count is not positive.
+    BadCount {
+        /// The `records_count` header field.
+        records: i32,
+        /// The `last_offset_delta` header field.
+        last_offset_delta: i32,
+    },
+}
+
+impl fmt::Display for BatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BatchError::Truncated => write!(f, "truncated record batch"),
+            BatchError::BadLength(n) => write!(f, "invalid batch length {n}"),
+            BatchError::BadMagic(m) => write!(f, "unsupported magic {m}"),
+            BatchError::BadCrc { stored, computed } => {
+                write!(f, "crc mismatch: stored {stored:#010x}, computed {computed:#010x}")
+            }
+            BatchError::BadCount { records, last_offset_delta } => write!(
+                f,
+                "records count {records} inconsistent with last offset delta {last_offset_delta}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BatchError {}
+
+fn be_i16(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+fn be_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+fn be_i64(b: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// The header fields of one batch the log needs, read from its first 61 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// Offset of the first record.
+    pub base_offset: i64,
+    /// Length of the batch after the `batch_length` field.
+    pub batch_length: i32,
+    /// Magic byte; always 2 for batches the log accepted.
+    pub magic: i8,
+    /// Stored CRC-32C of the bytes from attributes to the end.
+    pub crc: u32,
+    /// Compression codec, timestamp type, transactional and control flags.
+    pub attributes: i16,
+    /// Offset of the last record minus `base_offset`.
+    pub last_offset_delta: i32,
+    /// Timestamp of the first record (producer's create time).
+    pub base_timestamp: i64,
+    /// Largest record timestamp in the batch.
+    pub max_timestamp: i64,
+    /// Idempotent producer id, -1 when none.
+    pub producer_id: i64,
+    /// Number of records in the batch.
+    pub records_count: i32,
+}
+
+impl BatchHeader {
+    /// Parses the header at the start of `b` (which must hold at least [`HEADER_BYTES`]).
+    pub fn parse(b: &[u8]) -> Result<BatchHeader, BatchError> {
+        if b.len() < HEADER_BYTES {
+            return Err(BatchError::Truncated);
+        }
+        Ok(BatchHeader {
+            base_offset: be_i64(b, OFF_BASE_OFFSET),
+            batch_length: be_i32(b, OFF_BATCH_LENGTH),
+            magic: b[OFF_MAGIC] as i8,
+            crc: be_u32(b, OFF_CRC),
+            attributes: be_i16(b, OFF_ATTRIBUTES),
+            last_offset_delta: be_i32(b, OFF_LAST_OFFSET_DELTA),
+            base_timestamp: be_i64(b, OFF_BASE_TIMESTAMP),
+            max_timestamp: be_i64(b, OFF_MAX_TIMESTAMP),
+            producer_id: be_i64(b, OFF_PRODUCER_ID),
+            records_count: be_i32(b, OFF_RECORDS_COUNT),
+        })
+    }
+
+    /// Total bytes of the batch on disk, including the 12-byte log overhead.
+    /// Only meaningful once `batch_length` was checked by [`BatchHeader::check_length`].
+    pub fn total_bytes(&self) -> usize {
+        LOG_OVERHEAD + usize::try_from(self.batch_length).unwrap_or(0)
+    }
+
+    /// Checks the length field is at least a header; returns the total size.
+    pub fn check_length(&self) -> Result<usize, BatchError> {
+        let min = i32::try_from(HEADER_BYTES - LOG_OVERHEAD).expect("small");
+        if self.batch_length < min {
+            return Err(BatchError::BadLength(self.batch_length));
+        }
+        Ok(self.total_bytes())
+    }
+
+    /// Offset of the last record in the batch.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + i64::from(self.last_offset_delta)
+    }
+
+    /// Offset just past this batch.
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset() + 1
+    }
+}
+
+/// Validates one complete batch: length, magic, CRC-32C and record count.
+/// `b` must be exactly the batch (as split by [`split_batches`]).
+pub fn validate(b: &[u8]) -> Result<BatchHeader, BatchError> {
+    let h = BatchHeader::parse(b)?;
+    let total = h.check_length()?;
+    if total != b.len() {
+        return Err(BatchError::Truncated);
+    }
+    if h.magic != MAGIC_V2 {
+        return Err(BatchError::BadMagic(h.magic));
+    }
+    let computed = crc32c::crc32c(&b[OFF_ATTRIBUTES..]);
+    if computed != h.crc {
+        return Err(BatchError::BadCrc { stored: h.crc, computed });
+    }
+    if h.records_count < 1 || h.last_offset_delta < 0 {
+        return Err(BatchError::BadCount {
+            records: h.records_count,
+            last_offset_delta: h.last_offset_delta,
+        });
+    }
+    Ok(h)
+}
+
+/// Splits a buffer of concatenated batches into `(start, header)` pairs,
+/// validating each completely. Fails on the first bad batch.
+pub fn split_batches(b: &[u8]) -> Result<Vec<(usize, BatchHeader)>, BatchError> {
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while pos < b.len() {
+        let h = BatchHeader::parse(&b[pos..])?;
+        let total = h.check_length()?;
+        let end = pos.checked_add(total).ok_or(BatchError::Truncated)?;
+        if end > b.len() {
+            return Err(BatchError::Truncated);
+        }
+        let h = validate(&b[pos..end])?;
+        out.push((pos, h));
+        pos = end;
+    }
+    if out.is_empty() {
+        return Err(BatchError::Truncated);
+    }
+    Ok(out)
+}
+
+/// Rewrites the base offset and partition leader epoch of the batch at the start of `b`.
+/// Neither field is covered by the CRC, so the checksum stays valid.
+pub fn assign(b: &mut [u8], base_offset: i64, leader_epoch: i32) {
+    assert!(b.len() >= HEADER_BYTES, "assign on a truncated batch");
+    b[OFF_BASE_OFFSET..OFF_BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
+    b[OFF_LEADER_EPOCH..OFF_LEADER_EPOCH + 4].copy_from_slice(&leader_epoch.to_be_bytes());
+}
+
+/// Builds a valid uncompressed batch of `count` records with the given values.
+/// Used by tests and benchmarks; real clients build their own batches.
+pub fn build_test_batch(base_timestamp: i64, values: &[&[u8]]) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, v: i64) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        loop {
+            if z < 0x80 {
+                out.push(z as u8);
+                return;
+            }
+            out.push((z as u8 & 0x7f) | 0x80);
+            z >>= 7;
+        }
+    }
+    let mut records = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        let mut r = Vec::new();
+        r.push(0u8); // attributes
+        varint(&mut r, 0); // timestamp delta
+        varint(&mut r, i as i64); // offset delta
+        varint(&mut r, -1); // null key
+        varint(&mut r, v.len() as i64);
+        r.extend_from_slice(v);
+        varint(&mut r, 0); // headers
+        varint(&mut records, r.len() as i64);
+        records.extend_from_slice(&r);
+    }
+    let count = values.len() as i32;
+    let mut b = Vec::with_capacity(HEADER_BYTES + records.len());
+    b.extend_from_slice(&0i64.to_be_bytes());
+    b.extend_from_slice(&((HEADER_BYTES - LOG_OVERHEAD + records.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes());
+    b.push(MAGIC_V2 as u8);
+    b.extend_from_slice(&0u32.to_be_bytes()); // crc placeholder
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&(count - 1).max(0).to_be_bytes());
+    b.extend_from_slice(&base_timestamp.to_be_bytes());
+    b.extend_from_slice(&base_timestamp.to_be_bytes());
+    b.extend_from_slice(&(-1i64).to_be_bytes());
+    b.extend_from_slice(&(-1i16).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.extend_from_slice(&count.to_be_bytes());
+    b.extend_from_slice(&records);
+    let crc = crc32c::crc32c(&b[OFF_ATTRIBUTES..]);
+    b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_batch_round_trips() {
+        let b = build_test_batch(1000, &[b"a", b"bc", b"def"]);
+        let h = validate(&b).unwrap();
+        assert_eq!(h.records_count, 3);
+        assert_eq!(h.last_offset_delta, 2);
+        assert_eq!(h.max_timestamp, 1000);
+        assert_eq!(h.total_bytes(), b.len());
+    }
+
+    #[test]
+    fn assign_keeps_crc_valid() {
+        let mut b = build_test_batch(1, &[b"x"]);
+        assign(&mut b, 12345, 7);
+        let h = validate(&b).unwrap();
+        assert_eq!(h.base_offset, 12345);
+    }
+
+    #[test]
+    fn flipped_bit_is_a_crc_error() {
+        let mut b = build_test_batch(1, &[b"hello"]);
+        let last = b.len() - 2;
+        b[last] ^= 1;
+        assert!(matches!(validate(&b), Err(BatchError::BadCrc { .. })));
+    }
+
+    #[test]
+    fn negative_and_short_lengths_are_rejected() {
+        let mut b = build_test_batch(1, &[b"hello"]);
+        b[8..12].copy_from_slice(&(-5i32).to_be_bytes());
+        assert_eq!(split_batches(&b), Err(BatchError::BadLength(-5)));
+        b[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert_eq!(split_batches(&b), Err(BatchError::Truncated));
+        assert_eq!(split_batches(&b[..30]), Err(BatchError::Truncated));
+        assert_eq!(split_batches(&[]), Err(BatchError::Truncated));
+    }
+
+    #[test]
+    fn old_magic_is_rejected() {
+        let mut b = build_test_batch(1, &[b"hello"]);
+        b[OFF_MAGIC] = 1;
+        assert_eq!(validate(&b), Err(BatchError::BadMagic(1)));
+    }
+
+    #[test]
+    fn split_handles_several_batches() {
+        let mut b = build_test_batch(1, &[b"a"]);
+        b.extend(build_test_batch(2, &[b"b", b"c"]));
+        let parts = split_batches(&b).unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[1].1.records_count, 2);
+    }
+}

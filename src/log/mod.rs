@@ -1,0 +1,49 @@
+//! The storage engine: one append-only, segmented log per partition.
+//!
+//! Synchronous by design and free of wire types: callers in `broker` run it on
+//! blocking threads. See docs/on-disk-format.md for the file layout.
+//!
+//! Invariant: the `.log` files are the truth; `.index` and `.timeindex` are derived
+//! and rebuilt whenever they fail a sanity check or the shutdown was not clean.
+
+pub mod batch;
+pub mod index;
+pub mod partition;
+pub mod segment;
+
+pub use batch::{BatchError, BatchHeader};
+pub use partition::{AppendError, AppendInfo, PartitionLog, ReadError};
+pub use segment::FileSlice;
+
+/// Per-partition log settings, from broker defaults overridden by topic configs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Roll to a new segment once the active one would exceed this (`segment.bytes`).
+    pub segment_bytes: u64,
+    /// Roll once the active segment is this old, in ms; -1 disables (`segment.ms`).
+    pub segment_ms: i64,
+    /// Delete sealed segments whose newest record is older than this; -1 keeps forever (`retention.ms`).
+    pub retention_ms: i64,
+    /// Delete oldest sealed segments while the log exceeds this; -1 disables (`retention.bytes`).
+    pub retention_bytes: i64,
+    /// Largest accepted batch in bytes (`max.message.bytes`).
+    pub max_message_bytes: u64,
+    /// Bytes between sparse index entries (`index.interval.bytes`): smaller is faster lookups, larger indexes.
+    pub index_interval_bytes: u64,
+    /// Size each index file is preallocated to (`segment.index.bytes`); a full index rolls the segment.
+    pub index_bytes_max: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            max_message_bytes: 1024 * 1024 + 12,
+            index_interval_bytes: 4096,
+            index_bytes_max: 10 * 1024 * 1024,
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! A partition's log: an ordered set of segments, the last one active.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::batch::{self, BatchError};
+use super::segment::{self, FileSlice, Segment};
+use super::LogConfig;
+
+/// Why an append was refused. Nothing was written in any case.
+#[derive(Debug)]
+pub enum AppendError {
+    /// A batch failed validation (length, magic, CRC, counts).
+    Batch(BatchError),
+    /// A batch is larger than `max.message.bytes`.
+    TooLarge {
+        /// The batch's size in bytes.
+        size: u64,
+        /// The configured maximum.
+        max: u64,
+    },
+    /// The file system failed; the caller treats this as fatal for durability.
+    Io(io::Error),
+}
+
+impl fmt::Display for AppendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppendError::Batch(e) => write!(f, "{e}"),
+            AppendError::TooLarge { size, max } => write!(f, "batch of {size} bytes exceeds max.message.bytes {max}"),
+            AppendError::Io(e) => write!(f, "i/o error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for AppendError {}
+
+/// Why a read was refused.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The offset is below the log start or above the log end.
+    OutOfRange {
+        /// First offset still stored.
+        log_start_offset: i64,
+        /// Offset the next append will get.
+        log_end_offset: i64,
+    },
+    /// The file system failed.
+    Io(io::Error),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+/// Offsets given to an accepted append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first record appended.
+    pub base_offset: i64,
+    /// Offset of the last record appended.
+    pub last_offset: i64,
+}
+
+/// One partition's segmented log.
+#[derive(Debug)]
+pub struct PartitionLog {
+    /// Directory holding this partition's segments.
+    dir: PathBuf,
+    /// Effective settings (broker defaults plus topic overrides).
+    config: LogConfig,
+    /// Segments by base offset; never empty, the last is active.
+    segments: BTreeMap<i64, Segment>,
+    /// Offset the next appended record gets (the log end offset).
+    next_offset: i64,
+    /// Every offset below this is on stable storage.
+    flushed_offset: i64,
+}
+
+fn parse_segment_name(name: &str) -> Option<i64> {
+    let stem = name.strip_suffix(".log")?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+impl PartitionLog {
+    /// Opens (or creates) the log in `dir`. `recover` means the last shutdown was
+    /// not clean: the active segment is fully checked and its torn tail cut off.
+    pub fn open(dir: &Path, config: LogConfig, recover: bool, now_ms: i64) -> io::Result<PartitionLog> {
+        fs::create_dir_all(dir)?;
+        let mut bases = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(base) = parse_segment_name(name) {
+                bases.push(base);
+            } else if name.ends_with(".index") || name.ends_with(".timeindex") {
+                // An index without its log is garbage from an interrupted delete.
+                let stem = name.split('.').next().unwrap_or("");
+                if !dir.join(format!("{stem}.log")).exists() {
+                    fs::remove_file(entry.path())?;
+                }
+            }
+        }
+        bases.sort_unstable();
+        let mut segments = BTreeMap::new();
+        let last = bases.last().copied();
+        for base in bases {
+            let is_last = Some(base) == last;
+            let mut seg = Segment::open(dir, base, &config, recover && is_last, now_ms)?;
+            if !is_last {
+                seg.seal()?;
+            }
+            segments.insert(base, seg);
+        }
+        if segments.is_empty() {
+            segments.insert(0, Segment::create(dir, 0, &config, now_ms)?);
+        }
+        let next_offset = segments.values().next_back().map(|s| s.next_offset()).expect("one segment");
+        Ok(PartitionLog { dir: dir.to_path_buf(), config, segments, next_offset, flushed_offset: next_offset })
+    }
+
+    fn active(&mut self) -> &mut Segment {
+        self.segments.values_mut().next_back().expect("a log always has a segment")
+    }
+
+    fn active_ref(&self) -> &Segment {
+        self.segments.values().next_back().expect("a log always has a segment")
+    }
+
+    /// Validates `records` (one or more batches), assigns offsets in place and appends.
+    pub fn append(&mut self, records: &mut [u8], now_ms: i64) -> Result<AppendInfo, AppendError> {
+        let mut headers = batch::split_batches(records).map_err(AppendError::Batch)?;
+        for (_, h) in &headers {
+            let size = h.total_bytes() as u64;
+            if size > self.config.max_message_bytes {
+                return Err(AppendError::TooLarge { size, max: self.config.max_message_bytes });
+            }
+        }
+        let base_offset = self.next_offset;
+        let mut next = base_offset;
+        for (start, h) in headers.iter_mut() {
+            batch::assign(&mut records[*start..], next, 0);
+            h.base_offset = next;
+            next = h.next_offset();
+        }
+        let last_offset = next - 1;
+        let bytes = records.len() as u64;
+        if self.active_ref().needs_roll(bytes, last_offset, &self.config, now_ms) {
+            self.roll(now_ms).map_err(AppendError::Io)?;
+        }
+        self.active().append(records, &headers, now_ms).map_err(AppendError::Io)?;
+        self.next_offset = next;
+        Ok(AppendInfo { base_offset, last_offset })
+    }
+
+    /// Seals the active segment and starts a new one at the log end offset.
+    pub fn roll(&mut self, now_ms: i64) -> io::Result<()> {
+        if self.active_ref().size() == 0 {
+            return Ok(());
+        }
+        self.active().seal()?;
+        let seg = Segment::create(&self.dir, self.next_offset, &self.config, now_ms)?;
+        self.segments.insert(self.next_offset, seg);
+        Ok(())
+    }
+
+    /// Whole batches from the one holding `offset`, up to `max_bytes` (at least one
+    /// batch). `Ok(None)` when `offset` is the log end.
+    pub fn read(&self, offset: i64, max_bytes: u64) -> Result<Option<FileSlice>, ReadError> {
+        let start = self.log_start_offset();
+        if offset < start || offset > self.next_offset {
+            return Err(ReadError::OutOfRange { log_start_offset: start, log_end_offset: self.next_offset });
+        }
+        if offset == self.next_offset {
+            return Ok(None);
+        }
+        let floor = self.segments.range(..=offset).next_back().map(|(b, _)| *b).unwrap_or(start);
+        for (_, seg) in self.segments.range(floor..) {
+            if let Some(slice) = seg.read(offset, max_bytes)? {
+                return Ok(Some(slice));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The first batch whose max timestamp is `>= timestamp`, if any.
+    pub fn find_by_timestamp(&self, timestamp: i64) -> io::Result<Option<FileSlice>> {
+        for seg in self.segments.values() {
+            if let Some(slice) = seg.find_by_timestamp(timestamp)? {
+                return Ok(Some(slice));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The first batch holding the log's largest timestamp, with that timestamp.
+    pub fn max_timestamp_batch(&self) -> io::Result<Option<(i64, FileSlice)>> {
+        let mut best: Option<&Segment> = None;
+        for seg in self.segments.values() {
+            if seg.size() > 0 && best.is_none_or(|b| seg.max_timestamp() > b.max_timestamp()) {
+                best = Some(seg);
+            }
+        }
+        match best {
+            Some(seg) => seg.max_timestamp_batch(),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes every batch at or after the one holding `offset`.
+    pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
+        if offset >= self.next_offset {
+            return Ok(());
+        }
+        // Whole segments past the cut go; the first segment is kept (maybe emptied)
+        // so the log never has none.
+        let first = self.log_start_offset();
+        let doomed: Vec<i64> = self.segments.range(offset..).map(|(b, _)| *b).filter(|b| *b != first).collect();
+        for base in doomed {
+            if let Some(seg) = self.segments.remove(&base) {
+                seg.delete()?;
+            }
+        }
+        let seg = self.segments.values_mut().next_back().expect("a log always has a segment");
+        seg.truncate_to(offset)?;
+        self.next_offset = seg.next_offset();
+        self.flushed_offset = self.flushed_offset.min(self.next_offset);
+        segment::sync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    /// Deletes the oldest sealed segments past `retention.ms` or `retention.bytes`.
+    /// Returns how many were deleted. The active segment is never deleted.
+    pub fn apply_retention(&mut self, now_ms: i64) -> io::Result<usize> {
+        let mut total: u64 = self.segments.values().map(|s| s.size()).sum();
+        let mut doomed = Vec::new();
+        let sealed = self.segments.len().saturating_sub(1);
+        for seg in self.segments.values().take(sealed) {
+            let by_bytes = self.config.retention_bytes >= 0
+                && total.saturating_sub(seg.size()) >= self.config.retention_bytes as u64;
+            let by_time = self.config.retention_ms >= 0 && now_ms - seg.max_timestamp() > self.config.retention_ms;
+            if !(by_bytes || by_time) {
+                break;
+            }
+            total -= seg.size();
+            doomed.push(seg.base_offset);
+        }
+        for base in &doomed {
+            if let Some(seg) = self.segments.remove(base) {
+                seg.delete()?;
+            }
+        }
+        if !doomed.is_empty() {
+            segment::sync_dir(&self.dir)?;
+        }
+        Ok(doomed.len())
+    }
+
+    /// What a flusher must fdatasync to make everything below the returned offset durable.
+    pub fn sync_target(&self) -> (std::sync::Arc<std::fs::File>, i64) {
+        (self.active_ref().file(), self.next_offset)
+    }
+
+    /// Records that everything below `offset` is durable.
+    pub fn mark_flushed(&mut self, offset: i64) {
+        self.flushed_offset = self.flushed_offset.max(offset.min(self.next_offset));
+    }
+
+    /// Offset below which everything is durable.
+    pub fn flushed_offset(&self) -> i64 {
+        self.flushed_offset
+    }
+
+    /// Syncs the active segment now.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.active_ref().sync()?;
+        self.flushed_offset = self.next_offset;
+        Ok(())
+    }
+
+    /// Flushes and trims the active segment's indexes; the log must not be appended to after.
+    pub fn close(&mut self) -> io::Result<()> {
+        self.flush()?;
+        self.active().seal()
+    }
+
+    /// First offset still stored.
+    pub fn log_start_offset(&self) -> i64 {
+        *self.segments.keys().next().expect("a log always has a segment")
+    }
+
+    /// Offset the next appended record gets.
+    pub fn log_end_offset(&self) -> i64 {
+        self.next_offset
+    }
+
+    /// Total bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.size()).sum()
+    }
+
+    /// Number of segments (for tests and metrics).
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// The effective settings.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Replaces the settings (topic config change); applies from the next append.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+}
