@@ -10,4 +10,12 @@
 //! - `log`: the synchronous segmented log (no wire types, no async).
 //! - `alloc`: the global allocator guard against wire-chosen huge reservations.
 
+pub mod alloc;
+pub mod broker;
+pub mod config;
+pub mod connection;
+pub mod handlers;
 pub mod log;
+pub mod protocol;
+pub mod server;
+pub mod topic_config;

@@ -58,9 +58,15 @@ impl fmt::Display for BatchError {
             BatchError::BadLength(n) => write!(f, "invalid batch length {n}"),
             BatchError::BadMagic(m) => write!(f, "unsupported magic {m}"),
             BatchError::BadCrc { stored, computed } => {
-                write!(f, "crc mismatch: stored {stored:#010x}, computed {computed:#010x}")
+                write!(
+                    f,
+                    "crc mismatch: stored {stored:#010x}, computed {computed:#010x}"
+                )
             }
-            BatchError::BadCount { records, last_offset_delta } => write!(
+            BatchError::BadCount {
+                records,
+                last_offset_delta,
+            } => write!(
                 f,
                 "records count {records} inconsistent with last offset delta {last_offset_delta}"
             ),
@@ -167,7 +173,10 @@ pub fn validate(b: &[u8]) -> Result<BatchHeader, BatchError> {
     }
     let computed = crc32c::crc32c(&b[OFF_ATTRIBUTES..]);
     if computed != h.crc {
-        return Err(BatchError::BadCrc { stored: h.crc, computed });
+        return Err(BatchError::BadCrc {
+            stored: h.crc,
+            computed,
+        });
     }
     if h.records_count < 1 || h.last_offset_delta < 0 {
         return Err(BatchError::BadCount {

@@ -36,7 +36,12 @@ impl MmapFile {
     /// Returns the file and the number of entry-aligned bytes it held before
     /// preallocation, for the caller's sanity check.
     fn open(path: &Path, entry_bytes: usize, max_bytes: usize) -> io::Result<(MmapFile, usize)> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
         let old_len = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
         let capacity = (max_bytes / entry_bytes).max(1);
         let old_entries = (old_len / entry_bytes).min(capacity);
@@ -84,7 +89,8 @@ impl MmapFile {
         if let Some(m) = self.mmap.take() {
             m.flush()?;
         }
-        self.file.set_len((self.entries * self.entry_bytes) as u64)?;
+        self.file
+            .set_len((self.entries * self.entry_bytes) as u64)?;
         self.file.sync_all()?;
         self.capacity = self.entries;
         if self.entries > 0 {

@@ -30,7 +30,9 @@ impl fmt::Display for AppendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AppendError::Batch(e) => write!(f, "{e}"),
-            AppendError::TooLarge { size, max } => write!(f, "batch of {size} bytes exceeds max.message.bytes {max}"),
+            AppendError::TooLarge { size, max } => {
+                write!(f, "batch of {size} bytes exceeds max.message.bytes {max}")
+            }
             AppendError::Io(e) => write!(f, "i/o error: {e}"),
         }
     }
@@ -93,7 +95,12 @@ fn parse_segment_name(name: &str) -> Option<i64> {
 impl PartitionLog {
     /// Opens (or creates) the log in `dir`. `recover` means the last shutdown was
     /// not clean: the active segment is fully checked and its torn tail cut off.
-    pub fn open(dir: &Path, config: LogConfig, recover: bool, now_ms: i64) -> io::Result<PartitionLog> {
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        recover: bool,
+        now_ms: i64,
+    ) -> io::Result<PartitionLog> {
         fs::create_dir_all(dir)?;
         let mut bases = Vec::new();
         for entry in fs::read_dir(dir)? {
@@ -124,16 +131,32 @@ impl PartitionLog {
         if segments.is_empty() {
             segments.insert(0, Segment::create(dir, 0, &config, now_ms)?);
         }
-        let next_offset = segments.values().next_back().map(|s| s.next_offset()).expect("one segment");
-        Ok(PartitionLog { dir: dir.to_path_buf(), config, segments, next_offset, flushed_offset: next_offset })
+        let next_offset = segments
+            .values()
+            .next_back()
+            .map(|s| s.next_offset())
+            .expect("one segment");
+        Ok(PartitionLog {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            next_offset,
+            flushed_offset: next_offset,
+        })
     }
 
     fn active(&mut self) -> &mut Segment {
-        self.segments.values_mut().next_back().expect("a log always has a segment")
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has a segment")
     }
 
     fn active_ref(&self) -> &Segment {
-        self.segments.values().next_back().expect("a log always has a segment")
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has a segment")
     }
 
     /// Validates `records` (one or more batches), assigns offsets in place and appends.
@@ -142,7 +165,10 @@ impl PartitionLog {
         for (_, h) in &headers {
             let size = h.total_bytes() as u64;
             if size > self.config.max_message_bytes {
-                return Err(AppendError::TooLarge { size, max: self.config.max_message_bytes });
+                return Err(AppendError::TooLarge {
+                    size,
+                    max: self.config.max_message_bytes,
+                });
             }
         }
         let base_offset = self.next_offset;
@@ -154,12 +180,20 @@ impl PartitionLog {
         }
         let last_offset = next - 1;
         let bytes = records.len() as u64;
-        if self.active_ref().needs_roll(bytes, last_offset, &self.config, now_ms) {
+        if self
+            .active_ref()
+            .needs_roll(bytes, last_offset, &self.config, now_ms)
+        {
             self.roll(now_ms).map_err(AppendError::Io)?;
         }
-        self.active().append(records, &headers, now_ms).map_err(AppendError::Io)?;
+        self.active()
+            .append(records, &headers, now_ms)
+            .map_err(AppendError::Io)?;
         self.next_offset = next;
-        Ok(AppendInfo { base_offset, last_offset })
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+        })
     }
 
     /// Seals the active segment and starts a new one at the log end offset.
@@ -178,12 +212,20 @@ impl PartitionLog {
     pub fn read(&self, offset: i64, max_bytes: u64) -> Result<Option<FileSlice>, ReadError> {
         let start = self.log_start_offset();
         if offset < start || offset > self.next_offset {
-            return Err(ReadError::OutOfRange { log_start_offset: start, log_end_offset: self.next_offset });
+            return Err(ReadError::OutOfRange {
+                log_start_offset: start,
+                log_end_offset: self.next_offset,
+            });
         }
         if offset == self.next_offset {
             return Ok(None);
         }
-        let floor = self.segments.range(..=offset).next_back().map(|(b, _)| *b).unwrap_or(start);
+        let floor = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map(|(b, _)| *b)
+            .unwrap_or(start);
         for (_, seg) in self.segments.range(floor..) {
             if let Some(slice) = seg.read(offset, max_bytes)? {
                 return Ok(Some(slice));
@@ -224,13 +266,22 @@ impl PartitionLog {
         // Whole segments past the cut go; the first segment is kept (maybe emptied)
         // so the log never has none.
         let first = self.log_start_offset();
-        let doomed: Vec<i64> = self.segments.range(offset..).map(|(b, _)| *b).filter(|b| *b != first).collect();
+        let doomed: Vec<i64> = self
+            .segments
+            .range(offset..)
+            .map(|(b, _)| *b)
+            .filter(|b| *b != first)
+            .collect();
         for base in doomed {
             if let Some(seg) = self.segments.remove(&base) {
                 seg.delete()?;
             }
         }
-        let seg = self.segments.values_mut().next_back().expect("a log always has a segment");
+        let seg = self
+            .segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has a segment");
         seg.truncate_to(offset)?;
         self.next_offset = seg.next_offset();
         self.flushed_offset = self.flushed_offset.min(self.next_offset);
@@ -247,7 +298,8 @@ impl PartitionLog {
         for seg in self.segments.values().take(sealed) {
             let by_bytes = self.config.retention_bytes >= 0
                 && total.saturating_sub(seg.size()) >= self.config.retention_bytes as u64;
-            let by_time = self.config.retention_ms >= 0 && now_ms - seg.max_timestamp() > self.config.retention_ms;
+            let by_time = self.config.retention_ms >= 0
+                && now_ms - seg.max_timestamp() > self.config.retention_ms;
             if !(by_bytes || by_time) {
                 break;
             }
@@ -295,7 +347,11 @@ impl PartitionLog {
 
     /// First offset still stored.
     pub fn log_start_offset(&self) -> i64 {
-        *self.segments.keys().next().expect("a log always has a segment")
+        *self
+            .segments
+            .keys()
+            .next()
+            .expect("a log always has a segment")
     }
 
     /// Offset the next appended record gets.

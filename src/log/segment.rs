@@ -84,11 +84,26 @@ fn read_header(file: &File, pos: u64, size: u64) -> io::Result<Option<BatchHeade
 
 impl Segment {
     /// Creates a new empty segment at `base_offset` in `dir`.
-    pub fn create(dir: &Path, base_offset: i64, cfg: &LogConfig, now_ms: i64) -> io::Result<Segment> {
+    pub fn create(
+        dir: &Path,
+        base_offset: i64,
+        cfg: &LogConfig,
+        now_ms: i64,
+    ) -> io::Result<Segment> {
         let path = dir.join(file_name(base_offset, "log"));
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
-        let (index, _) = OffsetIndex::open(&dir.join(file_name(base_offset, "index")), cfg.index_bytes_max)?;
-        let (time_index, _) = TimeIndex::open(&dir.join(file_name(base_offset, "timeindex")), cfg.index_bytes_max)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        let (index, _) = OffsetIndex::open(
+            &dir.join(file_name(base_offset, "index")),
+            cfg.index_bytes_max,
+        )?;
+        let (time_index, _) = TimeIndex::open(
+            &dir.join(file_name(base_offset, "timeindex")),
+            cfg.index_bytes_max,
+        )?;
         sync_dir(dir)?;
         Ok(Segment {
             base_offset,
@@ -110,12 +125,24 @@ impl Segment {
     /// (CRC-32C included), the file is truncated after the last valid batch and the
     /// indexes are rebuilt. Without it the indexes are trusted if they pass a sanity
     /// check, and only the tail after the last index entry is read.
-    pub fn open(dir: &Path, base_offset: i64, cfg: &LogConfig, recover: bool, now_ms: i64) -> io::Result<Segment> {
+    pub fn open(
+        dir: &Path,
+        base_offset: i64,
+        cfg: &LogConfig,
+        recover: bool,
+        now_ms: i64,
+    ) -> io::Result<Segment> {
         let path = dir.join(file_name(base_offset, "log"));
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
         let file_len = file.metadata()?.len();
-        let (index, old_index) = OffsetIndex::open(&dir.join(file_name(base_offset, "index")), cfg.index_bytes_max)?;
-        let (time_index, old_time) = TimeIndex::open(&dir.join(file_name(base_offset, "timeindex")), cfg.index_bytes_max)?;
+        let (index, old_index) = OffsetIndex::open(
+            &dir.join(file_name(base_offset, "index")),
+            cfg.index_bytes_max,
+        )?;
+        let (time_index, old_time) = TimeIndex::open(
+            &dir.join(file_name(base_offset, "timeindex")),
+            cfg.index_bytes_max,
+        )?;
         let mut seg = Segment {
             base_offset,
             path,
@@ -206,7 +233,10 @@ impl Segment {
             next = h.next_offset();
             pos += total;
         }
-        Ok(Scan { valid_bytes: pos, next_offset: next })
+        Ok(Scan {
+            valid_bytes: pos,
+            next_offset: next,
+        })
     }
 
     /// Updates indexes and timestamp bookkeeping for a batch written at `pos`.
@@ -219,7 +249,9 @@ impl Segment {
         }
         if self.bytes_since_index >= self.index_interval_bytes && pos > 0 {
             let rel = self.relative(h.base_offset);
-            ok &= self.index.append(rel, u32::try_from(pos).expect("segment below 2 GiB"));
+            ok &= self
+                .index
+                .append(rel, u32::try_from(pos).expect("segment below 2 GiB"));
             let rel_ts = self.relative(self.offset_of_max_timestamp);
             ok &= self.time_index.maybe_append(self.max_timestamp, rel_ts);
             self.bytes_since_index = 0;
@@ -246,7 +278,12 @@ impl Segment {
 
     /// Writes already validated, offset-assigned batches at the end of the segment.
     /// On error the segment is unchanged (the partial write is cut off).
-    pub fn append(&mut self, bytes: &[u8], headers: &[(usize, BatchHeader)], now_ms: i64) -> io::Result<()> {
+    pub fn append(
+        &mut self,
+        bytes: &[u8],
+        headers: &[(usize, BatchHeader)],
+        now_ms: i64,
+    ) -> io::Result<()> {
         if self.size == 0 {
             self.created_ms = now_ms;
         }
@@ -268,7 +305,9 @@ impl Segment {
     /// Finds the start position of the batch containing `offset`, scanning at most
     /// from the floor index entry. `None` when no batch at or after `offset` exists.
     fn locate(&self, offset: i64) -> io::Result<Option<(u64, BatchHeader)>> {
-        let target = offset.saturating_sub(self.base_offset).clamp(0, i64::from(u32::MAX)) as u32;
+        let target = offset
+            .saturating_sub(self.base_offset)
+            .clamp(0, i64::from(u32::MAX)) as u32;
         let mut pos = u64::from(self.index.lookup(target).1);
         while let Some(h) = read_header(&self.file, pos, self.size)? {
             if h.next_offset() > offset {
@@ -282,12 +321,17 @@ impl Segment {
     /// Whole batches starting with the one that holds `offset`, up to `max_bytes`
     /// (but always at least that first batch).
     pub fn read(&self, offset: i64, max_bytes: u64) -> io::Result<Option<FileSlice>> {
-        let Some((start, first)) = self.locate(offset)? else { return Ok(None) };
+        let Some((start, first)) = self.locate(offset)? else {
+            return Ok(None);
+        };
         let mut end = start + first.total_bytes() as u64;
         let limit = start.saturating_add(max_bytes).min(self.size);
         if end < limit {
             // Jump near the limit with the index, then walk batch headers.
-            let rel_limit = u64::from(self.index.floor_position(u32::try_from(limit).unwrap_or(u32::MAX)));
+            let rel_limit = u64::from(
+                self.index
+                    .floor_position(u32::try_from(limit).unwrap_or(u32::MAX)),
+            );
             let mut pos = rel_limit.max(end);
             while let Some(h) = read_header(&self.file, pos, self.size)? {
                 let next = pos + h.total_bytes() as u64;
@@ -298,7 +342,11 @@ impl Segment {
             }
             end = end.max(pos);
         }
-        Ok(Some(FileSlice { file: self.file.clone(), position: start, len: end - start }))
+        Ok(Some(FileSlice {
+            file: self.file.clone(),
+            position: start,
+            len: end - start,
+        }))
     }
 
     /// The first batch whose max timestamp is `>= timestamp`.
@@ -311,7 +359,11 @@ impl Segment {
         let mut pos = u64::from(pos);
         while let Some(h) = read_header(&self.file, pos, self.size)? {
             if h.max_timestamp >= timestamp {
-                return Ok(Some(FileSlice { file: self.file.clone(), position: pos, len: h.total_bytes() as u64 }));
+                return Ok(Some(FileSlice {
+                    file: self.file.clone(),
+                    position: pos,
+                    len: h.total_bytes() as u64,
+                }));
             }
             pos += h.total_bytes() as u64;
         }
@@ -326,7 +378,11 @@ impl Segment {
         match self.locate(self.offset_of_max_timestamp)? {
             Some((pos, h)) => Ok(Some((
                 self.max_timestamp,
-                FileSlice { file: self.file.clone(), position: pos, len: h.total_bytes() as u64 },
+                FileSlice {
+                    file: self.file.clone(),
+                    position: pos,
+                    len: h.total_bytes() as u64,
+                },
             ))),
             None => Ok(None),
         }
@@ -334,12 +390,15 @@ impl Segment {
 
     /// Cuts the segment so that it ends before the batch holding `offset`.
     pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
-        let Some((pos, _)) = self.locate(offset)? else { return Ok(()) };
+        let Some((pos, _)) = self.locate(offset)? else {
+            return Ok(());
+        };
         self.file.set_len(pos)?;
         self.file.sync_all()?;
         self.size = pos;
         let rel = self.relative(offset.max(self.base_offset));
-        self.index.truncate_to_position(u32::try_from(pos).unwrap_or(u32::MAX));
+        self.index
+            .truncate_to_position(u32::try_from(pos).unwrap_or(u32::MAX));
         self.time_index.truncate_to_offset(rel);
         // Recompute next offset and max timestamp from what is left.
         self.rebuild()
@@ -369,7 +428,11 @@ impl Segment {
 
     /// Removes the segment's files; open readers keep their handle until done.
     pub fn delete(self) -> io::Result<()> {
-        let paths = [self.path.clone(), self.index.path().to_path_buf(), self.time_index.path().to_path_buf()];
+        let paths = [
+            self.path.clone(),
+            self.index.path().to_path_buf(),
+            self.time_index.path().to_path_buf(),
+        ];
         drop(self);
         for p in paths {
             match fs::remove_file(&p) {

@@ -1,0 +1,226 @@
+//! Every setting and limit of the broker, with its default and the reason for it.
+//! Each flag can also be set through an environment variable (`SLUICE_*`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser};
+
+use crate::log::LogConfig;
+
+/// Broker configuration, parsed from flags and `SLUICE_*` environment variables.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "A Kafka-wire-compatible message broker"
+)]
+pub struct Config {
+    /// Address to accept Kafka client connections on.
+    #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:9092")]
+    pub listen: SocketAddr,
+
+    /// HOST:PORT that clients are told to connect to (in Metadata and FindCoordinator).
+    /// Defaults to the listen address; set it when clients reach the broker through another name.
+    #[arg(long, env = "SLUICE_ADVERTISED_LISTENER")]
+    pub advertised_listener: Option<String>,
+
+    /// Directory holding topic data and broker metadata; created if missing.
+    #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
+    pub data_dir: PathBuf,
+
+    /// This broker's node id, reported in Metadata; fixed for the life of the data dir.
+    #[arg(long, env = "SLUICE_NODE_ID", default_value_t = 1)]
+    pub node_id: i32,
+
+    /// Partitions of an auto-created topic, or of CreateTopics with num_partitions -1.
+    #[arg(long, env = "SLUICE_DEFAULT_PARTITIONS", default_value_t = 1)]
+    pub default_partitions: i32,
+
+    /// Create unknown topics on Metadata or Produce, as Kafka's auto.create.topics.enable.
+    #[arg(long, env = "SLUICE_AUTO_CREATE_TOPICS", default_value_t = true, action = ArgAction::Set)]
+    pub auto_create_topics: bool,
+
+    /// Largest request frame accepted; larger ones close the connection before any allocation
+    /// (Kafka's socket.request.max.bytes).
+    #[arg(long, env = "SLUICE_REQUEST_BYTES_MAX", default_value_t = 100 * 1024 * 1024)]
+    pub request_bytes_max: u32,
+
+    /// Most client connections open at once; further connections wait in the accept queue.
+    #[arg(long, env = "SLUICE_CONNECTIONS_MAX", default_value_t = 4096)]
+    pub connections_max: usize,
+
+    /// Close a connection with no request for this long (Kafka's connections.max.idle.ms).
+    #[arg(long, env = "SLUICE_IDLE_TIMEOUT_MS", default_value_t = 600_000)]
+    pub idle_timeout_ms: u64,
+
+    /// How often data acknowledged with acks=0/1 is fsynced; acks=all is always fsynced before the reply.
+    #[arg(long, env = "SLUICE_FLUSH_INTERVAL_MS", default_value_t = 1000)]
+    pub flush_interval_ms: u64,
+
+    /// Upper bound on a Fetch's max_wait_ms, so no request parks forever.
+    #[arg(long, env = "SLUICE_FETCH_WAIT_MS_MAX", default_value_t = 60_000)]
+    pub fetch_wait_ms_max: u64,
+
+    /// Upper bound on a Fetch response's size whatever the client asks for (Kafka's fetch.max.bytes).
+    #[arg(long, env = "SLUICE_FETCH_BYTES_MAX", default_value_t = 55 * 1024 * 1024)]
+    pub fetch_bytes_max: u32,
+
+    /// Roll to a new segment at this size (default segment.bytes for topics).
+    #[arg(long, env = "SLUICE_SEGMENT_BYTES", default_value_t = 1 << 30)]
+    pub segment_bytes: u64,
+
+    /// Roll a segment after this many ms (default segment.ms for topics).
+    #[arg(long, env = "SLUICE_SEGMENT_MS", default_value_t = 7 * 24 * 3600 * 1000)]
+    pub segment_ms: i64,
+
+    /// Delete segments older than this (default retention.ms for topics; -1 keeps forever).
+    #[arg(long, env = "SLUICE_RETENTION_MS", default_value_t = 7 * 24 * 3600 * 1000)]
+    pub retention_ms: i64,
+
+    /// Delete old segments while a partition is larger than this (default retention.bytes; -1 no limit).
+    #[arg(long, env = "SLUICE_RETENTION_BYTES", default_value_t = -1)]
+    pub retention_bytes: i64,
+
+    /// How often retention runs over all partitions (Kafka's log.retention.check.interval.ms).
+    #[arg(
+        long,
+        env = "SLUICE_RETENTION_CHECK_INTERVAL_MS",
+        default_value_t = 300_000
+    )]
+    pub retention_check_interval_ms: u64,
+
+    /// Largest record batch accepted (default max.message.bytes for topics).
+    #[arg(long, env = "SLUICE_MAX_MESSAGE_BYTES", default_value_t = 1024 * 1024 + 12)]
+    pub max_message_bytes: u64,
+
+    /// Time to let in-flight requests finish on shutdown before connections are dropped.
+    #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT_MS", default_value_t = 10_000)]
+    pub shutdown_timeout_ms: u64,
+
+    /// Bound on queued fsync requests; producers wait (backpressure) when it is full.
+    #[arg(long, env = "SLUICE_SYNC_QUEUE_MAX", default_value_t = 4096)]
+    pub sync_queue_max: usize,
+}
+
+impl Config {
+    /// Defaults for tests: everything as on the command line, with the given data dir.
+    pub fn for_test(data_dir: PathBuf) -> Config {
+        let mut c = Config::parse_from(["sluice"]);
+        c.data_dir = data_dir;
+        c.listen = "127.0.0.1:0".parse().expect("literal address");
+        c
+    }
+
+    /// Checks relationships the types alone do not.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.default_partitions < 1 {
+            return Err("--default-partitions must be at least 1".into());
+        }
+        if self.request_bytes_max < 64 {
+            return Err("--request-bytes-max must be at least 64".into());
+        }
+        if self.connections_max == 0 {
+            return Err("--connections-max must be at least 1".into());
+        }
+        if self.sync_queue_max == 0 {
+            return Err("--sync-queue-max must be at least 1".into());
+        }
+        if self.node_id < 0 {
+            return Err("--node-id must not be negative".into());
+        }
+        if let Some(a) = &self.advertised_listener {
+            parse_host_port(a).ok_or("--advertised-listener must be HOST:PORT")?;
+        }
+        check_segment_bytes(self.segment_bytes)?;
+        if self.max_message_bytes < 64 {
+            return Err("--max-message-bytes must be at least 64".into());
+        }
+        Ok(())
+    }
+
+    /// Host and port clients should connect to.
+    pub fn advertised(&self, bound: SocketAddr) -> (String, i32) {
+        match self
+            .advertised_listener
+            .as_deref()
+            .and_then(parse_host_port)
+        {
+            Some(hp) => hp,
+            None => (bound.ip().to_string(), i32::from(bound.port())),
+        }
+    }
+
+    /// The log settings a topic starts from before its own overrides.
+    pub fn log_defaults(&self) -> LogConfig {
+        LogConfig {
+            segment_bytes: self.segment_bytes,
+            segment_ms: self.segment_ms,
+            retention_ms: self.retention_ms,
+            retention_bytes: self.retention_bytes,
+            max_message_bytes: self.max_message_bytes,
+            ..LogConfig::default()
+        }
+    }
+}
+
+/// Segment positions are 32-bit in the index, as in Kafka, and a segment must hold a header.
+pub fn check_segment_bytes(v: u64) -> Result<(), String> {
+    if !(1024..=i32::MAX as u64).contains(&v) {
+        return Err(format!(
+            "segment.bytes must be between 1024 and {}",
+            i32::MAX
+        ));
+    }
+    Ok(())
+}
+
+/// Splits `host:port` (or `[v6]:port`).
+pub fn parse_host_port(s: &str) -> Option<(String, i32)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.to_string(), i32::from(port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::parse_from(["sluice"]);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9092");
+        assert!(c.auto_create_topics);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn flags_parse() {
+        let c = Config::parse_from([
+            "sluice",
+            "--auto-create-topics",
+            "false",
+            "--advertised-listener",
+            "[::1]:9093",
+        ]);
+        assert!(!c.auto_create_topics);
+        assert_eq!(
+            c.advertised("127.0.0.1:1".parse().unwrap()),
+            ("::1".to_string(), 9093)
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let mut c = Config::parse_from(["sluice"]);
+        c.segment_bytes = 10;
+        assert!(c.validate().is_err());
+        c.segment_bytes = 1 << 20;
+        c.advertised_listener = Some("nope".into());
+        assert!(c.validate().is_err());
+    }
+}

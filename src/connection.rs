@@ -1,0 +1,187 @@
+//! One client connection: framing with a size cap checked before any allocation,
+//! an idle timeout, and strictly ordered responses (one request at a time, as
+//! Kafka processes a connection).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
+
+use crate::broker::Broker;
+use crate::handlers;
+use crate::log::FileSlice;
+use crate::protocol::{self, Chunk, DecodeError, ResponseFrame};
+
+/// Initial read buffer; grows to the largest frame seen, bounded by `request_bytes_max`.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Why a connection ended.
+#[derive(Debug)]
+enum Close {
+    /// The peer closed or the broker is shutting down.
+    Normal,
+    /// Idle for longer than `idle_timeout_ms`.
+    Idle,
+    /// The client sent something we refuse; logged.
+    Protocol(String),
+    /// Socket error.
+    Io(io::Error),
+}
+
+/// Serves one connection until it closes, times out or the broker shuts down.
+pub async fn serve(mut stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
+    let _ = stream.set_nodelay(true);
+    match serve_inner(&mut stream, &broker).await {
+        Close::Normal => tracing::debug!(%peer, "connection closed"),
+        Close::Idle => tracing::debug!(%peer, "idle connection closed"),
+        Close::Protocol(why) => tracing::warn!(%peer, "closing connection: {why}"),
+        Close::Io(e) => tracing::debug!(%peer, error = %e, "connection error"),
+    }
+}
+
+/// Reads until `buf` holds `want` bytes. `Ok(false)` on a clean EOF before any byte
+/// of a new frame.
+async fn fill(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    want: usize,
+    idle: Duration,
+) -> Result<bool, Close> {
+    while buf.len() < want {
+        let n = match tokio::time::timeout(idle, stream.read_buf(buf)).await {
+            Err(_) => return Err(Close::Idle),
+            Ok(Err(e)) => return Err(Close::Io(e)),
+            Ok(Ok(n)) => n,
+        };
+        if n == 0 {
+            if buf.is_empty() {
+                return Ok(false);
+            }
+            return Err(Close::Protocol(
+                "connection closed in the middle of a frame".into(),
+            ));
+        }
+    }
+    Ok(true)
+}
+
+async fn serve_inner(stream: &mut TcpStream, broker: &Arc<Broker>) -> Close {
+    let idle = Duration::from_millis(broker.config.idle_timeout_ms);
+    let max = broker.config.request_bytes_max;
+    let mut shutdown = broker.shutdown_signal();
+    let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    loop {
+        // Between requests: wait for the next size prefix, or shutdown.
+        if buf.len() < 4 {
+            if *shutdown.borrow() {
+                return Close::Normal;
+            }
+            let got = tokio::select! {
+                r = fill(stream, &mut buf, 4, idle) => r,
+                _ = shutdown.changed() => return Close::Normal,
+            };
+            match got {
+                Ok(true) => {}
+                Ok(false) => return Close::Normal,
+                Err(c) => return c,
+            }
+        }
+        let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        // Checked before a single byte of the body is allocated.
+        let size = match u32::try_from(size) {
+            Ok(s) if s > max => {
+                return Close::Protocol(format!(
+                    "request of {s} bytes exceeds request_bytes_max {max}"
+                ))
+            }
+            Ok(s) if s < 8 => {
+                return Close::Protocol(format!("request of {s} bytes is shorter than a header"))
+            }
+            Ok(s) => s as usize,
+            Err(_) => return Close::Protocol(format!("negative request size {size}")),
+        };
+        if buf.capacity() < 4 + size {
+            buf.reserve(4 + size - buf.len());
+        }
+        match fill(stream, &mut buf, 4 + size, idle).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Close::Protocol("connection closed in the middle of a frame".into())
+            }
+            Err(c) => return c,
+        }
+        buf.advance(4);
+        let frame = buf.split_to(size).freeze();
+        let response = match protocol::decode_request(frame) {
+            Ok(req) => {
+                tracing::trace!(api = ?req.api_key, version = req.api_version, client = ?req.client_id, "request");
+                handlers::dispatch(broker, req).await
+            }
+            Err(DecodeError::ApiVersionsTooNew { correlation_id }) => {
+                Some(protocol::api_versions_fallback(correlation_id))
+            }
+            Err(e) => return Close::Protocol(e.to_string()),
+        };
+        if let Some(response) = response {
+            if let Err(e) = write_response(stream, &response).await {
+                return Close::Io(e);
+            }
+        }
+    }
+}
+
+/// Writes a response: memory chunks with `write_all`, file chunks with `sendfile`
+/// (record bytes go from the page cache to the socket without a user-space copy).
+async fn write_response(stream: &mut TcpStream, response: &ResponseFrame) -> io::Result<()> {
+    for chunk in &response.chunks {
+        match chunk {
+            Chunk::Mem(b) => stream.write_all(b).await?,
+            Chunk::File(f) => send_file(stream, f).await?,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+async fn send_file(stream: &mut TcpStream, slice: &FileSlice) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let sock = stream.as_raw_fd();
+    let file = slice.file.as_raw_fd();
+    let mut offset = libc::off_t::try_from(slice.position).map_err(io::Error::other)?;
+    let end = offset + libc::off_t::try_from(slice.len).map_err(io::Error::other)?;
+    while offset < end {
+        stream.writable().await?;
+        let remaining = usize::try_from(end - offset).map_err(io::Error::other)?;
+        let sent = stream.try_io(Interest::WRITABLE, || {
+            // SAFETY: both descriptors are open for the duration of the call; the kernel
+            // advances `offset` by the bytes it sent.
+            let n = unsafe { libc::sendfile(sock, file, &mut offset, remaining) };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        match sent {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "segment shorter than indexed",
+                ))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+async fn send_file(stream: &mut TcpStream, slice: &FileSlice) -> io::Result<()> {
+    stream.write_all(&slice.read_to_vec()?).await
+}

@@ -1,0 +1,212 @@
+//! Fetch v4-v18: whole batches straight from segment files, long-polling on a
+//! notification until `min_bytes` are available or `max_wait_ms` passes.
+//! Fetch sessions (KIP-227) are declined: every response carries session id 0,
+//! so clients keep sending full fetch requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::FetchRequest;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::Ctx;
+use crate::broker::{Broker, Partition};
+use crate::log::{FileSlice, ReadError};
+use crate::protocol::{
+    encode_fetch, error, FetchPartitionReply, FetchReply, FetchTopicReply, ResponseFrame,
+};
+
+/// One requested partition, resolved.
+struct Want {
+    topic: usize,
+    index: i32,
+    partition: Option<Arc<Partition>>,
+    unknown_code: i16,
+    fetch_offset: i64,
+    partition_max_bytes: i32,
+}
+
+/// What a read found for one partition.
+struct Found {
+    error_code: i16,
+    records: Option<FileSlice>,
+}
+
+/// Reads every wanted partition once, within the response budget (blocking).
+fn read_all(wants: &[Want], max_bytes: u64) -> Vec<Found> {
+    let mut remaining = max_bytes;
+    let mut first = true;
+    wants
+        .iter()
+        .map(|w| {
+            let Some(p) = &w.partition else {
+                return Found {
+                    error_code: w.unknown_code,
+                    records: None,
+                };
+            };
+            let limit = u64::try_from(w.partition_max_bytes.max(0))
+                .unwrap_or(0)
+                .min(remaining);
+            if limit == 0 && !first {
+                return Found {
+                    error_code: error::NONE,
+                    records: None,
+                };
+            }
+            match p.read_blocking(w.fetch_offset, limit.max(1)) {
+                Ok(Some(slice)) => {
+                    // Kafka's rule: the first partition with data always gets one whole
+                    // batch, so a consumer never stalls on a batch above its limits.
+                    if !first && slice.len > limit {
+                        return Found {
+                            error_code: error::NONE,
+                            records: None,
+                        };
+                    }
+                    first = false;
+                    remaining = remaining.saturating_sub(slice.len);
+                    Found {
+                        error_code: error::NONE,
+                        records: Some(slice),
+                    }
+                }
+                Ok(None) => Found {
+                    error_code: error::NONE,
+                    records: None,
+                },
+                Err(ReadError::OutOfRange { .. }) => Found {
+                    error_code: error::OFFSET_OUT_OF_RANGE,
+                    records: None,
+                },
+                Err(ReadError::Io(e)) => {
+                    tracing::error!(error = %e, "fetch read failed");
+                    Found {
+                        error_code: error::KAFKA_STORAGE_ERROR,
+                        records: None,
+                    }
+                }
+            }
+        })
+        .collect()
+}
+
+/// Handles a Fetch request.
+pub(super) async fn handle(broker: &Arc<Broker>, ctx: &Ctx, req: FetchRequest) -> ResponseFrame {
+    let v = ctx.version;
+    let mut reply = FetchReply::default();
+    if req.session_id != 0 && req.session_epoch != -1 {
+        // We never hand out sessions, so any id is unknown.
+        reply.error_code = error::FETCH_SESSION_ID_NOT_FOUND;
+        return encode_fetch(v, ctx.correlation_id, reply);
+    }
+    let mut wants = Vec::new();
+    for (ti, ft) in req.topics.iter().enumerate() {
+        let (topic, unknown_code) = if v >= 13 {
+            (broker.topic_by_id(&ft.topic_id), error::UNKNOWN_TOPIC_ID)
+        } else {
+            (broker.topic(&ft.topic.0), error::UNKNOWN_TOPIC_OR_PARTITION)
+        };
+        reply.topics.push(FetchTopicReply {
+            name: topic
+                .as_ref()
+                .map_or_else(|| ft.topic.0.to_string(), |t| t.name.clone()),
+            id: ft.topic_id,
+            partitions: Vec::with_capacity(ft.partitions.len()),
+        });
+        for fp in &ft.partitions {
+            let partition = topic.as_ref().and_then(|t| {
+                usize::try_from(fp.partition)
+                    .ok()
+                    .and_then(|i| t.partitions.get(i))
+            });
+            wants.push(Want {
+                topic: ti,
+                index: fp.partition,
+                partition: partition.cloned(),
+                unknown_code: if topic.is_some() {
+                    error::UNKNOWN_TOPIC_OR_PARTITION
+                } else {
+                    unknown_code
+                },
+                fetch_offset: fp.fetch_offset,
+                partition_max_bytes: fp.partition_max_bytes,
+            });
+        }
+    }
+    let max_wait = Duration::from_millis(
+        u64::try_from(req.max_wait_ms)
+            .unwrap_or(0)
+            .min(broker.config.fetch_wait_ms_max),
+    );
+    let max_bytes = u64::try_from(req.max_bytes)
+        .unwrap_or(0)
+        .clamp(1, u64::from(broker.config.fetch_bytes_max));
+    let min_bytes = u64::try_from(req.min_bytes).unwrap_or(0);
+    let deadline = Instant::now() + max_wait;
+    let read_committed = req.isolation_level == 1;
+    let notify = Arc::new(Notify::new());
+    let mut shutdown = broker.shutdown_signal();
+    let wants = Arc::new(wants);
+    let found = loop {
+        // Register before reading, so an append between the read and the wait still wakes us.
+        for w in wants.iter() {
+            if let Some(p) = &w.partition {
+                p.register_waiter(&notify);
+            }
+        }
+        let ws = wants.clone();
+        let found = match tokio::task::spawn_blocking(move || read_all(&ws, max_bytes)).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "fetch task failed");
+                wants
+                    .iter()
+                    .map(|_| Found {
+                        error_code: error::UNKNOWN_SERVER_ERROR,
+                        records: None,
+                    })
+                    .collect()
+            }
+        };
+        let bytes: u64 = found
+            .iter()
+            .filter_map(|f| f.records.as_ref())
+            .map(|r| r.len)
+            .sum();
+        let any_error = found.iter().any(|f| f.error_code != error::NONE);
+        if bytes >= min_bytes.max(1)
+            || any_error
+            || Instant::now() >= deadline
+            || *shutdown.borrow()
+        {
+            break found;
+        }
+        tokio::select! {
+            _ = notify.notified() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = shutdown.changed() => {}
+        }
+    };
+    for (w, f) in wants.iter().zip(found) {
+        let (hw, start) = match &w.partition {
+            Some(p) => (p.high_watermark(), p.log_start_offset()),
+            None => (-1, -1),
+        };
+        reply.topics[w.topic].partitions.push(FetchPartitionReply {
+            index: w.index,
+            error_code: f.error_code,
+            high_watermark: hw,
+            last_stable_offset: hw,
+            log_start_offset: start,
+            aborted: if read_committed {
+                Some(Vec::new())
+            } else {
+                None
+            },
+            records: f.records,
+        });
+    }
+    encode_fetch(v, ctx.correlation_id, reply)
+}

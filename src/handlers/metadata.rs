@@ -1,0 +1,108 @@
+//! Metadata: brokers, cluster id, controller, topics and partitions; auto-creates
+//! requested topics when allowed.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+
+use super::{sb, topic_error_code, Ctx};
+use crate::broker::{Broker, Topic, TopicError};
+use crate::protocol::{error, ResponseFrame};
+
+fn describe(broker: &Broker, ctx: &Ctx, topic: &Topic) -> MetadataResponseTopic {
+    let node = BrokerId(broker.config.node_id);
+    let mut t = MetadataResponseTopic::default();
+    t.name = Some(TopicName(sb(topic.name.clone())));
+    if ctx.version >= 10 {
+        t.topic_id = topic.id;
+    }
+    t.partitions = topic
+        .partitions
+        .iter()
+        .map(|p| {
+            let mut mp = MetadataResponsePartition::default();
+            mp.partition_index = p.index;
+            mp.leader_id = node;
+            mp.leader_epoch = 0;
+            mp.replica_nodes = vec![node];
+            mp.isr_nodes = vec![node];
+            mp
+        })
+        .collect();
+    t
+}
+
+fn failed(ctx: &Ctx, name: Option<String>, id: uuid::Uuid, code: i16) -> MetadataResponseTopic {
+    let mut t = MetadataResponseTopic::default();
+    t.error_code = code;
+    t.name = name.map(|n| TopicName(sb(n)));
+    if ctx.version >= 10 {
+        t.topic_id = id;
+    }
+    t
+}
+
+/// Answers Metadata v0-v12.
+pub(super) async fn handle(broker: &Arc<Broker>, ctx: &Ctx, req: MetadataRequest) -> ResponseFrame {
+    let mut resp = MetadataResponse::default();
+    let (host, port) = broker.advertised.clone();
+    let mut b = MetadataResponseBroker::default();
+    b.node_id = BrokerId(broker.config.node_id);
+    b.host = sb(host);
+    b.port = port;
+    resp.brokers = vec![b];
+    if ctx.version >= 2 {
+        resp.cluster_id = Some(sb(broker.cluster_id.clone()));
+    }
+    resp.controller_id = BrokerId(broker.config.node_id);
+    // v0: an empty list means all topics; v1+: null means all.
+    let requested = match req.topics {
+        None => None,
+        Some(t) if t.is_empty() && ctx.version == 0 => None,
+        Some(t) => Some(t),
+    };
+    let auto_create =
+        broker.config.auto_create_topics && (ctx.version < 4 || req.allow_auto_topic_creation);
+    match requested {
+        None => {
+            resp.topics = broker
+                .topics()
+                .iter()
+                .map(|t| describe(broker, ctx, t))
+                .collect()
+        }
+        Some(list) => {
+            for rt in list {
+                let entry = match rt.name {
+                    Some(name) => {
+                        let name = name.0.to_string();
+                        let found = if auto_create {
+                            broker.get_or_create(&name).await
+                        } else {
+                            broker.topic(&name).ok_or(TopicError::Unknown).or_else(|e| {
+                                crate::broker::validate_topic_name(&name)
+                                    .map(|_| Err(e))
+                                    .unwrap_or_else(Err)
+                            })
+                        };
+                        match found {
+                            Ok(t) => describe(broker, ctx, &t),
+                            Err(e) => {
+                                failed(ctx, Some(name), uuid::Uuid::nil(), topic_error_code(&e))
+                            }
+                        }
+                    }
+                    None => match broker.topic_by_id(&rt.topic_id) {
+                        Some(t) => describe(broker, ctx, &t),
+                        None => failed(ctx, None, rt.topic_id, error::UNKNOWN_TOPIC_ID),
+                    },
+                };
+                resp.topics.push(entry);
+            }
+        }
+    }
+    ctx.respond(&resp)
+}

@@ -1,0 +1,68 @@
+//! Request handlers, one file per API family. Kafka error codes are chosen here,
+//! from the typed errors of `broker` and `log`.
+
+mod api_versions;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+mod topics;
+
+use std::sync::Arc;
+
+use kafka_protocol::protocol::{Encodable, StrBytes};
+
+use crate::broker::{Broker, TopicError};
+use crate::protocol::{encode_response, error, Request, RequestFrame, ResponseFrame};
+
+/// Runs one request. `None` means no response is sent (Produce with acks=0).
+pub async fn dispatch(broker: &Arc<Broker>, req: RequestFrame) -> Option<ResponseFrame> {
+    let ctx = Ctx {
+        api_key: req.api_key,
+        version: req.api_version,
+        correlation_id: req.correlation_id,
+    };
+    match req.body {
+        Request::ApiVersions(r) => Some(api_versions::handle(&ctx, r)),
+        Request::Metadata(r) => Some(metadata::handle(broker, &ctx, r).await),
+        Request::Produce(r) => produce::handle(broker, &ctx, r).await,
+        Request::Fetch(r) => Some(fetch::handle(broker, &ctx, r).await),
+        Request::ListOffsets(r) => Some(list_offsets::handle(broker, &ctx, r).await),
+        Request::CreateTopics(r) => Some(topics::create(broker, &ctx, r).await),
+        Request::DeleteTopics(r) => Some(topics::delete(broker, &ctx, r).await),
+    }
+}
+
+/// What every handler needs from the request header.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ctx {
+    /// API key, for the response header version.
+    pub api_key: kafka_protocol::messages::ApiKey,
+    /// API version the request used; the response uses the same.
+    pub version: i16,
+    /// Echoed in the response header.
+    pub correlation_id: i32,
+}
+
+impl Ctx {
+    fn respond<T: Encodable>(&self, body: &T) -> ResponseFrame {
+        encode_response(self.api_key, self.version, self.correlation_id, body)
+    }
+}
+
+/// The Kafka error code and message for a topic operation failure.
+pub(crate) fn topic_error_code(e: &TopicError) -> i16 {
+    match e {
+        TopicError::InvalidName(_) => error::INVALID_TOPIC_EXCEPTION,
+        TopicError::AlreadyExists => error::TOPIC_ALREADY_EXISTS,
+        TopicError::Unknown => error::UNKNOWN_TOPIC_OR_PARTITION,
+        TopicError::InvalidPartitions(_) => error::INVALID_PARTITIONS,
+        TopicError::InvalidConfig(_) => error::INVALID_CONFIG,
+        TopicError::Io(_) => error::KAFKA_STORAGE_ERROR,
+    }
+}
+
+/// A `StrBytes` from an owned string.
+pub(crate) fn sb(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}

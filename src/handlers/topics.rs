@@ -1,0 +1,222 @@
+//! CreateTopics and DeleteTopics.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
+};
+
+use super::{sb, topic_error_code, Ctx};
+use crate::broker::{Broker, TopicError};
+use crate::log::LogConfig;
+use crate::protocol::{error, ResponseFrame};
+use crate::topic_config;
+
+/// Checks a CreatableTopic's shape; returns (partitions, configs) or (code, message).
+fn check_shape(
+    broker: &Broker,
+    t: &CreatableTopic,
+) -> Result<(i32, BTreeMap<String, String>), (i16, String)> {
+    let node = broker.config.node_id;
+    let mut partitions = t.num_partitions;
+    if !t.assignments.is_empty() {
+        if t.num_partitions != -1 || t.replication_factor != -1 {
+            return Err((
+                error::INVALID_REQUEST,
+                "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into(),
+            ));
+        }
+        let mut seen: Vec<i32> = t.assignments.iter().map(|a| a.partition_index).collect();
+        seen.sort_unstable();
+        let consecutive = seen
+            .iter()
+            .enumerate()
+            .all(|(i, p)| i32::try_from(i).ok() == Some(*p));
+        if !consecutive {
+            return Err((
+                error::INVALID_REPLICA_ASSIGNMENT,
+                "partitions must be numbered 0..n without gaps".into(),
+            ));
+        }
+        if let Some(a) = t
+            .assignments
+            .iter()
+            .find(|a| a.broker_ids.len() != 1 || a.broker_ids[0].0 != node)
+        {
+            return Err((
+                error::INVALID_REPLICA_ASSIGNMENT,
+                format!(
+                    "partition {} must be assigned to exactly broker {node}",
+                    a.partition_index
+                ),
+            ));
+        }
+        partitions = i32::try_from(t.assignments.len()).unwrap_or(i32::MAX);
+    } else if t.replication_factor != 1 && t.replication_factor != -1 {
+        return Err((
+            error::INVALID_REPLICATION_FACTOR,
+            format!(
+                "Replication factor: {} larger than available brokers: 1.",
+                t.replication_factor
+            ),
+        ));
+    }
+    if partitions == 0 || partitions < -1 {
+        return Err((
+            error::INVALID_PARTITIONS,
+            format!("Number of partitions must be larger than 0, got {partitions}"),
+        ));
+    }
+    let mut configs = BTreeMap::new();
+    for c in &t.configs {
+        let Some(v) = &c.value else {
+            return Err((
+                error::INVALID_CONFIG,
+                format!("Null value not supported for topic config {}", c.name),
+            ));
+        };
+        configs.insert(c.name.to_string(), v.to_string());
+    }
+    Ok((partitions, configs))
+}
+
+fn config_list(log: &LogConfig, configs: &BTreeMap<String, String>) -> Vec<CreatableTopicConfigs> {
+    topic_config::describe(log, configs)
+        .into_iter()
+        .map(|e| {
+            let mut c = CreatableTopicConfigs::default();
+            c.name = sb(e.name);
+            c.value = Some(sb(e.value));
+            c.config_source = e.source as i8;
+            c
+        })
+        .collect()
+}
+
+/// CreateTopics v2-v7, with validate_only.
+pub(super) async fn create(
+    broker: &Arc<Broker>,
+    ctx: &Ctx,
+    req: CreateTopicsRequest,
+) -> ResponseFrame {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for t in &req.topics {
+        *counts.entry(t.name.0.to_string()).or_default() += 1;
+    }
+    let mut resp = CreateTopicsResponse::default();
+    for t in &req.topics {
+        let name = t.name.0.to_string();
+        let mut r = CreatableTopicResult::default();
+        r.name = t.name.clone();
+        r.num_partitions = -1;
+        r.replication_factor = -1;
+        let outcome: Result<(), (i16, String)> = async {
+            if counts[&name] > 1 {
+                return Err((
+                    error::INVALID_REQUEST,
+                    format!("Create topics request from client contains multiple entries for topic {name}"),
+                ));
+            }
+            let (partitions, configs) = check_shape(broker, t)?;
+            let to_err = |e: TopicError| (topic_error_code(&e), e.to_string());
+            if req.validate_only {
+                let (n, log) = broker.check_create(&name, partitions, &configs).map_err(to_err)?;
+                r.num_partitions = n;
+                r.replication_factor = 1;
+                r.configs = Some(config_list(&log, &configs));
+            } else {
+                let topic = broker.create_topic(&name, partitions, configs).await.map_err(to_err)?;
+                r.topic_id = topic.id;
+                r.num_partitions = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+                r.replication_factor = 1;
+                r.configs = Some(config_list(&topic.log_config, &topic.configs));
+            }
+            Ok(())
+        }
+        .await;
+        if let Err((code, message)) = outcome {
+            r.error_code = code;
+            r.error_message = Some(sb(message));
+        }
+        if ctx.version < 5 {
+            r.configs = None;
+        }
+        if ctx.version < 7 {
+            r.topic_id = uuid::Uuid::nil();
+        }
+        resp.topics.push(r);
+    }
+    ctx.respond(&resp)
+}
+
+/// DeleteTopics v1-v6, by name or (v6) by topic id.
+pub(super) async fn delete(
+    broker: &Arc<Broker>,
+    ctx: &Ctx,
+    req: DeleteTopicsRequest,
+) -> ResponseFrame {
+    // Normalise both request shapes into (name, id) pairs.
+    let wanted: Vec<(Option<String>, uuid::Uuid)> = if ctx.version >= 6 {
+        req.topics
+            .iter()
+            .map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id))
+            .collect()
+    } else {
+        req.topic_names
+            .iter()
+            .map(|n| (Some(n.0.to_string()), uuid::Uuid::nil()))
+            .collect()
+    };
+    let mut resp = DeleteTopicsResponse::default();
+    for (name, id) in wanted {
+        let mut r = DeletableTopicResult::default();
+        r.name = name.clone().map(|n| TopicName(sb(n)));
+        if ctx.version >= 6 {
+            r.topic_id = id;
+        }
+        let topic = match (&name, id.is_nil()) {
+            (Some(_), false) => Err((
+                error::INVALID_REQUEST,
+                "give a topic name or an id, not both".to_string(),
+            )),
+            (Some(n), true) => broker.topic(n).ok_or((
+                error::UNKNOWN_TOPIC_OR_PARTITION,
+                format!("unknown topic {n}"),
+            )),
+            (None, false) => broker
+                .topic_by_id(&id)
+                .ok_or((error::UNKNOWN_TOPIC_ID, format!("unknown topic id {id}"))),
+            (None, true) => Err((
+                error::INVALID_REQUEST,
+                "neither topic name nor id".to_string(),
+            )),
+        };
+        let outcome = match topic {
+            Ok(t) => {
+                r.name = Some(TopicName(sb(t.name.clone())));
+                if ctx.version >= 6 {
+                    r.topic_id = t.id;
+                }
+                broker
+                    .delete_topic(&t)
+                    .await
+                    .map_err(|e| (topic_error_code(&e), e.to_string()))
+            }
+            Err(e) => Err(e),
+        };
+        if let Err((code, message)) = outcome {
+            r.error_code = code;
+            if ctx.version >= 5 {
+                r.error_message = Some(sb(message));
+            }
+        }
+        resp.responses.push(r);
+    }
+    ctx.respond(&resp)
+}
