@@ -24,6 +24,9 @@ const META_FILE: &str = "meta.properties";
 const TOPIC_META_FILE: &str = "topic.meta";
 const CLEAN_MARKER: &str = ".clean-shutdown";
 const DELETED_PREFIX: &str = ".deleted-";
+const PRODUCER_IDS_FILE: &str = "producer-ids.properties";
+/// Producer ids reserved on disk at a time: one fsync per this many producers.
+const PRODUCER_ID_BLOCK: i64 = 1000;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -272,6 +275,8 @@ pub struct Broker {
     admin_lock: tokio::sync::Mutex<()>,
     /// Set once shutdown has closed the logs.
     closed: AtomicBool,
+    /// Producer ids: next to hand out and the end of the block reserved on disk.
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Becomes true when shutdown starts: parked fetches answer at once.
     shutdown_tx: tokio::sync::watch::Sender<bool>,
 }
@@ -357,6 +362,7 @@ impl Broker {
             admin_lock: tokio::sync::Mutex::new(()),
             closed: AtomicBool::new(false),
             shutdown_tx: tokio::sync::watch::channel(false).0,
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
         }))
     }
 
@@ -577,6 +583,33 @@ impl Broker {
             // The flusher only drops a sender when the process is exiting.
             let _ = rx.await;
         }
+    }
+
+    /// A producer id never handed out before, in this life or an earlier one.
+    /// Ids are reserved on disk in blocks, so a restart skips to the next block.
+    pub async fn next_producer_id(&self) -> io::Result<i64> {
+        let mut ids = self.producer_ids.lock().await;
+        if ids.0 >= ids.1 {
+            let path = self.config.data_dir.join(PRODUCER_IDS_FILE);
+            let (start, end) = tokio::task::spawn_blocking(move || -> io::Result<(i64, i64)> {
+                let start = if path.exists() {
+                    read_properties(&path)?.get("next.block").and_then(|v| v.parse().ok()).unwrap_or(0)
+                } else {
+                    0
+                };
+                let end = start + PRODUCER_ID_BLOCK;
+                let mut props = BTreeMap::new();
+                props.insert("next.block".to_string(), end.to_string());
+                write_properties(&path, &props)?;
+                Ok((start, end))
+            })
+            .await
+            .map_err(io::Error::other)??;
+            *ids = (start, end);
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
     }
 
     /// Tells parked requests that the broker is stopping.

@@ -7,7 +7,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::{
+use kafka_protocol::messages::{InitProducerIdRequest, 
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, DeleteTopicsRequest,
     FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestHeader,
     ResponseHeader,
@@ -27,6 +27,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::InitProducerId, 0, 5),
 ];
 
 // The codec must cover every version we advertise.
@@ -68,6 +69,10 @@ pub mod error {
     pub const INVALID_CONFIG: i16 = 40;
     /// The request is malformed or inconsistent.
     pub const INVALID_REQUEST: i16 = 42;
+    /// An idempotent producer's sequence is out of order.
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    /// An idempotent producer's epoch is stale.
+    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
     /// The fetch session id is not known.
     pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
     /// The broker failed on storage.
@@ -105,6 +110,8 @@ pub enum Request {
     CreateTopics(CreateTopicsRequest),
     /// DeleteTopics.
     DeleteTopics(DeleteTopicsRequest),
+    /// InitProducerId (idempotent producers only).
+    InitProducerId(InitProducerIdRequest),
 }
 
 /// A request with the header fields handlers and encoders need.
@@ -224,6 +231,7 @@ pub fn decode_request(mut frame: Bytes) -> Result<RequestFrame, DecodeError> {
         ApiKey::DeleteTopics => {
             Request::DeleteTopics(decode_body(&mut frame, v).map_err(malformed)?)
         }
+        ApiKey::InitProducerId => Request::InitProducerId(decode_body(&mut frame, v).map_err(malformed)?),
         _ => return Err(unsupported),
     };
     Ok(RequestFrame {

@@ -6,6 +6,7 @@ mod fetch;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod producer_id;
 mod topics;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub async fn dispatch(broker: &Arc<Broker>, req: RequestFrame) -> Option<Respons
         Request::ListOffsets(r) => Some(list_offsets::handle(broker, &ctx, r).await),
         Request::CreateTopics(r) => Some(topics::create(broker, &ctx, r).await),
         Request::DeleteTopics(r) => Some(topics::delete(broker, &ctx, r).await),
+        Request::InitProducerId(r) => Some(producer_id::handle(broker, &ctx, r).await),
     }
 }
 

@@ -33,6 +33,9 @@ fn append_error(e: &AppendError) -> i16 {
     match e {
         AppendError::Batch(_) => error::CORRUPT_MESSAGE,
         AppendError::TooLarge { .. } => error::MESSAGE_TOO_LARGE,
+        AppendError::InvalidProducerEpoch => error::INVALID_PRODUCER_EPOCH,
+        AppendError::OutOfOrderSequence { .. } => error::OUT_OF_ORDER_SEQUENCE_NUMBER,
+        AppendError::Unsupported(_) => error::INVALID_RECORD,
         AppendError::Io(e) if e.kind() == std::io::ErrorKind::NotFound => {
             error::UNKNOWN_TOPIC_OR_PARTITION
         }

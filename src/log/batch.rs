@@ -24,7 +24,13 @@ const OFF_LAST_OFFSET_DELTA: usize = 23;
 const OFF_BASE_TIMESTAMP: usize = 27;
 const OFF_MAX_TIMESTAMP: usize = 35;
 const OFF_PRODUCER_ID: usize = 43;
+const OFF_PRODUCER_EPOCH: usize = 51;
+const OFF_BASE_SEQUENCE: usize = 53;
 const OFF_RECORDS_COUNT: usize = 57;
+/// Attributes bit marking a transactional batch.
+pub const ATTR_TRANSACTIONAL: i16 = 0x10;
+/// Attributes bit marking a control batch (transaction marker).
+pub const ATTR_CONTROL: i16 = 0x20;
 
 /// Why a batch was rejected. Each maps to one Kafka error in `handlers`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +116,10 @@ pub struct BatchHeader {
     pub max_timestamp: i64,
     /// Idempotent producer id, -1 when none.
     pub producer_id: i64,
+    /// Producer epoch, -1 when none.
+    pub producer_epoch: i16,
+    /// Sequence number of the first record, -1 when none.
+    pub base_sequence: i32,
     /// Number of records in the batch.
     pub records_count: i32,
 }
@@ -130,6 +140,8 @@ impl BatchHeader {
             base_timestamp: be_i64(b, OFF_BASE_TIMESTAMP),
             max_timestamp: be_i64(b, OFF_MAX_TIMESTAMP),
             producer_id: be_i64(b, OFF_PRODUCER_ID),
+            producer_epoch: be_i16(b, OFF_PRODUCER_EPOCH),
+            base_sequence: be_i32(b, OFF_BASE_SEQUENCE),
             records_count: be_i32(b, OFF_RECORDS_COUNT),
         })
     }
@@ -154,10 +166,21 @@ impl BatchHeader {
         self.base_offset + i64::from(self.last_offset_delta)
     }
 
+    /// Sequence number of the last record (sequences wrap to 0 after `i32::MAX`).
+    pub fn last_sequence(&self) -> i32 {
+        add_sequence(self.base_sequence, self.last_offset_delta)
+    }
+
     /// Offset just past this batch.
     pub fn next_offset(&self) -> i64 {
         self.last_offset() + 1
     }
+}
+
+/// `seq + delta` with Kafka's wrap-around to 0 after `i32::MAX`.
+pub fn add_sequence(seq: i32, delta: i32) -> i32 {
+    let sum = i64::from(seq) + i64::from(delta);
+    (sum % (i64::from(i32::MAX) + 1)) as i32
 }
 
 /// Validates one complete batch: length, magic, CRC-32C and record count.

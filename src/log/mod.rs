@@ -9,6 +9,7 @@
 pub mod batch;
 pub mod index;
 pub mod partition;
+pub mod producer;
 pub mod segment;
 
 pub use batch::{BatchError, BatchHeader};

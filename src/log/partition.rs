@@ -6,7 +6,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::batch::{self, BatchError};
+use super::batch::{self, add_sequence, BatchError};
+use super::producer::{ProducerStates, Verdict};
 use super::segment::{self, FileSlice, Segment};
 use super::LogConfig;
 
@@ -22,6 +23,17 @@ pub enum AppendError {
         /// The configured maximum.
         max: u64,
     },
+    /// An idempotent producer's epoch is older than its current one.
+    InvalidProducerEpoch,
+    /// An idempotent producer skipped or reordered sequence numbers.
+    OutOfOrderSequence {
+        /// Sequence the broker expected.
+        expected: i32,
+        /// Sequence the batch carried.
+        got: i32,
+    },
+    /// A batch kind this broker does not accept yet (transactional, control).
+    Unsupported(&'static str),
     /// The file system failed; the caller treats this as fatal for durability.
     Io(io::Error),
 }
@@ -33,6 +45,11 @@ impl fmt::Display for AppendError {
             AppendError::TooLarge { size, max } => {
                 write!(f, "batch of {size} bytes exceeds max.message.bytes {max}")
             }
+            AppendError::InvalidProducerEpoch => write!(f, "producer epoch is older than the current one"),
+            AppendError::OutOfOrderSequence { expected, got } => {
+                write!(f, "out of order sequence number: expected {expected}, got {got}")
+            }
+            AppendError::Unsupported(what) => write!(f, "{what} are not supported"),
             AppendError::Io(e) => write!(f, "i/o error: {e}"),
         }
     }
@@ -82,6 +99,8 @@ pub struct PartitionLog {
     next_offset: i64,
     /// Every offset below this is on stable storage.
     flushed_offset: i64,
+    /// Idempotent producers' recent batches, for duplicate and sequence checks.
+    producers: ProducerStates,
 }
 
 fn parse_segment_name(name: &str) -> Option<i64> {
@@ -131,18 +150,15 @@ impl PartitionLog {
         if segments.is_empty() {
             segments.insert(0, Segment::create(dir, 0, &config, now_ms)?);
         }
-        let next_offset = segments
-            .values()
-            .next_back()
-            .map(|s| s.next_offset())
-            .expect("one segment");
-        Ok(PartitionLog {
-            dir: dir.to_path_buf(),
-            config,
-            segments,
-            next_offset,
-            flushed_offset: next_offset,
-        })
+        let active = segments.values().next_back().expect("one segment");
+        let next_offset = active.next_offset();
+        let mut producers = ProducerStates::default();
+        if recover {
+            // Producers may retry batches whose acknowledgement the crash lost:
+            // remember the recent batches so those retries are recognised.
+            active.for_each_header(|h| producers.record(h))?;
+        }
+        Ok(PartitionLog { dir: dir.to_path_buf(), config, segments, next_offset, flushed_offset: next_offset, producers })
     }
 
     fn active(&mut self) -> &mut Segment {
@@ -170,6 +186,35 @@ impl PartitionLog {
                     max: self.config.max_message_bytes,
                 });
             }
+        }
+        let mut prev: Option<&batch::BatchHeader> = None;
+        for (_, h) in &headers {
+            if h.attributes & (batch::ATTR_TRANSACTIONAL | batch::ATTR_CONTROL) != 0 {
+                return Err(AppendError::Unsupported("transactional and control batches"));
+            }
+            match prev {
+                // Later batches of one request must continue the first one's sequence.
+                Some(p) if p.producer_id == h.producer_id && h.producer_id >= 0 => {
+                    let expected = add_sequence(p.last_sequence(), 1);
+                    if h.producer_epoch != p.producer_epoch || h.base_sequence != expected {
+                        return Err(AppendError::OutOfOrderSequence { expected, got: h.base_sequence });
+                    }
+                }
+                _ => match self.producers.check(h) {
+                    Verdict::Append => {}
+                    Verdict::Duplicate { base_offset, last_offset } if headers.len() == 1 => {
+                        return Ok(AppendInfo { base_offset, last_offset });
+                    }
+                    Verdict::Duplicate { .. } => {
+                        return Err(AppendError::Unsupported("duplicate batches inside multi-batch requests"));
+                    }
+                    Verdict::StaleEpoch => return Err(AppendError::InvalidProducerEpoch),
+                    Verdict::OutOfOrder { expected, got } => {
+                        return Err(AppendError::OutOfOrderSequence { expected, got });
+                    }
+                },
+            }
+            prev = Some(h);
         }
         let base_offset = self.next_offset;
         let mut next = base_offset;
@@ -285,6 +330,7 @@ impl PartitionLog {
         seg.truncate_to(offset)?;
         self.next_offset = seg.next_offset();
         self.flushed_offset = self.flushed_offset.min(self.next_offset);
+        self.producers.clear();
         segment::sync_dir(&self.dir)?;
         Ok(())
     }

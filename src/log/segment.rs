@@ -264,6 +264,16 @@ impl Segment {
         u32::try_from(offset - self.base_offset).expect("relative offset fits u32")
     }
 
+    /// Calls `f` with every batch header in order (blocking reads of 61 bytes each).
+    pub fn for_each_header(&self, mut f: impl FnMut(&BatchHeader)) -> io::Result<()> {
+        let mut pos = 0u64;
+        while let Some(h) = read_header(&self.file, pos, self.size)? {
+            f(&h);
+            pos += h.total_bytes() as u64;
+        }
+        Ok(())
+    }
+
     /// Whether appending `bytes` more (ending at `last_offset`) needs a new segment first.
     pub fn needs_roll(&self, bytes: u64, last_offset: i64, cfg: &LogConfig, now_ms: i64) -> bool {
         if self.size == 0 {
