@@ -593,7 +593,10 @@ impl Broker {
             let path = self.config.data_dir.join(PRODUCER_IDS_FILE);
             let (start, end) = tokio::task::spawn_blocking(move || -> io::Result<(i64, i64)> {
                 let start = if path.exists() {
-                    read_properties(&path)?.get("next.block").and_then(|v| v.parse().ok()).unwrap_or(0)
+                    read_properties(&path)?
+                        .get("next.block")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0)
                 } else {
                     0
                 };

@@ -7,10 +7,10 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::{InitProducerIdRequest, 
+use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, DeleteTopicsRequest,
-    FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestHeader,
-    ResponseHeader,
+    FetchRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
+    RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 use uuid::Uuid;
@@ -231,7 +231,9 @@ pub fn decode_request(mut frame: Bytes) -> Result<RequestFrame, DecodeError> {
         ApiKey::DeleteTopics => {
             Request::DeleteTopics(decode_body(&mut frame, v).map_err(malformed)?)
         }
-        ApiKey::InitProducerId => Request::InitProducerId(decode_body(&mut frame, v).map_err(malformed)?),
+        ApiKey::InitProducerId => {
+            Request::InitProducerId(decode_body(&mut frame, v).map_err(malformed)?)
+        }
         _ => return Err(unsupported),
     };
     Ok(RequestFrame {

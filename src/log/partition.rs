@@ -45,9 +45,14 @@ impl fmt::Display for AppendError {
             AppendError::TooLarge { size, max } => {
                 write!(f, "batch of {size} bytes exceeds max.message.bytes {max}")
             }
-            AppendError::InvalidProducerEpoch => write!(f, "producer epoch is older than the current one"),
+            AppendError::InvalidProducerEpoch => {
+                write!(f, "producer epoch is older than the current one")
+            }
             AppendError::OutOfOrderSequence { expected, got } => {
-                write!(f, "out of order sequence number: expected {expected}, got {got}")
+                write!(
+                    f,
+                    "out of order sequence number: expected {expected}, got {got}"
+                )
             }
             AppendError::Unsupported(what) => write!(f, "{what} are not supported"),
             AppendError::Io(e) => write!(f, "i/o error: {e}"),
@@ -158,7 +163,14 @@ impl PartitionLog {
             // remember the recent batches so those retries are recognised.
             active.for_each_header(|h| producers.record(h))?;
         }
-        Ok(PartitionLog { dir: dir.to_path_buf(), config, segments, next_offset, flushed_offset: next_offset, producers })
+        Ok(PartitionLog {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            next_offset,
+            flushed_offset: next_offset,
+            producers,
+        })
     }
 
     fn active(&mut self) -> &mut Segment {
@@ -190,23 +202,36 @@ impl PartitionLog {
         let mut prev: Option<&batch::BatchHeader> = None;
         for (_, h) in &headers {
             if h.attributes & (batch::ATTR_TRANSACTIONAL | batch::ATTR_CONTROL) != 0 {
-                return Err(AppendError::Unsupported("transactional and control batches"));
+                return Err(AppendError::Unsupported(
+                    "transactional and control batches",
+                ));
             }
             match prev {
                 // Later batches of one request must continue the first one's sequence.
                 Some(p) if p.producer_id == h.producer_id && h.producer_id >= 0 => {
                     let expected = add_sequence(p.last_sequence(), 1);
                     if h.producer_epoch != p.producer_epoch || h.base_sequence != expected {
-                        return Err(AppendError::OutOfOrderSequence { expected, got: h.base_sequence });
+                        return Err(AppendError::OutOfOrderSequence {
+                            expected,
+                            got: h.base_sequence,
+                        });
                     }
                 }
                 _ => match self.producers.check(h) {
                     Verdict::Append => {}
-                    Verdict::Duplicate { base_offset, last_offset } if headers.len() == 1 => {
-                        return Ok(AppendInfo { base_offset, last_offset });
+                    Verdict::Duplicate {
+                        base_offset,
+                        last_offset,
+                    } if headers.len() == 1 => {
+                        return Ok(AppendInfo {
+                            base_offset,
+                            last_offset,
+                        });
                     }
                     Verdict::Duplicate { .. } => {
-                        return Err(AppendError::Unsupported("duplicate batches inside multi-batch requests"));
+                        return Err(AppendError::Unsupported(
+                            "duplicate batches inside multi-batch requests",
+                        ));
                     }
                     Verdict::StaleEpoch => return Err(AppendError::InvalidProducerEpoch),
                     Verdict::OutOfOrder { expected, got } => {
@@ -235,6 +260,9 @@ impl PartitionLog {
             .append(records, &headers, now_ms)
             .map_err(AppendError::Io)?;
         self.next_offset = next;
+        for (_, h) in &headers {
+            self.producers.record(h);
+        }
         Ok(AppendInfo {
             base_offset,
             last_offset,

@@ -77,16 +77,29 @@ impl ProducerStates {
             return if h.base_sequence == 0 {
                 Verdict::Append
             } else {
-                Verdict::OutOfOrder { expected: 0, got: h.base_sequence }
+                Verdict::OutOfOrder {
+                    expected: 0,
+                    got: h.base_sequence,
+                }
             };
         }
         let last_seq = h.last_sequence();
-        if let Some(s) = e.batches.iter().find(|s| s.first_seq == h.base_sequence && s.last_seq == last_seq) {
-            return Verdict::Duplicate { base_offset: s.base_offset, last_offset: s.last_offset };
+        if let Some(s) = e
+            .batches
+            .iter()
+            .find(|s| s.first_seq == h.base_sequence && s.last_seq == last_seq)
+        {
+            return Verdict::Duplicate {
+                base_offset: s.base_offset,
+                last_offset: s.last_offset,
+            };
         }
         match e.batches.back() {
             Some(last) if add_sequence(last.last_seq, 1) != h.base_sequence => {
-                Verdict::OutOfOrder { expected: add_sequence(last.last_seq, 1), got: h.base_sequence }
+                Verdict::OutOfOrder {
+                    expected: add_sequence(last.last_seq, 1),
+                    got: h.base_sequence,
+                }
             }
             _ => Verdict::Append,
         }
@@ -100,14 +113,23 @@ impl ProducerStates {
         self.clock += 1;
         let clock = self.clock;
         if !self.producers.contains_key(&h.producer_id) && self.producers.len() >= PRODUCERS_MAX {
-            if let Some(oldest) = self.producers.iter().min_by_key(|(_, e)| e.touched).map(|(k, _)| *k) {
+            if let Some(oldest) = self
+                .producers
+                .iter()
+                .min_by_key(|(_, e)| e.touched)
+                .map(|(k, _)| *k)
+            {
                 self.producers.remove(&oldest);
             }
         }
         let e = self
             .producers
             .entry(h.producer_id)
-            .or_insert_with(|| Entry { epoch: h.producer_epoch, batches: VecDeque::new(), touched: clock });
+            .or_insert_with(|| Entry {
+                epoch: h.producer_epoch,
+                batches: VecDeque::new(),
+                touched: clock,
+            });
         if h.producer_epoch != e.epoch {
             e.epoch = h.producer_epoch;
             e.batches.clear();
@@ -157,10 +179,28 @@ mod tests {
         let a = h(7, 0, 0, 3, 10);
         assert_eq!(s.check(&a), Verdict::Append);
         s.record(&a);
-        assert_eq!(s.check(&h(7, 0, 0, 3, 0)), Verdict::Duplicate { base_offset: 10, last_offset: 12 });
-        assert_eq!(s.check(&h(7, 0, 5, 1, 0)), Verdict::OutOfOrder { expected: 3, got: 5 });
+        assert_eq!(
+            s.check(&h(7, 0, 0, 3, 0)),
+            Verdict::Duplicate {
+                base_offset: 10,
+                last_offset: 12
+            }
+        );
+        assert_eq!(
+            s.check(&h(7, 0, 5, 1, 0)),
+            Verdict::OutOfOrder {
+                expected: 3,
+                got: 5
+            }
+        );
         assert_eq!(s.check(&h(7, 0, 3, 1, 0)), Verdict::Append);
-        assert_eq!(s.check(&h(7, 1, 4, 1, 0)), Verdict::OutOfOrder { expected: 0, got: 4 });
+        assert_eq!(
+            s.check(&h(7, 1, 4, 1, 0)),
+            Verdict::OutOfOrder {
+                expected: 0,
+                got: 4
+            }
+        );
         s.record(&h(7, 1, 0, 1, 20));
         assert_eq!(s.check(&h(7, 0, 3, 1, 0)), Verdict::StaleEpoch);
         assert_eq!(s.check(&h(8, 0, 42, 1, 0)), Verdict::Append);
@@ -179,7 +219,19 @@ mod tests {
         for i in 0..6 {
             s.record(&h(1, 0, i, 1, i64::from(i)));
         }
-        assert_eq!(s.check(&h(1, 0, 0, 1, 0)), Verdict::OutOfOrder { expected: 6, got: 0 });
-        assert_eq!(s.check(&h(1, 0, 1, 1, 0)), Verdict::Duplicate { base_offset: 1, last_offset: 1 });
+        assert_eq!(
+            s.check(&h(1, 0, 0, 1, 0)),
+            Verdict::OutOfOrder {
+                expected: 6,
+                got: 0
+            }
+        );
+        assert_eq!(
+            s.check(&h(1, 0, 1, 1, 0)),
+            Verdict::Duplicate {
+                base_offset: 1,
+                last_offset: 1
+            }
+        );
     }
 }

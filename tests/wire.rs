@@ -1,0 +1,624 @@
+//! In-process wire tests: a real server on 127.0.0.1:0 and hand-built requests,
+//! including the negative cases (bad frames, unknown APIs, bad CRCs).
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{Client, TestBroker};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use sluice::log::batch::build_test_batch;
+use sluice::protocol::SUPPORTED;
+
+// The binary's allocator: without it, the huge-array case below aborts the process.
+#[global_allocator]
+static ALLOC: sluice::alloc::LazyLargeAlloc = sluice::alloc::LazyLargeAlloc;
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+fn produce_req(topic: &str, partition: i32, records: Vec<u8>, acks: i16) -> ProduceRequest {
+    let pd = PartitionProduceData::default()
+        .with_index(partition)
+        .with_records(Some(Bytes::from(records)));
+    let td = TopicProduceData::default()
+        .with_name(name(topic))
+        .with_partition_data(vec![pd]);
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![td])
+}
+
+fn fetch_req(
+    topic: &str,
+    id: uuid::Uuid,
+    offset: i64,
+    max_wait_ms: i32,
+    max_bytes: i32,
+) -> FetchRequest {
+    let fp = FetchPartition::default()
+        .with_partition(0)
+        .with_fetch_offset(offset)
+        .with_partition_max_bytes(max_bytes);
+    let ft = FetchTopic::default()
+        .with_topic(name(topic))
+        .with_topic_id(id)
+        .with_partitions(vec![fp]);
+    FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(max_bytes)
+        .with_session_epoch(-1)
+        .with_topics(vec![ft])
+}
+
+async fn create_topic(
+    c: &mut Client,
+    topic: &str,
+    configs: &[(&str, &str)],
+) -> CreateTopicsResponse {
+    let t = CreatableTopic::default()
+        .with_name(name(topic))
+        .with_num_partitions(1)
+        .with_replication_factor(1)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_string(k.to_string()))
+                        .with_value(Some(StrBytes::from_string(v.to_string())))
+                })
+                .collect(),
+        );
+    c.call(
+        ApiKey::CreateTopics,
+        7,
+        &CreateTopicsRequest::default()
+            .with_topics(vec![t])
+            .with_timeout_ms(1000),
+    )
+    .await
+}
+
+async fn produce(c: &mut Client, topic: &str, values: &[&[u8]]) -> i64 {
+    let r: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req(topic, 0, build_test_batch(1000, values), -1),
+        )
+        .await;
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 0, "{:?}", p.error_message);
+    p.base_offset
+}
+
+#[tokio::test]
+async fn every_advertised_version_decodes_and_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestBroker::start(dir.path()).await;
+    let mut c = b.client().await;
+    for &(key, lo, hi) in SUPPORTED {
+        for v in lo..=hi {
+            let id = match key {
+                ApiKey::Produce => {
+                    c.send(key, v, &ProduceRequest::default().with_acks(1))
+                        .await
+                }
+                ApiKey::Fetch => {
+                    c.send(key, v, &FetchRequest::default().with_session_epoch(-1))
+                        .await
+                }
+                ApiKey::ListOffsets => c.send(key, v, &ListOffsetsRequest::default()).await,
+                ApiKey::Metadata => c.send(key, v, &MetadataRequest::default()).await,
+                ApiKey::ApiVersions => {
+                    let r = ApiVersionsRequest::default()
+                        .with_client_software_name(StrBytes::from_static_str("test"))
+                        .with_client_software_version(StrBytes::from_static_str("1.0"));
+                    c.send(key, v, &r).await
+                }
+                ApiKey::CreateTopics => c.send(key, v, &CreateTopicsRequest::default()).await,
+                ApiKey::DeleteTopics => c.send(key, v, &DeleteTopicsRequest::default()).await,
+                ApiKey::InitProducerId => c.send(key, v, &InitProducerIdRequest::default()).await,
+                other => panic!("add {other:?} to this test"),
+            };
+            let mut frame = c
+                .recv_frame()
+                .await
+                .unwrap_or_else(|| panic!("{key:?} v{v}: connection closed"));
+            let h = ResponseHeader::decode(&mut frame, key.response_header_version(v)).unwrap();
+            assert_eq!(h.correlation_id, id, "{key:?} v{v}");
+            assert!(!frame.is_empty());
+        }
+    }
+    b.stop().await;
+}
+
+use kafka_protocol::protocol::Decodable;
+
+#[tokio::test]
+async fn api_versions_lists_the_table_and_falls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestBroker::start(dir.path()).await;
+    let mut c = b.client().await;
+    let r: ApiVersionsResponse = c
+        .call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default())
+        .await;
+    assert_eq!(r.error_code, 0);
+    assert_eq!(r.api_keys.len(), SUPPORTED.len());
+    // Too new: header v0, v0 body, UNSUPPORTED_VERSION and our list.
+    let id = c
+        .send(ApiKey::ApiVersions, 4, &ApiVersionsRequest::default())
+        .await;
+    let _ = c.recv_frame().await; // v4 with empty names is INVALID_REQUEST; read and drop
+    let mut raw = Client::frame(
+        ApiKey::ApiVersions,
+        3,
+        id + 1,
+        &ApiVersionsRequest::default(),
+    )
+    .to_vec();
+    raw[6..8].copy_from_slice(&99i16.to_be_bytes());
+    c.send_raw(&raw).await.unwrap();
+    let r: ApiVersionsResponse = c.recv(ApiKey::ApiVersions, 0, id + 1).await;
+    assert_eq!(r.error_code, 35);
+    assert_eq!(r.api_keys.len(), SUPPORTED.len());
+    // v3+ with an invalid software name.
+    let bad = ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("-bad"))
+        .with_client_software_version(StrBytes::from_static_str("1"));
+    let r: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 3, &bad).await;
+    assert_eq!(r.error_code, 42);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn bad_frames_close_the_connection_and_the_broker_lives() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestBroker::start(dir.path()).await;
+    let cases: Vec<Vec<u8>> = vec![
+        (-1i32).to_be_bytes().to_vec(),    // negative size
+        (i32::MAX).to_be_bytes().to_vec(), // oversized
+        [0, 0, 0, 3, 0, 0, 0].to_vec(),    // shorter than a header
+        {
+            let mut f = Client::frame(ApiKey::Produce, 3, 1, &ProduceRequest::default()).to_vec();
+            f[6..8].copy_from_slice(&2i16.to_be_bytes()); // Produce v2: below our range
+            f
+        },
+        {
+            let mut f = Client::frame(ApiKey::Metadata, 1, 1, &MetadataRequest::default()).to_vec();
+            f[4..6].copy_from_slice(&9999i16.to_be_bytes()); // unknown API key
+            f
+        },
+        {
+            let mut f = Client::frame(
+                ApiKey::Metadata,
+                9,
+                1,
+                &MetadataRequest::default().with_topics(Some(vec![])),
+            )
+            .to_vec();
+            let n = f.len();
+            f.truncate(n - 2); // body cut short, size patched to match
+            let len = (f.len() - 4) as i32;
+            f[0..4].copy_from_slice(&len.to_be_bytes());
+            f
+        },
+        {
+            // Metadata v0 claiming 2^31-1 topics in a 20-byte frame: must not allocate them.
+            let mut f = Client::frame(
+                ApiKey::Metadata,
+                0,
+                1,
+                &MetadataRequest::default().with_topics(Some(vec![])),
+            )
+            .to_vec();
+            let n = f.len();
+            f[n - 4..].copy_from_slice(&i32::MAX.to_be_bytes());
+            f
+        },
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        let mut c = b.client().await;
+        c.send_raw(case).await.unwrap();
+        assert!(c.closed().await, "case {i} did not close the connection");
+    }
+    let mut c = b.client().await;
+    let r: MetadataResponse = c
+        .call(ApiKey::Metadata, 12, &MetadataRequest::default())
+        .await;
+    assert_eq!(r.brokers.len(), 1);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn metadata_reports_ids_and_auto_creates() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestBroker::start(dir.path()).await;
+    let mut c = b.client().await;
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(name("auto")))
+        ]))
+        .with_allow_auto_topic_creation(true);
+    let r: MetadataResponse = c.call(ApiKey::Metadata, 12, &req).await;
+    let t = &r.topics[0];
+    assert_eq!(t.error_code, 0);
+    assert!(!t.topic_id.is_nil());
+    assert_eq!(t.topic_authorized_operations, i32::MIN);
+    assert_eq!(r.cluster_id.as_ref().unwrap().len(), 22);
+    assert_eq!(r.controller_id.0, 1);
+    let id = t.topic_id;
+    // By id (v10+), and the id is stable across a restart.
+    b.stop().await;
+    let b = TestBroker::start(dir.path()).await;
+    let mut c = b.client().await;
+    let req = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
+        .with_name(None)
+        .with_topic_id(id)]));
+    let r: MetadataResponse = c.call(ApiKey::Metadata, 12, &req).await;
+    assert_eq!(r.topics[0].name.as_ref().unwrap().0.as_str(), "auto");
+    // No auto-creation when the client says no.
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(name("nope")))
+        ]))
+        .with_allow_auto_topic_creation(false);
+    let r: MetadataResponse = c.call(ApiKey::Metadata, 12, &req).await;
+    assert_eq!(r.topics[0].error_code, 3);
+    let req = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(Some(name("bad name")))
+    ]));
+    let r: MetadataResponse = c.call(ApiKey::Metadata, 12, &req).await;
+    assert_eq!(r.topics[0].error_code, 17);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn produce_errors_append_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestBroker::start(dir.path()).await;
+    let mut c = b.client().await;
+    assert_eq!(
+        create_topic(&mut c, "t", &[("max.message.bytes", "200")])
+            .await
+            .topics[0]
+            .error_code,
+        0
+    );
+    // Bad CRC.
+    let mut batch = build_test_batch(1, &[b"hello"]);
+    let n = batch.len();
+    batch[n - 1] ^= 0xff;
+    let r: ProduceResponse = c
+        .call(ApiKey::Produce, 9, &produce_req("t", 0, batch, 1))
+        .await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 2);
+    // Too large.
+    let big = vec![7u8; 500];
+    let r: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req("t", 0, build_test_batch(1, &[&big]), 1),
+        )
+        .await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 10);
+    // Unknown topic and partition.
+    let r: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req("missing", 0, build_test_batch(1, &[b"x"]), 1),
+        )
+        .await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 3);
+    let r: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req("t", 5, build_test_batch(1, &[b"x"]), 1),
+        )
+        .await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 3);
+    // Bad acks.
+    let r: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req("t", 0, build_test_batch(1, &[b"x"]), 2),
+        )
+        .await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 21);
+    // Nothing was appended: the first good record gets offset 0.
+    assert_eq!(produce(&mut c, "t", &[b"good"]).await, 0);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn acks_zero_sends_no_response() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestBroker::start(dir.path()).await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "z", &[]).await;
+    c.send(
+        ApiKey::Produce,
+        9,
+        &produce_req("z", 0, build_test_batch(1, &[b"a"]), 0),
+    )
+    .await;
+    let id = c
+        .send(ApiKey::Metadata, 1, &MetadataRequest::default())
+        .await;
+    let _: MetadataResponse = c.recv(ApiKey::Metadata, 1, id).await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn fetch_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestBroker::start(dir.path()).await;
+    let mut c = b.client().await;
+    let id = create_topic(&mut c, "f", &[]).await.topics[0].topic_id;
+    assert_eq!(produce(&mut c, "f", &[b"a", b"b", b"c"]).await, 0);
+    assert_eq!(produce(&mut c, "f", &[b"d"]).await, 3);
+    for v in [4i16, 11, 12, 13, 16, 18] {
+        // From inside the first batch: the whole batch comes back, and with a tiny
+        // max_bytes still one whole batch.
+        let r: FetchResponse = c
+            .call(ApiKey::Fetch, v, &fetch_req("f", id, 1, 0, 10))
+            .await;
+        let p = &r.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0, "v{v}");
+        assert_eq!(p.high_watermark, 4);
+        assert_eq!(p.last_stable_offset, 4);
+        let recs = p.records.as_ref().unwrap();
+        let h = sluice::log::BatchHeader::parse(recs).unwrap();
+        assert_eq!(
+            (h.base_offset, h.records_count, recs.len()),
+            (0, 3, h.total_bytes())
+        );
+        // At the end: empty, not null.
+        let r: FetchResponse = c
+            .call(ApiKey::Fetch, v, &fetch_req("f", id, 4, 0, 1 << 20))
+            .await;
+        assert_eq!(
+            r.responses[0].partitions[0]
+                .records
+                .as_ref()
+                .map(|r| r.len()),
+            Some(0)
+        );
+        // Out of range.
+        let r: FetchResponse = c
+            .call(ApiKey::Fetch, v, &fetch_req("f", id, 99, 0, 1 << 20))
+            .await;
+        let p = &r.responses[0].partitions[0];
+        let start = if v >= 5 { 0 } else { -1 }; // log_start_offset exists from v5
+        assert_eq!(
+            (p.error_code, p.high_watermark, p.log_start_offset),
+            (1, 4, start)
+        );
+    }
+    // Unknown topic id (v13+), unknown name (older).
+    let r: FetchResponse = c
+        .call(
+            ApiKey::Fetch,
+            13,
+            &fetch_req("f", uuid::Uuid::new_v4(), 0, 0, 100),
+        )
+        .await;
+    assert_eq!(r.responses[0].partitions[0].error_code, 100);
+    let r: FetchResponse = c
+        .call(
+            ApiKey::Fetch,
+            12,
+            &fetch_req("nope", uuid::Uuid::nil(), 0, 0, 100),
+        )
+        .await;
+    assert_eq!(r.responses[0].partitions[0].error_code, 3);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn long_poll_is_woken_by_produce() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestBroker::start(dir.path()).await;
+    let mut c = b.client().await;
+    let id = create_topic(&mut c, "lp", &[]).await.topics[0].topic_id;
+    let mut waiter = b.client().await;
+    let fid = waiter
+        .send(ApiKey::Fetch, 13, &fetch_req("lp", id, 0, 60_000, 1 << 20))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    produce(&mut c, "lp", &[b"wake"]).await;
+    // A 60 s max wait: only the produce can complete this within the guard.
+    let r: FetchResponse =
+        tokio::time::timeout(Duration::from_secs(30), waiter.recv(ApiKey::Fetch, 13, fid))
+            .await
+            .expect("fetch was not woken by the produce");
+    assert!(!r.responses[0].partitions[0]
+        .records
+        .as_ref()
+        .unwrap()
+        .is_empty());
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn list_offsets_special_and_by_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestBroker::start(dir.path()).await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "lo", &[]).await;
+    for ts in [1000i64, 3000, 2000] {
+        let r: ProduceResponse = c
+            .call(
+                ApiKey::Produce,
+                9,
+                &produce_req("lo", 0, build_test_batch(ts, &[b"x", b"y"]), -1),
+            )
+            .await;
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    }
+    let query = |ts: i64| {
+        ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(name("lo"))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(ts)])])
+    };
+    for (ts, want) in [
+        (-2i64, 0i64),
+        (-1, 6),
+        (-3, 2),
+        (0, 0),
+        (1500, 2),
+        (2500, 2),
+        (3001, -1),
+    ] {
+        let r: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 8, &query(ts)).await;
+        let p = &r.topics[0].partitions[0];
+        assert_eq!((p.error_code, p.offset), (0, want), "timestamp {ts}");
+    }
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn create_and_delete_topics_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestBroker::start(dir.path()).await;
+    let mut c = b.client().await;
+    assert_eq!(create_topic(&mut c, "d", &[]).await.topics[0].error_code, 0);
+    assert_eq!(
+        create_topic(&mut c, "d", &[]).await.topics[0].error_code,
+        36
+    );
+    assert_eq!(
+        create_topic(&mut c, "x/y", &[]).await.topics[0].error_code,
+        17
+    );
+    assert_eq!(
+        create_topic(&mut c, "cfg", &[("cleanup.policy", "nope")])
+            .await
+            .topics[0]
+            .error_code,
+        40
+    );
+    let t = CreatableTopic::default()
+        .with_name(name("p0"))
+        .with_num_partitions(0)
+        .with_replication_factor(1);
+    let r: CreateTopicsResponse = c
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            &CreateTopicsRequest::default().with_topics(vec![t]),
+        )
+        .await;
+    assert_eq!(r.topics[0].error_code, 37);
+    let t = CreatableTopic::default()
+        .with_name(name("rf"))
+        .with_num_partitions(1)
+        .with_replication_factor(2);
+    let r: CreateTopicsResponse = c
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            &CreateTopicsRequest::default().with_topics(vec![t]),
+        )
+        .await;
+    assert_eq!(r.topics[0].error_code, 38);
+    let t = CreatableTopic::default()
+        .with_name(name("v"))
+        .with_num_partitions(3)
+        .with_replication_factor(-1);
+    let r: CreateTopicsResponse = c
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            &CreateTopicsRequest::default()
+                .with_topics(vec![t])
+                .with_validate_only(true),
+        )
+        .await;
+    assert_eq!((r.topics[0].error_code, r.topics[0].num_partitions), (0, 3));
+    assert!(b.broker.topic("v").is_none());
+    // Delete by id (v6) then by name (v5): the second is unknown.
+    let id = b.broker.topic("d").unwrap().id;
+    let req = DeleteTopicsRequest::default().with_topics(vec![
+        delete_topics_request::DeleteTopicState::default().with_topic_id(id),
+    ]);
+    let r: DeleteTopicsResponse = c.call(ApiKey::DeleteTopics, 6, &req).await;
+    assert_eq!(r.responses[0].error_code, 0);
+    let r: DeleteTopicsResponse = c
+        .call(
+            ApiKey::DeleteTopics,
+            5,
+            &DeleteTopicsRequest::default().with_topic_names(vec![name("d")]),
+        )
+        .await;
+    assert_eq!(r.responses[0].error_code, 3);
+    // A deleted topic can be created again, with a new id.
+    let r = create_topic(&mut c, "d", &[]).await;
+    assert_eq!(r.topics[0].error_code, 0);
+    assert_ne!(r.topics[0].topic_id, id);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn idempotent_retries_are_deduplicated() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestBroker::start(dir.path()).await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "idem", &[]).await;
+    let r: InitProducerIdResponse = c
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default().with_transaction_timeout_ms(1000),
+        )
+        .await;
+    assert_eq!(r.error_code, 0);
+    let pid = r.producer_id.0;
+    let batch = |seq: i32, vals: &[&[u8]]| {
+        let mut b = build_test_batch(1, vals);
+        b[43..51].copy_from_slice(&pid.to_be_bytes());
+        b[51..53].copy_from_slice(&0i16.to_be_bytes());
+        b[53..57].copy_from_slice(&seq.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    };
+    let send = |b: Vec<u8>| produce_req("idem", 0, b, -1);
+    let r: ProduceResponse = c
+        .call(ApiKey::Produce, 9, &send(batch(0, &[b"a", b"b"])))
+        .await;
+    assert_eq!(r.responses[0].partition_responses[0].base_offset, 0);
+    let r: ProduceResponse = c
+        .call(ApiKey::Produce, 9, &send(batch(0, &[b"a", b"b"])))
+        .await;
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!(
+        (p.error_code, p.base_offset),
+        (0, 0),
+        "a retry is answered with the original offset"
+    );
+    let r: ProduceResponse = c.call(ApiKey::Produce, 9, &send(batch(5, &[b"c"]))).await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 45);
+    let r: ProduceResponse = c.call(ApiKey::Produce, 9, &send(batch(2, &[b"c"]))).await;
+    assert_eq!(r.responses[0].partition_responses[0].base_offset, 2);
+    b.stop().await;
+}
