@@ -12,8 +12,14 @@ from conftest import CODECS, payloads
 N = 10_000
 
 
+_admins = {}
+
+
 def admin(b):
-    return AdminClient({"bootstrap.servers": b.bootstrap})
+    """One AdminClient per broker, kept alive: a collected client cancels its futures."""
+    if b.bootstrap not in _admins:
+        _admins[b.bootstrap] = AdminClient({"bootstrap.servers": b.bootstrap})
+    return _admins[b.bootstrap]
 
 
 def create(b, name, partitions=1, config=None, validate_only=False):

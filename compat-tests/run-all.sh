@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every Sluice test, on a fresh machine too: installs what it needs (kcat from
+# Debian, a Python venv with pinned clients), then format and lint checks, the Rust
+# unit, property, wire and crash tests, and the stock-client compatibility suite
+# against the release binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+if ((${#need_apt[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --check
+echo "== cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+echo "== rust tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --no-fail-fast
+else
+  cargo test
+fi
+echo "== release build"
+cargo build --release --quiet
+
+venv=compat-tests/.venv
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r compat-tests/requirements.txt
+echo "== compat tests (kcat, kafka-python, confluent-kafka)"
+cd compat-tests
+exec .venv/bin/python -m pytest -q -ra
