@@ -20,7 +20,7 @@ pub struct Config {
     #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:9092")]
     pub listen: SocketAddr,
 
-    /// HOST:PORT that clients are told to connect to (in Metadata and FindCoordinator).
+    /// HOST:PORT that clients are told to connect to (in Metadata).
     /// Defaults to the listen address; set it when clients reach the broker through another name.
     #[arg(long, env = "SLUICE_ADVERTISED_LISTENER")]
     pub advertised_listener: Option<String>,
@@ -37,7 +37,8 @@ pub struct Config {
     #[arg(long, env = "SLUICE_DEFAULT_PARTITIONS", default_value_t = 1)]
     pub default_partitions: i32,
 
-    /// Create unknown topics on Metadata or Produce, as Kafka's auto.create.topics.enable.
+    /// Create unknown topics when a client's Metadata request names them (and allows it),
+    /// as Kafka's auto.create.topics.enable. Produce to an unknown topic is an error, as in Kafka.
     #[arg(long, env = "SLUICE_AUTO_CREATE_TOPICS", default_value_t = true, action = ArgAction::Set)]
     pub auto_create_topics: bool,
 
