@@ -107,6 +107,8 @@ pub struct Partition {
     log_end: AtomicI64,
     /// Log start offset, readable lock-free.
     log_start: AtomicI64,
+    /// Every offset below this is fsynced; read lock-free by producers waiting on acks=all.
+    flushed: AtomicI64,
     /// Fetches parked until this partition gets data. Each connection parks at most
     /// one fetch, so the list is bounded by `connections_max`; dead entries are pruned.
     waiters: Mutex<Vec<Weak<Notify>>>,
@@ -120,6 +122,7 @@ impl Partition {
             index,
             log_end: AtomicI64::new(log.log_end_offset()),
             log_start: AtomicI64::new(log.log_start_offset()),
+            flushed: AtomicI64::new(log.flushed_offset()),
             log: Mutex::new(log),
             waiters: Mutex::new(Vec::new()),
             deleted: AtomicBool::new(false),
@@ -650,8 +653,9 @@ impl Broker {
 }
 
 impl Partition {
+    /// Every offset below this is on stable storage (lock-free: never waits for an append).
     fn flushed_offset(&self) -> i64 {
-        self.lock().flushed_offset()
+        self.flushed.load(Ordering::Acquire)
     }
 }
 
@@ -765,7 +769,9 @@ fn sync_partitions(parts: &[Arc<Partition>]) {
         if let Err(e) = file.sync_data() {
             io_fatal("fsync", &e);
         }
-        p.lock().mark_flushed(end);
+        let mut log = p.lock();
+        log.mark_flushed(end);
+        p.flushed.store(log.flushed_offset(), Ordering::Release);
     }
 }
 

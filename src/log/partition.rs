@@ -453,3 +453,97 @@ impl PartitionLog {
         self.config = config;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::batch::build_test_batch;
+
+    fn cfg() -> LogConfig {
+        LogConfig {
+            segment_bytes: 1024,
+            segment_ms: -1,
+            ..LogConfig::default()
+        }
+    }
+
+    fn fill(log: &mut PartitionLog, n: usize, ts: i64) {
+        for _ in 0..n {
+            let mut b = build_test_batch(ts, &[&[0u8; 200]]);
+            log.append(&mut b, 0).unwrap();
+        }
+    }
+
+    #[test]
+    fn retention_by_bytes_deletes_oldest_sealed_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(
+            dir.path(),
+            LogConfig {
+                retention_bytes: 2048,
+                retention_ms: -1,
+                ..cfg()
+            },
+            false,
+            0,
+        )
+        .unwrap();
+        fill(&mut log, 40, 1);
+        let before = log.segment_count();
+        assert!(before > 4);
+        let deleted = log.apply_retention(0).unwrap();
+        assert!(deleted > 0);
+        assert!(log.size_bytes() <= 2048 + 1024);
+        assert!(log.log_start_offset() > 0);
+        assert_eq!(log.log_end_offset(), 40);
+        assert!(matches!(
+            log.read(0, 100),
+            Err(ReadError::OutOfRange { .. })
+        ));
+        assert!(log.read(log.log_start_offset(), 100).unwrap().is_some());
+    }
+
+    #[test]
+    fn retention_by_time_spares_the_active_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(
+            dir.path(),
+            LogConfig {
+                retention_ms: 1000,
+                ..cfg()
+            },
+            false,
+            0,
+        )
+        .unwrap();
+        fill(&mut log, 20, 5_000);
+        assert_eq!(log.apply_retention(5_500).unwrap(), 0, "nothing is old yet");
+        let n = log.apply_retention(10_000).unwrap();
+        assert!(n >= 1, "the sealed segments go");
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!(log.log_end_offset(), 20);
+    }
+
+    #[test]
+    fn segment_ms_rolls() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(
+            dir.path(),
+            LogConfig {
+                segment_ms: 100,
+                ..LogConfig::default()
+            },
+            false,
+            0,
+        )
+        .unwrap();
+        let mut b = build_test_batch(1, &[b"a"]);
+        log.append(&mut b, 0).unwrap();
+        let mut b = build_test_batch(1, &[b"b"]);
+        log.append(&mut b, 50).unwrap();
+        assert_eq!(log.segment_count(), 1);
+        let mut b = build_test_batch(1, &[b"c"]);
+        log.append(&mut b, 150).unwrap();
+        assert_eq!(log.segment_count(), 2);
+    }
+}
