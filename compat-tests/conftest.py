@@ -92,3 +92,15 @@ def payloads(n, seed):
         headers = [("idx", b"%d" % i), ("empty", b"")]
         out.append((key, value, headers, 1_700_000_000_000 + i))
     return out
+
+
+def check_round_trip(got, msgs, partitions):
+    """`got[p]` holds (key, value, headers, timestamp, offset) per partition; message i
+    was produced to partition i % len(partitions). Compares byte for byte, offsets too."""
+    for p in partitions:
+        want = [m for i, m in enumerate(msgs) if i % len(partitions) == p]
+        have = got[p]
+        assert len(have) == len(want), f"partition {p}: {len(have)} of {len(want)}"
+        for off, (w, h) in enumerate(zip(want, have)):
+            assert h[4] == off, f"partition {p}: offset {h[4]} where {off} was expected"
+            assert tuple(h[:4]) == w, f"partition {p} offset {off}"

@@ -7,7 +7,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import CODECS, payloads
+from conftest import CODECS, check_round_trip, payloads
 
 N = 10_000
 
@@ -66,16 +66,6 @@ def consume(b, topic, partitions, expect, timeout=60):
         total += 1
     c.close()
     return got
-
-
-def check_round_trip(got, msgs, partitions):
-    for p in partitions:
-        want = [m for i, m in enumerate(msgs) if i % len(partitions) == p]
-        have = got[p]
-        assert len(have) == len(want), f"partition {p}: {len(have)} of {len(want)}"
-        for off, ((k, v, h, ts), (hk, hv, hh, hts, hoff)) in enumerate(zip(want, have)):
-            assert hoff == off
-            assert (hk, hv, hh, hts) == (k, v, h, ts), f"partition {p} offset {off}"
 
 
 @pytest.mark.parametrize("codec", CODECS)

@@ -7,7 +7,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import InvalidReplicationFactorError, TopicAlreadyExistsError
 
-from conftest import CODECS, payloads
+from conftest import CODECS, check_round_trip, payloads
 
 N = 10_000
 
@@ -43,25 +43,15 @@ def consume(b, topic, partitions, expect, timeout=90):
     return got
 
 
-def check(got, msgs, partitions):
-    for p in partitions:
-        want = [m for i, m in enumerate(msgs) if i % len(partitions) == p]
-        have = got[p]
-        assert len(have) == len(want), f"partition {p}: {len(have)} of {len(want)}"
-        for off, (w, h) in enumerate(zip(want, have)):
-            assert h[4] == off
-            assert tuple(h[:4]) == w, f"partition {p} offset {off}"
-
-
 @pytest.mark.parametrize("codec", CODECS)
 def test_round_trip_every_codec_survives_restart(broker, codec):
     topic = f"kp-{codec}"
     KafkaAdminClient(bootstrap_servers=broker.bootstrap).create_topics([NewTopic(topic, 3, 1)])
     msgs = payloads(N, seed=len(codec))
     produce(broker, topic, msgs, codec)
-    check(consume(broker, topic, [0, 1, 2], N), msgs, [0, 1, 2])
+    check_round_trip(consume(broker, topic, [0, 1, 2], N), msgs, [0, 1, 2])
     broker.restart()
-    check(consume(broker, topic, [0, 1, 2], N), msgs, [0, 1, 2])
+    check_round_trip(consume(broker, topic, [0, 1, 2], N), msgs, [0, 1, 2])
 
 
 def test_admin_and_offsets(broker):

@@ -83,33 +83,35 @@ fn read_header(file: &File, pos: u64, size: u64) -> io::Result<Option<BatchHeade
 }
 
 impl Segment {
-    /// Creates a new empty segment at `base_offset` in `dir`.
-    pub fn create(
+    /// Opens the log file and both indexes; returns the segment (with `size` set to
+    /// the file length and nothing else known yet) and the indexes' old entry counts.
+    fn open_files(
         dir: &Path,
         base_offset: i64,
         cfg: &LogConfig,
+        create: bool,
         now_ms: i64,
-    ) -> io::Result<Segment> {
+    ) -> io::Result<(Segment, usize, usize)> {
         let path = dir.join(file_name(base_offset, "log"));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create_new(true)
+            .create_new(create)
             .open(&path)?;
-        let (index, _) = OffsetIndex::open(
+        let size = file.metadata()?.len();
+        let (index, old_index) = OffsetIndex::open(
             &dir.join(file_name(base_offset, "index")),
             cfg.index_bytes_max,
         )?;
-        let (time_index, _) = TimeIndex::open(
+        let (time_index, old_time) = TimeIndex::open(
             &dir.join(file_name(base_offset, "timeindex")),
             cfg.index_bytes_max,
         )?;
-        sync_dir(dir)?;
-        Ok(Segment {
+        let seg = Segment {
             base_offset,
             path,
             file: Arc::new(file),
-            size: 0,
+            size,
             next_offset: base_offset,
             index,
             time_index,
@@ -118,7 +120,20 @@ impl Segment {
             offset_of_max_timestamp: -1,
             index_interval_bytes: cfg.index_interval_bytes,
             created_ms: now_ms,
-        })
+        };
+        Ok((seg, old_index, old_time))
+    }
+
+    /// Creates a new empty segment at `base_offset` in `dir`.
+    pub fn create(
+        dir: &Path,
+        base_offset: i64,
+        cfg: &LogConfig,
+        now_ms: i64,
+    ) -> io::Result<Segment> {
+        let (seg, _, _) = Segment::open_files(dir, base_offset, cfg, true, now_ms)?;
+        sync_dir(dir)?;
+        Ok(seg)
     }
 
     /// Opens an existing segment. With `recover`, every batch is read and checked
@@ -132,31 +147,9 @@ impl Segment {
         recover: bool,
         now_ms: i64,
     ) -> io::Result<Segment> {
-        let path = dir.join(file_name(base_offset, "log"));
-        let file = OpenOptions::new().read(true).write(true).open(&path)?;
-        let file_len = file.metadata()?.len();
-        let (index, old_index) = OffsetIndex::open(
-            &dir.join(file_name(base_offset, "index")),
-            cfg.index_bytes_max,
-        )?;
-        let (time_index, old_time) = TimeIndex::open(
-            &dir.join(file_name(base_offset, "timeindex")),
-            cfg.index_bytes_max,
-        )?;
-        let mut seg = Segment {
-            base_offset,
-            path,
-            file: Arc::new(file),
-            size: file_len,
-            next_offset: base_offset,
-            index,
-            time_index,
-            bytes_since_index: 0,
-            max_timestamp: -1,
-            offset_of_max_timestamp: -1,
-            index_interval_bytes: cfg.index_interval_bytes,
-            created_ms: now_ms,
-        };
+        let (mut seg, old_index, old_time) =
+            Segment::open_files(dir, base_offset, cfg, false, now_ms)?;
+        let file_len = seg.size;
         let trusted = !recover && seg.index.adopt(old_index, file_len) && {
             // Offsets are relative, so compare against the largest possible relative offset.
             seg.time_index.adopt(old_time, u64::from(u32::MAX))
