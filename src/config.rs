@@ -99,6 +99,11 @@ pub struct Config {
     #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT_MS", default_value_t = 10_000)]
     pub shutdown_timeout_ms: u64,
 
+    /// Largest decompressed size of one batch the broker will inflate (ListOffsets by
+    /// timestamp looks inside batches); a larger one is answered from the batch header.
+    #[arg(long, env = "SLUICE_DECOMPRESSED_BATCH_BYTES_MAX", default_value_t = 64 * 1024 * 1024)]
+    pub decompressed_batch_bytes_max: u64,
+
     /// Bound on queued fsync requests; producers wait (backpressure) when it is full.
     #[arg(long, env = "SLUICE_SYNC_QUEUE_MAX", default_value_t = 4096)]
     pub sync_queue_max: usize,
