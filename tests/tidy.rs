@@ -21,7 +21,11 @@ fn sources() -> Vec<(String, String)> {
     files
         .into_iter()
         .map(|p| {
-            let rel = p.strip_prefix(&root).unwrap().to_string_lossy().replace('\\', "/");
+            let rel = p
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
             (rel, fs::read_to_string(&p).unwrap())
         })
         .collect()
@@ -32,7 +36,10 @@ fn only_protocol_and_handlers_name_kafka_protocol() {
     for (path, text) in sources() {
         let allowed = path == "protocol.rs" || path.starts_with("handlers/");
         if !allowed {
-            assert!(!text.contains("kafka_protocol"), "{path} names kafka_protocol types");
+            assert!(
+                !text.contains("kafka_protocol"),
+                "{path} names kafka_protocol types"
+            );
         }
     }
 }
