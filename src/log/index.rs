@@ -84,6 +84,21 @@ impl MmapFile {
         self.entries >= self.capacity
     }
 
+    /// Number of leading entries for which `pred` holds; `pred` must be true for a
+    /// prefix and false after it (entries are sorted), so this is a binary search.
+    fn partition_point(&self, pred: impl Fn(&[u8]) -> bool) -> usize {
+        let (mut lo, mut hi) = (0usize, self.entries);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if pred(self.entry(mid)) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
     /// Writes the mapping back and trims the file to the used length.
     fn trim(&mut self) -> io::Result<()> {
         if let Some(m) = self.mmap.take() {
@@ -183,39 +198,17 @@ impl OffsetIndex {
 
     /// The entry with the largest relative offset `<= target`, or `(0, 0)`.
     pub fn lookup(&self, target: u32) -> (u32, u32) {
-        let n = self.inner.entries;
-        // Binary search for the first entry with rel > target.
-        let (mut lo, mut hi) = (0usize, n);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if self.raw(mid).0 <= target {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        if lo == 0 {
-            (0, 0)
-        } else {
-            self.raw(lo - 1)
+        match self.inner.partition_point(|e| be_u32(&e[0..4]) <= target) {
+            0 => (0, 0),
+            n => self.raw(n - 1),
         }
     }
 
     /// The largest indexed position `<= position`, or 0.
     pub fn floor_position(&self, position: u32) -> u32 {
-        let (mut lo, mut hi) = (0usize, self.inner.entries);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if self.raw(mid).1 <= position {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        if lo == 0 {
-            0
-        } else {
-            self.raw(lo - 1).1
+        match self.inner.partition_point(|e| be_u32(&e[4..8]) <= position) {
+            0 => 0,
+            n => self.raw(n - 1).1,
         }
     }
 
@@ -321,20 +314,9 @@ impl TimeIndex {
     /// timestamp is `>= target`: the offset of the last entry with timestamp `< target`
     /// (every batch up to it has a smaller max timestamp), or 0.
     pub fn scan_start(&self, target: i64) -> u32 {
-        let n = self.inner.entries;
-        let (mut lo, mut hi) = (0usize, n);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if self.raw(mid).0 < target {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        if lo == 0 {
-            0
-        } else {
-            self.raw(lo - 1).1
+        match self.inner.partition_point(|e| be_i64(&e[0..8]) < target) {
+            0 => 0,
+            n => self.raw(n - 1).1,
         }
     }
 

@@ -219,9 +219,8 @@ impl Segment {
             }
             if index {
                 self.note_batch(&h, pos, total);
-            } else if h.max_timestamp > self.max_timestamp {
-                self.max_timestamp = h.max_timestamp;
-                self.offset_of_max_timestamp = h.base_offset;
+            } else {
+                self.note_timestamp(&h);
             }
             next = h.next_offset();
             pos += total;
@@ -232,14 +231,19 @@ impl Segment {
         })
     }
 
-    /// Updates indexes and timestamp bookkeeping for a batch written at `pos`.
-    /// Returns false if an index is full (caller rolls before the next append).
-    fn note_batch(&mut self, h: &BatchHeader, pos: u64, total: u64) -> bool {
-        let mut ok = true;
+    /// Remembers the batch if it carries the segment's largest timestamp so far.
+    fn note_timestamp(&mut self, h: &BatchHeader) {
         if h.max_timestamp > self.max_timestamp {
             self.max_timestamp = h.max_timestamp;
             self.offset_of_max_timestamp = h.base_offset;
         }
+    }
+
+    /// Updates indexes and timestamp bookkeeping for a batch written at `pos`.
+    /// Returns false if an index is full (caller rolls before the next append).
+    fn note_batch(&mut self, h: &BatchHeader, pos: u64, total: u64) -> bool {
+        let mut ok = true;
+        self.note_timestamp(h);
         if self.bytes_since_index >= self.index_interval_bytes && pos > 0 {
             let rel = self.relative(h.base_offset);
             ok &= self
