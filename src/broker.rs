@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::group::Coordinator;
 use crate::log::segment::sync_dir;
 use crate::log::{AppendError, AppendInfo, FileSlice, LogConfig, PartitionLog, ReadError};
 use crate::topic_config;
@@ -25,6 +26,19 @@ const TOPIC_META_FILE: &str = "topic.meta";
 const CLEAN_MARKER: &str = ".clean-shutdown";
 const DELETED_PREFIX: &str = ".deleted-";
 const PRODUCER_IDS_FILE: &str = "producer-ids.properties";
+/// Directory of the internal group log; the name is reserved, as in Kafka.
+pub const GROUP_LOG_DIR: &str = "__consumer_offsets";
+
+/// The internal group log keeps everything until compaction replaces it.
+fn group_log_config(config: &Config) -> LogConfig {
+    LogConfig {
+        segment_bytes: 100 << 20,
+        retention_ms: -1,
+        retention_bytes: -1,
+        max_message_bytes: u64::from(config.request_bytes_max).max(64 << 20),
+        ..config.log_defaults()
+    }
+}
 /// Producer ids reserved on disk at a time: one fsync per this many producers.
 const PRODUCER_ID_BLOCK: i64 = 1000;
 
@@ -262,6 +276,44 @@ struct SyncRequest {
     done: oneshot::Sender<()>,
 }
 
+/// A handle on the group-commit flusher: wait until data is on stable storage.
+#[derive(Clone)]
+pub struct Syncer {
+    /// Queue to the flusher task.
+    tx: mpsc::Sender<SyncRequest>,
+}
+
+impl Syncer {
+    /// Waits until every `(partition, offset)` is on stable storage (group commit:
+    /// concurrent callers share fsyncs).
+    pub async fn wait_durable(&self, targets: Vec<(Arc<Partition>, i64)>) {
+        let mut pending = Vec::new();
+        for (partition, offset) in targets {
+            if partition.flushed_offset() >= offset {
+                continue;
+            }
+            let (done, rx) = oneshot::channel();
+            if self
+                .tx
+                .send(SyncRequest {
+                    partition,
+                    offset,
+                    done,
+                })
+                .await
+                .is_err()
+            {
+                io_fatal("flusher", &io::Error::other("flusher stopped"));
+            }
+            pending.push(rx);
+        }
+        for rx in pending {
+            // The flusher only drops a sender when the process is exiting.
+            let _ = rx.await;
+        }
+    }
+}
+
 /// The broker's shared state. Cheap to share behind an `Arc`.
 pub struct Broker {
     /// Settings from the command line.
@@ -272,8 +324,12 @@ pub struct Broker {
     pub advertised: (String, i32),
     /// All topics.
     topics: Arc<RwLock<Topics>>,
-    /// Queue to the group-commit flusher.
-    sync_tx: mpsc::Sender<SyncRequest>,
+    /// Handle on the group-commit flusher.
+    syncer: Syncer,
+    /// The group coordinator: consumer groups and committed offsets.
+    pub groups: Arc<Coordinator>,
+    /// The internal log holding group state, closed with the topics on shutdown.
+    group_log: Arc<Partition>,
     /// Serialises topic creation and deletion (directory changes).
     admin_lock: tokio::sync::Mutex<()>,
     /// Set once shutdown has closed the logs.
@@ -342,11 +398,14 @@ impl Broker {
     /// the flusher and retention tasks. Must run inside a tokio runtime.
     pub async fn open(config: Config, advertised: (String, i32)) -> io::Result<Arc<Broker>> {
         let cfg = config.clone();
-        let (cluster_id, topics) = tokio::task::spawn_blocking(move || Broker::load(&cfg))
-            .await
-            .map_err(io::Error::other)??;
+        let (cluster_id, topics, group_log) =
+            tokio::task::spawn_blocking(move || Broker::load(&cfg))
+                .await
+                .map_err(io::Error::other)??;
         let topics = Arc::new(RwLock::new(topics));
         let (sync_tx, sync_rx) = mpsc::channel(config.sync_queue_max);
+        let syncer = Syncer { tx: sync_tx };
+        let groups = Coordinator::open(&config, group_log.clone(), syncer.clone()).await?;
         tokio::spawn(flusher(
             sync_rx,
             topics.clone(),
@@ -361,7 +420,9 @@ impl Broker {
             cluster_id,
             advertised,
             topics,
-            sync_tx,
+            syncer,
+            groups,
+            group_log,
             admin_lock: tokio::sync::Mutex::new(()),
             closed: AtomicBool::new(false),
             shutdown_tx: tokio::sync::watch::channel(false).0,
@@ -369,7 +430,7 @@ impl Broker {
         }))
     }
 
-    fn load(config: &Config) -> io::Result<(String, Topics)> {
+    fn load(config: &Config) -> io::Result<(String, Topics, Arc<Partition>)> {
         let dir = &config.data_dir;
         fs::create_dir_all(dir)?;
         let meta_path = dir.join(META_FILE);
@@ -413,7 +474,7 @@ impl Broker {
                 fs::remove_dir_all(entry.path())?;
                 continue;
             }
-            if !entry.file_type()?.is_dir() {
+            if !entry.file_type()?.is_dir() || name == GROUP_LOG_DIR {
                 continue;
             }
             match load_topic(&entry.path(), config, recover)? {
@@ -427,13 +488,20 @@ impl Broker {
                 }
             }
         }
+        let group_log = PartitionLog::open(
+            &dir.join(GROUP_LOG_DIR),
+            group_log_config(config),
+            recover,
+            now_ms(),
+        )?;
+        let group_log = Arc::new(Partition::new(0, group_log));
         // From here on, appends may happen: the next start must check again unless closed cleanly.
         if marker.exists() {
             fs::remove_file(&marker)?;
             sync_dir(dir)?;
         }
         tracing::info!(topics = topics.by_name.len(), cluster_id, "data dir loaded");
-        Ok((cluster_id, topics))
+        Ok((cluster_id, topics, group_log))
     }
 
     fn read_topics(&self) -> std::sync::RwLockReadGuard<'_, Topics> {
@@ -465,6 +533,11 @@ impl Broker {
         configs: &BTreeMap<String, String>,
     ) -> Result<(i32, LogConfig), TopicError> {
         validate_topic_name(name)?;
+        if name == GROUP_LOG_DIR {
+            return Err(TopicError::InvalidName(format!(
+                "{name} is reserved for the broker's group state"
+            )));
+        }
         let partitions = if partitions == -1 {
             self.config.default_partitions
         } else {
@@ -513,7 +586,7 @@ impl Broker {
         if let Some(t) = self.topic(name) {
             return Ok(t);
         }
-        if !self.config.auto_create_topics {
+        if !self.config.auto_create_topics || name == GROUP_LOG_DIR {
             validate_topic_name(name)?;
             return Err(TopicError::Unknown);
         }
@@ -562,30 +635,7 @@ impl Broker {
     /// Waits until every `(partition, offset)` is on stable storage (group commit:
     /// concurrent callers share fsyncs).
     pub async fn wait_durable(&self, targets: Vec<(Arc<Partition>, i64)>) {
-        let mut pending = Vec::new();
-        for (partition, offset) in targets {
-            if partition.flushed_offset() >= offset {
-                continue;
-            }
-            let (done, rx) = oneshot::channel();
-            if self
-                .sync_tx
-                .send(SyncRequest {
-                    partition,
-                    offset,
-                    done,
-                })
-                .await
-                .is_err()
-            {
-                io_fatal("flusher", &io::Error::other("flusher stopped"));
-            }
-            pending.push(rx);
-        }
-        for rx in pending {
-            // The flusher only drops a sender when the process is exiting.
-            let _ = rx.await;
-        }
+        self.syncer.wait_durable(targets).await
     }
 
     /// A producer id never handed out before, in this life or an earlier one.
@@ -621,6 +671,7 @@ impl Broker {
     /// Tells parked requests that the broker is stopping.
     pub fn begin_shutdown(&self) {
         self.shutdown_tx.send_replace(true);
+        self.groups.begin_shutdown();
     }
 
     /// A receiver that becomes true when shutdown starts.
@@ -635,9 +686,11 @@ impl Broker {
         }
         let topics = self.topics();
         let dir = self.config.data_dir.clone();
+        let group_log = self.group_log.clone();
         tokio::task::spawn_blocking(move || -> io::Result<()> {
-            for t in &topics {
-                for p in &t.partitions {
+            let parts = topics.iter().flat_map(|t| t.partitions.iter());
+            for p in parts.chain(std::iter::once(&group_log)) {
+                {
                     let mut log = p.lock();
                     log.close()?;
                     // Appends after close would go unindexed: refuse them.
@@ -656,6 +709,23 @@ impl Partition {
     /// Every offset below this is on stable storage (lock-free: never waits for an append).
     fn flushed_offset(&self) -> i64 {
         self.flushed.load(Ordering::Acquire)
+    }
+
+    /// Seals the active segment (if it holds data) and starts a new one; returns the
+    /// log end offset, where the new segment begins (blocking).
+    pub fn roll_blocking(&self) -> io::Result<i64> {
+        let mut log = self.lock();
+        log.roll(now_ms())?;
+        Ok(log.log_end_offset())
+    }
+
+    /// Deletes the sealed segments wholly below `offset` (blocking).
+    pub fn delete_before_blocking(&self, offset: i64) -> io::Result<usize> {
+        let mut log = self.lock();
+        let n = log.delete_before(offset)?;
+        self.log_start
+            .store(log.log_start_offset(), Ordering::Release);
+        Ok(n)
     }
 }
 

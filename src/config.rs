@@ -107,6 +107,63 @@ pub struct Config {
     /// Bound on queued fsync requests; producers wait (backpressure) when it is full.
     #[arg(long, env = "SLUICE_SYNC_QUEUE_MAX", default_value_t = 4096)]
     pub sync_queue_max: usize,
+
+    /// How long an empty group waits for more members before its first generation
+    /// (Kafka's group.initial.rebalance.delay.ms): consumers starting together share one rebalance.
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        default_value_t = 3000
+    )]
+    pub group_initial_rebalance_delay_ms: i64,
+
+    /// Smallest session timeout a member may ask for (group.min.session.timeout.ms):
+    /// shorter ones make members flap on a GC pause.
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_SESSION_TIMEOUT_MS_MIN",
+        default_value_t = 6000
+    )]
+    pub group_session_timeout_ms_min: i32,
+
+    /// Largest session timeout a member may ask for (group.max.session.timeout.ms):
+    /// bounds how long a dead consumer keeps its partitions.
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_SESSION_TIMEOUT_MS_MAX",
+        default_value_t = 1_800_000
+    )]
+    pub group_session_timeout_ms_max: i32,
+
+    /// Most members in one group (group.max.size); bounds a JoinGroup response and its memory.
+    #[arg(long, env = "SLUICE_GROUP_MEMBERS_MAX", default_value_t = 1000)]
+    pub group_members_max: usize,
+
+    /// Most groups the coordinator holds; bounds memory against clients inventing group ids.
+    #[arg(long, env = "SLUICE_GROUPS_MAX", default_value_t = 100_000)]
+    pub groups_max: usize,
+
+    /// Committed offsets of an empty group expire this long after it became empty
+    /// (offsets.retention.minutes).
+    #[arg(long, env = "SLUICE_OFFSETS_RETENTION_MINUTES", default_value_t = 7 * 24 * 60)]
+    pub offsets_retention_minutes: i64,
+
+    /// How often offset expiry runs (offsets.retention.check.interval.ms).
+    #[arg(
+        long,
+        env = "SLUICE_OFFSETS_RETENTION_CHECK_INTERVAL_MS",
+        default_value_t = 600_000
+    )]
+    pub offsets_retention_check_interval_ms: u64,
+
+    /// Longest metadata string an offset commit may carry (offset.metadata.max.bytes).
+    #[arg(long, env = "SLUICE_OFFSET_METADATA_BYTES_MAX", default_value_t = 4096)]
+    pub offset_metadata_bytes_max: usize,
+
+    /// Compact the internal group log once this much was written since the last
+    /// snapshot (and more than the snapshot itself): bounds its size and replay time.
+    #[arg(long, env = "SLUICE_GROUP_LOG_COMPACT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub group_log_compact_bytes: u64,
 }
 
 impl Config {
@@ -139,6 +196,15 @@ impl Config {
             parse_host_port(a).ok_or("--advertised-listener must be HOST:PORT")?;
         }
         check_segment_bytes(self.segment_bytes)?;
+        if self.group_session_timeout_ms_min > self.group_session_timeout_ms_max {
+            return Err("--group-session-timeout-ms-min must not exceed the max".into());
+        }
+        if self.group_initial_rebalance_delay_ms < 0 {
+            return Err("--group-initial-rebalance-delay-ms must not be negative".into());
+        }
+        if self.group_members_max == 0 || self.groups_max == 0 {
+            return Err("--group-members-max and --groups-max must be at least 1".into());
+        }
         if self.max_message_bytes < 64 {
             return Err("--max-message-bytes must be at least 64".into());
         }

@@ -35,7 +35,7 @@ enum Close {
 /// Serves one connection until it closes, times out or the broker shuts down.
 pub async fn serve(mut stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     let _ = stream.set_nodelay(true);
-    match serve_inner(&mut stream, &broker).await {
+    match serve_inner(&mut stream, peer, &broker).await {
         Close::Normal => tracing::debug!(%peer, "connection closed"),
         Close::Idle => tracing::debug!(%peer, "idle connection closed"),
         Close::Protocol(why) => tracing::warn!(%peer, "closing connection: {why}"),
@@ -69,7 +69,8 @@ async fn fill(
     Ok(true)
 }
 
-async fn serve_inner(stream: &mut TcpStream, broker: &Arc<Broker>) -> Close {
+async fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Broker>) -> Close {
+    let client_host = format!("/{}", peer.ip());
     let idle = Duration::from_millis(broker.config.idle_timeout_ms);
     let max = broker.config.request_bytes_max;
     let mut shutdown = broker.shutdown_signal();
@@ -117,7 +118,8 @@ async fn serve_inner(stream: &mut TcpStream, broker: &Arc<Broker>) -> Close {
         buf.advance(4);
         let frame = buf.split_to(size).freeze();
         let response = match protocol::decode_request(frame) {
-            Ok(req) => {
+            Ok(mut req) => {
+                req.client_host.clone_from(&client_host);
                 tracing::trace!(api = ?req.api_key, version = req.api_version, client = ?req.client_id, "request");
                 handlers::dispatch(broker, req).await
             }

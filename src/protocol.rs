@@ -8,9 +8,12 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, DeleteTopicsRequest,
-    FetchRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
-    RequestHeader, ResponseHeader,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, DeleteGroupsRequest,
+    DeleteTopicsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, RequestHeader, ResponseHeader,
+    SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 use uuid::Uuid;
@@ -28,6 +31,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 // The codec must cover every version we advertise.
@@ -51,6 +65,36 @@ pub mod error {
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     /// A batch is larger than max.message.bytes.
     pub const MESSAGE_TOO_LARGE: i16 = 10;
+    /// An offset commit's metadata is longer than offset.metadata.max.bytes.
+    pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+    /// The coordinator is not available (e.g. the group is being deleted).
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    /// This broker is not (or no longer) the coordinator.
+    pub const NOT_COORDINATOR: i16 = 16;
+    /// The member's generation is stale.
+    pub const ILLEGAL_GENERATION: i16 = 22;
+    /// The member's protocols do not match the group's.
+    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+    /// The group id is empty or invalid.
+    pub const INVALID_GROUP_ID: i16 = 24;
+    /// The member id is not in the group.
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
+    /// The session timeout is outside the broker's range.
+    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+    /// The group is rebalancing: rejoin.
+    pub const REBALANCE_IN_PROGRESS: i16 = 27;
+    /// The group still has members.
+    pub const NON_EMPTY_GROUP: i16 = 68;
+    /// The group does not exist.
+    pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    /// JoinGroup v4+: rejoin with the member id given.
+    pub const MEMBER_ID_REQUIRED: i16 = 79;
+    /// The group has group.max.size members.
+    pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
+    /// Another member holds this group.instance.id.
+    pub const FENCED_INSTANCE_ID: i16 = 82;
+    /// The group still consumes this topic.
+    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
     /// The topic name is not legal.
     pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
     /// acks must be -1, 0 or 1.
@@ -112,6 +156,28 @@ pub enum Request {
     DeleteTopics(DeleteTopicsRequest),
     /// InitProducerId (idempotent producers only).
     InitProducerId(InitProducerIdRequest),
+    /// FindCoordinator.
+    FindCoordinator(FindCoordinatorRequest),
+    /// JoinGroup.
+    JoinGroup(JoinGroupRequest),
+    /// SyncGroup.
+    SyncGroup(SyncGroupRequest),
+    /// Heartbeat.
+    Heartbeat(HeartbeatRequest),
+    /// LeaveGroup.
+    LeaveGroup(LeaveGroupRequest),
+    /// OffsetCommit.
+    OffsetCommit(OffsetCommitRequest),
+    /// OffsetFetch.
+    OffsetFetch(OffsetFetchRequest),
+    /// ListGroups.
+    ListGroups(ListGroupsRequest),
+    /// DescribeGroups.
+    DescribeGroups(DescribeGroupsRequest),
+    /// DeleteGroups.
+    DeleteGroups(DeleteGroupsRequest),
+    /// OffsetDelete.
+    OffsetDelete(OffsetDeleteRequest),
 }
 
 /// A request with the header fields handlers and encoders need.
@@ -123,8 +189,10 @@ pub struct RequestFrame {
     pub api_version: i16,
     /// Echoed in the response.
     pub correlation_id: i32,
-    /// Client id from the header, for logs.
+    /// Client id from the header, for logs and group membership.
     pub client_id: Option<String>,
+    /// The client's address as Kafka reports it (`/ip`); set by the connection.
+    pub client_host: String,
     /// The body.
     pub body: Request,
 }
@@ -234,6 +302,27 @@ pub fn decode_request(mut frame: Bytes) -> Result<RequestFrame, DecodeError> {
         ApiKey::InitProducerId => {
             Request::InitProducerId(decode_body(&mut frame, v).map_err(malformed)?)
         }
+        ApiKey::FindCoordinator => {
+            Request::FindCoordinator(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::JoinGroup => Request::JoinGroup(decode_body(&mut frame, v).map_err(malformed)?),
+        ApiKey::SyncGroup => Request::SyncGroup(decode_body(&mut frame, v).map_err(malformed)?),
+        ApiKey::Heartbeat => Request::Heartbeat(decode_body(&mut frame, v).map_err(malformed)?),
+        ApiKey::LeaveGroup => Request::LeaveGroup(decode_body(&mut frame, v).map_err(malformed)?),
+        ApiKey::OffsetCommit => {
+            Request::OffsetCommit(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::OffsetFetch => Request::OffsetFetch(decode_body(&mut frame, v).map_err(malformed)?),
+        ApiKey::ListGroups => Request::ListGroups(decode_body(&mut frame, v).map_err(malformed)?),
+        ApiKey::DescribeGroups => {
+            Request::DescribeGroups(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::DeleteGroups => {
+            Request::DeleteGroups(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::OffsetDelete => {
+            Request::OffsetDelete(decode_body(&mut frame, v).map_err(malformed)?)
+        }
         _ => return Err(unsupported),
     };
     Ok(RequestFrame {
@@ -241,6 +330,7 @@ pub fn decode_request(mut frame: Bytes) -> Result<RequestFrame, DecodeError> {
         api_version,
         correlation_id,
         client_id: header.client_id.map(|s| s.to_string()),
+        client_host: String::new(),
         body,
     })
 }

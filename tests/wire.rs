@@ -130,6 +130,30 @@ async fn every_advertised_version_decodes_and_answers() {
                 ApiKey::CreateTopics => c.send(key, v, &CreateTopicsRequest::default()).await,
                 ApiKey::DeleteTopics => c.send(key, v, &DeleteTopicsRequest::default()).await,
                 ApiKey::InitProducerId => c.send(key, v, &InitProducerIdRequest::default()).await,
+                ApiKey::FindCoordinator => {
+                    let g = StrBytes::from_static_str("g");
+                    let r = if v >= 4 {
+                        FindCoordinatorRequest::default().with_coordinator_keys(vec![g])
+                    } else {
+                        FindCoordinatorRequest::default().with_key(g)
+                    };
+                    c.send(key, v, &r).await
+                }
+                // Empty group ids are answered at once with INVALID_GROUP_ID.
+                ApiKey::JoinGroup => c.send(key, v, &JoinGroupRequest::default()).await,
+                ApiKey::SyncGroup => c.send(key, v, &SyncGroupRequest::default()).await,
+                ApiKey::Heartbeat => c.send(key, v, &HeartbeatRequest::default()).await,
+                ApiKey::LeaveGroup => c.send(key, v, &LeaveGroupRequest::default()).await,
+                ApiKey::OffsetCommit => c.send(key, v, &OffsetCommitRequest::default()).await,
+                ApiKey::OffsetFetch => c.send(key, v, &OffsetFetchRequest::default()).await,
+                ApiKey::ListGroups => c.send(key, v, &ListGroupsRequest::default()).await,
+                ApiKey::DescribeGroups => {
+                    let r = DescribeGroupsRequest::default()
+                        .with_groups(vec![GroupId(StrBytes::from_static_str("nope"))]);
+                    c.send(key, v, &r).await
+                }
+                ApiKey::DeleteGroups => c.send(key, v, &DeleteGroupsRequest::default()).await,
+                ApiKey::OffsetDelete => c.send(key, v, &OffsetDeleteRequest::default()).await,
                 other => panic!("add {other:?} to this test"),
             };
             let mut frame = c

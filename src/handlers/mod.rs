@@ -3,6 +3,7 @@
 
 mod api_versions;
 mod fetch;
+mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -32,6 +33,20 @@ pub async fn dispatch(broker: &Arc<Broker>, req: RequestFrame) -> Option<Respons
         Request::CreateTopics(r) => Some(topics::create(broker, &ctx, r).await),
         Request::DeleteTopics(r) => Some(topics::delete(broker, &ctx, r).await),
         Request::InitProducerId(r) => Some(producer_id::handle(broker, &ctx, r).await),
+        Request::FindCoordinator(r) => Some(groups::find_coordinator(broker, &ctx, r)),
+        Request::JoinGroup(r) => {
+            let client_id = req.client_id.as_deref().unwrap_or("");
+            Some(groups::join(broker, &ctx, client_id, &req.client_host, r).await)
+        }
+        Request::SyncGroup(r) => Some(groups::sync(broker, &ctx, r).await),
+        Request::Heartbeat(r) => Some(groups::heartbeat(broker, &ctx, r)),
+        Request::LeaveGroup(r) => Some(groups::leave(broker, &ctx, r).await),
+        Request::OffsetCommit(r) => Some(groups::offset_commit(broker, &ctx, r).await),
+        Request::OffsetFetch(r) => Some(groups::offset_fetch(broker, &ctx, r)),
+        Request::ListGroups(r) => Some(groups::list(broker, &ctx, r)),
+        Request::DescribeGroups(r) => Some(groups::describe(broker, &ctx, r)),
+        Request::DeleteGroups(r) => Some(groups::delete(broker, &ctx, r).await),
+        Request::OffsetDelete(r) => Some(groups::offset_delete(broker, &ctx, r).await),
     }
 }
 

@@ -240,52 +240,127 @@ pub fn assign(b: &mut [u8], base_offset: i64, leader_epoch: i32) {
     b[OFF_LEADER_EPOCH..OFF_LEADER_EPOCH + 4].copy_from_slice(&leader_epoch.to_be_bytes());
 }
 
-/// Builds a valid uncompressed batch of `count` records with the given values.
+/// A record's key and value, borrowed from its batch (`None` is null).
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// Builds a valid uncompressed batch of records with the given values and null keys.
 /// Used by tests and benchmarks; real clients build their own batches.
 pub fn build_test_batch(base_timestamp: i64, values: &[&[u8]]) -> Vec<u8> {
-    fn varint(out: &mut Vec<u8>, v: i64) {
-        let mut z = ((v << 1) ^ (v >> 63)) as u64;
-        loop {
-            if z < 0x80 {
-                out.push(z as u8);
-                return;
-            }
-            out.push((z as u8 & 0x7f) | 0x80);
-            z >>= 7;
+    let records: Vec<KeyValue<'_>> = values.iter().map(|v| (None, Some(*v))).collect();
+    build_batch(base_timestamp, &records)
+}
+
+fn put_varint(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    loop {
+        if z < 0x80 {
+            out.push(z as u8);
+            return;
         }
+        out.push((z as u8 & 0x7f) | 0x80);
+        z >>= 7;
     }
-    let mut records = Vec::new();
-    for (i, v) in values.iter().enumerate() {
-        let mut r = Vec::new();
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        Some(b) => {
+            put_varint(out, b.len() as i64);
+            out.extend_from_slice(b);
+        }
+        None => put_varint(out, -1),
+    }
+}
+
+/// Builds a valid uncompressed, non-idempotent batch of `(key, value)` records, all
+/// stamped `base_timestamp`. The broker's own internal logs are written with it.
+pub fn build_batch(base_timestamp: i64, records: &[KeyValue<'_>]) -> Vec<u8> {
+    assert!(!records.is_empty(), "a batch holds at least one record");
+    let mut body = Vec::new();
+    let mut r = Vec::new();
+    for (i, (key, value)) in records.iter().enumerate() {
+        r.clear();
         r.push(0u8); // attributes
-        varint(&mut r, 0); // timestamp delta
-        varint(&mut r, i as i64); // offset delta
-        varint(&mut r, -1); // null key
-        varint(&mut r, v.len() as i64);
-        r.extend_from_slice(v);
-        varint(&mut r, 0); // headers
-        varint(&mut records, r.len() as i64);
-        records.extend_from_slice(&r);
+        put_varint(&mut r, 0); // timestamp delta
+        put_varint(&mut r, i as i64); // offset delta
+        put_bytes(&mut r, *key);
+        put_bytes(&mut r, *value);
+        put_varint(&mut r, 0); // headers
+        put_varint(&mut body, r.len() as i64);
+        body.extend_from_slice(&r);
     }
-    let count = values.len() as i32;
-    let mut b = Vec::with_capacity(HEADER_BYTES + records.len());
+    let count = i32::try_from(records.len()).expect("record count fits i32");
+    let mut b = Vec::with_capacity(HEADER_BYTES + body.len());
     b.extend_from_slice(&0i64.to_be_bytes());
-    b.extend_from_slice(&((HEADER_BYTES - LOG_OVERHEAD + records.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&((HEADER_BYTES - LOG_OVERHEAD + body.len()) as i32).to_be_bytes());
     b.extend_from_slice(&0i32.to_be_bytes());
     b.push(MAGIC_V2 as u8);
     b.extend_from_slice(&0u32.to_be_bytes()); // crc placeholder
     b.extend_from_slice(&0i16.to_be_bytes());
-    b.extend_from_slice(&(count - 1).max(0).to_be_bytes());
+    b.extend_from_slice(&(count - 1).to_be_bytes());
     b.extend_from_slice(&base_timestamp.to_be_bytes());
     b.extend_from_slice(&base_timestamp.to_be_bytes());
     b.extend_from_slice(&(-1i64).to_be_bytes());
     b.extend_from_slice(&(-1i16).to_be_bytes());
     b.extend_from_slice(&(-1i32).to_be_bytes());
     b.extend_from_slice(&count.to_be_bytes());
-    b.extend_from_slice(&records);
+    b.extend_from_slice(&body);
     let crc = crc32c::crc32c(&b[OFF_ATTRIBUTES..]);
     b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
     b
+}
+
+fn get_varint(b: &[u8], at: &mut usize) -> Option<i64> {
+    let mut z: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*at)?;
+        *at += 1;
+        z |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(((z >> 1) as i64) ^ -((z & 1) as i64));
+        }
+    }
+    None
+}
+
+fn get_bytes<'a>(b: &'a [u8], at: &mut usize) -> Option<Option<&'a [u8]>> {
+    let len = get_varint(b, at)?;
+    if len < 0 {
+        return Some(None);
+    }
+    let len = usize::try_from(len).ok()?;
+    let end = at.checked_add(len)?;
+    let v = b.get(*at..end)?;
+    *at = end;
+    Some(Some(v))
+}
+
+/// The keys and values of an uncompressed batch (one already validated), or
+/// `None` if it is compressed or its records do not parse. Headers are skipped.
+pub fn records(b: &[u8]) -> Option<Vec<KeyValue<'_>>> {
+    let h = BatchHeader::parse(b).ok()?;
+    if h.attributes & 0x07 != 0 {
+        return None;
+    }
+    let end = h.total_bytes().min(b.len());
+    let mut at = HEADER_BYTES;
+    let mut out = Vec::new();
+    for _ in 0..h.records_count {
+        let len = usize::try_from(get_varint(b, &mut at)?).ok()?;
+        let rec_end = at.checked_add(len)?;
+        if rec_end > end {
+            return None;
+        }
+        let rec = &b[at..rec_end];
+        let mut p = 1; // attributes
+        get_varint(rec, &mut p)?; // timestamp delta
+        get_varint(rec, &mut p)?; // offset delta
+        let key = get_bytes(rec, &mut p)?;
+        let value = get_bytes(rec, &mut p)?;
+        out.push((key, value));
+        at = rec_end;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -334,6 +409,20 @@ mod tests {
         let mut b = build_test_batch(1, &[b"hello"]);
         b[OFF_MAGIC] = 1;
         assert_eq!(validate(&b), Err(BatchError::BadMagic(1)));
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let b = build_batch(7, &[(Some(b"k"), None), (None, Some(b"value"))]);
+        validate(&b).unwrap();
+        let r = records(&b).unwrap();
+        assert_eq!(
+            r,
+            vec![(Some(&b"k"[..]), None), (None, Some(&b"value"[..]))]
+        );
+        let mut cut = b.clone();
+        cut.truncate(b.len() - 2);
+        assert!(records(&cut).is_none());
     }
 
     #[test]

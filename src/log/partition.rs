@@ -391,6 +391,28 @@ impl PartitionLog {
         Ok(doomed.len())
     }
 
+    /// Deletes every sealed segment that lies wholly below `offset`, moving the log
+    /// start forward. Used to drop what a compacted snapshot has superseded.
+    pub fn delete_before(&mut self, offset: i64) -> io::Result<usize> {
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        let mut doomed = Vec::new();
+        for pair in bases.windows(2) {
+            // A segment ends where the next one begins.
+            if pair[1] <= offset {
+                doomed.push(pair[0]);
+            }
+        }
+        for base in &doomed {
+            if let Some(seg) = self.segments.remove(base) {
+                seg.delete()?;
+            }
+        }
+        if !doomed.is_empty() {
+            segment::sync_dir(&self.dir)?;
+        }
+        Ok(doomed.len())
+    }
+
     /// What a flusher must fdatasync to make everything below the returned offset durable.
     pub fn sync_target(&self) -> (std::sync::Arc<std::fs::File>, i64) {
         (self.active_ref().file(), self.next_offset)

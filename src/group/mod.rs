@@ -1,0 +1,902 @@
+//! The group coordinator: Kafka's classic consumer-group protocol and committed offsets.
+//!
+//! `state` is the pure state machine of one group; this module is its thin async
+//! shell. Each group sits behind its own `std::sync::Mutex`, held only while the
+//! state machine runs (never across `.await`). A JoinGroup or SyncGroup that must
+//! wait parks on a oneshot channel, completed when the state machine says so. One
+//! timer task sleeps until the earliest group deadline (session expiry, end of a
+//! join phase) and ticks the groups that are due: no polling loops.
+//!
+//! Committed offsets and group membership go to an internal log (`store`), written
+//! and fsynced before OffsetCommit is answered, and replayed on start.
+
+pub mod state;
+pub mod store;
+
+use std::collections::{BTreeSet, HashMap};
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{oneshot, Notify};
+
+pub use state::{
+    Committed, Group, GroupError, GroupState, JoinRequest, JoinResult, JoinedMember, Limits, Out,
+    Reply, SyncResult,
+};
+
+use crate::broker::{now_ms, Partition, Syncer};
+use crate::config::Config;
+use store::{Record, Store};
+
+/// A member as DescribeGroups reports it.
+#[derive(Debug, Clone)]
+pub struct MemberSummary {
+    /// Member id.
+    pub member_id: String,
+    /// `group.instance.id`.
+    pub instance_id: Option<String>,
+    /// Client id.
+    pub client_id: String,
+    /// Client address.
+    pub client_host: String,
+    /// Metadata for the selected protocol (Stable groups only).
+    pub metadata: Bytes,
+    /// Assignment (Stable groups only).
+    pub assignment: Bytes,
+}
+
+/// A group as DescribeGroups reports it.
+#[derive(Debug, Clone)]
+pub struct GroupSummary {
+    /// Kafka's state name.
+    pub state: &'static str,
+    /// Protocol type, empty if none.
+    pub protocol_type: String,
+    /// Selected protocol (Stable only), else empty.
+    pub protocol: String,
+    /// Members.
+    pub members: Vec<MemberSummary>,
+}
+
+/// A group as ListGroups reports it.
+#[derive(Debug, Clone)]
+pub struct GroupOverview {
+    /// Group id.
+    pub group_id: String,
+    /// Protocol type, empty for offsets-only groups.
+    pub protocol_type: String,
+    /// Kafka's state name.
+    pub state: &'static str,
+}
+
+/// One group with what is waiting on it.
+struct Slot {
+    /// The state machine.
+    group: Group,
+    /// Parked JoinGroups by member id.
+    joins: HashMap<String, oneshot::Sender<JoinResult>>,
+    /// Parked SyncGroups by member id.
+    syncs: HashMap<String, oneshot::Sender<SyncResult>>,
+}
+
+/// Answers to deliver once the records written before them are durable.
+enum Delivery {
+    Join(oneshot::Sender<JoinResult>, JoinResult),
+    Sync(oneshot::Sender<SyncResult>, SyncResult),
+}
+
+impl Delivery {
+    fn send(self) {
+        // A dropped receiver is a client that went away: nothing to do.
+        match self {
+            Delivery::Join(tx, r) => drop(tx.send(r)),
+            Delivery::Sync(tx, r) => drop(tx.send(r)),
+        }
+    }
+}
+
+/// Settings of the coordinator beyond the state machine's [`Limits`].
+#[derive(Debug, Clone)]
+struct Settings {
+    /// Most groups held at once.
+    groups_max: usize,
+    /// Offsets of empty groups expire after this (ms).
+    offsets_retention_ms: i64,
+    /// How often expiry runs.
+    retention_check_interval: Duration,
+    /// Longest metadata string an OffsetCommit may carry.
+    offset_metadata_bytes_max: usize,
+}
+
+/// Deadlines of groups, earliest first; at most one entry per group.
+#[derive(Default)]
+struct Timers {
+    /// (deadline ms, group id).
+    queue: BTreeSet<(i64, String)>,
+    /// The deadline each group is queued under.
+    by_group: HashMap<String, i64>,
+}
+
+/// The coordinator for every group (this broker coordinates them all).
+pub struct Coordinator {
+    /// Enforced by the state machine.
+    limits: Limits,
+    /// The rest of the settings.
+    settings: Settings,
+    /// Groups by id.
+    groups: Mutex<HashMap<String, Arc<Mutex<Slot>>>>,
+    /// The internal log.
+    store: Arc<Store>,
+    /// Group deadlines for the timer task.
+    timers: Mutex<Timers>,
+    /// Wakes the timer task when an earlier deadline is queued.
+    timer_wake: Arc<Notify>,
+    /// Set at shutdown: parked requests are answered and no new ones park.
+    closing: AtomicBool,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // State-machine calls leave the group consistent between steps; a panic
+    // elsewhere must not wedge every later request on this group.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Coordinator {
+    /// Replays the group log and starts the timer task.
+    pub async fn open(
+        config: &Config,
+        log: Arc<Partition>,
+        syncer: Syncer,
+    ) -> io::Result<Arc<Coordinator>> {
+        let compact = config.group_log_compact_bytes;
+        let (store, groups) =
+            tokio::task::spawn_blocking(move || Store::open(log, syncer, compact))
+                .await
+                .map_err(io::Error::other)??;
+        let limits = Limits {
+            initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+            session_timeout_ms_min: config.group_session_timeout_ms_min,
+            session_timeout_ms_max: config.group_session_timeout_ms_max,
+            members_max: config.group_members_max,
+        };
+        let settings = Settings {
+            groups_max: config.groups_max,
+            offsets_retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),
+            retention_check_interval: Duration::from_millis(
+                config.offsets_retention_check_interval_ms.max(1),
+            ),
+            offset_metadata_bytes_max: config.offset_metadata_bytes_max,
+        };
+        let coordinator = Arc::new(Coordinator {
+            limits,
+            settings,
+            groups: Mutex::new(HashMap::new()),
+            store: Arc::new(store),
+            timers: Mutex::new(Timers::default()),
+            timer_wake: Arc::new(Notify::new()),
+            closing: AtomicBool::new(false),
+        });
+        {
+            let mut map = lock(&coordinator.groups);
+            for (id, group) in groups {
+                map.insert(
+                    id,
+                    Arc::new(Mutex::new(Slot {
+                        group,
+                        joins: HashMap::new(),
+                        syncs: HashMap::new(),
+                    })),
+                );
+            }
+        }
+        let ids: Vec<String> = lock(&coordinator.groups).keys().cloned().collect();
+        for id in ids {
+            if let Some(slot) = coordinator.slot(&id) {
+                let deadline = lock(&slot).group.next_deadline();
+                coordinator.schedule(&id, deadline);
+            }
+        }
+        tokio::spawn(timer_task(
+            Arc::downgrade(&coordinator),
+            coordinator.timer_wake.clone(),
+        ));
+        tokio::spawn(expiry_task(
+            Arc::downgrade(&coordinator),
+            coordinator.settings.retention_check_interval,
+        ));
+        Ok(coordinator)
+    }
+
+    fn slot(&self, id: &str) -> Option<Arc<Mutex<Slot>>> {
+        lock(&self.groups).get(id).cloned()
+    }
+
+    fn slot_or_create(&self, id: &str) -> Result<Arc<Mutex<Slot>>, GroupError> {
+        let mut map = lock(&self.groups);
+        if let Some(s) = map.get(id) {
+            return Ok(s.clone());
+        }
+        if map.len() >= self.settings.groups_max {
+            tracing::warn!(
+                groups = map.len(),
+                "groups_max reached: refusing a new group"
+            );
+            return Err(GroupError::CoordinatorNotAvailable);
+        }
+        let slot = Arc::new(Mutex::new(Slot {
+            group: Group::new(id, now_ms()),
+            joins: HashMap::new(),
+            syncs: HashMap::new(),
+        }));
+        map.insert(id.to_string(), slot.clone());
+        Ok(slot)
+    }
+
+    /// Queues `deadline` for the group if it is earlier than what is queued.
+    fn schedule(&self, id: &str, deadline: Option<i64>) {
+        let Some(deadline) = deadline else { return };
+        let mut t = lock(&self.timers);
+        match t.by_group.get(id) {
+            Some(d) if *d <= deadline => return,
+            Some(d) => {
+                let old = (*d, id.to_string());
+                t.queue.remove(&old);
+            }
+            None => {}
+        }
+        t.by_group.insert(id.to_string(), deadline);
+        let first = t.queue.first().is_none_or(|(d, _)| deadline < *d);
+        t.queue.insert((deadline, id.to_string()));
+        drop(t);
+        if first {
+            self.timer_wake.notify_one();
+        }
+    }
+
+    /// Turns state-machine output into waiter completions and log records. Runs
+    /// under the slot lock; returns what must wait for the records to be durable.
+    fn apply(&self, slot: &mut Slot, outs: Vec<Out>) -> (Vec<Record>, Vec<Delivery>) {
+        let mut records = Vec::new();
+        let mut deferred = Vec::new();
+        for out in outs {
+            let delivery = match out {
+                Out::StoreGroup => {
+                    let v = self.store.next_version();
+                    records.push((
+                        store::group_key(&slot.group.id),
+                        Some(store::group_value(v, &slot.group)),
+                    ));
+                    continue;
+                }
+                Out::Join(member, r) => slot.joins.remove(&member).map(|tx| Delivery::Join(tx, r)),
+                Out::Sync(member, r) => slot.syncs.remove(&member).map(|tx| Delivery::Sync(tx, r)),
+            };
+            if let Some(d) = delivery {
+                if records.is_empty() {
+                    d.send();
+                } else {
+                    deferred.push(d);
+                }
+            }
+        }
+        let deadline = slot.group.next_deadline();
+        self.schedule(&slot.group.id, deadline);
+        (records, deferred)
+    }
+
+    /// Writes `records`, then delivers `deferred`, without holding any lock.
+    fn persist_then_deliver(self: &Arc<Self>, records: Vec<Record>, deferred: Vec<Delivery>) {
+        if records.is_empty() {
+            for d in deferred {
+                d.send();
+            }
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            me.write(records).await;
+            for d in deferred {
+                d.send();
+            }
+        });
+    }
+
+    async fn write(self: &Arc<Self>, records: Vec<Record>) -> bool {
+        match self.store.write(records).await {
+            Ok(compact) => {
+                if compact {
+                    let me = self.clone();
+                    tokio::spawn(async move { me.compact().await });
+                }
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "writing the group log failed");
+                false
+            }
+        }
+    }
+
+    async fn compact(self: &Arc<Self>) {
+        let base = match self.store.begin_snapshot().await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "group log compaction failed to roll");
+                return;
+            }
+        };
+        let slots: Vec<Arc<Mutex<Slot>>> = lock(&self.groups).values().cloned().collect();
+        let mut records = Vec::new();
+        for slot in slots {
+            let s = lock(&slot);
+            if s.group.state == GroupState::Dead {
+                continue;
+            }
+            let g = &s.group;
+            if g.protocol_type.is_some() {
+                let v = self.store.next_version();
+                records.push((store::group_key(&g.id), Some(store::group_value(v, g))));
+            }
+            for ((topic, partition), c) in &g.offsets {
+                let v = self.store.next_version();
+                records.push((
+                    store::offset_key(&g.id, topic, *partition),
+                    Some(store::offset_value(v, c)),
+                ));
+            }
+        }
+        if let Err(e) = self.store.finish_snapshot(base, records).await {
+            tracing::error!(error = %e, "group log compaction failed");
+        }
+    }
+
+    /// Handles JoinGroup: answers at once or parks until the join phase ends.
+    pub async fn join(self: &Arc<Self>, group_id: &str, mut req: JoinRequest) -> JoinResult {
+        let member_id = req.member_id.clone();
+        let err = |e| JoinResult {
+            error: Some(e),
+            generation: -1,
+            protocol_type: None,
+            protocol_name: None,
+            leader: String::new(),
+            member_id: member_id.clone(),
+            members: Vec::new(),
+        };
+        if group_id.is_empty() {
+            return err(GroupError::InvalidGroupId);
+        }
+        if self.closing.load(Ordering::Acquire) {
+            return err(GroupError::NotCoordinator);
+        }
+        let slot = if req.member_id.is_empty() {
+            match self.slot_or_create(group_id) {
+                Ok(s) => s,
+                Err(e) => return err(e),
+            }
+        } else {
+            match self.slot(group_id) {
+                Some(s) => s,
+                None => return err(GroupError::UnknownMemberId),
+            }
+        };
+        let prefix = req.instance_id.as_deref().unwrap_or(&req.client_id);
+        req.new_member_id = format!("{prefix}-{}", uuid::Uuid::new_v4());
+        let (tx, rx) = oneshot::channel();
+        let (now_reply, records, deferred) = {
+            let mut s = lock(&slot);
+            let (reply, outs) = s.group.join(now_ms(), &self.limits, req);
+            let now_reply = match reply {
+                Reply::Now(r) => Some(r),
+                Reply::Parked(member) => {
+                    if let Some(old) = s.joins.insert(member.clone(), tx) {
+                        // The member sent a second JoinGroup: the first is superseded.
+                        drop(old.send(JoinResult {
+                            member_id: member.clone(),
+                            ..err(GroupError::RebalanceInProgress)
+                        }));
+                    }
+                    None
+                }
+            };
+            let (records, deferred) = self.apply(&mut s, outs);
+            (now_reply, records, deferred)
+        };
+        if let Some(r) = now_reply {
+            // A returning static member is persisted before it is answered.
+            self.write(records).await;
+            for d in deferred {
+                d.send();
+            }
+            return r;
+        }
+        self.persist_then_deliver(records, deferred);
+        rx.await
+            .unwrap_or_else(|_| err(GroupError::RebalanceInProgress))
+    }
+
+    /// Handles SyncGroup: answers at once or parks until the leader's assignment.
+    pub async fn sync(
+        self: &Arc<Self>,
+        group_id: &str,
+        member_id: &str,
+        instance_id: &Option<String>,
+        generation: i32,
+        protocol: (Option<&str>, Option<&str>),
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncResult {
+        let err = |e| SyncResult {
+            error: Some(e),
+            protocol_type: None,
+            protocol_name: None,
+            assignment: Bytes::new(),
+        };
+        if group_id.is_empty() {
+            return err(GroupError::InvalidGroupId);
+        }
+        if self.closing.load(Ordering::Acquire) {
+            return err(GroupError::NotCoordinator);
+        }
+        let Some(slot) = self.slot(group_id) else {
+            return err(GroupError::UnknownMemberId);
+        };
+        let (tx, rx) = oneshot::channel();
+        let (records, deferred) = {
+            let mut s = lock(&slot);
+            let (reply, outs) = s.group.sync(
+                now_ms(),
+                member_id,
+                instance_id,
+                generation,
+                protocol,
+                assignments,
+            );
+            match reply {
+                Reply::Now(r) => {
+                    let (records, deferred) = self.apply(&mut s, outs);
+                    drop(s);
+                    self.persist_then_deliver(records, deferred);
+                    return r;
+                }
+                Reply::Parked(member) => {
+                    if let Some(old) = s.syncs.insert(member, tx) {
+                        drop(old.send(err(GroupError::RebalanceInProgress)));
+                    }
+                    self.apply(&mut s, outs)
+                }
+            }
+        };
+        self.persist_then_deliver(records, deferred);
+        rx.await
+            .unwrap_or_else(|_| err(GroupError::RebalanceInProgress))
+    }
+
+    /// Handles Heartbeat.
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: &Option<String>,
+        generation: i32,
+    ) -> Result<(), GroupError> {
+        if group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        let slot = self.slot(group_id).ok_or(GroupError::UnknownMemberId)?;
+        let mut s = lock(&slot);
+        let r = s
+            .group
+            .heartbeat(now_ms(), member_id, instance_id, generation);
+        let deadline = s.group.next_deadline();
+        self.schedule(group_id, deadline);
+        r
+    }
+
+    /// Handles LeaveGroup: one result per member, or a group-level error.
+    pub async fn leave(
+        self: &Arc<Self>,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        if group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        let Some(slot) = self.slot(group_id) else {
+            return Ok(members
+                .iter()
+                .map(|_| Err(GroupError::UnknownMemberId))
+                .collect());
+        };
+        let (results, records, deferred) = {
+            let mut s = lock(&slot);
+            if s.group.state == GroupState::Dead {
+                return Err(GroupError::CoordinatorNotAvailable);
+            }
+            let now = now_ms();
+            let mut outs = Vec::new();
+            let results: Vec<_> = members
+                .iter()
+                .map(|(m, i)| s.group.leave(now, m, i, &mut outs))
+                .collect();
+            let (records, deferred) = self.apply(&mut s, outs);
+            (results, records, deferred)
+        };
+        self.persist_then_deliver(records, deferred);
+        Ok(results)
+    }
+
+    /// Handles OffsetCommit. `offsets` are (topic, partition, offset, leader epoch,
+    /// metadata); the result has one entry per offset. Answers once durable.
+    pub async fn commit(
+        self: &Arc<Self>,
+        group_id: &str,
+        member_id: &str,
+        instance_id: &Option<String>,
+        generation: i32,
+        retention_ms: Option<i64>,
+        offsets: Vec<(String, i32, i64, i32, String)>,
+    ) -> Vec<Result<(), GroupError>> {
+        let all = |e: GroupError| offsets.iter().map(|_| Err(e)).collect::<Vec<_>>();
+        if self.closing.load(Ordering::Acquire) {
+            return all(GroupError::NotCoordinator);
+        }
+        let slot = match self.slot(group_id) {
+            Some(s) => s,
+            None if generation < 0 => match self.slot_or_create(group_id) {
+                Ok(s) => s,
+                Err(e) => return all(e),
+            },
+            None => return all(GroupError::IllegalGeneration),
+        };
+        let now = now_ms();
+        let mut results = Vec::with_capacity(offsets.len());
+        let mut records = Vec::new();
+        {
+            let mut s = lock(&slot);
+            if let Err(e) = s
+                .group
+                .check_commit(now, member_id, instance_id, generation)
+            {
+                return all(e);
+            }
+            for (topic, partition, offset, leader_epoch, metadata) in offsets {
+                if metadata.len() > self.settings.offset_metadata_bytes_max {
+                    results.push(Err(GroupError::OffsetMetadataTooLarge));
+                    continue;
+                }
+                let c = Committed {
+                    offset,
+                    leader_epoch,
+                    metadata,
+                    commit_timestamp: now,
+                    expire_timestamp: retention_ms.map(|r| now.saturating_add(r)),
+                };
+                let v = self.store.next_version();
+                records.push((
+                    store::offset_key(group_id, &topic, partition),
+                    Some(store::offset_value(v, &c)),
+                ));
+                s.group.offsets.insert((topic, partition), c);
+                results.push(Ok(()));
+            }
+            let deadline = s.group.next_deadline();
+            self.schedule(group_id, deadline);
+        }
+        if !self.write(records).await {
+            return results
+                .into_iter()
+                .map(|r| r.and(Err(GroupError::NotCoordinator)))
+                .collect();
+        }
+        results
+    }
+
+    /// Committed offsets of a group: the given partitions, or all of them.
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Vec<((String, i32), Option<Committed>)> {
+        let slot = self.slot(group_id);
+        let guard = slot.as_ref().map(|s| lock(s));
+        let offsets = guard.as_ref().map(|s| &s.group.offsets);
+        match partitions {
+            Some(ps) => ps
+                .into_iter()
+                .map(|k| {
+                    let c = offsets.and_then(|o| o.get(&k)).cloned();
+                    (k, c)
+                })
+                .collect(),
+            None => offsets
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, c)| (k.clone(), Some(c.clone())))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Every live group.
+    pub fn list(&self) -> Vec<GroupOverview> {
+        let slots: Vec<Arc<Mutex<Slot>>> = lock(&self.groups).values().cloned().collect();
+        let mut out: Vec<GroupOverview> = slots
+            .iter()
+            .filter_map(|slot| {
+                let s = lock(slot);
+                let g = &s.group;
+                (g.state != GroupState::Dead).then(|| GroupOverview {
+                    group_id: g.id.clone(),
+                    protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                    state: g.state.name(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        out
+    }
+
+    /// Describes a group; an unknown group is reported Dead, as Kafka does.
+    pub fn describe(&self, group_id: &str) -> GroupSummary {
+        let dead = GroupSummary {
+            state: GroupState::Dead.name(),
+            protocol_type: String::new(),
+            protocol: String::new(),
+            members: Vec::new(),
+        };
+        let Some(slot) = self.slot(group_id) else {
+            return dead;
+        };
+        let s = lock(&slot);
+        let g = &s.group;
+        let stable = g.state == GroupState::Stable;
+        let protocol = g.protocol.clone().unwrap_or_default();
+        GroupSummary {
+            state: g.state.name(),
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            protocol: if stable {
+                protocol.clone()
+            } else {
+                String::new()
+            },
+            members: g
+                .members
+                .values()
+                .map(|m| MemberSummary {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: if stable {
+                        m.metadata(&protocol).cloned().unwrap_or_default()
+                    } else {
+                        Bytes::new()
+                    },
+                    assignment: if stable {
+                        m.assignment.clone()
+                    } else {
+                        Bytes::new()
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    /// Removes a group and writes tombstones for it and its offsets (under its lock).
+    fn remove_group(&self, slot: &mut Slot, records: &mut Vec<Record>) {
+        let id = slot.group.id.clone();
+        slot.group.mark_dead(now_ms());
+        records.push((
+            store::group_key(&id),
+            Some(store::tombstone(self.store.next_version())),
+        ));
+        for (topic, partition) in slot.group.offsets.keys() {
+            records.push((
+                store::offset_key(&id, topic, *partition),
+                Some(store::tombstone(self.store.next_version())),
+            ));
+        }
+        slot.group.offsets.clear();
+        lock(&self.groups).remove(&id);
+        let mut t = lock(&self.timers);
+        if let Some(d) = t.by_group.remove(&id) {
+            t.queue.remove(&(d, id));
+        }
+    }
+
+    /// Handles DeleteGroups: one result per group.
+    pub async fn delete_groups(self: &Arc<Self>, ids: &[String]) -> Vec<Result<(), GroupError>> {
+        let mut records = Vec::new();
+        let mut results = Vec::new();
+        for id in ids {
+            let Some(slot) = self.slot(id) else {
+                results.push(Err(GroupError::GroupIdNotFound));
+                continue;
+            };
+            let mut s = lock(&slot);
+            results.push(match s.group.state {
+                GroupState::Dead => Err(GroupError::GroupIdNotFound),
+                GroupState::Empty => {
+                    self.remove_group(&mut s, &mut records);
+                    Ok(())
+                }
+                _ => Err(GroupError::NonEmptyGroup),
+            });
+        }
+        if !self.write(records).await {
+            return results
+                .into_iter()
+                .map(|r| r.and(Err(GroupError::NotCoordinator)))
+                .collect();
+        }
+        results
+    }
+
+    /// Handles OffsetDelete: per-partition results, or a group-level error.
+    pub async fn delete_offsets(
+        self: &Arc<Self>,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<((String, i32), Result<(), GroupError>)>, GroupError> {
+        if group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        let slot = self.slot(group_id).ok_or(GroupError::GroupIdNotFound)?;
+        let mut records = Vec::new();
+        let results = {
+            let mut s = lock(&slot);
+            let subscribed = match s.group.state {
+                GroupState::Dead => return Err(GroupError::GroupIdNotFound),
+                GroupState::Empty => Vec::new(),
+                _ => s
+                    .group
+                    .subscribed_topics()
+                    .ok_or(GroupError::NonEmptyGroup)?,
+            };
+            let mut results = Vec::new();
+            for key in partitions {
+                if subscribed.contains(&key.0) {
+                    results.push((key, Err(GroupError::GroupSubscribedToTopic)));
+                    continue;
+                }
+                if s.group.offsets.remove(&key).is_some() {
+                    records.push((
+                        store::offset_key(group_id, &key.0, key.1),
+                        Some(store::tombstone(self.store.next_version())),
+                    ));
+                }
+                results.push((key, Ok(())));
+            }
+            results
+        };
+        self.write(records).await;
+        Ok(results)
+    }
+
+    /// Expires old offsets and drops empty groups with nothing left.
+    async fn expire_offsets(self: &Arc<Self>) {
+        let now = now_ms();
+        let slots: Vec<Arc<Mutex<Slot>>> = lock(&self.groups).values().cloned().collect();
+        let mut records = Vec::new();
+        let mut expired = 0usize;
+        for slot in slots {
+            let mut s = lock(&slot);
+            let doomed = s
+                .group
+                .expired_offsets(now, self.settings.offsets_retention_ms);
+            for key in doomed {
+                s.group.offsets.remove(&key);
+                expired += 1;
+                records.push((
+                    store::offset_key(&s.group.id, &key.0, key.1),
+                    Some(store::tombstone(self.store.next_version())),
+                ));
+            }
+            if s.group.state == GroupState::Empty && s.group.offsets.is_empty() {
+                self.remove_group(&mut s, &mut records);
+            }
+        }
+        if expired > 0 {
+            tracing::info!(offsets = expired, "expired committed offsets");
+        }
+        self.write(records).await;
+    }
+
+    /// Runs the deadlines of one group.
+    fn tick(self: &Arc<Self>, id: &str) {
+        let Some(slot) = self.slot(id) else { return };
+        let (records, deferred) = {
+            let mut s = lock(&slot);
+            let outs = s.group.tick(now_ms(), &self.limits);
+            self.apply(&mut s, outs)
+        };
+        self.persist_then_deliver(records, deferred);
+    }
+
+    /// Answers every parked JoinGroup and SyncGroup with NOT_COORDINATOR, so
+    /// connections drain quickly at shutdown.
+    pub fn begin_shutdown(&self) {
+        self.closing.store(true, Ordering::Release);
+        let slots: Vec<Arc<Mutex<Slot>>> = lock(&self.groups).values().cloned().collect();
+        for slot in slots {
+            let mut s = lock(&slot);
+            let outs = s.group.abandon_waiters(GroupError::NotCoordinator);
+            for out in outs {
+                match out {
+                    Out::Join(m, r) => {
+                        if let Some(tx) = s.joins.remove(&m) {
+                            drop(tx.send(r));
+                        }
+                    }
+                    Out::Sync(m, r) => {
+                        if let Some(tx) = s.syncs.remove(&m) {
+                            drop(tx.send(r));
+                        }
+                    }
+                    Out::StoreGroup => {}
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps until the earliest group deadline (or an earlier one is queued) and ticks
+/// the groups that are due. Ends when the coordinator is dropped.
+async fn timer_task(coordinator: std::sync::Weak<Coordinator>, wake: Arc<Notify>) {
+    loop {
+        let Some(c) = coordinator.upgrade() else {
+            return;
+        };
+        let now = now_ms();
+        let mut due = Vec::new();
+        let next = {
+            let mut t = lock(&c.timers);
+            while let Some((d, _)) = t.queue.first() {
+                if *d > now {
+                    break;
+                }
+                let (_, id) = t.queue.pop_first().expect("peeked");
+                t.by_group.remove(&id);
+                due.push(id);
+            }
+            t.queue.first().map(|(d, _)| *d)
+        };
+        for id in due {
+            c.tick(&id);
+        }
+        // Ticks may have queued earlier deadlines; the Notify permit covers that.
+        let wait = match next {
+            Some(d) => Duration::from_millis(u64::try_from(d - now).unwrap_or(0).max(1)),
+            None => Duration::from_secs(3600),
+        };
+        // Only a weak reference is held while asleep, so a dropped broker ends the task.
+        drop(c);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = wake.notified() => {}
+        }
+    }
+}
+
+/// Runs offset expiry every `interval`.
+async fn expiry_task(coordinator: std::sync::Weak<Coordinator>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(c) = coordinator.upgrade() else {
+            return;
+        };
+        c.expire_offsets().await;
+    }
+}
