@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Runs every Sluice test, on a fresh machine too: installs what it needs (kcat from
-# Debian, a Python venv with pinned clients), then format and lint checks, the Rust
-# unit, property, wire and crash tests, and the stock-client compatibility suite
-# against the release binary.
+# Runs every Sluice test, on a fresh machine too: installs what it needs (kcat and
+# Node from Debian if missing, a Python venv with pinned clients, kafkajs from npm),
+# then format and lint checks, the Rust unit, property, wire and crash tests, and the
+# stock-client compatibility suite against the release binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if ((${#need_apt[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -32,8 +34,10 @@ cargo build --release --quiet
 venv=compat-tests/.venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r compat-tests/requirements.txt
-echo "== compat tests (kcat, kafka-python, confluent-kafka)"
 cd compat-tests
+# kafkajs, pinned by package-lock.json.
+npm ci --no-audit --no-fund --silent
+echo "== compat tests (kcat, confluent-kafka, kafka-python, aiokafka, kafkajs)"
 # pytest captures each test's output itself; what reaches stderr outside that is
 # librdkafka's teardown chatter after the summary. Keep it, but show it only on failure,
 # so the runner's summary stays the last line.
