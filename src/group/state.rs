@@ -1275,3 +1275,434 @@ pub fn parse_subscription(b: &[u8]) -> Option<Vec<String>> {
     }
     Some(topics)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SESSION: i32 = 10_000;
+    const REBALANCE: i32 = 30_000;
+
+    fn limits() -> Limits {
+        Limits {
+            initial_rebalance_delay_ms: 3000,
+            ..Limits::default()
+        }
+    }
+
+    fn sub(topics: &[&str]) -> Bytes {
+        let mut b = vec![0, 1];
+        b.extend_from_slice(&(topics.len() as i32).to_be_bytes());
+        for t in topics {
+            b.extend_from_slice(&(t.len() as i16).to_be_bytes());
+            b.extend_from_slice(t.as_bytes());
+        }
+        Bytes::from(b)
+    }
+
+    fn req(member: &str, new_id: &str) -> JoinRequest {
+        JoinRequest {
+            member_id: member.into(),
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: SESSION,
+            rebalance_timeout_ms: REBALANCE,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), sub(&["t"]))],
+            require_known_member_id: false,
+            new_member_id: new_id.into(),
+        }
+    }
+
+    /// A group driven by events at controlled times, collecting what it emits.
+    struct Harness {
+        g: Group,
+        limits: Limits,
+        now: i64,
+        outs: Vec<Out>,
+    }
+
+    impl Harness {
+        fn new() -> Harness {
+            Harness {
+                g: Group::new("g", 0),
+                limits: limits(),
+                now: 0,
+                outs: Vec::new(),
+            }
+        }
+        fn join(&mut self, r: JoinRequest) -> Reply<JoinResult> {
+            let (reply, outs) = self.g.join(self.now, &self.limits, r);
+            self.outs.extend(outs);
+            reply
+        }
+        fn sync(
+            &mut self,
+            member: &str,
+            generation: i32,
+            assignments: &[(&str, &[u8])],
+        ) -> Reply<SyncResult> {
+            let a = assignments
+                .iter()
+                .map(|(m, b)| (m.to_string(), Bytes::copy_from_slice(b)))
+                .collect();
+            let (reply, outs) = self
+                .g
+                .sync(self.now, member, &None, generation, (None, None), a);
+            self.outs.extend(outs);
+            reply
+        }
+        fn at(&mut self, t: i64) {
+            self.now = t;
+            let outs = self.g.tick(t, &self.limits);
+            self.outs.extend(outs);
+        }
+        /// The JoinGroup answer emitted for `member`, consumed.
+        fn joined(&mut self, member: &str) -> Option<JoinResult> {
+            let i = self
+                .outs
+                .iter()
+                .position(|o| matches!(o, Out::Join(m, _) if m == member))?;
+            match self.outs.remove(i) {
+                Out::Join(_, r) => Some(r),
+                _ => unreachable!(),
+            }
+        }
+        fn synced(&mut self, member: &str) -> Option<SyncResult> {
+            let i = self
+                .outs
+                .iter()
+                .position(|o| matches!(o, Out::Sync(m, _) if m == member))?;
+            match self.outs.remove(i) {
+                Out::Sync(_, r) => Some(r),
+                _ => unreachable!(),
+            }
+        }
+        /// Forms a stable generation with `members`: all join at time 0, so a second
+        /// member extends the initial delay once; they sync at 6 s.
+        fn stable(members: &[&str]) -> Harness {
+            let mut h = Harness::new();
+            for m in members {
+                assert_eq!(h.join(req("", m)), Reply::Parked(m.to_string()));
+            }
+            h.at(3000);
+            h.at(6000);
+            let leader = h.g.leader.clone().unwrap();
+            for m in members {
+                assert!(h.joined(m).unwrap().error.is_none());
+            }
+            let asg: Vec<(&str, &[u8])> = members.iter().map(|m| (*m, m.as_bytes())).collect();
+            for m in members {
+                if *m != leader {
+                    assert_eq!(h.sync(m, 1, &[]), Reply::Parked(m.to_string()));
+                }
+            }
+            assert_eq!(h.sync(&leader, 1, &asg), Reply::Parked(leader.clone()));
+            for m in members {
+                assert_eq!(&h.synced(m).unwrap().assignment[..], m.as_bytes());
+            }
+            assert_eq!(h.g.state, GroupState::Stable);
+            h.outs.clear();
+            h
+        }
+    }
+
+    #[test]
+    fn member_id_required_then_initial_delay_then_generation_one() {
+        let mut h = Harness::new();
+        let mut r = req("", "m1");
+        r.require_known_member_id = true;
+        let Reply::Now(first) = h.join(r.clone()) else {
+            panic!("expected an immediate answer")
+        };
+        assert_eq!(first.error, Some(GroupError::MemberIdRequired));
+        assert_eq!(first.member_id, "m1");
+        assert_eq!(h.g.state, GroupState::Empty);
+        r.member_id = "m1".into();
+        assert_eq!(h.join(r), Reply::Parked("m1".into()));
+        assert_eq!(h.g.state, GroupState::PreparingRebalance);
+        // The initial delay holds the join phase open even though everyone has joined.
+        h.at(2999);
+        assert!(h.joined("m1").is_none());
+        h.at(3000);
+        let j = h.joined("m1").unwrap();
+        assert_eq!((j.generation, j.leader.as_str()), (1, "m1"));
+        assert_eq!(j.protocol_name.as_deref(), Some("range"));
+        assert_eq!(j.members.len(), 1);
+        assert_eq!(h.g.state, GroupState::CompletingRebalance);
+    }
+
+    #[test]
+    fn initial_delay_extends_while_members_keep_arriving() {
+        let mut h = Harness::new();
+        h.join(req("", "m1"));
+        h.at(2000);
+        h.join(req("", "m2"));
+        h.at(3000);
+        assert!(
+            h.joined("m1").is_none(),
+            "a member arrived: the delay extends"
+        );
+        h.at(6000);
+        assert_eq!(h.joined("m1").unwrap().members.len(), 2);
+        assert_eq!(h.joined("m2").unwrap().generation, 1);
+    }
+
+    #[test]
+    fn a_new_member_triggers_a_rebalance_the_others_learn_of_by_heartbeat() {
+        let mut h = Harness::stable(&["a", "b"]);
+        h.now = 7000;
+        assert_eq!(h.join(req("", "c")), Reply::Parked("c".into()));
+        assert_eq!(h.g.state, GroupState::PreparingRebalance);
+        assert_eq!(
+            h.g.heartbeat(7100, "a", &None, 1),
+            Err(GroupError::RebalanceInProgress)
+        );
+        h.now = 7200;
+        assert_eq!(h.join(req("a", "")), Reply::Parked("a".into()));
+        assert!(h.joined("c").is_none());
+        assert_eq!(h.join(req("b", "")), Reply::Parked("b".into()));
+        // Everyone rejoined: generation 2 forms at once, only the leader gets the members.
+        let a = h.joined("a").unwrap();
+        let b = h.joined("b").unwrap();
+        let c = h.joined("c").unwrap();
+        assert_eq!((a.generation, b.generation, c.generation), (2, 2, 2));
+        assert_eq!(a.leader, "a");
+        assert_eq!(a.members.len(), 3);
+        assert!(b.members.is_empty() && c.members.is_empty());
+        // A stale generation is refused; the old assignment is gone.
+        assert_eq!(
+            h.sync("b", 1, &[]),
+            Reply::Now(SyncResult::error(GroupError::IllegalGeneration))
+        );
+    }
+
+    #[test]
+    fn session_expiry_evicts_and_a_lone_survivor_rebalances() {
+        let mut h = Harness::stable(&["a", "b"]);
+        // Only b heartbeats.
+        for t in (7000..=15_000).step_by(2000) {
+            h.g.heartbeat(t, "b", &None, 1).unwrap();
+            h.at(t);
+        }
+        assert!(
+            h.g.members.contains_key("a"),
+            "a's session (10 s from 6 s) has not expired"
+        );
+        h.g.heartbeat(16_000, "b", &None, 1).unwrap();
+        h.at(16_000);
+        assert!(!h.g.members.contains_key("a"));
+        assert_eq!(h.g.state, GroupState::PreparingRebalance);
+        h.now = 16_100;
+        assert_eq!(h.join(req("b", "")), Reply::Parked("b".into()));
+        let j = h.joined("b").unwrap();
+        assert_eq!(
+            (j.generation, j.leader.as_str(), j.members.len()),
+            (2, "b", 1)
+        );
+    }
+
+    #[test]
+    fn members_that_do_not_rejoin_are_dropped_at_the_rebalance_timeout() {
+        let mut h = Harness::stable(&["a", "b"]);
+        h.now = 7000;
+        h.join(req("a", ""));
+        // b keeps heartbeating (REBALANCE_IN_PROGRESS) but never rejoins.
+        for t in (8000..37_000).step_by(1000) {
+            let _ = h.g.heartbeat(t, "b", &None, 1);
+            h.at(t);
+        }
+        assert!(h.joined("a").is_none());
+        h.at(37_000);
+        let j = h.joined("a").unwrap();
+        assert_eq!(j.members.len(), 1);
+        assert!(!h.g.members.contains_key("b"));
+        assert_eq!(h.joined("b"), None);
+    }
+
+    #[test]
+    fn the_last_member_leaving_empties_the_group() {
+        let mut h = Harness::stable(&["a", "b"]);
+        let mut out = Vec::new();
+        assert_eq!(h.g.leave(4000, "a", &None, &mut out), Ok(()));
+        assert_eq!(h.g.leader.as_deref(), Some("b"), "the leader left: b leads");
+        assert_eq!(h.g.state, GroupState::PreparingRebalance);
+        assert_eq!(h.g.leave(4001, "b", &None, &mut out), Ok(()));
+        assert_eq!(h.g.state, GroupState::Empty);
+        assert!(out.contains(&Out::StoreGroup));
+        assert_eq!(
+            h.g.leave(4002, "b", &None, &mut out),
+            Err(GroupError::UnknownMemberId)
+        );
+    }
+
+    #[test]
+    fn static_member_restart_keeps_the_generation() {
+        let mut h = Harness::new();
+        for (m, i) in [("a", "ia"), ("b", "ib")] {
+            let mut r = req("", m);
+            r.instance_id = Some(i.into());
+            h.join(r);
+        }
+        h.at(3000);
+        h.at(6000);
+        let leader = h.joined("a").unwrap().leader;
+        h.joined("b");
+        h.sync("b", 1, &[]);
+        h.sync("a", 1, &[("a", b"A"), ("b", b"B")]);
+        h.outs.clear();
+        assert_eq!(leader, "a");
+        // a restarts: unknown member id, same instance id.
+        h.now = 7000;
+        let mut r = req("", "a2");
+        r.instance_id = Some("ia".into());
+        let Reply::Now(j) = h.join(r) else {
+            panic!("a stable group answers a returning static member at once")
+        };
+        assert_eq!(
+            (j.error, j.generation, j.member_id.as_str()),
+            (None, 1, "a2")
+        );
+        assert_eq!(
+            j.leader, "a",
+            "the old leader id: the new member must not reassign"
+        );
+        assert!(h.outs.contains(&Out::StoreGroup));
+        assert_eq!(h.g.state, GroupState::Stable);
+        let Reply::Now(s) = h.sync("a2", 1, &[]) else {
+            panic!("stable sync answers at once")
+        };
+        assert_eq!(&s.assignment[..], b"A");
+        // The old incarnation is fenced.
+        assert_eq!(
+            h.g.heartbeat(7001, "a", &Some("ia".into()), 1),
+            Err(GroupError::FencedInstanceId)
+        );
+        assert_eq!(h.g.heartbeat(7001, "b", &Some("ib".into()), 1), Ok(()));
+    }
+
+    #[test]
+    fn errors_follow_kafka() {
+        struct Row {
+            what: &'static str,
+            edit: fn(&mut JoinRequest),
+            want: GroupError,
+        }
+        let rows = [
+            Row {
+                what: "session timeout below the minimum",
+                edit: |r| r.session_timeout_ms = 10,
+                want: GroupError::InvalidSessionTimeout,
+            },
+            Row {
+                what: "session timeout above the maximum",
+                edit: |r| r.session_timeout_ms = i32::MAX,
+                want: GroupError::InvalidSessionTimeout,
+            },
+            Row {
+                what: "another protocol type",
+                edit: |r| r.protocol_type = "connect".into(),
+                want: GroupError::InconsistentGroupProtocol,
+            },
+            Row {
+                what: "no common assignor",
+                edit: |r| r.protocols = vec![("roundrobin".into(), Bytes::new())],
+                want: GroupError::InconsistentGroupProtocol,
+            },
+            Row {
+                what: "an unknown member id",
+                edit: |r| r.member_id = "ghost".into(),
+                want: GroupError::UnknownMemberId,
+            },
+        ];
+        for row in rows {
+            let mut h = Harness::stable(&["a"]);
+            let mut r = req("", "n");
+            (row.edit)(&mut r);
+            match h.join(r) {
+                Reply::Now(j) => assert_eq!(j.error, Some(row.want), "{}", row.what),
+                other => panic!("{}: parked: {other:?}", row.what),
+            }
+        }
+        let mut h = Harness::stable(&["a"]);
+        h.limits.members_max = 1;
+        let Reply::Now(j) = h.join(req("", "n")) else {
+            panic!()
+        };
+        assert_eq!(j.error, Some(GroupError::GroupMaxSizeReached));
+        // Commits: outsiders may only commit to an empty group.
+        assert_eq!(
+            h.g.check_commit(5000, "", &None, -1),
+            Err(GroupError::UnknownMemberId)
+        );
+        assert_eq!(
+            h.g.check_commit(5000, "a", &None, 7),
+            Err(GroupError::IllegalGeneration)
+        );
+        assert_eq!(h.g.check_commit(5000, "a", &None, 1), Ok(()));
+        let mut empty = Group::new("e", 0);
+        assert_eq!(empty.check_commit(0, "", &None, -1), Ok(()));
+    }
+
+    #[test]
+    fn commits_during_completing_rebalance_are_refused() {
+        let mut h = Harness::new();
+        h.join(req("", "a"));
+        h.at(3000);
+        assert_eq!(h.g.state, GroupState::CompletingRebalance);
+        assert_eq!(
+            h.g.check_commit(3001, "a", &None, 1),
+            Err(GroupError::RebalanceInProgress)
+        );
+        // A member that never syncs is removed at the rebalance timeout.
+        h.at(3000 + i64::from(REBALANCE));
+        assert_eq!(h.g.state, GroupState::Empty);
+    }
+
+    #[test]
+    fn pending_members_expire() {
+        let mut h = Harness::new();
+        let mut r = req("", "p");
+        r.require_known_member_id = true;
+        h.join(r);
+        assert_eq!(h.g.size(), 1);
+        assert_eq!(h.g.next_deadline(), Some(i64::from(SESSION)));
+        h.at(i64::from(SESSION));
+        assert_eq!(h.g.size(), 0);
+    }
+
+    #[test]
+    fn offsets_of_empty_groups_expire_and_subscribed_ones_stay() {
+        let c = |ts| Committed {
+            offset: 1,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp: ts,
+            expire_timestamp: None,
+        };
+        let week = 7 * 24 * 3600 * 1000;
+        let mut h = Harness::stable(&["a"]);
+        h.g.offsets.insert(("t".into(), 0), c(0));
+        h.g.offsets.insert(("old".into(), 0), c(0));
+        assert_eq!(
+            h.g.expired_offsets(week, week),
+            vec![("old".to_string(), 0)]
+        );
+        let mut out = Vec::new();
+        h.g.leave(week, "a", &None, &mut out).unwrap();
+        assert_eq!(h.g.state, GroupState::Empty);
+        assert!(h.g.expired_offsets(2 * week - 1, week).is_empty());
+        assert_eq!(h.g.expired_offsets(2 * week, week).len(), 2);
+    }
+
+    #[test]
+    fn subscription_parsing_is_bounded() {
+        assert_eq!(
+            parse_subscription(&sub(&["a", "bc"])),
+            Some(vec!["a".into(), "bc".into()])
+        );
+        assert_eq!(parse_subscription(&[0, 1, 0x7f, 0xff, 0xff, 0xff]), None);
+        assert_eq!(parse_subscription(&[]), None);
+    }
+}

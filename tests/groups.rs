@@ -1,0 +1,292 @@
+//! Group coordinator over the wire: every JoinGroup/SyncGroup version through a
+//! whole generation, and committed offsets across restarts and compaction.
+
+mod common;
+
+use common::{Client, TestBroker};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic,
+};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use sluice::config::Config;
+
+#[global_allocator]
+static ALLOC: sluice::alloc::LazyLargeAlloc = sluice::alloc::LazyLargeAlloc;
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn config(dir: &std::path::Path) -> Config {
+    let mut c = Config::for_test(dir.to_path_buf());
+    c.group_initial_rebalance_delay_ms = 0;
+    c
+}
+
+async fn create_topic(c: &mut Client, name: &str, partitions: i32) {
+    let t = CreatableTopic::default()
+        .with_name(TopicName(s(name)))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1);
+    let r: CreateTopicsResponse = c
+        .call(
+            ApiKey::CreateTopics,
+            5,
+            &CreateTopicsRequest::default().with_topics(vec![t]),
+        )
+        .await;
+    assert_eq!(r.topics[0].error_code, 0);
+}
+
+#[tokio::test]
+async fn every_join_and_sync_version_forms_a_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestBroker::start_with(config(dir.path())).await;
+    let mut c = b.client().await;
+    for v in 0..=9i16 {
+        let group = GroupId(s(&format!("g{v}")));
+        let mut join = JoinGroupRequest::default()
+            .with_group_id(group.clone())
+            .with_session_timeout_ms(10_000)
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(s("range"))
+                .with_metadata(bytes::Bytes::from_static(b"\0\0meta"))]);
+        if v >= 1 {
+            join.rebalance_timeout_ms = 10_000;
+        }
+        let mut r: JoinGroupResponse = c.call(ApiKey::JoinGroup, v, &join).await;
+        if v >= 4 {
+            assert_eq!(r.error_code, 79, "v{v}: MEMBER_ID_REQUIRED first");
+            assert!(!r.member_id.is_empty());
+            join.member_id = r.member_id.clone();
+            r = c.call(ApiKey::JoinGroup, v, &join).await;
+        }
+        assert_eq!(r.error_code, 0, "v{v}");
+        assert_eq!(r.generation_id, 1, "v{v}");
+        assert_eq!(r.leader, r.member_id, "v{v}: a lone member leads");
+        assert_eq!(r.members.len(), 1);
+        assert_eq!(&r.members[0].metadata[..], b"\0\0meta");
+        assert_eq!(r.protocol_name.as_deref(), Some("range"));
+        if v >= 7 {
+            assert_eq!(r.protocol_type.as_deref(), Some("consumer"));
+        }
+        let member = r.member_id.clone();
+        let sv = v.min(5);
+        let mut sync = SyncGroupRequest::default()
+            .with_group_id(group.clone())
+            .with_generation_id(1)
+            .with_member_id(member.clone())
+            .with_assignments(vec![SyncGroupRequestAssignment::default()
+                .with_member_id(member.clone())
+                .with_assignment(bytes::Bytes::from_static(b"\0\0assigned"))]);
+        if sv >= 5 {
+            sync.protocol_type = Some(s("consumer"));
+            sync.protocol_name = Some(s("range"));
+        }
+        let sr: SyncGroupResponse = c.call(ApiKey::SyncGroup, sv, &sync).await;
+        assert_eq!(sr.error_code, 0, "sync v{sv}");
+        assert_eq!(&sr.assignment[..], b"\0\0assigned");
+        let hb = HeartbeatRequest::default()
+            .with_group_id(group.clone())
+            .with_generation_id(1)
+            .with_member_id(member.clone());
+        let h: HeartbeatResponse = c.call(ApiKey::Heartbeat, v.min(4), &hb).await;
+        assert_eq!(h.error_code, 0);
+        let h: HeartbeatResponse = c
+            .call(
+                ApiKey::Heartbeat,
+                v.min(4),
+                &hb.clone().with_generation_id(7),
+            )
+            .await;
+        assert_eq!(h.error_code, 22, "ILLEGAL_GENERATION");
+
+        let d: DescribeGroupsResponse = c
+            .call(
+                ApiKey::DescribeGroups,
+                v.min(5),
+                &DescribeGroupsRequest::default().with_groups(vec![group.clone()]),
+            )
+            .await;
+        assert_eq!(d.groups[0].group_state.as_str(), "Stable");
+        assert_eq!(d.groups[0].members.len(), 1);
+        assert_eq!(
+            &d.groups[0].members[0].member_assignment[..],
+            b"\0\0assigned"
+        );
+        assert_eq!(d.groups[0].authorized_operations, i32::MIN);
+
+        let lv = v.min(5);
+        let leave = if lv >= 3 {
+            LeaveGroupRequest::default()
+                .with_group_id(group.clone())
+                .with_members(vec![
+                    MemberIdentity::default().with_member_id(member.clone())
+                ])
+        } else {
+            LeaveGroupRequest::default()
+                .with_group_id(group.clone())
+                .with_member_id(member.clone())
+        };
+        let l: LeaveGroupResponse = c.call(ApiKey::LeaveGroup, lv, &leave).await;
+        assert_eq!(l.error_code, 0);
+        if lv >= 3 {
+            assert_eq!(l.members[0].error_code, 0);
+        }
+        let d: DescribeGroupsResponse = c
+            .call(
+                ApiKey::DescribeGroups,
+                0,
+                &DescribeGroupsRequest::default().with_groups(vec![group.clone()]),
+            )
+            .await;
+        assert_eq!(d.groups[0].group_state.as_str(), "Empty", "v{v}");
+    }
+    let l: ListGroupsResponse = c
+        .call(
+            ApiKey::ListGroups,
+            4,
+            &ListGroupsRequest::default().with_states_filter(vec![s("empty")]),
+        )
+        .await;
+    assert_eq!(l.groups.len(), 10);
+    assert!(l.groups.iter().all(|g| g.group_state.as_str() == "Empty"));
+    b.stop().await;
+}
+
+fn commit(group: &str, topic: &str, offsets: &[(i32, i64)]) -> OffsetCommitRequest {
+    OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_partitions(
+                offsets
+                    .iter()
+                    .map(|(p, o)| {
+                        OffsetCommitRequestPartition::default()
+                            .with_partition_index(*p)
+                            .with_committed_offset(*o)
+                            .with_committed_metadata(Some(s("meta")))
+                    })
+                    .collect(),
+            )])
+}
+
+async fn fetch(c: &mut Client, group: &str, topic: &str) -> Vec<(i32, i64)> {
+    let req = OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+        .with_group_id(GroupId(s(group)))
+        .with_topics(None)]);
+    let r: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, 8, &req).await;
+    assert_eq!(r.groups[0].error_code, 0);
+    r.groups[0]
+        .topics
+        .iter()
+        .filter(|t| t.name.as_str() == topic)
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (p.partition_index, p.committed_offset))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn committed_offsets_survive_restarts_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    // Compact after every few KiB, so the snapshot path runs many times.
+    cfg.group_log_compact_bytes = 4096;
+    let b = TestBroker::start_with(cfg.clone()).await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "t", 3).await;
+    for round in 0..200i64 {
+        let r: OffsetCommitResponse = c
+            .call(
+                ApiKey::OffsetCommit,
+                8,
+                &commit("g", "t", &[(0, round), (1, 2 * round)]),
+            )
+            .await;
+        assert!(r.topics[0].partitions.iter().all(|p| p.error_code == 0));
+    }
+    // Unknown topics and partitions are refused per partition.
+    let r: OffsetCommitResponse = c
+        .call(ApiKey::OffsetCommit, 8, &commit("g", "nope", &[(0, 1)]))
+        .await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 3);
+    let r: OffsetCommitResponse = c
+        .call(ApiKey::OffsetCommit, 8, &commit("g", "t", &[(9, 1)]))
+        .await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 3);
+    // A group to delete, and its offsets with it.
+    let _: OffsetCommitResponse = c
+        .call(ApiKey::OffsetCommit, 2, &commit("gone", "t", &[(2, 5)]))
+        .await;
+    let d: DeleteGroupsResponse = c
+        .call(
+            ApiKey::DeleteGroups,
+            2,
+            &DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("gone"))]),
+        )
+        .await;
+    assert_eq!(d.results[0].error_code, 0);
+    b.stop().await;
+    // 200 commits of ~160 bytes were written; compaction keeps only the latest.
+    let log_bytes: u64 = std::fs::read_dir(dir.path().join("__consumer_offsets"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(log_bytes < 12 * 1024, "group log holds {log_bytes} bytes");
+
+    let b = TestBroker::start_with(cfg).await;
+    let mut c = b.client().await;
+    let mut got = fetch(&mut c, "g", "t").await;
+    got.sort();
+    assert_eq!(got, vec![(0, 199), (1, 398)]);
+    assert!(fetch(&mut c, "gone", "t").await.is_empty());
+    // OffsetFetch v1 names partitions; an uncommitted one reads -1.
+    let req = OffsetFetchRequest::default()
+        .with_group_id(GroupId(s("g")))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(s("t")))
+            .with_partition_indexes(vec![1, 2])]));
+    let r: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, 1, &req).await;
+    let p = &r.topics[0].partitions;
+    assert_eq!(
+        (p[0].committed_offset, p[0].metadata.as_deref()),
+        (398, Some("meta"))
+    );
+    assert_eq!(p[1].committed_offset, -1);
+    let l: ListGroupsResponse = c
+        .call(ApiKey::ListGroups, 0, &ListGroupsRequest::default())
+        .await;
+    let ids: Vec<&str> = l.groups.iter().map(|g| g.group_id.as_str()).collect();
+    assert_eq!(ids, vec!["g"]);
+    // OffsetDelete on an empty group removes just what it names.
+    let od = OffsetDeleteRequest::default()
+        .with_group_id(GroupId(s("g")))
+        .with_topics(vec![
+            offset_delete_request::OffsetDeleteRequestTopic::default()
+                .with_name(TopicName(s("t")))
+                .with_partitions(vec![
+                    offset_delete_request::OffsetDeleteRequestPartition::default()
+                        .with_partition_index(0),
+                ]),
+        ]);
+    let r: OffsetDeleteResponse = c.call(ApiKey::OffsetDelete, 0, &od).await;
+    assert_eq!((r.error_code, r.topics[0].partitions[0].error_code), (0, 0));
+    assert_eq!(fetch(&mut c, "g", "t").await, vec![(1, 398)]);
+    b.stop().await;
+}
