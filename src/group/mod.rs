@@ -230,7 +230,7 @@ impl Coordinator {
                 groups = map.len(),
                 "groups_max reached: refusing a new group"
             );
-            return Err(GroupError::CoordinatorNotAvailable);
+            return Err(GroupError::TooManyGroups);
         }
         let slot = Arc::new(Mutex::new(Slot {
             group: Group::new(id, now_ms()),
@@ -324,6 +324,22 @@ impl Coordinator {
                 false
             }
         }
+    }
+
+    /// Writes `records`; if that fails, every success in `results` becomes
+    /// NOT_COORDINATOR (the client retries), since nothing acknowledged may be lost.
+    async fn write_then(
+        self: &Arc<Self>,
+        records: Vec<Record>,
+        results: Vec<Result<(), GroupError>>,
+    ) -> Vec<Result<(), GroupError>> {
+        if self.write(records).await {
+            return results;
+        }
+        results
+            .into_iter()
+            .map(|r| r.and(Err(GroupError::NotCoordinator)))
+            .collect()
     }
 
     async fn compact(self: &Arc<Self>) {
@@ -590,13 +606,7 @@ impl Coordinator {
             let deadline = s.group.next_deadline();
             self.schedule(group_id, deadline);
         }
-        if !self.write(records).await {
-            return results
-                .into_iter()
-                .map(|r| r.and(Err(GroupError::NotCoordinator)))
-                .collect();
-        }
-        results
+        self.write_then(records, results).await
     }
 
     /// Committed offsets of a group: the given partitions, or all of them.
@@ -732,13 +742,7 @@ impl Coordinator {
                 _ => Err(GroupError::NonEmptyGroup),
             });
         }
-        if !self.write(records).await {
-            return results
-                .into_iter()
-                .map(|r| r.and(Err(GroupError::NotCoordinator)))
-                .collect();
-        }
-        results
+        self.write_then(records, results).await
     }
 
     /// Handles OffsetDelete: per-partition results, or a group-level error.

@@ -714,7 +714,6 @@ impl Group {
         req: JoinRequest,
         out: &mut Vec<Out>,
     ) {
-        let _ = limits;
         if self.members.is_empty() {
             self.protocol_type = Some(req.protocol_type.clone());
         }
@@ -871,6 +870,14 @@ impl Group {
         self.generation += 1;
         self.protocol = self.select_protocol();
         self.transition(now, GroupState::CompletingRebalance);
+        tracing::info!(
+            group = %self.id,
+            generation = self.generation,
+            members = self.members.len(),
+            protocol = self.protocol.as_deref().unwrap_or(""),
+            leader = self.leader.as_deref().unwrap_or(""),
+            "group rebalanced"
+        );
         self.sync_deadline = Some(now + self.rebalance_timeout_ms());
         let leader = self.leader.clone().unwrap_or_default();
         let ids: Vec<String> = self.members.keys().cloned().collect();

@@ -380,15 +380,20 @@ impl PartitionLog {
             total -= seg.size();
             doomed.push(seg.base_offset);
         }
-        for base in &doomed {
+        self.delete_segments(&doomed)
+    }
+
+    /// Deletes the segments with these base offsets, then makes the removal durable.
+    fn delete_segments(&mut self, bases: &[i64]) -> io::Result<usize> {
+        for base in bases {
             if let Some(seg) = self.segments.remove(base) {
                 seg.delete()?;
             }
         }
-        if !doomed.is_empty() {
+        if !bases.is_empty() {
             segment::sync_dir(&self.dir)?;
         }
-        Ok(doomed.len())
+        Ok(bases.len())
     }
 
     /// Deletes every sealed segment that lies wholly below `offset`, moving the log
@@ -402,15 +407,7 @@ impl PartitionLog {
                 doomed.push(pair[0]);
             }
         }
-        for base in &doomed {
-            if let Some(seg) = self.segments.remove(base) {
-                seg.delete()?;
-            }
-        }
-        if !doomed.is_empty() {
-            segment::sync_dir(&self.dir)?;
-        }
-        Ok(doomed.len())
+        self.delete_segments(&doomed)
     }
 
     /// What a flusher must fdatasync to make everything below the returned offset durable.
