@@ -290,3 +290,83 @@ async fn committed_offsets_survive_restarts_and_compaction() {
     assert_eq!(fetch(&mut c, "g", "t").await, vec![(1, 398)]);
     b.stop().await;
 }
+
+fn join_req(group: &str, member: &str, rebalance_ms: i32) -> JoinGroupRequest {
+    JoinGroupRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_session_timeout_ms(5_000)
+        .with_rebalance_timeout_ms(rebalance_ms)
+        .with_member_id(s(member))
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(s("range"))
+            .with_metadata(bytes::Bytes::from_static(b"\0\0"))])
+}
+
+#[tokio::test]
+async fn a_client_vanishing_mid_join_leaves_the_group_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.group_session_timeout_ms_min = 100;
+    let b = TestBroker::start_with(cfg).await;
+    let mut a = b.client().await;
+    // A forms generation 1 alone (JoinGroup v3: no MEMBER_ID_REQUIRED round trip).
+    let r: JoinGroupResponse = a.call(ApiKey::JoinGroup, 3, &join_req("g", "", 1000)).await;
+    assert_eq!((r.error_code, r.generation_id), (0, 1));
+    let a_id = r.member_id.clone();
+    let sync = |generation, member: &StrBytes| {
+        SyncGroupRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_generation_id(generation)
+            .with_member_id(member.clone())
+    };
+    let sr: SyncGroupResponse = a.call(ApiKey::SyncGroup, 3, &sync(1, &a_id)).await;
+    assert_eq!(sr.error_code, 0);
+    // B's JoinGroup parks (A has not rejoined yet); then B's connection drops.
+    let mut gone = b.client().await;
+    gone.send(ApiKey::JoinGroup, 3, &join_req("g", "", 1000))
+        .await;
+    drop(gone);
+    // A learns of the rebalance by heartbeat and rejoins: generation 2 includes the
+    // vanished member, whose answer cannot be delivered.
+    let hb = |generation| {
+        HeartbeatRequest::default()
+            .with_group_id(GroupId(s("g")))
+            .with_generation_id(generation)
+            .with_member_id(a_id.clone())
+    };
+    let mut waited = 0;
+    loop {
+        let h: HeartbeatResponse = a.call(ApiKey::Heartbeat, 3, &hb(1)).await;
+        if h.error_code == 27 {
+            break;
+        }
+        waited += 1;
+        assert!(waited < 100, "no rebalance signalled");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let r: JoinGroupResponse = a
+        .call(ApiKey::JoinGroup, 3, &join_req("g", &a_id, 1000))
+        .await;
+    assert_eq!((r.error_code, r.generation_id, r.members.len()), (0, 2, 2));
+    // A leads and syncs; the vanished member never syncs, so after the rebalance
+    // timeout it is dropped and A is alone again in generation 3.
+    let sr: SyncGroupResponse = a.call(ApiKey::SyncGroup, 3, &sync(2, &a_id)).await;
+    assert_eq!(sr.error_code, 0);
+    let mut waited = 0;
+    loop {
+        let h: HeartbeatResponse = a.call(ApiKey::Heartbeat, 3, &hb(2)).await;
+        if h.error_code == 27 {
+            break;
+        }
+        assert_eq!(h.error_code, 0);
+        waited += 1;
+        assert!(waited < 200, "the vanished member was never dropped");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let r: JoinGroupResponse = a
+        .call(ApiKey::JoinGroup, 3, &join_req("g", &a_id, 1000))
+        .await;
+    assert_eq!((r.error_code, r.generation_id, r.members.len()), (0, 3, 1));
+    b.stop().await;
+}

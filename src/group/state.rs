@@ -968,6 +968,7 @@ impl Group {
             GroupState::PreparingRebalance => now_err(GroupError::RebalanceInProgress),
             GroupState::Stable => {
                 self.refresh(now, member_id);
+                self.mark_synced(member_id);
                 let r = self.sync_result(member_id);
                 (Reply::Now(r), out)
             }
@@ -983,8 +984,8 @@ impl Group {
                     for m in self.members.values_mut() {
                         m.assignment = given.remove(&m.id).unwrap_or_default();
                     }
-                    self.sync_deadline = None;
                     self.transition(now, GroupState::Stable);
+                    self.mark_synced(member_id);
                     out.push(Out::StoreGroup);
                     let ids: Vec<String> = self
                         .members
@@ -1003,6 +1004,16 @@ impl Group {
                 }
                 (Reply::Parked(member_id.to_string()), out)
             }
+        }
+    }
+
+    /// Records that `member_id` synced; once every member has, no sync deadline remains.
+    fn mark_synced(&mut self, member_id: &str) {
+        if let Some(m) = self.members.get_mut(member_id) {
+            m.synced = true;
+        }
+        if self.members.values().all(|m| m.synced) {
+            self.sync_deadline = None;
         }
     }
 
@@ -1184,8 +1195,13 @@ impl Group {
                 _ => self.complete_join(now, &mut out),
             }
         }
-        if self.state == GroupState::CompletingRebalance
-            && self.sync_deadline.is_some_and(|d| d <= now)
+        // As Kafka's pending-sync timeout: a member of the generation that has not
+        // sent SyncGroup within the rebalance timeout is dropped, even if the leader
+        // already made the group Stable (it may have vanished mid-join).
+        if matches!(
+            self.state,
+            GroupState::CompletingRebalance | GroupState::Stable
+        ) && self.sync_deadline.is_some_and(|d| d <= now)
         {
             let lagging: Vec<String> = self
                 .members
