@@ -262,6 +262,15 @@ pub struct Topic {
     dir: PathBuf,
 }
 
+impl Topic {
+    /// The partition with this wire index, if the topic has it.
+    pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+    }
+}
+
 /// The topic registry, shared with background tasks.
 #[derive(Debug, Default)]
 struct Topics {
@@ -690,12 +699,10 @@ impl Broker {
         tokio::task::spawn_blocking(move || -> io::Result<()> {
             let parts = topics.iter().flat_map(|t| t.partitions.iter());
             for p in parts.chain(std::iter::once(&group_log)) {
-                {
-                    let mut log = p.lock();
-                    log.close()?;
-                    // Appends after close would go unindexed: refuse them.
-                    p.deleted.store(true, Ordering::Release);
-                }
+                let mut log = p.lock();
+                log.close()?;
+                // Appends after close would go unindexed: refuse them.
+                p.deleted.store(true, Ordering::Release);
             }
             fs::File::create(dir.join(CLEAN_MARKER))?.sync_all()?;
             sync_dir(&dir)

@@ -82,6 +82,16 @@ struct Slot {
     syncs: HashMap<String, oneshot::Sender<SyncResult>>,
 }
 
+impl Slot {
+    fn new(group: Group) -> Slot {
+        Slot {
+            group,
+            joins: HashMap::new(),
+            syncs: HashMap::new(),
+        }
+    }
+}
+
 /// Answers to deliver once the records written before them are durable.
 enum Delivery {
     Join(oneshot::Sender<JoinResult>, JoinResult),
@@ -185,25 +195,9 @@ impl Coordinator {
             timer_wake: Arc::new(Notify::new()),
             closing: AtomicBool::new(false),
         });
-        {
-            let mut map = lock(&coordinator.groups);
-            for (id, group) in groups {
-                map.insert(
-                    id,
-                    Arc::new(Mutex::new(Slot {
-                        group,
-                        joins: HashMap::new(),
-                        syncs: HashMap::new(),
-                    })),
-                );
-            }
-        }
-        let ids: Vec<String> = lock(&coordinator.groups).keys().cloned().collect();
-        for id in ids {
-            if let Some(slot) = coordinator.slot(&id) {
-                let deadline = lock(&slot).group.next_deadline();
-                coordinator.schedule(&id, deadline);
-            }
+        for (id, group) in groups {
+            coordinator.schedule(&group);
+            lock(&coordinator.groups).insert(id, Arc::new(Mutex::new(Slot::new(group))));
         }
         tokio::spawn(timer_task(
             Arc::downgrade(&coordinator),
@@ -232,18 +226,17 @@ impl Coordinator {
             );
             return Err(GroupError::TooManyGroups);
         }
-        let slot = Arc::new(Mutex::new(Slot {
-            group: Group::new(id, now_ms()),
-            joins: HashMap::new(),
-            syncs: HashMap::new(),
-        }));
+        let slot = Arc::new(Mutex::new(Slot::new(Group::new(id, now_ms()))));
         map.insert(id.to_string(), slot.clone());
         Ok(slot)
     }
 
-    /// Queues `deadline` for the group if it is earlier than what is queued.
-    fn schedule(&self, id: &str, deadline: Option<i64>) {
-        let Some(deadline) = deadline else { return };
+    /// Queues the group's next deadline if it is earlier than what is queued.
+    fn schedule(&self, group: &Group) {
+        let Some(deadline) = group.next_deadline() else {
+            return;
+        };
+        let id = group.id.as_str();
         let mut t = lock(&self.timers);
         match t.by_group.get(id) {
             Some(d) if *d <= deadline => return,
@@ -288,26 +281,26 @@ impl Coordinator {
                 }
             }
         }
-        let deadline = slot.group.next_deadline();
-        self.schedule(&slot.group.id, deadline);
+        self.schedule(&slot.group);
         (records, deferred)
     }
 
     /// Writes `records`, then delivers `deferred`, without holding any lock.
     fn persist_then_deliver(self: &Arc<Self>, records: Vec<Record>, deferred: Vec<Delivery>) {
         if records.is_empty() {
-            for d in deferred {
-                d.send();
-            }
+            deferred.into_iter().for_each(Delivery::send);
             return;
         }
         let me = self.clone();
-        tokio::spawn(async move {
-            me.write(records).await;
-            for d in deferred {
-                d.send();
-            }
-        });
+        tokio::spawn(async move { me.deliver_after(records, deferred).await });
+    }
+
+    /// Writes `records` (if any), then delivers `deferred`.
+    async fn deliver_after(self: &Arc<Self>, records: Vec<Record>, deferred: Vec<Delivery>) {
+        if !records.is_empty() {
+            self.write(records).await;
+        }
+        deferred.into_iter().for_each(Delivery::send);
     }
 
     async fn write(self: &Arc<Self>, records: Vec<Record>) -> bool {
@@ -428,10 +421,7 @@ impl Coordinator {
         };
         if let Some(r) = now_reply {
             // A returning static member is persisted before it is answered.
-            self.write(records).await;
-            for d in deferred {
-                d.send();
-            }
+            self.deliver_after(records, deferred).await;
             return r;
         }
         self.persist_then_deliver(records, deferred);
@@ -511,8 +501,7 @@ impl Coordinator {
         let r = s
             .group
             .heartbeat(now_ms(), member_id, instance_id, generation);
-        let deadline = s.group.next_deadline();
-        self.schedule(group_id, deadline);
+        self.schedule(&s.group);
         r
     }
 
@@ -603,8 +592,7 @@ impl Coordinator {
                 s.group.offsets.insert((topic, partition), c);
                 results.push(Ok(()));
             }
-            let deadline = s.group.next_deadline();
-            self.schedule(group_id, deadline);
+            self.schedule(&s.group);
         }
         self.write_then(records, results).await
     }
@@ -834,21 +822,9 @@ impl Coordinator {
         for slot in slots {
             let mut s = lock(&slot);
             let outs = s.group.abandon_waiters(GroupError::NotCoordinator);
-            for out in outs {
-                match out {
-                    Out::Join(m, r) => {
-                        if let Some(tx) = s.joins.remove(&m) {
-                            drop(tx.send(r));
-                        }
-                    }
-                    Out::Sync(m, r) => {
-                        if let Some(tx) = s.syncs.remove(&m) {
-                            drop(tx.send(r));
-                        }
-                    }
-                    Out::StoreGroup => {}
-                }
-            }
+            // Only answers come out, no records, so `apply` delivers them at once.
+            let (records, deferred) = self.apply(&mut s, outs);
+            debug_assert!(records.is_empty() && deferred.is_empty());
         }
     }
 }

@@ -683,7 +683,7 @@ impl Group {
         if self.leader.as_deref() == Some(old_id.as_str()) {
             self.leader = Some(new_id.clone());
         }
-        self.update_member(now, &req_with_id(&req, &new_id));
+        self.update_member(now, &req);
         match self.state {
             GroupState::Stable if !protocols_changed => {
                 if let Some(m) = self.members.get_mut(&new_id) {
@@ -1270,13 +1270,6 @@ impl Group {
             })
             .map(|(k, _)| k.clone())
             .collect()
-    }
-}
-
-fn req_with_id(req: &JoinRequest, id: &str) -> JoinRequest {
-    JoinRequest {
-        member_id: id.to_string(),
-        ..req.clone()
     }
 }
 

@@ -332,12 +332,13 @@ impl Store {
                     let (Some(key), Some(value)) = (key, value) else {
                         continue;
                     };
-                    let Some(version) = Dec(value).u64() else {
-                        continue;
-                    };
+                    // Every value starts with `u64 version, u8 present`.
                     if value.len() < 9 {
                         continue;
                     }
+                    let Some(version) = Dec(value).u64() else {
+                        continue;
+                    };
                     max_version = max_version.max(version);
                     let present = value[8] != 0;
                     let newer = latest.get(key).is_none_or(|(v, _)| *v <= version);
@@ -380,10 +381,7 @@ impl Store {
         if records.is_empty() {
             return Ok(false);
         }
-        let size: u64 = records
-            .iter()
-            .map(|(k, v)| (k.len() + v.as_ref().map_or(0, Vec::len)) as u64)
-            .sum();
+        let size = records_bytes(&records);
         let partition = self.partition.clone();
         let end = tokio::task::spawn_blocking(move || -> io::Result<i64> {
             let mut end = 0;
@@ -426,10 +424,7 @@ impl Store {
 
     /// Step 2: write the snapshot, make it durable, and delete what it supersedes.
     pub async fn finish_snapshot(&self, base: i64, records: Vec<Record>) -> io::Result<()> {
-        let size: u64 = records
-            .iter()
-            .map(|(k, v)| (k.len() + v.as_ref().map_or(0, Vec::len)) as u64)
-            .sum();
+        let size = records_bytes(&records);
         let res = async {
             self.write(records).await?;
             let p = self.partition.clone();
@@ -445,6 +440,15 @@ impl Store {
     }
 }
 
+/// Key and value bytes of `records`: what the compaction thresholds count.
+fn records_bytes(records: &[Record]) -> u64 {
+    records.iter().map(|(k, v)| record_bytes(k, v) as u64).sum()
+}
+
+fn record_bytes(key: &[u8], value: &Option<Vec<u8>>) -> usize {
+    key.len() + value.as_ref().map_or(0, Vec::len)
+}
+
 /// Packs records into batches of about [`BATCH_BYTES_TARGET`] bytes.
 fn batches(records: &[Record]) -> Vec<Vec<u8>> {
     let now = now_ms();
@@ -452,7 +456,7 @@ fn batches(records: &[Record]) -> Vec<Vec<u8>> {
     let mut chunk: Vec<batch::KeyValue<'_>> = Vec::new();
     let mut size = 0;
     for (k, v) in records {
-        let len = k.len() + v.as_ref().map_or(0, Vec::len);
+        let len = record_bytes(k, v);
         if !chunk.is_empty() && size + len > BATCH_BYTES_TARGET {
             out.push(batch::build_batch(now, &chunk));
             chunk.clear();

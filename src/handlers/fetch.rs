@@ -116,11 +116,7 @@ pub(super) async fn handle(broker: &Arc<Broker>, ctx: &Ctx, req: FetchRequest) -
             partitions: Vec::with_capacity(ft.partitions.len()),
         });
         for fp in &ft.partitions {
-            let partition = topic.as_ref().and_then(|t| {
-                usize::try_from(fp.partition)
-                    .ok()
-                    .and_then(|i| t.partitions.get(i))
-            });
+            let partition = topic.as_ref().and_then(|t| t.partition(fp.partition));
             wants.push(Want {
                 topic: ti,
                 index: fp.partition,

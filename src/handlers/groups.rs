@@ -115,9 +115,6 @@ pub(super) fn find_coordinator(
             resp.error_message = Some(sb("unknown coordinator key type"));
         }
     }
-    if ctx.version == 0 {
-        resp.error_message = None;
-    }
     ctx.respond(&resp)
 }
 
@@ -266,9 +263,9 @@ pub(super) async fn offset_commit(
     for t in &req.topics {
         let topic = broker.topic(&t.name);
         for p in &t.partitions {
-            let exists = topic.as_ref().is_some_and(|tp| {
-                p.partition_index >= 0 && (p.partition_index as usize) < tp.partitions.len()
-            });
+            let exists = topic
+                .as_ref()
+                .is_some_and(|tp| tp.partition(p.partition_index).is_some());
             known.push(exists);
             if exists {
                 to_commit.push((
@@ -568,8 +565,7 @@ pub(super) async fn offset_delete(
                                 .map(|p| {
                                     let r = results.next().map(|(_, r)| r);
                                     let known = exists.as_ref().is_some_and(|tp| {
-                                        p.partition_index >= 0
-                                            && (p.partition_index as usize) < tp.partitions.len()
+                                        tp.partition(p.partition_index).is_some()
                                     });
                                     let err = match r {
                                         Some(Err(e)) => code(e),

@@ -135,11 +135,7 @@ pub(super) async fn handle(
         tr.name = t.name.clone();
         resp.topics.push(tr);
         for p in &t.partitions {
-            let partition = topic.as_ref().and_then(|t| {
-                usize::try_from(p.partition_index)
-                    .ok()
-                    .and_then(|i| t.partitions.get(i))
-            });
+            let partition = topic.as_ref().and_then(|t| t.partition(p.partition_index));
             let valid_special = p.timestamp >= 0
                 || p.timestamp == LATEST
                 || p.timestamp == EARLIEST

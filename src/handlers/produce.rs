@@ -74,11 +74,7 @@ pub(super) async fn handle(
             } else {
                 None
             };
-            let partition = topic.as_ref().and_then(|t| {
-                usize::try_from(pd.index)
-                    .ok()
-                    .and_then(|i| t.partitions.get(i))
-            });
+            let partition = topic.as_ref().and_then(|t| t.partition(pd.index));
             let slot = match (early, partition, pd.records) {
                 (Some(r), _, _) => Slot {
                     topic: ti,
