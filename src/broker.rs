@@ -183,7 +183,7 @@ impl Partition {
     }
 
     /// Appends `records` (blocking; call from a blocking task).
-    pub fn append_blocking(&self, records: &mut [u8]) -> Result<AppendInfo, AppendError> {
+    pub fn append_blocking(&self, records: &[u8]) -> Result<AppendInfo, AppendError> {
         let info = {
             let mut log = self.lock();
             if self.is_deleted() {
@@ -278,10 +278,12 @@ struct Topics {
     by_id: HashMap<Uuid, Arc<Topic>>,
 }
 
-/// A request to make a partition durable up to an offset.
+/// A request to make partitions durable up to given offsets: one per produce
+/// request, so the queue bound counts waiting requests, not partitions.
 struct SyncRequest {
-    partition: Arc<Partition>,
-    offset: i64,
+    /// `(partition, offset)` pairs not yet durable when the request was queued.
+    targets: Vec<(Arc<Partition>, i64)>,
+    /// Answered once every target is on stable storage.
     done: oneshot::Sender<()>,
 }
 
@@ -295,31 +297,17 @@ pub struct Syncer {
 impl Syncer {
     /// Waits until every `(partition, offset)` is on stable storage (group commit:
     /// concurrent callers share fsyncs).
-    pub async fn wait_durable(&self, targets: Vec<(Arc<Partition>, i64)>) {
-        let mut pending = Vec::new();
-        for (partition, offset) in targets {
-            if partition.flushed_offset() >= offset {
-                continue;
-            }
-            let (done, rx) = oneshot::channel();
-            if self
-                .tx
-                .send(SyncRequest {
-                    partition,
-                    offset,
-                    done,
-                })
-                .await
-                .is_err()
-            {
-                io_fatal("flusher", &io::Error::other("flusher stopped"));
-            }
-            pending.push(rx);
+    pub async fn wait_durable(&self, mut targets: Vec<(Arc<Partition>, i64)>) {
+        targets.retain(|(p, offset)| p.flushed_offset() < *offset);
+        if targets.is_empty() {
+            return;
         }
-        for rx in pending {
-            // The flusher only drops a sender when the process is exiting.
-            let _ = rx.await;
+        let (done, rx) = oneshot::channel();
+        if self.tx.send(SyncRequest { targets, done }).await.is_err() {
+            io_fatal("flusher", &io::Error::other("flusher stopped"));
         }
+        // The flusher only drops a sender when the process is exiting.
+        let _ = rx.await;
     }
 }
 
@@ -419,6 +407,7 @@ impl Broker {
             sync_rx,
             topics.clone(),
             Duration::from_millis(config.flush_interval_ms.max(1)),
+            config.sync_parallelism,
         ));
         tokio::spawn(retention(
             topics.clone(),
@@ -852,12 +841,35 @@ fn sync_partitions(parts: &[Arc<Partition>]) {
     }
 }
 
+/// fsyncs `parts` with up to `parallelism` fsyncs in flight. The device and the
+/// filesystem journal merge concurrent flushes, so a group commit over many
+/// partitions costs a few device flushes rather than one per partition in turn.
+async fn sync_parallel(parts: Vec<Arc<Partition>>, parallelism: usize) {
+    if parts.is_empty() {
+        return;
+    }
+    let per_task = parts.len().div_ceil(parallelism.max(1));
+    let mut tasks = Vec::with_capacity(parallelism);
+    let mut rest = parts;
+    while !rest.is_empty() {
+        let tail = rest.split_off(per_task.min(rest.len()));
+        let chunk = std::mem::replace(&mut rest, tail);
+        tasks.push(tokio::task::spawn_blocking(move || sync_partitions(&chunk)));
+    }
+    for t in tasks {
+        if t.await.is_err() {
+            io_fatal("fsync task", &io::Error::other("panicked"));
+        }
+    }
+}
+
 /// The group-commit flusher: takes every queued request, fsyncs each partition
 /// once, and answers all of them. Between bursts it flushes on `interval`.
 async fn flusher(
     mut rx: mpsc::Receiver<SyncRequest>,
     topics: Arc<RwLock<Topics>>,
     interval: Duration,
+    parallelism: usize,
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -876,22 +888,20 @@ async fn flusher(
         let parts: Vec<Arc<Partition>> = if batch.is_empty() {
             all_partitions(&topics)
         } else {
-            let mut v: Vec<Arc<Partition>> = Vec::new();
-            for r in &batch {
-                if !v.iter().any(|p| Arc::ptr_eq(p, &r.partition)) {
-                    v.push(r.partition.clone());
-                }
-            }
-            v
+            let mut seen = std::collections::HashSet::new();
+            batch
+                .iter()
+                .flat_map(|r| r.targets.iter())
+                .filter(|(p, _)| seen.insert(Arc::as_ptr(p)))
+                .map(|(p, _)| p.clone())
+                .collect()
         };
-        if tokio::task::spawn_blocking(move || sync_partitions(&parts))
-            .await
-            .is_err()
-        {
-            io_fatal("fsync task", &io::Error::other("panicked"));
-        }
+        sync_parallel(parts, parallelism).await;
         for r in batch {
-            debug_assert!(r.partition.flushed_offset() >= r.offset || r.partition.is_deleted());
+            debug_assert!(r
+                .targets
+                .iter()
+                .all(|(p, o)| p.flushed_offset() >= *o || p.is_deleted()));
             let _ = r.done.send(());
         }
     }

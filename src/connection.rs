@@ -16,7 +16,8 @@ use crate::handlers;
 use crate::log::FileSlice;
 use crate::protocol::{self, Chunk, DecodeError, ResponseFrame};
 
-/// Initial read buffer; grows to the largest frame seen, bounded by `request_bytes_max`.
+/// Read buffer for size prefixes and small requests. Larger request bodies are read
+/// into a buffer of their own exact size, so this never grows.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Why a connection ended.
@@ -76,6 +77,11 @@ async fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Brok
     let mut shutdown = broker.shutdown_signal();
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
     loop {
+        // Keep room to read ahead; frames split off earlier may still hold the old
+        // allocation, in which case this starts a fresh one.
+        if buf.capacity() - buf.len() < READ_BUFFER_BYTES / 4 {
+            buf.reserve(READ_BUFFER_BYTES);
+        }
         // Between requests: wait for the next size prefix, or shutdown.
         if buf.len() < 4 {
             if *shutdown.borrow() {
@@ -105,18 +111,25 @@ async fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Brok
             Ok(s) => s as usize,
             Err(_) => return Close::Protocol(format!("negative request size {size}")),
         };
-        if buf.capacity() < 4 + size {
-            buf.reserve(4 + size - buf.len());
-        }
-        match fill(stream, &mut buf, 4 + size, idle).await {
-            Ok(true) => {}
-            Ok(false) => {
-                return Close::Protocol("connection closed in the middle of a frame".into())
-            }
-            Err(c) => return c,
-        }
         buf.advance(4);
-        let frame = buf.split_to(size).freeze();
+        let frame = if buf.len() >= size {
+            buf.split_to(size).freeze()
+        } else {
+            // The body goes into a buffer of exactly its size, read straight from
+            // the socket: only the few bytes already buffered are copied, and a
+            // pipelined next request never has to be moved out of the way.
+            let mut body = BytesMut::with_capacity(size);
+            body.extend_from_slice(&buf);
+            buf.clear();
+            match fill(stream, &mut body, size, idle).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Close::Protocol("connection closed in the middle of a frame".into())
+                }
+                Err(c) => return c,
+            }
+            body.freeze()
+        };
         let response = match protocol::decode_request(frame) {
             Ok(mut req) => {
                 req.client_host.clone_from(&client_host);

@@ -385,9 +385,9 @@ impl Store {
         let partition = self.partition.clone();
         let end = tokio::task::spawn_blocking(move || -> io::Result<i64> {
             let mut end = 0;
-            for mut b in batches(&records) {
+            for b in batches(&records) {
                 let info = partition
-                    .append_blocking(&mut b)
+                    .append_blocking(&b)
                     .map_err(|e| io::Error::other(e.to_string()))?;
                 end = info.last_offset + 1;
             }

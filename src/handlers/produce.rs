@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
@@ -15,7 +17,7 @@ use crate::protocol::{error, ResponseFrame};
 struct Slot {
     topic: usize,
     response: PartitionProduceResponse,
-    job: Option<(Arc<Partition>, Vec<u8>)>,
+    job: Option<(Arc<Partition>, Bytes)>,
 }
 
 fn partition_error(index: i32, code: i16, message: impl Into<String>) -> PartitionProduceResponse {
@@ -98,11 +100,12 @@ pub(super) async fn handle(
                 (None, Some(p), Some(records)) => {
                     let mut r = PartitionProduceResponse::default();
                     r.index = pd.index;
-                    // The request buffer is shared; offsets are assigned in a private copy.
+                    // The records stay in the request buffer: the log writes them
+                    // from there beside their assigned headers.
                     Slot {
                         topic: ti,
                         response: r,
-                        job: Some((p.clone(), records.to_vec())),
+                        job: Some((p.clone(), records)),
                     }
                 }
             };
@@ -111,11 +114,11 @@ pub(super) async fn handle(
     }
 
     // All appends of the request in one blocking task: disk writes stay off the workers.
-    let jobs: Vec<Option<(Arc<Partition>, Vec<u8>)>> =
+    let jobs: Vec<Option<(Arc<Partition>, Bytes)>> =
         slots.iter_mut().map(|s| s.job.take()).collect();
     let results = tokio::task::spawn_blocking(move || {
         jobs.into_iter()
-            .map(|job| job.map(|(p, mut bytes)| (p.append_blocking(&mut bytes), p)))
+            .map(|job| job.map(|(p, bytes)| (p.append_blocking(&bytes), p)))
             .collect::<Vec<_>>()
     })
     .await;

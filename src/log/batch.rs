@@ -234,8 +234,30 @@ pub fn split_batches(b: &[u8]) -> Result<Vec<(usize, BatchHeader)>, BatchError> 
 
 /// Rewrites the base offset and partition leader epoch of the batch at the start of `b`.
 /// Neither field is covered by the CRC, so the checksum stays valid.
+/// Bytes at the front of a batch that the log rewrites on append: base offset,
+/// length (unchanged) and partition leader epoch. None of them is under the CRC.
+pub const ASSIGNED_PREFIX_BYTES: usize = OFF_LEADER_EPOCH + 4;
+
+/// The first [`ASSIGNED_PREFIX_BYTES`] of batch `b` as stored once assigned
+/// `base_offset` and `leader_epoch`: the rest of the batch is written unchanged
+/// from the request buffer, so appends need no private copy of the records.
+pub fn assigned_prefix(
+    b: &[u8],
+    base_offset: i64,
+    leader_epoch: i32,
+) -> [u8; ASSIGNED_PREFIX_BYTES] {
+    let mut p = [0u8; ASSIGNED_PREFIX_BYTES];
+    p.copy_from_slice(&b[..ASSIGNED_PREFIX_BYTES]);
+    assign(&mut p, base_offset, leader_epoch);
+    p
+}
+
+/// Sets the base offset and partition leader epoch of the batch starting at `b`.
 pub fn assign(b: &mut [u8], base_offset: i64, leader_epoch: i32) {
-    assert!(b.len() >= HEADER_BYTES, "assign on a truncated batch");
+    assert!(
+        b.len() >= ASSIGNED_PREFIX_BYTES,
+        "assign on a truncated batch"
+    );
     b[OFF_BASE_OFFSET..OFF_BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
     b[OFF_LEADER_EPOCH..OFF_LEADER_EPOCH + 4].copy_from_slice(&leader_epoch.to_be_bytes());
 }

@@ -187,8 +187,9 @@ impl PartitionLog {
             .expect("a log always has a segment")
     }
 
-    /// Validates `records` (one or more batches), assigns offsets in place and appends.
-    pub fn append(&mut self, records: &mut [u8], now_ms: i64) -> Result<AppendInfo, AppendError> {
+    /// Validates `records` (one or more batches), assigns offsets and appends. The
+    /// records are not modified: assigned headers are written beside them.
+    pub fn append(&mut self, records: &[u8], now_ms: i64) -> Result<AppendInfo, AppendError> {
         let mut headers = batch::split_batches(records).map_err(AppendError::Batch)?;
         for (_, h) in &headers {
             let size = h.total_bytes() as u64;
@@ -243,8 +244,7 @@ impl PartitionLog {
         }
         let base_offset = self.next_offset;
         let mut next = base_offset;
-        for (start, h) in headers.iter_mut() {
-            batch::assign(&mut records[*start..], next, 0);
+        for (_, h) in headers.iter_mut() {
             h.base_offset = next;
             next = h.next_offset();
         }
@@ -488,8 +488,8 @@ mod tests {
 
     fn fill(log: &mut PartitionLog, n: usize, ts: i64) {
         for _ in 0..n {
-            let mut b = build_test_batch(ts, &[&[0u8; 200]]);
-            log.append(&mut b, 0).unwrap();
+            let b = build_test_batch(ts, &[&[0u8; 200]]);
+            log.append(&b, 0).unwrap();
         }
     }
 
@@ -556,13 +556,13 @@ mod tests {
             0,
         )
         .unwrap();
-        let mut b = build_test_batch(1, &[b"a"]);
-        log.append(&mut b, 0).unwrap();
-        let mut b = build_test_batch(1, &[b"b"]);
-        log.append(&mut b, 50).unwrap();
+        let b = build_test_batch(1, &[b"a"]);
+        log.append(&b, 0).unwrap();
+        let b = build_test_batch(1, &[b"b"]);
+        log.append(&b, 50).unwrap();
         assert_eq!(log.segment_count(), 1);
-        let mut b = build_test_batch(1, &[b"c"]);
-        log.append(&mut b, 150).unwrap();
+        let b = build_test_batch(1, &[b"c"]);
+        log.append(&b, 150).unwrap();
         assert_eq!(log.segment_count(), 2);
     }
 }

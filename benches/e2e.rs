@@ -1,0 +1,1011 @@
+//! End-to-end benchmark: starts the release broker on a fresh data directory and
+//! drives it with librdkafka (the `rdkafka` crate), next to the machine's floor
+//! measured in the same run. Writes `docs/benchmarks.md`.
+//!
+//! Run with `cargo bench --features bench-e2e --bench e2e`. `SLUICE_BENCH_SCALE`
+//! (default 1.0) scales every message count and duration; `SLUICE_BENCH_STARTUP_GB`
+//! (default 10) sizes the log for the restart measurement; `SLUICE_BENCH_OUT`
+//! overrides the report path.
+//!
+//! Figures are reported, never asserted: this is a measurement, not a test.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// Decimal megabyte, as MB/s is usually quoted.
+const MB: f64 = 1e6;
+
+// ---------------------------------------------------------------------------
+// The broker under test
+// ---------------------------------------------------------------------------
+
+/// A broker child process on its own data directory and port.
+struct Broker {
+    /// The child process.
+    child: Child,
+    /// Where it listens.
+    addr: String,
+    /// Where its stderr goes.
+    log_path: PathBuf,
+}
+
+/// Process CPU (user + system) and memory, read from /proc.
+#[derive(Clone, Copy, Debug, Default)]
+struct ProcStat {
+    /// User + system CPU seconds so far.
+    cpu_s: f64,
+    /// Resident set size now, bytes.
+    rss: u64,
+    /// Peak resident set size, bytes.
+    rss_peak: u64,
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+fn proc_stat(pid: &str) -> ProcStat {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    let cpu_s = (ticks(11) + ticks(12)) / clock_ticks();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    ProcStat {
+        cpu_s,
+        rss: kib("VmRSS:"),
+        rss_peak: kib("VmHWM:"),
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Broker {
+    /// Starts the broker and returns it with the time from spawn to the first
+    /// accepted connection.
+    fn start(data_dir: &Path, port: u16) -> (Broker, Duration) {
+        let exe = env!("CARGO_BIN_EXE_sluice");
+        let addr = format!("127.0.0.1:{port}");
+        let log_path = data_dir.with_extension("log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("broker log");
+        let t0 = Instant::now();
+        let child = Command::new(exe)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg(&addr)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn broker");
+        let mut broker = Broker {
+            child,
+            addr,
+            log_path,
+        };
+        loop {
+            if TcpStream::connect(&broker.addr).is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = broker.child.try_wait() {
+                panic!(
+                    "broker exited with {status} during start-up; see {}",
+                    broker.log_path.display()
+                );
+            }
+            assert!(t0.elapsed() < Duration::from_secs(120), "broker start-up");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        (broker, t0.elapsed())
+    }
+
+    fn stat(&self) -> ProcStat {
+        proc_stat(&self.child.id().to_string())
+    }
+
+    /// Clean shutdown (SIGTERM) and wait.
+    fn stop(mut self) {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Clients
+// ---------------------------------------------------------------------------
+
+/// Counts delivery failures so a run that lost messages is reported, not hidden.
+#[derive(Default)]
+struct Counting {
+    /// Messages whose delivery failed.
+    failed: AtomicU64,
+    /// First failure seen.
+    first_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for Counting {}
+
+impl ProducerContext for Counting {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            let mut first = self.first_error.lock().expect("lock");
+            if first.is_none() {
+                *first = Some(e.to_string());
+            }
+        }
+    }
+}
+
+fn producer(addr: &str, acks: &str) -> BaseProducer<Counting> {
+    ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("acks", acks)
+        .create_with_context(Counting::default())
+        .expect("producer")
+}
+
+fn consumer(addr: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", "sluice-bench")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer")
+}
+
+fn create_topic(addr: &str, name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .create()
+        .expect("admin");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let res = rt
+        .block_on(admin.create_topics([&topic], &AdminOptions::new()))
+        .expect("create topics");
+    for r in res {
+        r.expect("topic created");
+    }
+}
+
+fn delete_topic(addr: &str, name: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .create()
+        .expect("admin");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let res = rt
+        .block_on(admin.delete_topics(&[name], &AdminOptions::new()))
+        .expect("delete topics");
+    for r in res {
+        r.expect("topic deleted");
+    }
+}
+
+/// Sends one record, waiting for queue space when the client's buffer is full.
+fn send(p: &BaseProducer<Counting>, topic: &str, partition: i32, payload: &[u8]) {
+    let mut record = BaseRecord::<(), [u8]>::to(topic)
+        .payload(payload)
+        .partition(partition);
+    loop {
+        match p.send(record) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                p.poll(Duration::from_millis(1));
+            }
+            Err((e, _)) => panic!("send: {e}"),
+        }
+    }
+}
+
+/// Produces `count` records of `size` bytes round-robin over `partitions` and waits
+/// for every delivery report. Returns the elapsed time.
+fn produce_run(
+    addr: &str,
+    topic: &str,
+    partitions: i32,
+    size: usize,
+    count: u64,
+    acks: &str,
+) -> Duration {
+    let p = producer(addr, acks);
+    // Warm the connection and metadata before the clock starts.
+    p.client()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let payload = payload(size);
+    let t0 = Instant::now();
+    for i in 0..count {
+        send(&p, topic, (i % partitions as u64) as i32, &payload);
+        if i % 1024 == 0 {
+            p.poll(Duration::ZERO);
+        }
+    }
+    p.flush(Duration::from_secs(300)).expect("flush");
+    let elapsed = t0.elapsed();
+    let failed = p.context().failed.load(Ordering::Relaxed);
+    assert_eq!(
+        failed,
+        0,
+        "{failed} deliveries failed: {:?}",
+        p.context().first_error.lock().expect("lock")
+    );
+    elapsed
+}
+
+/// Record values: not all one byte, so nothing downstream can cheat on them.
+fn payload(size: usize) -> Vec<u8> {
+    (0..size).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+/// Consumes `count` records from every partition of `topic` from the beginning
+/// with default consumer settings; returns elapsed time and payload bytes.
+fn consume_run(addr: &str, topic: &str, partitions: i32, count: u64) -> (Duration, u64) {
+    let c = consumer(addr);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("tpl");
+    }
+    c.assign(&tpl).expect("assign");
+    let mut got = 0u64;
+    let mut bytes = 0u64;
+    let t0 = Instant::now();
+    while got < count {
+        match c.poll(Duration::from_secs(10)) {
+            Some(Ok(m)) => {
+                got += 1;
+                bytes += m.payload_len() as u64;
+            }
+            Some(Err(e)) => panic!("consume: {e}"),
+            None => panic!("consume stalled at {got}/{count}"),
+        }
+    }
+    (t0.elapsed(), bytes)
+}
+
+// ---------------------------------------------------------------------------
+// The machine's floor
+// ---------------------------------------------------------------------------
+
+/// Environment variable that turns this binary into the loopback sink process.
+const SINK_ROLE: &str = "SLUICE_BENCH_TCP_SINK";
+
+/// Child role: read the socket to EOF, print the byte count.
+fn tcp_sink(addr: &str) {
+    let mut s = TcpStream::connect(addr).expect("sink connect");
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n as u64,
+            Err(e) => panic!("sink read: {e}"),
+        }
+    }
+    println!("{total}");
+}
+
+/// Loopback TCP throughput between this process and a child, in bytes/s.
+fn floor_tcp(bytes: u64) -> f64 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr").to_string();
+    let child = Command::new(std::env::current_exe().expect("exe"))
+        .env(SINK_ROLE, &addr)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn sink");
+    let (mut s, _) = l.accept().expect("accept");
+    let buf = vec![7u8; 1 << 20];
+    let t0 = Instant::now();
+    let mut sent = 0u64;
+    while sent < bytes {
+        s.write_all(&buf).expect("write");
+        sent += buf.len() as u64;
+    }
+    drop(s);
+    let out = child.wait_with_output().expect("sink");
+    let elapsed = t0.elapsed();
+    let got: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("sink count");
+    assert_eq!(got, sent);
+    sent as f64 / elapsed.as_secs_f64()
+}
+
+/// fdatasync latency after a 4 KiB append: sorted samples in seconds.
+fn floor_fdatasync(dir: &Path, n: usize) -> Vec<f64> {
+    let path = dir.join("fdatasync.probe");
+    let mut f = std::fs::File::create(&path).expect("probe");
+    let block = vec![1u8; 4096];
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t0 = Instant::now();
+        f.write_all(&block).expect("write");
+        f.sync_data().expect("fdatasync");
+        samples.push(t0.elapsed().as_secs_f64());
+    }
+    let _ = std::fs::remove_file(&path);
+    samples.sort_by(f64::total_cmp);
+    samples
+}
+
+/// Sequential write bandwidth with an fdatasync after every `chunk`: bytes/s.
+fn floor_durable_write(dir: &Path, bytes: u64, chunk: usize) -> f64 {
+    let path = dir.join("write.probe");
+    let mut f = std::fs::File::create(&path).expect("probe");
+    let buf = payload(chunk);
+    let t0 = Instant::now();
+    let mut written = 0u64;
+    while written < bytes {
+        f.write_all(&buf).expect("write");
+        f.sync_data().expect("fdatasync");
+        written += chunk as u64;
+    }
+    let rate = written as f64 / t0.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&path);
+    rate
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+// ---------------------------------------------------------------------------
+// Latency
+// ---------------------------------------------------------------------------
+
+/// Produce-to-consume latency at a fixed rate with default client settings:
+/// sorted samples in seconds (the first second is warm-up and not counted).
+fn latency_run(addr: &str, topic: &str, rate: u64, seconds: f64) -> Vec<f64> {
+    let epoch = Instant::now();
+    let total = (rate as f64 * seconds) as u64;
+    let warmup = rate;
+    let c = consumer(addr);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("tpl");
+    c.assign(&tpl).expect("assign");
+    let addr_p = addr.to_string();
+    let topic_p = topic.to_string();
+    let producer_thread = std::thread::spawn(move || {
+        let p = producer(&addr_p, "all");
+        p.client()
+            .fetch_metadata(Some(&topic_p), Duration::from_secs(10))
+            .expect("metadata");
+        let mut value = payload(100);
+        let start = Instant::now();
+        for i in 0..total {
+            let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+            loop {
+                let now = Instant::now();
+                if now >= due {
+                    break;
+                }
+                p.poll(due - now);
+            }
+            let ns = epoch.elapsed().as_nanos() as u64;
+            value[..8].copy_from_slice(&ns.to_le_bytes());
+            send(&p, &topic_p, 0, &value);
+        }
+        p.flush(Duration::from_secs(60)).expect("flush");
+    });
+    let mut samples = Vec::with_capacity(total as usize);
+    let mut got = 0u64;
+    while got < total {
+        match c.poll(Duration::from_secs(10)) {
+            Some(Ok(m)) => {
+                let now = epoch.elapsed().as_nanos() as u64;
+                let v = m.payload().expect("payload");
+                let sent = u64::from_le_bytes(v[..8].try_into().expect("8 bytes"));
+                if got >= warmup {
+                    samples.push(now.saturating_sub(sent) as f64 / 1e9);
+                }
+                got += 1;
+            }
+            Some(Err(e)) => panic!("consume: {e}"),
+            None => panic!("latency consumer stalled at {got}/{total}"),
+        }
+    }
+    producer_thread.join().expect("producer thread");
+    samples.sort_by(f64::total_cmp);
+    samples
+}
+
+// ---------------------------------------------------------------------------
+// Report
+// ---------------------------------------------------------------------------
+
+fn self_cpu() -> f64 {
+    proc_stat("self").cpu_s
+}
+
+fn mb(bytes_per_s: f64) -> String {
+    format!("{:.0}", bytes_per_s / MB)
+}
+
+fn ms(s: f64) -> String {
+    if s < 0.01 {
+        format!("{:.2}", s * 1e3)
+    } else {
+        format!("{:.1}", s * 1e3)
+    }
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1}", b as f64 / (1024.0 * 1024.0))
+}
+
+fn sh(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, m)| m.trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{model}, {cores} cores, {:.0} GiB RAM, Linux {}",
+        mem as f64 / (1024.0 * 1024.0),
+        kernel.trim()
+    )
+}
+
+/// One produce configuration's result.
+struct ProduceRow {
+    size: usize,
+    acks: &'static str,
+    partitions: i32,
+    count: u64,
+    elapsed: Duration,
+    broker_cpu: f64,
+    client_cpu: f64,
+    rss_peak: u64,
+}
+
+impl ProduceRow {
+    fn bytes(&self) -> u64 {
+        self.count * self.size as u64
+    }
+    fn rate(&self) -> f64 {
+        self.bytes() as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+fn scaled(n: f64) -> u64 {
+    let scale: f64 = std::env::var("SLUICE_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    ((n * scale).round() as u64).max(1)
+}
+
+fn main() {
+    if let Ok(addr) = std::env::var(SINK_ROLE) {
+        tcp_sink(&addr);
+        return;
+    }
+    // `cargo bench` passes `--bench`; anything else (a filter) is not supported.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let work = root.join("target").join("bench-e2e");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).expect("work dir");
+    let out_path = std::env::var("SLUICE_BENCH_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("docs").join("benchmarks.md"));
+    let startup_gb: f64 = std::env::var("SLUICE_BENCH_STARTUP_GB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10.0);
+
+    // Profiling aid: `SLUICE_BENCH_ONLY=1024/all/16` runs that one produce
+    // configuration (then a consume of it) against a broker and prints the figures,
+    // leaving the report alone. `SLUICE_BENCH_BROKER_PID_FILE` receives the pid.
+    if let Ok(only) = std::env::var("SLUICE_BENCH_ONLY") {
+        profile_one(&work, &only);
+        return;
+    }
+
+    eprintln!("floor: loopback TCP, fdatasync, durable write");
+    let tcp = floor_tcp(scaled(4.0 * 1024.0 * 1024.0 * 1024.0));
+    let sync = floor_fdatasync(&work, scaled(2000.0) as usize);
+    let durable = floor_durable_write(&work, scaled(1024.0 * 1024.0 * 1024.0), 4 << 20);
+
+    // Start-up on an empty data directory, and idle memory.
+    let port = free_port();
+    let (broker, startup_empty) = Broker::start(&work.join("data"), port);
+    std::thread::sleep(Duration::from_millis(500));
+    let idle_empty = broker.stat();
+    let addr = broker.addr.clone();
+
+    // Produce throughput matrix.
+    let mut produce_rows = Vec::new();
+    for &(size, base) in &[(1024usize, 1024.0 * 1024.0), (100, 4_000_000.0)] {
+        for &acks in &["all", "1"] {
+            for &partitions in &[1, 16] {
+                let topic = format!("produce-{size}-{acks}-{partitions}");
+                create_topic(&addr, &topic, partitions);
+                let count = scaled(base);
+                eprintln!("produce {count} x {size} B, acks={acks}, {partitions} partition(s)");
+                let (b0, c0) = (broker.stat(), self_cpu());
+                let elapsed = produce_run(&addr, &topic, partitions, size, count, acks);
+                let (b1, c1) = (broker.stat(), self_cpu());
+                produce_rows.push(ProduceRow {
+                    size,
+                    acks,
+                    partitions,
+                    count,
+                    elapsed,
+                    broker_cpu: b1.cpu_s - b0.cpu_s,
+                    client_cpu: c1 - c0,
+                    rss_peak: b1.rss_peak,
+                });
+                // The 1 KiB single-partition log is kept for the consume run; the others
+                // are deleted so their dirty pages do not weigh on later runs.
+                if !(size == 1024 && acks == "1" && partitions == 1) {
+                    delete_topic(&addr, &topic);
+                }
+            }
+        }
+    }
+
+    // Consume from the page cache with default settings.
+    let consume_count = scaled(1024.0 * 1024.0);
+    eprintln!("consume {consume_count} x 1 KiB");
+    let (b0, c0) = (broker.stat(), self_cpu());
+    let (consume_elapsed, consume_bytes) = consume_run(&addr, "produce-1024-1-1", 1, consume_count);
+    let (b1, c1) = (broker.stat(), self_cpu());
+    let consume_broker_cpu = b1.cpu_s - b0.cpu_s;
+    let consume_client_cpu = c1 - c0;
+    delete_topic(&addr, "produce-1024-1-1");
+
+    // Produce-to-consume latency at fixed rates.
+    let mut latency_rows = Vec::new();
+    for &rate in &[1000u64, 5000, 20000] {
+        let topic = format!("latency-{rate}");
+        create_topic(&addr, &topic, 1);
+        eprintln!("latency at {rate} msg/s");
+        let seconds = scaled(10.0) as f64;
+        let samples = latency_run(&addr, &topic, rate, seconds.max(2.0));
+        latency_rows.push((rate, samples));
+        delete_topic(&addr, &topic);
+    }
+
+    // 1,000 partitions written by 100 connections, then read by one consumer.
+    let wide_parts = 1000;
+    let conns = 100u64;
+    create_topic(&addr, "wide", wide_parts);
+    let per_conn = scaled(2560.0);
+    eprintln!("wide: {conns} producers x {per_conn} x 1 KiB over {wide_parts} partitions");
+    let (b0, _) = (broker.stat(), self_cpu());
+    let t0 = Instant::now();
+    let threads: Vec<_> = (0..conns)
+        .map(|c| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let p = producer(&addr, "all");
+                p.client()
+                    .fetch_metadata(Some("wide"), Duration::from_secs(30))
+                    .expect("metadata");
+                let value = payload(1024);
+                for i in 0..per_conn {
+                    let part = ((c * 10 + i) % wide_parts as u64) as i32;
+                    send(&p, "wide", part, &value);
+                    if i % 256 == 0 {
+                        p.poll(Duration::ZERO);
+                    }
+                }
+                p.flush(Duration::from_secs(300)).expect("flush");
+                assert_eq!(p.context().failed.load(Ordering::Relaxed), 0);
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("wide producer");
+    }
+    let wide_elapsed = t0.elapsed();
+    let b1 = broker.stat();
+    let wide_bytes = conns * per_conn * 1024;
+    let wide_cpu = b1.cpu_s - b0.cpu_s;
+    let wide_rss = b1.rss_peak;
+    let b0 = broker.stat();
+    let (wide_consume_elapsed, wide_consume_bytes) =
+        consume_run(&addr, "wide", wide_parts, conns * per_conn);
+    let b1 = broker.stat();
+    let wide_consume_cpu = b1.cpu_s - b0.cpu_s;
+    delete_topic(&addr, "wide");
+    let after_load = broker.stat();
+    broker.stop();
+
+    // Start-up on a large log after a clean shutdown.
+    let (broker, _) = Broker::start(&work.join("data"), port);
+    create_topic(&addr, "bulk", 8);
+    let bulk_count = (startup_gb * 1e9 / 1024.0) as u64;
+    eprintln!("bulk: {bulk_count} x 1 KiB for the restart measurement");
+    let _ = produce_run(&addr, "bulk", 8, 1024, bulk_count, "1");
+    broker.stop();
+    let stored = dir_bytes(&work.join("data"));
+    let (broker, startup_full) = Broker::start(&work.join("data"), port);
+    std::thread::sleep(Duration::from_millis(500));
+    let idle_full = broker.stat();
+    broker.stop();
+    let _ = std::fs::remove_dir_all(&work);
+
+    // -----------------------------------------------------------------------
+    let mut md = String::new();
+    let commit = sh(
+        "git",
+        &[
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short",
+            "HEAD",
+        ],
+    );
+    let date = sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    let (_, rdk) = rdkafka::util::get_rdkafka_version();
+    let _ = writeln!(md, "# Benchmarks\n");
+    let _ = writeln!(
+        md,
+        "Written by `cargo bench --features bench-e2e --bench e2e` (see `benches/e2e.rs`); \
+         every figure below comes from one run of that command. Client and broker share \
+         the machine. MB = 10^6 bytes of record values; CPU is user + system seconds \
+         from `/proc`.\n"
+    );
+    let _ = writeln!(md, "- Machine: {}", machine());
+    let _ = writeln!(md, "- Commit: `{commit}`, run {date}");
+    let _ = writeln!(
+        md,
+        "- Client: librdkafka {rdk} through the `rdkafka` crate, default settings except `acks` where stated"
+    );
+    let _ = writeln!(
+        md,
+        "- Broker: release build, default flags, data under `target/bench-e2e/`\n"
+    );
+
+    let _ = writeln!(md, "## The machine's floor\n");
+    let _ = writeln!(md, "| measure | value |\n|---|---|");
+    let _ = writeln!(
+        md,
+        "| loopback TCP, two processes, 1 MiB writes | {} MB/s |",
+        mb(tcp)
+    );
+    let _ = writeln!(
+        md,
+        "| fdatasync after a 4 KiB append ({} samples) | p50 {} ms, p99 {} ms |",
+        sync.len(),
+        ms(quantile(&sync, 0.5)),
+        ms(quantile(&sync, 0.99))
+    );
+    let _ = writeln!(
+        md,
+        "| sequential write, fdatasync every 4 MiB | {} MB/s |\n",
+        mb(durable)
+    );
+
+    let _ = writeln!(md, "## Produce\n");
+    let _ = writeln!(
+        md,
+        "One producer, records round-robin over the partitions, until every delivery report is in.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| record | acks | partitions | records | msgs/s | MB/s | vs TCP floor | vs durable-write floor | broker CPU s/GB | client CPU s/GB | broker peak RSS MiB |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in &produce_rows {
+        let gb = r.bytes() as f64 / 1e9;
+        let _ = writeln!(
+            md,
+            "| {} B | {} | {} | {} | {:.0} | {} | {:.2} | {} | {:.2} | {:.2} | {} |",
+            r.size,
+            r.acks,
+            r.partitions,
+            r.count,
+            r.count as f64 / r.elapsed.as_secs_f64(),
+            mb(r.rate()),
+            r.rate() / tcp,
+            if r.acks == "all" {
+                format!("{:.2}", r.rate() / durable)
+            } else {
+                "-".into()
+            },
+            r.broker_cpu / gb,
+            r.client_cpu / gb,
+            mib(r.rss_peak),
+        );
+    }
+    let _ = writeln!(md);
+
+    let _ = writeln!(md, "## Consume\n");
+    let crate_ = consume_bytes as f64 / consume_elapsed.as_secs_f64();
+    let cgb = consume_bytes as f64 / 1e9;
+    let _ = writeln!(
+        md,
+        "Default consumer settings, `assign()` from the beginning, 1 KiB records already in the page cache.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| workload | records | MB/s | vs TCP floor | broker CPU s/GB | client CPU s/GB |\n|---|---|---|---|---|---|"
+    );
+    let _ = writeln!(
+        md,
+        "| 1 partition | {} | {} | {:.2} | {:.3} | {:.2} |",
+        consume_count,
+        mb(crate_),
+        crate_ / tcp,
+        consume_broker_cpu / cgb,
+        consume_client_cpu / cgb
+    );
+    let wrate = wide_consume_bytes as f64 / wide_consume_elapsed.as_secs_f64();
+    let _ = writeln!(
+        md,
+        "| 1,000 partitions | {} | {} | {:.2} | {:.3} | - |\n",
+        conns * per_conn,
+        mb(wrate),
+        wrate / tcp,
+        wide_consume_cpu / (wide_consume_bytes as f64 / 1e9)
+    );
+
+    let _ = writeln!(md, "## Produce-to-consume latency\n");
+    let _ = writeln!(
+        md,
+        "100 B records at a fixed rate, one partition, default producer (linger 5 ms, acks=all) and consumer settings; time from `send()` to the consumer's `poll()` returning the record; the first second is warm-up.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| rate msg/s | samples | p50 ms | p99 ms | p99.9 ms | max ms | p99 vs fdatasync p99 |\n|---|---|---|---|---|---|---|"
+    );
+    for (rate, s) in &latency_rows {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {:.1}x |",
+            rate,
+            s.len(),
+            ms(quantile(s, 0.5)),
+            ms(quantile(s, 0.99)),
+            ms(quantile(s, 0.999)),
+            ms(quantile(s, 1.0)),
+            quantile(s, 0.99) / quantile(&sync, 0.99)
+        );
+    }
+    let _ = writeln!(md);
+
+    let single16 = produce_rows
+        .iter()
+        .find(|r| r.size == 1024 && r.acks == "all" && r.partitions == 16)
+        .map_or(f64::NAN, ProduceRow::rate);
+    let wide_rate = wide_bytes as f64 / wide_elapsed.as_secs_f64();
+    let _ = writeln!(md, "## Many partitions, many connections\n");
+    let _ = writeln!(
+        md,
+        "{conns} producers (one connection each, acks=all) write 1 KiB records spread over {wide_parts} partitions; one consumer then reads all of them.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| measure | value |\n|---|---|\n| produce | {} MB/s ({:.2}x the 16-partition single-producer acks=all run) |\n| broker CPU | {:.2} s/GB |\n| broker peak RSS | {} MiB |\n| consume, 1,000 partitions | {} MB/s |\n",
+        mb(wide_rate),
+        wide_rate / single16,
+        wide_cpu / (wide_bytes as f64 / 1e9),
+        mib(wide_rss),
+        mb(wrate)
+    );
+
+    let _ = writeln!(md, "## Start-up and memory\n");
+    let _ = writeln!(md, "| measure | value |\n|---|---|");
+    let _ = writeln!(
+        md,
+        "| start-up to accepting connections, empty data dir | {} ms |",
+        ms(startup_empty.as_secs_f64())
+    );
+    let _ = writeln!(md, "| idle RSS, empty | {} MiB |", mib(idle_empty.rss));
+    let _ = writeln!(
+        md,
+        "| RSS after all of the above (idle, topics deleted) | {} MiB (peak {} MiB) |",
+        mib(after_load.rss),
+        mib(after_load.rss_peak)
+    );
+    let _ = writeln!(
+        md,
+        "| start-up after a clean shutdown, {:.1} GB stored | {} ms |",
+        stored as f64 / 1e9,
+        ms(startup_full.as_secs_f64())
+    );
+    let _ = writeln!(
+        md,
+        "| idle RSS with {:.1} GB stored | {} MiB |\n",
+        stored as f64 / 1e9,
+        mib(idle_full.rss)
+    );
+
+    // Targets of issue 4, checked against the figures above.
+    let row = |size: usize, acks: &str, parts: i32| {
+        produce_rows
+            .iter()
+            .find(|r| r.size == size && r.acks == acks && r.partitions == parts)
+    };
+    let mut targets: Vec<(String, String, bool)> = Vec::new();
+    targets.push((
+        "consume 1 KiB, default settings: >= 450 MB/s, <= 0.1 broker CPU s/GB".into(),
+        format!("{} MB/s, {:.3} s/GB", mb(crate_), consume_broker_cpu / cgb),
+        crate_ >= 450.0 * MB && consume_broker_cpu / cgb <= 0.1,
+    ));
+    if let Some(r) = row(1024, "all", 1) {
+        let gb = r.bytes() as f64 / 1e9;
+        targets.push((
+            "produce 1 KiB acks=all (1 partition): >= 700 MB/s, <= 0.3 broker CPU s/GB".into(),
+            format!("{} MB/s, {:.2} s/GB", mb(r.rate()), r.broker_cpu / gb),
+            r.rate() >= 700.0 * MB && r.broker_cpu / gb <= 0.3,
+        ));
+    }
+    if let Some((_, s)) = latency_rows.iter().find(|(r, _)| *r == 5000) {
+        let p99 = quantile(s, 0.99);
+        targets.push((
+            "produce-to-consume p99 at 5,000 msg/s of 100 B: <= 5 ms".into(),
+            format!("{} ms", ms(p99)),
+            p99 <= 0.005,
+        ));
+    }
+    targets.push((
+        "idle RSS < 30 MB (empty, and with the large log)".into(),
+        format!(
+            "{:.1} MB / {:.1} MB",
+            idle_empty.rss as f64 / MB,
+            idle_full.rss as f64 / MB
+        ),
+        (idle_empty.rss as f64) < 30.0 * MB && (idle_full.rss as f64) < 30.0 * MB,
+    ));
+    targets.push((
+        "start-up < 100 ms empty".into(),
+        format!("{} ms", ms(startup_empty.as_secs_f64())),
+        startup_empty < Duration::from_millis(100),
+    ));
+    targets.push((
+        format!(
+            "start-up < 2 s on {:.1} GB after a clean shutdown (target is stated for 10 GB)",
+            stored as f64 / 1e9
+        ),
+        format!("{} ms", ms(startup_full.as_secs_f64())),
+        startup_full < Duration::from_secs(2),
+    ));
+    let _ = writeln!(md, "## Targets (issue 4)\n");
+    let _ = writeln!(md, "| target | measured | met |\n|---|---|---|");
+    for (t, m, ok) in &targets {
+        let _ = writeln!(md, "| {t} | {m} | {} |", if *ok { "yes" } else { "**no**" });
+    }
+
+    std::fs::write(&out_path, &md).expect("write report");
+    println!("{md}");
+    eprintln!("report written to {}", out_path.display());
+}
+
+/// Runs one produce configuration `size/acks/partitions` and a consume of it.
+fn profile_one(work: &Path, spec: &str) {
+    let parts: Vec<&str> = spec.split('/').collect();
+    let (Some(size), Some(acks), Some(partitions)) = (
+        parts.first().and_then(|s| s.parse::<usize>().ok()),
+        parts.get(1),
+        parts.get(2).and_then(|s| s.parse::<i32>().ok()),
+    ) else {
+        panic!("SLUICE_BENCH_ONLY wants size/acks/partitions, e.g. 1024/all/16");
+    };
+    let (broker, _) = Broker::start(&work.join("data"), free_port());
+    if let Ok(f) = std::env::var("SLUICE_BENCH_BROKER_PID_FILE") {
+        std::fs::write(f, broker.child.id().to_string()).expect("pid file");
+    }
+    let addr = broker.addr.clone();
+    create_topic(&addr, "only", partitions);
+    let count = scaled(1e9 / size as f64);
+    let (b0, c0) = (broker.stat(), self_cpu());
+    let elapsed = produce_run(&addr, "only", partitions, size, count, acks);
+    let (b1, c1) = (broker.stat(), self_cpu());
+    let gb = (count * size as u64) as f64 / 1e9;
+    println!(
+        "produce {size} B acks={acks} x{partitions}: {} MB/s, broker {:.2} s/GB, client {:.2} s/GB",
+        mb(gb * 1e9 / elapsed.as_secs_f64()),
+        (b1.cpu_s - b0.cpu_s) / gb,
+        (c1 - c0) / gb
+    );
+    let (b0, c0) = (broker.stat(), self_cpu());
+    let (elapsed, bytes) = consume_run(&addr, "only", partitions, count);
+    let (b1, c1) = (broker.stat(), self_cpu());
+    let gb = bytes as f64 / 1e9;
+    println!(
+        "consume: {} MB/s, broker {:.3} s/GB, client {:.2} s/GB",
+        mb(bytes as f64 / elapsed.as_secs_f64()),
+        (b1.cpu_s - b0.cpu_s) / gb,
+        (c1 - c0) / gb
+    );
+    broker.stop();
+}
+
+/// Disk space used by the files under `dir` (allocated blocks, not apparent size).
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => total += dir_bytes(&e.path()),
+                Ok(m) => total += std::os::unix::fs::MetadataExt::blocks(&m) * 512,
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
