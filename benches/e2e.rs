@@ -181,6 +181,32 @@ impl ProducerContext for Counting {
     }
 }
 
+/// Records the time from `send()` to each delivery report (the producer's share
+/// of the end-to-end latency, linger included).
+struct AckTimer {
+    /// Shared clock origin with the consumer side.
+    epoch: Instant,
+    /// Send-to-ack times in seconds.
+    samples: Mutex<Vec<f64>>,
+    /// Failed deliveries.
+    failed: AtomicU64,
+}
+
+impl ClientContext for AckTimer {}
+
+impl ProducerContext for AckTimer {
+    type DeliveryOpaque = Box<u64>;
+    fn delivery(&self, result: &DeliveryResult<'_>, sent_ns: Box<u64>) {
+        if result.is_err() {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        let s = now.saturating_sub(*sent_ns) as f64 / 1e9;
+        self.samples.lock().expect("lock").push(s);
+    }
+}
+
 fn producer(addr: &str, acks: &str) -> BaseProducer<Counting> {
     ClientConfig::new()
         .set("bootstrap.servers", addr)
@@ -383,19 +409,32 @@ fn floor_fdatasync(dir: &Path, n: usize) -> Vec<f64> {
     samples
 }
 
-/// Sequential write bandwidth with an fdatasync after every `chunk`: bytes/s.
+/// Durable write bandwidth as group commit gets it: one thread appends `chunk`s
+/// while another calls fdatasync back to back; bytes/s until the last byte is
+/// synced.
 fn floor_durable_write(dir: &Path, bytes: u64, chunk: usize) -> f64 {
     let path = dir.join("write.probe");
-    let mut f = std::fs::File::create(&path).expect("probe");
+    let f = std::fs::File::create(&path).expect("probe");
+    let syncer = f.try_clone().expect("clone");
+    let done = std::sync::atomic::AtomicBool::new(false);
     let buf = payload(chunk);
     let t0 = Instant::now();
-    let mut written = 0u64;
-    while written < bytes {
-        f.write_all(&buf).expect("write");
-        f.sync_data().expect("fdatasync");
-        written += chunk as u64;
-    }
-    let rate = written as f64 / t0.elapsed().as_secs_f64();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(Ordering::Acquire) {
+                syncer.sync_data().expect("fdatasync");
+            }
+        });
+        let mut w = &f;
+        let mut written = 0u64;
+        while written < bytes {
+            w.write_all(&buf).expect("write");
+            written += chunk as u64;
+        }
+        done.store(true, Ordering::Release);
+    });
+    f.sync_data().expect("fdatasync");
+    let rate = bytes as f64 / t0.elapsed().as_secs_f64();
     let _ = std::fs::remove_file(&path);
     rate
 }
@@ -413,8 +452,9 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 // ---------------------------------------------------------------------------
 
 /// Produce-to-consume latency at a fixed rate with default client settings:
-/// sorted samples in seconds (the first second is warm-up and not counted).
-fn latency_run(addr: &str, topic: &str, rate: u64, seconds: f64) -> Vec<f64> {
+/// sorted end-to-end samples and sorted send-to-ack samples, in seconds (the
+/// first second is warm-up and not counted).
+fn latency_run(addr: &str, topic: &str, rate: u64, seconds: f64) -> (Vec<f64>, Vec<f64>) {
     let epoch = Instant::now();
     let total = (rate as f64 * seconds) as u64;
     let warmup = rate;
@@ -426,7 +466,15 @@ fn latency_run(addr: &str, topic: &str, rate: u64, seconds: f64) -> Vec<f64> {
     let addr_p = addr.to_string();
     let topic_p = topic.to_string();
     let producer_thread = std::thread::spawn(move || {
-        let p = producer(&addr_p, "all");
+        let timer = AckTimer {
+            epoch,
+            samples: Mutex::new(Vec::with_capacity(total as usize)),
+            failed: AtomicU64::new(0),
+        };
+        let p: BaseProducer<AckTimer> = ClientConfig::new()
+            .set("bootstrap.servers", &addr_p)
+            .create_with_context(timer)
+            .expect("producer");
         p.client()
             .fetch_metadata(Some(&topic_p), Duration::from_secs(10))
             .expect("metadata");
@@ -443,9 +491,19 @@ fn latency_run(addr: &str, topic: &str, rate: u64, seconds: f64) -> Vec<f64> {
             }
             let ns = epoch.elapsed().as_nanos() as u64;
             value[..8].copy_from_slice(&ns.to_le_bytes());
-            send(&p, &topic_p, 0, &value);
+            let record = BaseRecord::<(), [u8], Box<u64>>::with_opaque_to(&topic_p, Box::new(ns))
+                .payload(&value[..])
+                .partition(0);
+            if let Err((e, _)) = p.send(record) {
+                panic!("send at a fixed rate: {e}");
+            }
         }
         p.flush(Duration::from_secs(60)).expect("flush");
+        assert_eq!(p.context().failed.load(Ordering::Relaxed), 0);
+        let mut acks = std::mem::take(&mut *p.context().samples.lock().expect("lock"));
+        acks.drain(..(warmup as usize).min(acks.len()));
+        acks.sort_by(f64::total_cmp);
+        acks
     });
     let mut samples = Vec::with_capacity(total as usize);
     let mut got = 0u64;
@@ -464,9 +522,9 @@ fn latency_run(addr: &str, topic: &str, rate: u64, seconds: f64) -> Vec<f64> {
             None => panic!("latency consumer stalled at {got}/{total}"),
         }
     }
-    producer_thread.join().expect("producer thread");
+    let acks = producer_thread.join().expect("producer thread");
     samples.sort_by(f64::total_cmp);
-    samples
+    (samples, acks)
 }
 
 // ---------------------------------------------------------------------------
@@ -575,7 +633,8 @@ fn main() {
 
     // Profiling aid: `SLUICE_BENCH_ONLY=1024/all/16` runs that one produce
     // configuration (then a consume of it) against a broker and prints the figures,
-    // leaving the report alone. `SLUICE_BENCH_BROKER_PID_FILE` receives the pid.
+    // leaving the report alone. `SLUICE_BENCH_BROKER_PID_FILE` receives the pid;
+    // `SLUICE_BENCH_CONSUME_MARK` is written when the consume starts.
     if let Ok(only) = std::env::var("SLUICE_BENCH_ONLY") {
         profile_one(&work, &only);
         return;
@@ -584,7 +643,7 @@ fn main() {
     eprintln!("floor: loopback TCP, fdatasync, durable write");
     let tcp = floor_tcp(scaled(4.0 * 1024.0 * 1024.0 * 1024.0));
     let sync = floor_fdatasync(&work, scaled(2000.0) as usize);
-    let durable = floor_durable_write(&work, scaled(1024.0 * 1024.0 * 1024.0), 4 << 20);
+    let durable = floor_durable_write(&work, scaled(2.0 * 1024.0 * 1024.0 * 1024.0), 1 << 20);
 
     // Start-up on an empty data directory, and idle memory.
     let port = free_port();
@@ -641,54 +700,18 @@ fn main() {
         create_topic(&addr, &topic, 1);
         eprintln!("latency at {rate} msg/s");
         let seconds = scaled(10.0) as f64;
-        let samples = latency_run(&addr, &topic, rate, seconds.max(2.0));
-        latency_rows.push((rate, samples));
+        let (samples, acks) = latency_run(&addr, &topic, rate, seconds.max(2.0));
+        latency_rows.push((rate, samples, acks));
         delete_topic(&addr, &topic);
     }
 
-    // 1,000 partitions written by 100 connections, then read by one consumer.
-    let wide_parts = 1000;
-    let conns = 100u64;
-    create_topic(&addr, "wide", wide_parts);
-    let per_conn = scaled(2560.0);
-    eprintln!("wide: {conns} producers x {per_conn} x 1 KiB over {wide_parts} partitions");
-    let (b0, _) = (broker.stat(), self_cpu());
-    let t0 = Instant::now();
-    let threads: Vec<_> = (0..conns)
-        .map(|c| {
-            let addr = addr.clone();
-            std::thread::spawn(move || {
-                let p = producer(&addr, "all");
-                p.client()
-                    .fetch_metadata(Some("wide"), Duration::from_secs(30))
-                    .expect("metadata");
-                let value = payload(1024);
-                for i in 0..per_conn {
-                    let part = ((c * 10 + i) % wide_parts as u64) as i32;
-                    send(&p, "wide", part, &value);
-                    if i % 256 == 0 {
-                        p.poll(Duration::ZERO);
-                    }
-                }
-                p.flush(Duration::from_secs(300)).expect("flush");
-                assert_eq!(p.context().failed.load(Ordering::Relaxed), 0);
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().expect("wide producer");
+    // Many partitions and many connections, against the shapes that isolate each.
+    let wide_total = scaled(256.0 * 1024.0);
+    let mut wide_rows = Vec::new();
+    for &(conns, parts) in &[(1u64, 1000i32), (100, 16), (100, 1000)] {
+        eprintln!("wide: {conns} producers over {parts} partitions");
+        wide_rows.push(wide_run(&broker, conns, parts, wide_total / conns));
     }
-    let wide_elapsed = t0.elapsed();
-    let b1 = broker.stat();
-    let wide_bytes = conns * per_conn * 1024;
-    let wide_cpu = b1.cpu_s - b0.cpu_s;
-    let wide_rss = b1.rss_peak;
-    let b0 = broker.stat();
-    let (wide_consume_elapsed, wide_consume_bytes) =
-        consume_run(&addr, "wide", wide_parts, conns * per_conn);
-    let b1 = broker.stat();
-    let wide_consume_cpu = b1.cpu_s - b0.cpu_s;
-    delete_topic(&addr, "wide");
     let after_load = broker.stat();
     broker.stop();
 
@@ -755,7 +778,7 @@ fn main() {
     );
     let _ = writeln!(
         md,
-        "| sequential write, fdatasync every 4 MiB | {} MB/s |\n",
+        "| durable sequential write: 1 MiB appends, fdatasync back to back on a second thread (group commit) | {} MB/s |\n",
         mb(durable)
     );
 
@@ -813,14 +836,9 @@ fn main() {
         consume_broker_cpu / cgb,
         consume_client_cpu / cgb
     );
-    let wrate = wide_consume_bytes as f64 / wide_consume_elapsed.as_secs_f64();
     let _ = writeln!(
         md,
-        "| 1,000 partitions | {} | {} | {:.2} | {:.3} | - |\n",
-        conns * per_conn,
-        mb(wrate),
-        wrate / tcp,
-        wide_consume_cpu / (wide_consume_bytes as f64 / 1e9)
+        "\nReads of 1,000-partition topics are under *Many partitions* below.\n"
     );
 
     let _ = writeln!(md, "## Produce-to-consume latency\n");
@@ -830,42 +848,55 @@ fn main() {
     );
     let _ = writeln!(
         md,
-        "| rate msg/s | samples | p50 ms | p99 ms | p99.9 ms | max ms | p99 vs fdatasync p99 |\n|---|---|---|---|---|---|---|"
+        "| rate msg/s | samples | p50 ms | p99 ms | p99.9 ms | max ms | send-to-ack p50 ms | send-to-ack p99 ms |\n|---|---|---|---|---|---|---|---|"
     );
-    for (rate, s) in &latency_rows {
+    for (rate, s, a) in &latency_rows {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {:.1}x |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             rate,
             s.len(),
             ms(quantile(s, 0.5)),
             ms(quantile(s, 0.99)),
             ms(quantile(s, 0.999)),
             ms(quantile(s, 1.0)),
-            quantile(s, 0.99) / quantile(&sync, 0.99)
+            ms(quantile(a, 0.5)),
+            ms(quantile(a, 0.99)),
         );
     }
+    let _ = writeln!(
+        md,
+        "\nThe floor here is the producer's own `linger.ms` (5 ms by default): a record waits up to that long before its batch is sent, which send-to-ack shows. The broker's share is send-to-ack minus linger (an fdatasync, p99 {} ms above) plus the fetch wake-up.",
+        ms(quantile(&sync, 0.99))
+    );
     let _ = writeln!(md);
 
-    let single16 = produce_rows
-        .iter()
-        .find(|r| r.size == 1024 && r.acks == "all" && r.partitions == 16)
-        .map_or(f64::NAN, ProduceRow::rate);
-    let wide_rate = wide_bytes as f64 / wide_elapsed.as_secs_f64();
     let _ = writeln!(md, "## Many partitions, many connections\n");
     let _ = writeln!(
         md,
-        "{conns} producers (one connection each, acks=all) write 1 KiB records spread over {wide_parts} partitions; one consumer then reads all of them.\n"
+        "Producers (one connection each, acks=all) write 1 KiB records round-robin over every partition of a fresh topic; one consumer then reads the whole topic. The first two rows separate the cost of partitions from the cost of connections.\n"
     );
     let _ = writeln!(
         md,
-        "| measure | value |\n|---|---|\n| produce | {} MB/s ({:.2}x the 16-partition single-producer acks=all run) |\n| broker CPU | {:.2} s/GB |\n| broker peak RSS | {} MiB |\n| consume, 1,000 partitions | {} MB/s |\n",
-        mb(wide_rate),
-        wide_rate / single16,
-        wide_cpu / (wide_bytes as f64 / 1e9),
-        mib(wide_rss),
-        mb(wrate)
+        "| producers | partitions | records | produce MB/s | broker CPU s/GB | client CPU s/GB | broker peak RSS MiB | consume MB/s | consume broker CPU s/GB |\n|---|---|---|---|---|---|---|---|---|"
     );
+    for w in &wide_rows {
+        let gb = w.bytes as f64 / 1e9;
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {:.2} | {:.2} | {} | {} | {:.3} |",
+            w.conns,
+            w.partitions,
+            w.bytes / 1024,
+            mb(w.bytes as f64 / w.produce.as_secs_f64()),
+            w.broker_cpu / gb,
+            w.client_cpu / gb,
+            mib(w.rss_peak),
+            mb(w.bytes as f64 / w.consume.as_secs_f64()),
+            w.consume_cpu / gb
+        );
+    }
+    let _ = writeln!(md);
 
     let _ = writeln!(md, "## Start-up and memory\n");
     let _ = writeln!(md, "| measure | value |\n|---|---|");
@@ -914,7 +945,7 @@ fn main() {
             r.rate() >= 700.0 * MB && r.broker_cpu / gb <= 0.3,
         ));
     }
-    if let Some((_, s)) = latency_rows.iter().find(|(r, _)| *r == 5000) {
+    if let Some((_, s, _)) = latency_rows.iter().find(|(r, _, _)| *r == 5000) {
         let p99 = quantile(s, 0.99);
         targets.push((
             "produce-to-consume p99 at 5,000 msg/s of 100 B: <= 5 ms".into(),
@@ -955,6 +986,82 @@ fn main() {
     eprintln!("report written to {}", out_path.display());
 }
 
+/// One many-partitions run.
+struct WideRow {
+    /// Producer instances, one connection each.
+    conns: u64,
+    /// Partitions of the topic.
+    partitions: i32,
+    /// Record value bytes produced (and consumed).
+    bytes: u64,
+    /// Time until every delivery report was in.
+    produce: Duration,
+    /// Time to consume everything back.
+    consume: Duration,
+    /// Broker CPU seconds while producing.
+    broker_cpu: f64,
+    /// This process's CPU seconds while producing.
+    client_cpu: f64,
+    /// Broker peak RSS after producing.
+    rss_peak: u64,
+    /// Broker CPU seconds while consuming.
+    consume_cpu: f64,
+}
+
+/// `conns` producers each send `per_conn` 1 KiB records round-robin over every
+/// partition of a fresh `partitions`-wide topic (starting at different
+/// partitions); then one consumer reads the topic back.
+fn wide_run(broker: &Broker, conns: u64, partitions: i32, per_conn: u64) -> WideRow {
+    let topic = format!("wide-{conns}-{partitions}");
+    let addr = broker.addr.clone();
+    create_topic(&addr, &topic, partitions);
+    let producers: Vec<BaseProducer<Counting>> = (0..conns)
+        .map(|_| {
+            let p = producer(&addr, "all");
+            p.client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(30))
+                .expect("metadata");
+            p
+        })
+        .collect();
+    let (b0, c0) = (broker.stat(), self_cpu());
+    let t0 = Instant::now();
+    std::thread::scope(|scope| {
+        for (c, p) in producers.iter().enumerate() {
+            let topic = &topic;
+            scope.spawn(move || {
+                let value = payload(1024);
+                for i in 0..per_conn {
+                    let part = ((c as u64 * 7 + i) % partitions as u64) as i32;
+                    send(p, topic, part, &value);
+                    if i % 256 == 0 {
+                        p.poll(Duration::ZERO);
+                    }
+                }
+                p.flush(Duration::from_secs(300)).expect("flush");
+                assert_eq!(p.context().failed.load(Ordering::Relaxed), 0);
+            });
+        }
+    });
+    let produce = t0.elapsed();
+    let (b1, c1) = (broker.stat(), self_cpu());
+    drop(producers);
+    let (consume, bytes) = consume_run(&addr, &topic, partitions, conns * per_conn);
+    let b2 = broker.stat();
+    delete_topic(&addr, &topic);
+    WideRow {
+        conns,
+        partitions,
+        bytes,
+        produce,
+        consume,
+        broker_cpu: b1.cpu_s - b0.cpu_s,
+        client_cpu: c1 - c0,
+        rss_peak: b1.rss_peak,
+        consume_cpu: b2.cpu_s - b1.cpu_s,
+    }
+}
+
 /// Runs one produce configuration `size/acks/partitions` and a consume of it.
 fn profile_one(work: &Path, spec: &str) {
     let parts: Vec<&str> = spec.split('/').collect();
@@ -982,6 +1089,9 @@ fn profile_one(work: &Path, spec: &str) {
         (b1.cpu_s - b0.cpu_s) / gb,
         (c1 - c0) / gb
     );
+    if let Ok(f) = std::env::var("SLUICE_BENCH_CONSUME_MARK") {
+        std::fs::write(f, "consume").expect("mark file");
+    }
     let (b0, c0) = (broker.stat(), self_cpu());
     let (elapsed, bytes) = consume_run(&addr, "only", partitions, count);
     let (b1, c1) = (broker.stat(), self_cpu());

@@ -151,14 +151,44 @@ async fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Brok
 
 /// Writes a response: memory chunks with `write_all`, file chunks with `sendfile`
 /// (record bytes go from the page cache to the socket without a user-space copy).
+/// A response of several chunks is corked, so its small header and trailer pieces
+/// travel in the same segments as the file data instead of as packets of their own.
 async fn write_response(stream: &mut TcpStream, response: &ResponseFrame) -> io::Result<()> {
+    let corked = response.chunks.len() > 1 && set_cork(stream, true);
     for chunk in &response.chunks {
         match chunk {
             Chunk::Mem(b) => stream.write_all(b).await?,
             Chunk::File(f) => send_file(stream, f).await?,
         }
     }
+    if corked {
+        set_cork(stream, false);
+    }
     Ok(())
+}
+
+/// Sets or clears `TCP_CORK`; returns whether it took effect. Clearing it sends
+/// whatever is still held back.
+#[cfg(target_os = "linux")]
+fn set_cork(stream: &TcpStream, on: bool) -> bool {
+    use std::os::fd::AsRawFd;
+    let v: libc::c_int = on.into();
+    // SAFETY: a plain setsockopt on an open socket with a correctly sized value.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    rc == 0
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_cork(_stream: &TcpStream, _on: bool) -> bool {
+    false
 }
 
 #[cfg(target_os = "linux")]
