@@ -114,6 +114,13 @@ pub struct Config {
     #[arg(long, env = "SLUICE_SYNC_PARALLELISM", default_value_t = 16)]
     pub sync_parallelism: usize,
 
+    /// A group commit covering at least this many partitions uses one `syncfs` of
+    /// the data filesystem instead of an fdatasync per partition: with hundreds of
+    /// partitions the per-file journal commits and device flushes dominate CPU.
+    /// It also flushes other dirty files on that filesystem, hence a threshold.
+    #[arg(long, env = "SLUICE_SYNCFS_PARTITIONS_MIN", default_value_t = 64)]
+    pub syncfs_partitions_min: usize,
+
     /// How long an empty group waits for more members before its first generation
     /// (Kafka's group.initial.rebalance.delay.ms): consumers starting together share one rebalance.
     #[arg(
