@@ -224,8 +224,9 @@ fn consumer(addr: &str) -> BaseConsumer {
         .expect("consumer")
 }
 
-fn create_topic(addr: &str, name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+/// An admin client and a runtime to wait on its futures.
+fn admin(addr: &str) -> (AdminClient<DefaultClientContext>, tokio::runtime::Runtime) {
+    let admin = ClientConfig::new()
         .set("bootstrap.servers", addr)
         .create()
         .expect("admin");
@@ -233,6 +234,11 @@ fn create_topic(addr: &str, name: &str, partitions: i32) {
         .enable_all()
         .build()
         .expect("runtime");
+    (admin, rt)
+}
+
+fn create_topic(addr: &str, name: &str, partitions: i32) {
+    let (admin, rt) = admin(addr);
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     let res = rt
         .block_on(admin.create_topics([&topic], &AdminOptions::new()))
@@ -243,14 +249,7 @@ fn create_topic(addr: &str, name: &str, partitions: i32) {
 }
 
 fn delete_topic(addr: &str, name: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", addr)
-        .create()
-        .expect("admin");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let (admin, rt) = admin(addr);
     let res = rt
         .block_on(admin.delete_topics(&[name], &AdminOptions::new()))
         .expect("delete topics");
