@@ -703,6 +703,20 @@ impl Broker {
 }
 
 impl Partition {
+    /// The file to sync and the offset it makes durable, or `None` when nothing
+    /// is waiting to be synced. Taken under the log lock; the sync runs outside it.
+    fn sync_target(&self) -> Option<(Arc<std::fs::File>, i64)> {
+        let log = self.lock();
+        (log.flushed_offset() < log.log_end_offset()).then(|| log.sync_target())
+    }
+
+    /// Records that everything below `end` is durable, once its sync returned.
+    fn mark_flushed(&self, end: i64) {
+        let mut log = self.lock();
+        log.mark_flushed(end);
+        self.flushed.store(log.flushed_offset(), Ordering::Release);
+    }
+
     /// Every offset below this is on stable storage (lock-free: never waits for an append).
     fn flushed_offset(&self) -> i64 {
         self.flushed.load(Ordering::Acquire)
@@ -826,19 +840,13 @@ fn all_partitions(topics: &RwLock<Topics>) -> Vec<Arc<Partition>> {
 /// fsyncs each partition once, outside its lock, and records how far it is durable.
 fn sync_partitions(parts: &[Arc<Partition>]) {
     for p in parts {
-        let (file, end) = {
-            let log = p.lock();
-            if log.flushed_offset() >= log.log_end_offset() {
-                continue;
-            }
-            log.sync_target()
+        let Some((file, end)) = p.sync_target() else {
+            continue;
         };
         if let Err(e) = file.sync_data() {
             io_fatal("fsync", &e);
         }
-        let mut log = p.lock();
-        log.mark_flushed(end);
-        p.flushed.store(log.flushed_offset(), Ordering::Release);
+        p.mark_flushed(end);
     }
 }
 
@@ -850,14 +858,7 @@ fn sync_filesystem(parts: &[Arc<Partition>]) {
     use std::os::fd::AsRawFd;
     let targets: Vec<(&Arc<Partition>, Arc<std::fs::File>, i64)> = parts
         .iter()
-        .filter_map(|p| {
-            let log = p.lock();
-            if log.flushed_offset() >= log.log_end_offset() {
-                return None;
-            }
-            let (file, end) = log.sync_target();
-            Some((p, file, end))
-        })
+        .filter_map(|p| p.sync_target().map(|(file, end)| (p, file, end)))
         .collect();
     let Some((_, file, _)) = targets.first() else {
         return;
@@ -867,9 +868,7 @@ fn sync_filesystem(parts: &[Arc<Partition>]) {
         io_fatal("syncfs", &io::Error::last_os_error());
     }
     for (p, _, end) in targets {
-        let mut log = p.lock();
-        log.mark_flushed(end);
-        p.flushed.store(log.flushed_offset(), Ordering::Release);
+        p.mark_flushed(end);
     }
 }
 
@@ -882,7 +881,7 @@ fn sync_filesystem(parts: &[Arc<Partition>]) {
 /// each, with up to `parallelism` in flight (the device and the journal merge
 /// concurrent flushes). From there on: one `syncfs`, which also writes other
 /// dirty files of the filesystem but costs one flush instead of hundreds.
-async fn sync_parallel(parts: Vec<Arc<Partition>>, parallelism: usize, syncfs_min: usize) {
+async fn sync_round(parts: Vec<Arc<Partition>>, parallelism: usize, syncfs_min: usize) {
     if parts.is_empty() {
         return;
     }
@@ -944,7 +943,7 @@ async fn flusher(
                 .map(|(p, _)| p.clone())
                 .collect()
         };
-        sync_parallel(parts, parallelism, syncfs_min).await;
+        sync_round(parts, parallelism, syncfs_min).await;
         for r in batch {
             debug_assert!(r
                 .targets
