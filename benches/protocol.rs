@@ -10,7 +10,8 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, TopicName};
 use kafka_protocol::protocol::{Encodable, StrBytes};
-use sluice::log::batch::build_test_batch;
+use sluice::log::fs::{Fs, FsFile, Open, RealFs};
+use sluice::log::records::build_test_batch;
 use sluice::log::FileSlice;
 use sluice::protocol::{
     decode_request, encode_fetch, FetchPartitionReply, FetchReply, FetchTopicReply,
@@ -67,7 +68,7 @@ fn fetch_assembly(c: &mut Criterion) {
     let mut f = std::fs::File::create(&path).expect("file");
     let chunk = vec![0u8; 1 << 20];
     std::io::Write::write_all(&mut f, &chunk).expect("write");
-    let file = Arc::new(std::fs::File::open(&path).expect("open"));
+    let file: Arc<dyn FsFile> = RealFs.open(&path, Open::Existing).expect("open");
     let mut g = c.benchmark_group("response");
     g.throughput(Throughput::Elements(PARTITIONS as u64));
     g.bench_function("fetch_v12_16_partitions", |b| {

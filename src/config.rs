@@ -51,9 +51,20 @@ pub struct Config {
     #[arg(long, env = "SLUICE_CONNECTIONS_MAX", default_value_t = 4096)]
     pub connections_max: usize,
 
-    /// Close a connection with no request for this long (Kafka's connections.max.idle.ms).
+    /// Most connections from one client address; more are closed at once (Kafka's
+    /// max.connections.per.ip), so one host cannot take every slot.
+    #[arg(long, env = "SLUICE_CONNECTIONS_MAX_PER_IP", default_value_t = 1024)]
+    pub connections_max_per_ip: usize,
+
+    /// Close a connection with no request for this long (Kafka's connections.max.idle.ms);
+    /// also the longest a response may take to send.
     #[arg(long, env = "SLUICE_IDLE_TIMEOUT_MS", default_value_t = 600_000)]
     pub idle_timeout_ms: u64,
+
+    /// Once a request's first byte arrives, the whole request must arrive within this,
+    /// or the connection is closed: a client trickling bytes cannot hold a slot forever.
+    #[arg(long, env = "SLUICE_REQUEST_READ_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_read_timeout_ms: u64,
 
     /// How often data acknowledged with acks=0/1 is fsynced; acks=all is always fsynced before the reply.
     #[arg(long, env = "SLUICE_FLUSH_INTERVAL_MS", default_value_t = 1000)]
@@ -99,8 +110,9 @@ pub struct Config {
     #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT_MS", default_value_t = 10_000)]
     pub shutdown_timeout_ms: u64,
 
-    /// Largest decompressed size of one batch the broker will inflate (ListOffsets by
-    /// timestamp looks inside batches); a larger one is answered from the batch header.
+    /// Largest decompressed size of one batch: produce validation inflates compressed
+    /// batches to check their records (larger ones are refused with INVALID_RECORD), and
+    /// ListOffsets by timestamp looks inside batches (larger ones are answered from the header).
     #[arg(long, env = "SLUICE_DECOMPRESSED_BATCH_BYTES_MAX", default_value_t = 64 * 1024 * 1024)]
     pub decompressed_batch_bytes_max: u64,
 
@@ -193,11 +205,28 @@ impl Config {
         if self.default_partitions < 1 {
             return Err("--default-partitions must be at least 1".into());
         }
-        if self.request_bytes_max < 64 {
-            return Err("--request-bytes-max must be at least 64".into());
+        // Segment positions and response sizes are 32-bit signed on the wire and in
+        // the index: requests and fetch responses stay below 1 GiB so that one
+        // batch plus one fetch budget plus framing can never pass 2 GiB.
+        if !(64..=GIB).contains(&self.request_bytes_max) {
+            return Err("--request-bytes-max must be between 64 and 1073741824".into());
         }
-        if self.connections_max == 0 {
-            return Err("--connections-max must be at least 1".into());
+        if !(1..=GIB).contains(&self.fetch_bytes_max) {
+            return Err("--fetch-bytes-max must be between 1 and 1073741824".into());
+        }
+        if !(64..=u64::from(GIB)).contains(&self.max_message_bytes) {
+            return Err("--max-message-bytes must be between 64 and 1073741824".into());
+        }
+        if self.decompressed_batch_bytes_max < 1024 {
+            return Err("--decompressed-batch-bytes-max must be at least 1024".into());
+        }
+        if self.connections_max == 0 || self.connections_max_per_ip == 0 {
+            return Err("--connections-max and --connections-max-per-ip must be at least 1".into());
+        }
+        if self.idle_timeout_ms == 0 || self.request_read_timeout_ms == 0 {
+            return Err(
+                "--idle-timeout-ms and --request-read-timeout-ms must be at least 1".into(),
+            );
         }
         if self.sync_parallelism == 0 {
             return Err("--sync-parallelism must be at least 1".into());
@@ -220,9 +249,6 @@ impl Config {
         }
         if self.group_members_max == 0 || self.groups_max == 0 {
             return Err("--group-members-max and --groups-max must be at least 1".into());
-        }
-        if self.max_message_bytes < 64 {
-            return Err("--max-message-bytes must be at least 64".into());
         }
         Ok(())
     }
@@ -251,6 +277,9 @@ impl Config {
         }
     }
 }
+
+/// 1 GiB: the ceiling of the size limits (see `Config::validate`).
+const GIB: u32 = 1 << 30;
 
 /// Segment positions are 32-bit in the index, as in Kafka, and a segment must hold a header.
 pub fn check_segment_bytes(v: u64) -> Result<(), String> {
@@ -310,5 +339,14 @@ mod tests {
         c.segment_bytes = 1 << 20;
         c.advertised_listener = Some("nope".into());
         assert!(c.validate().is_err());
+        c.advertised_listener = None;
+        c.fetch_bytes_max = u32::MAX;
+        assert!(
+            c.validate().is_err(),
+            "fetch responses must stay below 2 GiB"
+        );
+        c.fetch_bytes_max = 1 << 20;
+        c.request_bytes_max = u32::MAX;
+        assert!(c.validate().is_err(), "requests must stay below 2 GiB");
     }
 }

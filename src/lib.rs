@@ -1,23 +1,31 @@
 //! Sluice: a Kafka-wire-compatible message broker.
 //!
 //! # Layout
-//! - `config`: every setting and limit, with defaults and reasons.
-//! - `server`: accept loop, connection limit, shutdown and drain.
-//! - `connection`: framing over one socket, size cap, idle timeout, ordered responses.
-//! - `protocol`: the bridge to `kafka-protocol`: decode requests, encode responses, the version table.
+//! Each folder is a layer and imports only from the layers below it
+//! (`tests/tidy.rs` holds the table); see docs/ARCHITECTURE.md.
+//! - `log`: the synchronous segmented log: batches, records, indexes, segments,
+//!   producer state, and the filesystem seam (no async, no wire types).
+//! - `storage`: the async runtime over `log`: partitions, group commit, retention,
+//!   the internal state log.
+//! - `group`: the group coordinator: a pure state machine per group, its async
+//!   shell, its records in the state log.
+//! - `broker`: the shared handle: topic registry and admin, metadata files, producer ids.
+//! - `protocol`: the bridge to `kafka-protocol`: the version table, decoding, encoding.
 //! - `handlers`: one file per API family; Kafka error codes are chosen here.
-//! - `broker`: the shared state: topics, partition logs, durability (group commit), long-poll wakeups.
-//! - `log`: the synchronous segmented log (no wire types, no async).
-//! - `group`: the group coordinator: a pure state machine per group, its async shell, and the internal group log.
-//! - `alloc`: the global allocator guard against wire-chosen huge reservations.
+//! - `net`: connection framing, size cap, timeouts, ordered responses.
+//! - `server`: accept loop, connection limits, shutdown and drain.
+//! - `config`, `clock`, `sys`, `alloc`: settings, time, process resources, and
+//!   the allocator guard; importable from anywhere.
 
 pub mod alloc;
 pub mod broker;
+pub mod clock;
 pub mod config;
-pub mod connection;
 pub mod group;
 pub mod handlers;
 pub mod log;
+pub mod net;
 pub mod protocol;
 pub mod server;
-pub mod topic_config;
+pub mod storage;
+pub mod sys;

@@ -22,6 +22,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: log files and collectors get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -42,12 +44,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// Loads the data directory, then binds: clients can connect only to a broker
+/// that can answer them.
 async fn run(config: Config) -> std::io::Result<()> {
-    let listener = TcpListener::bind(config.listen).await?;
+    match sluice::sys::raise_open_files_limit() {
+        Ok(limit) => tracing::info!(open_files_limit = limit, "open-files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-files limit"),
+    }
+    let listen = config.listen;
+    let broker = Broker::open(config).await?;
+    let listener = match TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = broker.shutdown().await;
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {listen}: {e}"),
+            ));
+        }
+    };
     let bound = listener.local_addr()?;
-    let advertised = config.advertised(bound);
-    let broker = Broker::open(config, advertised.clone()).await?;
-    tracing::info!(listen = %bound, advertised = %format!("{}:{}", advertised.0, advertised.1), "sluice is ready");
+    broker.set_advertised(bound);
+    let (host, port) = broker.advertised();
+    tracing::info!(listen = %bound, advertised = %format!("{host}:{port}"), "sluice is ready");
     sluice::server::run(listener, broker, shutdown_signal()).await
 }
 

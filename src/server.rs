@@ -1,8 +1,11 @@
-//! The accept loop: bounded connections, and shutdown with a drain.
+//! The accept loop: bounded connections (in all and per client address), and
+//! shutdown with a drain, on request or when the data directory goes offline.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -10,40 +13,110 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::broker::Broker;
-use crate::connection;
+use crate::net::connection;
+use crate::net::log_limit::LogLimit;
 
-/// Serves clients on `listener` until `shutdown` completes, then stops accepting,
-/// lets in-flight requests finish (up to `shutdown_timeout_ms`), and flushes,
-/// fsyncs and closes every log.
+/// Connections refused for the per-address cap are logged at most once a second.
+static REFUSED_LOG: LogLimit = LogLimit::new(1000);
+
+/// Open connections per client address (Kafka's `max.connections.per.ip`).
+#[derive(Debug, Default)]
+struct PerAddress {
+    /// Count by address; an address leaves the map when its count drops to 0.
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One counted connection; uncounts itself when dropped.
+struct AddressSlot {
+    owner: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl PerAddress {
+    /// Counts a connection from `ip`, or `None` if it already has `max`.
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<AddressSlot> {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = c.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            owner: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut c = self.owner.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = c.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Completes when the data directory goes offline (never, if the sender is gone).
+async fn went_offline(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    if rx.wait_for(|o| *o).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Serves clients on `listener` until `shutdown` completes (or the data
+/// directory goes offline), then stops accepting, lets in-flight requests finish
+/// (up to `shutdown_timeout_ms`), and flushes, fsyncs and closes every log.
+/// Returns an error when the data directory went offline.
 pub async fn run(
     listener: TcpListener,
     broker: Arc<Broker>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let limit = Arc::new(Semaphore::new(broker.config.connections_max));
+    let per_address = Arc::new(PerAddress::default());
+    let per_address_max = broker.config.connections_max_per_ip;
+    let mut offline = broker.storage.health.watch();
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
-    loop {
+    let failed = loop {
         // The permit is taken before accept: at the limit, new connections wait in the backlog.
         let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => p.expect("semaphore is never closed"),
-            _ = &mut shutdown => break,
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break false, // never closed; treated as shutdown
+            },
+            _ = &mut shutdown => break false,
+            _ = went_offline(&mut offline) => break true,
         };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    tracing::warn!(error = %crate::sys::describe_io_error(&e), "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
-            _ = &mut shutdown => break,
+            _ = &mut shutdown => break false,
+            _ = went_offline(&mut offline) => break true,
+        };
+        let Some(slot) = per_address.take(peer.ip(), per_address_max) else {
+            if let Some(held) = REFUSED_LOG.allow() {
+                tracing::info!(address = %peer.ip(), max = per_address_max, suppressed = held,
+                    "rejected a connection: the address already has the maximum of connections");
+            }
+            drop(stream);
+            continue;
         };
         let b = broker.clone();
         tasks.spawn(async move {
             connection::serve(stream, peer, b).await;
+            drop(slot);
             drop(permit);
         });
         while let Some(done) = tasks.try_join_next() {
@@ -51,6 +124,9 @@ pub async fn run(
                 tracing::error!(error = %e, "connection task failed");
             }
         }
+    };
+    if failed {
+        tracing::error!("the data directory is offline: stopping the broker");
     }
     tracing::info!("shutting down: draining connections");
     drop(listener);
@@ -66,7 +142,31 @@ pub async fn run(
         tracing::warn!("shutdown timeout: dropping remaining connections");
         tasks.abort_all();
     }
-    broker.shutdown().await?;
+    let closed = broker.shutdown().await;
+    if failed {
+        return Err(io::Error::other(
+            "stopped because the data directory went offline (a failed fsync); \
+             restart to recover from what is on disk",
+        ));
+    }
+    closed?;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_address_counts_and_releases() {
+        let p = Arc::new(PerAddress::default());
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let a = p.take(ip, 2).unwrap();
+        let _b = p.take(ip, 2).unwrap();
+        assert!(p.take(ip, 2).is_none());
+        assert!(p.take("10.0.0.2".parse().unwrap(), 2).is_some());
+        drop(a);
+        assert!(p.take(ip, 2).is_some());
+    }
 }

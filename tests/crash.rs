@@ -17,7 +17,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
-use sluice::log::batch::build_test_batch;
+use sluice::log::records::build_test_batch;
 
 const ROUNDS: usize = 5;
 const PRODUCERS: usize = 4;

@@ -3,16 +3,10 @@
 
 mod common;
 
-use common::{Client, TestBroker};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use common::{commit, create_topic_n, fetch, s, TestBroker};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
-use kafka_protocol::messages::offset_fetch_request::{
-    OffsetFetchRequestGroup, OffsetFetchRequestTopic,
-};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -21,29 +15,10 @@ use sluice::config::Config;
 #[global_allocator]
 static ALLOC: sluice::alloc::LazyLargeAlloc = sluice::alloc::LazyLargeAlloc;
 
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
-}
-
 fn config(dir: &std::path::Path) -> Config {
     let mut c = Config::for_test(dir.to_path_buf());
     c.group_initial_rebalance_delay_ms = 0;
     c
-}
-
-async fn create_topic(c: &mut Client, name: &str, partitions: i32) {
-    let t = CreatableTopic::default()
-        .with_name(TopicName(s(name)))
-        .with_num_partitions(partitions)
-        .with_replication_factor(1);
-    let r: CreateTopicsResponse = c
-        .call(
-            ApiKey::CreateTopics,
-            5,
-            &CreateTopicsRequest::default().with_topics(vec![t]),
-        )
-        .await;
-    assert_eq!(r.topics[0].error_code, 0);
 }
 
 #[tokio::test]
@@ -163,43 +138,6 @@ async fn every_join_and_sync_version_forms_a_generation() {
     b.stop().await;
 }
 
-fn commit(group: &str, topic: &str, offsets: &[(i32, i64)]) -> OffsetCommitRequest {
-    OffsetCommitRequest::default()
-        .with_group_id(GroupId(s(group)))
-        .with_generation_id_or_member_epoch(-1)
-        .with_topics(vec![OffsetCommitRequestTopic::default()
-            .with_name(TopicName(s(topic)))
-            .with_partitions(
-                offsets
-                    .iter()
-                    .map(|(p, o)| {
-                        OffsetCommitRequestPartition::default()
-                            .with_partition_index(*p)
-                            .with_committed_offset(*o)
-                            .with_committed_metadata(Some(s("meta")))
-                    })
-                    .collect(),
-            )])
-}
-
-async fn fetch(c: &mut Client, group: &str, topic: &str) -> Vec<(i32, i64)> {
-    let req = OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
-        .with_group_id(GroupId(s(group)))
-        .with_topics(None)]);
-    let r: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, 8, &req).await;
-    assert_eq!(r.groups[0].error_code, 0);
-    r.groups[0]
-        .topics
-        .iter()
-        .filter(|t| t.name.as_str() == topic)
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(|p| (p.partition_index, p.committed_offset))
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn committed_offsets_survive_restarts_and_compaction() {
     let dir = tempfile::tempdir().unwrap();
@@ -208,7 +146,8 @@ async fn committed_offsets_survive_restarts_and_compaction() {
     cfg.group_log_compact_bytes = 4096;
     let b = TestBroker::start_with(cfg.clone()).await;
     let mut c = b.client().await;
-    create_topic(&mut c, "t", 3).await;
+    let r = create_topic_n(&mut c, "t", 3, &[]).await;
+    assert_eq!(r.topics[0].error_code, 0);
     for round in 0..200i64 {
         let r: OffsetCommitResponse = c
             .call(

@@ -6,8 +6,11 @@ use std::io::Write;
 use std::path::Path;
 
 use proptest::prelude::*;
-use sluice::log::batch::{self, build_test_batch, BatchHeader};
+use sluice::log::batch::{self, BatchHeader};
+use sluice::log::records::{build_test_batch, validate};
+use sluice::log::RealFs;
 use sluice::log::{LogConfig, PartitionLog};
+use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -75,14 +78,14 @@ proptest! {
     #[test]
     fn log_matches_model(ops in prop::collection::vec(op(), 1..60)) {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = PartitionLog::open(dir.path(), config(), false, 0).unwrap();
+        let mut log = PartitionLog::open(Arc::new(RealFs), dir.path(), config(), false, 0).unwrap();
         let mut model = Model { batches: Vec::new(), end: 0 };
         for op in ops {
             match op {
                 Op::Append { values, ts } => {
                     let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
                     let b = build_test_batch(ts, &refs);
-                    let info = log.append(&b, 0).unwrap();
+                    let info = log.append(&validate(&b, 1 << 20).unwrap(), 0).unwrap();
                     prop_assert_eq!(info.base_offset, model.end);
                     // Reads must return the batch with its assigned base offset.
                     let mut stored = b.clone();
@@ -102,14 +105,14 @@ proptest! {
                 Op::Reopen { clean } => {
                     if clean { log.close().unwrap(); }
                     drop(log);
-                    log = PartitionLog::open(dir.path(), config(), !clean, 0).unwrap();
+                    log = PartitionLog::open(Arc::new(RealFs), dir.path(), config(), !clean, 0).unwrap();
                 }
                 Op::TornTail { garbage } => {
                     drop(log);
                     let mut f = OpenOptions::new().append(true).open(last_segment(dir.path())).unwrap();
                     f.write_all(&garbage).unwrap();
                     drop(f);
-                    log = PartitionLog::open(dir.path(), config(), true, 0).unwrap();
+                    log = PartitionLog::open(Arc::new(RealFs), dir.path(), config(), true, 0).unwrap();
                 }
                 Op::Read { frac, max_bytes } => {
                     let offset = (model.end as f64 * frac) as i64;

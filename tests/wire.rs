@@ -5,103 +5,18 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use common::{Client, TestBroker};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use common::{create_topic, fetch_req, name, produce, produce_req, Client, TestBroker};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use sluice::log::batch::build_test_batch;
+use sluice::log::records::build_test_batch;
 use sluice::protocol::SUPPORTED;
 
 // The binary's allocator: without it, the huge-array case below aborts the process.
 #[global_allocator]
 static ALLOC: sluice::alloc::LazyLargeAlloc = sluice::alloc::LazyLargeAlloc;
-
-fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_string()))
-}
-
-fn produce_req(topic: &str, partition: i32, records: Vec<u8>, acks: i16) -> ProduceRequest {
-    let pd = PartitionProduceData::default()
-        .with_index(partition)
-        .with_records(Some(Bytes::from(records)));
-    let td = TopicProduceData::default()
-        .with_name(name(topic))
-        .with_partition_data(vec![pd]);
-    ProduceRequest::default()
-        .with_acks(acks)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![td])
-}
-
-fn fetch_req(
-    topic: &str,
-    id: uuid::Uuid,
-    offset: i64,
-    max_wait_ms: i32,
-    max_bytes: i32,
-) -> FetchRequest {
-    let fp = FetchPartition::default()
-        .with_partition(0)
-        .with_fetch_offset(offset)
-        .with_partition_max_bytes(max_bytes);
-    let ft = FetchTopic::default()
-        .with_topic(name(topic))
-        .with_topic_id(id)
-        .with_partitions(vec![fp]);
-    FetchRequest::default()
-        .with_max_wait_ms(max_wait_ms)
-        .with_min_bytes(1)
-        .with_max_bytes(max_bytes)
-        .with_session_epoch(-1)
-        .with_topics(vec![ft])
-}
-
-async fn create_topic(
-    c: &mut Client,
-    topic: &str,
-    configs: &[(&str, &str)],
-) -> CreateTopicsResponse {
-    let t = CreatableTopic::default()
-        .with_name(name(topic))
-        .with_num_partitions(1)
-        .with_replication_factor(1)
-        .with_configs(
-            configs
-                .iter()
-                .map(|(k, v)| {
-                    CreatableTopicConfig::default()
-                        .with_name(StrBytes::from_string(k.to_string()))
-                        .with_value(Some(StrBytes::from_string(v.to_string())))
-                })
-                .collect(),
-        );
-    c.call(
-        ApiKey::CreateTopics,
-        7,
-        &CreateTopicsRequest::default()
-            .with_topics(vec![t])
-            .with_timeout_ms(1000),
-    )
-    .await
-}
-
-async fn produce(c: &mut Client, topic: &str, values: &[&[u8]]) -> i64 {
-    let r: ProduceResponse = c
-        .call(
-            ApiKey::Produce,
-            9,
-            &produce_req(topic, 0, build_test_batch(1000, values), -1),
-        )
-        .await;
-    let p = &r.responses[0].partition_responses[0];
-    assert_eq!(p.error_code, 0, "{:?}", p.error_message);
-    p.base_offset
-}
 
 #[tokio::test]
 async fn every_advertised_version_decodes_and_answers() {

@@ -7,13 +7,20 @@
 //! timer task sleeps until the earliest group deadline (session expiry, end of a
 //! join phase) and ticks the groups that are due: no polling loops.
 //!
-//! Committed offsets and group membership go to an internal log (`store`), written
-//! and fsynced before OffsetCommit is answered, and replayed on start.
+//! Committed offsets and group membership go to the state log
+//! (`storage::state_log`, records encoded by `records`), written and fsynced
+//! before OffsetCommit is answered, and replayed on start.
+//!
+//! Invariant: a group's committed offsets change in memory only once the record
+//! of the change is durable. Offset changes of a group queue up in order
+//! ([`Slot::pending`]); one writer per group writes what is queued, then applies
+//! it; a failed write applies nothing, so OffsetFetch never returns what a
+//! restart would forget.
 
+pub mod records;
 pub mod state;
-pub mod store;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -27,9 +34,10 @@ pub use state::{
     Reply, SyncResult,
 };
 
-use crate::broker::{now_ms, Partition, Syncer};
+use crate::clock::now_ms;
 use crate::config::Config;
-use store::{Record, Store};
+use crate::storage::state_log::{Entry, StateLog};
+use crate::storage::{Partition, Syncer};
 
 /// A member as DescribeGroups reports it.
 #[derive(Debug, Clone)]
@@ -72,6 +80,29 @@ pub struct GroupOverview {
     pub state: &'static str,
 }
 
+/// A change to a group's committed offsets, applied once its records are durable.
+#[derive(Debug)]
+enum OffsetChange {
+    /// Store a committed offset.
+    Commit((String, i32), Committed),
+    /// Forget one.
+    Delete((String, i32)),
+    /// The group (marked Dead when queued) goes, with all its offsets; if the
+    /// write fails it comes back as Empty.
+    RemoveGroup,
+}
+
+/// Offset changes written together, with whoever waits for them.
+#[derive(Debug)]
+struct Pending {
+    /// The records, versioned when the changes were computed.
+    entries: Vec<Entry>,
+    /// What to apply once they are durable.
+    changes: Vec<OffsetChange>,
+    /// Told whether they were applied.
+    done: Option<oneshot::Sender<bool>>,
+}
+
 /// One group with what is waiting on it.
 struct Slot {
     /// The state machine.
@@ -80,6 +111,11 @@ struct Slot {
     joins: HashMap<String, oneshot::Sender<JoinResult>>,
     /// Parked SyncGroups by member id.
     syncs: HashMap<String, oneshot::Sender<SyncResult>>,
+    /// Offset changes queued for the group's writer, in the order computed. Bounded
+    /// by the requests in flight (one per connection) and one expiry pass.
+    pending: VecDeque<Pending>,
+    /// A writer task is draining `pending`.
+    writing: bool,
 }
 
 impl Slot {
@@ -88,7 +124,15 @@ impl Slot {
             group,
             joins: HashMap::new(),
             syncs: HashMap::new(),
+            pending: VecDeque::new(),
+            writing: false,
         }
+    }
+
+    /// Queues offset changes; true if the caller must start the writer.
+    fn queue(&mut self, p: Pending) -> bool {
+        self.pending.push_back(p);
+        !std::mem::replace(&mut self.writing, true)
     }
 }
 
@@ -138,8 +182,8 @@ pub struct Coordinator {
     settings: Settings,
     /// Groups by id.
     groups: Mutex<HashMap<String, Arc<Mutex<Slot>>>>,
-    /// The internal log.
-    store: Arc<Store>,
+    /// The internal state log.
+    store: Arc<StateLog>,
     /// Group deadlines for the timer task.
     timers: Mutex<Timers>,
     /// Wakes the timer task when an earlier deadline is queued.
@@ -168,10 +212,13 @@ impl Coordinator {
         syncer: Syncer,
     ) -> io::Result<Arc<Coordinator>> {
         let compact = config.group_log_compact_bytes;
-        let (store, groups) =
-            tokio::task::spawn_blocking(move || Store::open(log, syncer, compact))
+        let (store, snapshot) =
+            tokio::task::spawn_blocking(move || StateLog::open(log, syncer, compact))
                 .await
-                .map_err(io::Error::other)??;
+                .map_err(io::Error::other)?
+                .map_err(|e| io::Error::other(format!("replaying the group log: {e}")))?;
+        let groups = records::build_groups(snapshot, now_ms());
+        tracing::info!(groups = groups.len(), "group log replayed");
         let limits = Limits {
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
             session_timeout_ms_min: config.group_session_timeout_ms_min,
@@ -257,16 +304,15 @@ impl Coordinator {
 
     /// Turns state-machine output into waiter completions and log records. Runs
     /// under the slot lock; returns what must wait for the records to be durable.
-    fn apply(&self, slot: &mut Slot, outs: Vec<Out>) -> (Vec<Record>, Vec<Delivery>) {
+    fn apply(&self, slot: &mut Slot, outs: Vec<Out>) -> (Vec<Entry>, Vec<Delivery>) {
         let mut records = Vec::new();
         let mut deferred = Vec::new();
         for out in outs {
             let delivery = match out {
                 Out::StoreGroup => {
-                    let v = self.store.next_version();
-                    records.push((
-                        store::group_key(&slot.group.id),
-                        Some(store::group_value(v, &slot.group)),
+                    records.push(self.entry(
+                        records::group_key(&slot.group.id),
+                        Some(records::group_value(&slot.group)),
                     ));
                     continue;
                 }
@@ -285,8 +331,17 @@ impl Coordinator {
         (records, deferred)
     }
 
+    /// A record at a fresh version: call under the lock of the group it describes.
+    fn entry(&self, key: Vec<u8>, value: Option<Vec<u8>>) -> Entry {
+        Entry {
+            key,
+            version: self.store.next_version(),
+            value,
+        }
+    }
+
     /// Writes `records`, then delivers `deferred`, without holding any lock.
-    fn persist_then_deliver(self: &Arc<Self>, records: Vec<Record>, deferred: Vec<Delivery>) {
+    fn persist_then_deliver(self: &Arc<Self>, records: Vec<Entry>, deferred: Vec<Delivery>) {
         if records.is_empty() {
             deferred.into_iter().for_each(Delivery::send);
             return;
@@ -296,14 +351,15 @@ impl Coordinator {
     }
 
     /// Writes `records` (if any), then delivers `deferred`.
-    async fn deliver_after(self: &Arc<Self>, records: Vec<Record>, deferred: Vec<Delivery>) {
+    async fn deliver_after(self: &Arc<Self>, records: Vec<Entry>, deferred: Vec<Delivery>) {
         if !records.is_empty() {
             self.write(records).await;
         }
         deferred.into_iter().for_each(Delivery::send);
     }
 
-    async fn write(self: &Arc<Self>, records: Vec<Record>) -> bool {
+    /// Writes `records` durably; false (logged) if that failed.
+    async fn write(self: &Arc<Self>, records: Vec<Entry>) -> bool {
         match self.store.write(records).await {
             Ok(compact) => {
                 if compact {
@@ -319,14 +375,101 @@ impl Coordinator {
         }
     }
 
-    /// Writes `records`; if that fails, every success in `results` becomes
-    /// NOT_COORDINATOR (the client retries), since nothing acknowledged may be lost.
-    async fn write_then(
+    /// Queues offset changes of the group in `slot` (whose lock the caller holds,
+    /// as `s`) and returns a receiver told whether they were applied. Starts the
+    /// group's writer if none runs.
+    fn queue_changes(
         self: &Arc<Self>,
-        records: Vec<Record>,
-        results: Vec<Result<(), GroupError>>,
-    ) -> Vec<Result<(), GroupError>> {
-        if self.write(records).await {
+        slot: &Arc<Mutex<Slot>>,
+        s: &mut Slot,
+        entries: Vec<Entry>,
+        changes: Vec<OffsetChange>,
+    ) -> oneshot::Receiver<bool> {
+        let (tx, rx) = oneshot::channel();
+        let start = s.queue(Pending {
+            entries,
+            changes,
+            done: Some(tx),
+        });
+        if start {
+            let me = self.clone();
+            let slot = slot.clone();
+            // A task of its own: the writer outlives any one request.
+            tokio::spawn(async move { me.drain_pending(slot).await });
+        }
+        rx
+    }
+
+    /// The group's writer: writes everything queued in one append, applies it
+    /// once durable (or nothing, if the write failed), tells the waiters, and
+    /// repeats until the queue is empty.
+    async fn drain_pending(self: Arc<Self>, slot: Arc<Mutex<Slot>>) {
+        loop {
+            let batch: Vec<Pending> = {
+                let mut s = lock(&slot);
+                if s.pending.is_empty() {
+                    s.writing = false;
+                    return;
+                }
+                s.pending.drain(..).collect()
+            };
+            let entries: Vec<Entry> = batch.iter().flat_map(|p| p.entries.clone()).collect();
+            let ok = self.write(entries).await;
+            let mut done = Vec::with_capacity(batch.len());
+            {
+                let mut s = lock(&slot);
+                for mut p in batch {
+                    for change in std::mem::take(&mut p.changes) {
+                        self.apply_change(&slot, &mut s, change, ok);
+                    }
+                    done.extend(p.done.take());
+                }
+            }
+            for tx in done {
+                let _ = tx.send(ok);
+            }
+        }
+    }
+
+    /// Applies one offset change after its write succeeded (`ok`), or undoes what
+    /// was done when it was queued after its write failed.
+    fn apply_change(&self, slot: &Arc<Mutex<Slot>>, s: &mut Slot, change: OffsetChange, ok: bool) {
+        match (change, ok) {
+            (OffsetChange::Commit(key, c), true) => {
+                s.group.offsets.insert(key, c);
+            }
+            (OffsetChange::Delete(key), true) => {
+                s.group.offsets.remove(&key);
+            }
+            (OffsetChange::RemoveGroup, true) => {
+                s.group.offsets.clear();
+                let id = s.group.id.clone();
+                let mut groups = lock(&self.groups);
+                if groups.get(&id).is_some_and(|g| Arc::ptr_eq(g, slot)) {
+                    groups.remove(&id);
+                }
+                drop(groups);
+                let mut t = lock(&self.timers);
+                if let Some(d) = t.by_group.remove(&id) {
+                    t.queue.remove(&(d, id));
+                }
+            }
+            (OffsetChange::RemoveGroup, false) => s.group.undo_dead(now_ms()),
+            (OffsetChange::Commit(..) | OffsetChange::Delete(_), false) => {}
+        }
+    }
+
+    /// Waits for queued changes; maps a failed write to NOT_COORDINATOR for each
+    /// success in `results` (the client retries), since nothing acknowledged may be lost.
+    async fn await_changes<T>(
+        rx: Option<oneshot::Receiver<bool>>,
+        results: Vec<Result<T, GroupError>>,
+    ) -> Vec<Result<T, GroupError>> {
+        let ok = match rx {
+            Some(rx) => rx.await.unwrap_or(false),
+            None => true,
+        };
+        if ok {
             return results;
         }
         results
@@ -335,6 +478,9 @@ impl Coordinator {
             .collect()
     }
 
+    /// Writes a snapshot of every live key and drops the log before it. Offset
+    /// changes still queued are part of the snapshot, at their own versions, so
+    /// the snapshot agrees with the log once they land.
     async fn compact(self: &Arc<Self>) {
         let base = match self.store.begin_snapshot().await {
             Ok(b) => b,
@@ -347,21 +493,30 @@ impl Coordinator {
         let mut records = Vec::new();
         for slot in slots {
             let s = lock(&slot);
-            if s.group.state == GroupState::Dead {
+            let g = &s.group;
+            let removing = s.pending.iter().any(|p| {
+                p.changes
+                    .iter()
+                    .any(|c| matches!(c, OffsetChange::RemoveGroup))
+            });
+            if g.state == GroupState::Dead || removing {
                 continue;
             }
-            let g = &s.group;
             if g.protocol_type.is_some() {
-                let v = self.store.next_version();
-                records.push((store::group_key(&g.id), Some(store::group_value(v, g))));
+                records.push(self.entry(records::group_key(&g.id), Some(records::group_value(g))));
+            }
+            // Queued entries for a key replace what is applied.
+            let mut queued: HashMap<Vec<u8>, &Entry> = HashMap::new();
+            for e in s.pending.iter().flat_map(|p| &p.entries) {
+                queued.insert(e.key.clone(), e);
             }
             for ((topic, partition), c) in &g.offsets {
-                let v = self.store.next_version();
-                records.push((
-                    store::offset_key(&g.id, topic, *partition),
-                    Some(store::offset_value(v, c)),
-                ));
+                let key = records::offset_key(&g.id, topic, *partition);
+                if !queued.contains_key(&key) {
+                    records.push(self.entry(key, Some(records::offset_value(c))));
+                }
             }
+            records.extend(queued.into_values().filter(|e| e.value.is_some()).cloned());
         }
         if let Err(e) = self.store.finish_snapshot(base, records).await {
             tracing::error!(error = %e, "group log compaction failed");
@@ -564,7 +719,8 @@ impl Coordinator {
         let now = now_ms();
         let mut results = Vec::with_capacity(offsets.len());
         let mut records = Vec::new();
-        {
+        let mut changes = Vec::new();
+        let rx = {
             let mut s = lock(&slot);
             if let Err(e) = s
                 .group
@@ -584,17 +740,17 @@ impl Coordinator {
                     commit_timestamp: now,
                     expire_timestamp: retention_ms.map(|r| now.saturating_add(r)),
                 };
-                let v = self.store.next_version();
-                records.push((
-                    store::offset_key(group_id, &topic, partition),
-                    Some(store::offset_value(v, &c)),
+                records.push(self.entry(
+                    records::offset_key(group_id, &topic, partition),
+                    Some(records::offset_value(&c)),
                 ));
-                s.group.offsets.insert((topic, partition), c);
+                changes.push(OffsetChange::Commit((topic, partition), c));
                 results.push(Ok(()));
             }
             self.schedule(&s.group);
-        }
-        self.write_then(records, results).await
+            (!records.is_empty()).then(|| self.queue_changes(&slot, &mut s, records, changes))
+        };
+        Self::await_changes(rx, results).await
     }
 
     /// Committed offsets of a group: the given partitions, or all of them.
@@ -689,48 +845,45 @@ impl Coordinator {
         }
     }
 
-    /// Removes a group and writes tombstones for it and its offsets (under its lock).
-    fn remove_group(&self, slot: &mut Slot, records: &mut Vec<Record>) {
-        let id = slot.group.id.clone();
-        slot.group.mark_dead(now_ms());
-        records.push((
-            store::group_key(&id),
-            Some(store::tombstone(self.store.next_version())),
-        ));
-        for (topic, partition) in slot.group.offsets.keys() {
-            records.push((
-                store::offset_key(&id, topic, *partition),
-                Some(store::tombstone(self.store.next_version())),
-            ));
+    /// Marks an empty group Dead and queues tombstones for it and its offsets
+    /// (under its lock); it leaves the registry once they are durable.
+    fn remove_group(
+        self: &Arc<Self>,
+        slot: &Arc<Mutex<Slot>>,
+        s: &mut Slot,
+    ) -> oneshot::Receiver<bool> {
+        let id = s.group.id.clone();
+        s.group.mark_dead(now_ms());
+        let mut records = vec![self.entry(records::group_key(&id), None)];
+        for (topic, partition) in s.group.offsets.keys() {
+            records.push(self.entry(records::offset_key(&id, topic, *partition), None));
         }
-        slot.group.offsets.clear();
-        lock(&self.groups).remove(&id);
-        let mut t = lock(&self.timers);
-        if let Some(d) = t.by_group.remove(&id) {
-            t.queue.remove(&(d, id));
-        }
+        self.queue_changes(slot, s, records, vec![OffsetChange::RemoveGroup])
     }
 
     /// Handles DeleteGroups: one result per group.
     pub async fn delete_groups(self: &Arc<Self>, ids: &[String]) -> Vec<Result<(), GroupError>> {
-        let mut records = Vec::new();
-        let mut results = Vec::new();
+        let mut results = Vec::with_capacity(ids.len());
         for id in ids {
             let Some(slot) = self.slot(id) else {
                 results.push(Err(GroupError::GroupIdNotFound));
                 continue;
             };
-            let mut s = lock(&slot);
-            results.push(match s.group.state {
-                GroupState::Dead => Err(GroupError::GroupIdNotFound),
-                GroupState::Empty => {
-                    self.remove_group(&mut s, &mut records);
-                    Ok(())
+            let rx = {
+                let mut s = lock(&slot);
+                match s.group.state {
+                    GroupState::Dead => Err(GroupError::GroupIdNotFound),
+                    GroupState::Empty => Ok(self.remove_group(&slot, &mut s)),
+                    _ => Err(GroupError::NonEmptyGroup),
                 }
-                _ => Err(GroupError::NonEmptyGroup),
-            });
+            };
+            let r = match rx {
+                Ok(rx) => Self::await_changes(Some(rx), vec![Ok(())]).await.remove(0),
+                Err(e) => Err(e),
+            };
+            results.push(r);
         }
-        self.write_then(records, results).await
+        results
     }
 
     /// Handles OffsetDelete: per-partition results, or a group-level error.
@@ -744,7 +897,8 @@ impl Coordinator {
         }
         let slot = self.slot(group_id).ok_or(GroupError::GroupIdNotFound)?;
         let mut records = Vec::new();
-        let results = {
+        let mut changes = Vec::new();
+        let (keys, results, rx) = {
             let mut s = lock(&slot);
             let subscribed = match s.group.state {
                 GroupState::Dead => return Err(GroupError::GroupIdNotFound),
@@ -754,53 +908,74 @@ impl Coordinator {
                     .subscribed_topics()
                     .ok_or(GroupError::NonEmptyGroup)?,
             };
+            let mut keys = Vec::new();
             let mut results = Vec::new();
             for key in partitions {
                 if subscribed.contains(&key.0) {
-                    results.push((key, Err(GroupError::GroupSubscribedToTopic)));
-                    continue;
+                    results.push(Err(GroupError::GroupSubscribedToTopic));
+                } else {
+                    if s.group.offsets.contains_key(&key) {
+                        records
+                            .push(self.entry(records::offset_key(group_id, &key.0, key.1), None));
+                        changes.push(OffsetChange::Delete(key.clone()));
+                    }
+                    results.push(Ok(()));
                 }
-                if s.group.offsets.remove(&key).is_some() {
-                    records.push((
-                        store::offset_key(group_id, &key.0, key.1),
-                        Some(store::tombstone(self.store.next_version())),
-                    ));
-                }
-                results.push((key, Ok(())));
+                keys.push(key);
             }
-            results
+            let rx =
+                (!records.is_empty()).then(|| self.queue_changes(&slot, &mut s, records, changes));
+            (keys, results, rx)
         };
-        self.write(records).await;
-        Ok(results)
+        let results = Self::await_changes(rx, results).await;
+        Ok(keys.into_iter().zip(results).collect())
     }
 
-    /// Expires old offsets and drops empty groups with nothing left.
+    /// Expires old offsets and drops empty groups with nothing left; each change
+    /// applies once durable.
     async fn expire_offsets(self: &Arc<Self>) {
         let now = now_ms();
         let slots: Vec<Arc<Mutex<Slot>>> = lock(&self.groups).values().cloned().collect();
-        let mut records = Vec::new();
         let mut expired = 0usize;
+        let mut waits = Vec::new();
         for slot in slots {
             let mut s = lock(&slot);
+            if !s.pending.is_empty() {
+                // Offsets are changing right now; the next pass looks again.
+                continue;
+            }
+            if s.group.state == GroupState::Empty && s.group.offsets.is_empty() {
+                waits.push(self.remove_group(&slot, &mut s));
+                continue;
+            }
             let doomed = s
                 .group
                 .expired_offsets(now, self.settings.offsets_retention_ms);
-            for key in doomed {
-                s.group.offsets.remove(&key);
-                expired += 1;
-                records.push((
-                    store::offset_key(&s.group.id, &key.0, key.1),
-                    Some(store::tombstone(self.store.next_version())),
-                ));
+            if doomed.is_empty() {
+                continue;
             }
-            if s.group.state == GroupState::Empty && s.group.offsets.is_empty() {
-                self.remove_group(&mut s, &mut records);
+            expired += doomed.len();
+            let id = s.group.id.clone();
+            let records = doomed
+                .iter()
+                .map(|k| self.entry(records::offset_key(&id, &k.0, k.1), None))
+                .collect();
+            let changes = doomed.into_iter().map(OffsetChange::Delete).collect();
+            waits.push(self.queue_changes(&slot, &mut s, records, changes));
+        }
+        let mut failed = 0usize;
+        for rx in waits {
+            if !rx.await.unwrap_or(false) {
+                failed += 1;
             }
         }
         if expired > 0 {
-            tracing::info!(offsets = expired, "expired committed offsets");
+            tracing::info!(
+                offsets = expired,
+                failed_groups = failed,
+                "expired committed offsets"
+            );
         }
-        self.write(records).await;
     }
 
     /// Runs the deadlines of one group.

@@ -1239,6 +1239,14 @@ impl Group {
         self.transition(now, GroupState::Dead);
     }
 
+    /// Undoes [`Group::mark_dead`] of an empty group whose deletion could not be
+    /// made durable: it is Empty again, offsets intact.
+    pub fn undo_dead(&mut self, now: i64) {
+        if self.state == GroupState::Dead && self.members.is_empty() {
+            self.transition(now, GroupState::Empty);
+        }
+    }
+
     /// Offsets due to expire at `now` under `retention_ms` (Kafka's rules: offsets of
     /// an empty group expire `retention_ms` after it became empty, or after the commit
     /// for offsets-only groups; a consumer group keeps offsets of topics it consumes).

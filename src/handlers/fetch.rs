@@ -10,12 +10,13 @@ use kafka_protocol::messages::FetchRequest;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::Ctx;
-use crate::broker::{Broker, Partition};
-use crate::log::{FileSlice, ReadError};
+use super::{partition_error_code, Ctx};
+use crate::broker::Broker;
+use crate::log::FileSlice;
 use crate::protocol::{
     encode_fetch, error, FetchPartitionReply, FetchReply, FetchTopicReply, ResponseFrame,
 };
+use crate::storage::{Partition, PartitionError};
 
 /// One requested partition, resolved.
 struct Want {
@@ -76,14 +77,16 @@ fn read_all(wants: &[Want], max_bytes: u64) -> Vec<Found> {
                     error_code: error::NONE,
                     records: None,
                 },
-                Err(ReadError::OutOfRange { .. }) => Found {
-                    error_code: error::OFFSET_OUT_OF_RANGE,
-                    records: None,
-                },
-                Err(ReadError::Io(e)) => {
-                    tracing::error!(error = %e, "fetch read failed");
+                Err(e) => {
+                    let error_code = partition_error_code(&e);
+                    if matches!(
+                        e,
+                        PartitionError::Io(_) | PartitionError::Read(crate::log::ReadError::Io(_))
+                    ) {
+                        tracing::error!(partition = p.index, error = %e, "fetch read failed");
+                    }
                     Found {
-                        error_code: error::KAFKA_STORAGE_ERROR,
+                        error_code,
                         records: None,
                     }
                 }
@@ -156,11 +159,12 @@ pub(super) async fn handle(broker: &Arc<Broker>, ctx: &Ctx, req: FetchRequest) -
         let found = match tokio::task::spawn_blocking(move || read_all(&ws, max_bytes)).await {
             Ok(f) => f,
             Err(e) => {
+                // A panic while reading: the partition it held is offline now.
                 tracing::error!(error = %e, "fetch task failed");
                 wants
                     .iter()
                     .map(|_| Found {
-                        error_code: error::UNKNOWN_SERVER_ERROR,
+                        error_code: error::KAFKA_STORAGE_ERROR,
                         records: None,
                     })
                     .collect()
@@ -187,8 +191,10 @@ pub(super) async fn handle(broker: &Arc<Broker>, ctx: &Ctx, req: FetchRequest) -
     };
     for (w, f) in wants.iter().zip(found) {
         let (hw, start) = match &w.partition {
-            Some(p) => (p.high_watermark(), p.log_start_offset()),
-            None => (-1, -1),
+            Some(p) if f.error_code != error::KAFKA_STORAGE_ERROR => {
+                (p.high_watermark(), p.log_start_offset())
+            }
+            _ => (-1, -1),
         };
         reply.topics[w.topic].partitions.push(FetchPartitionReply {
             index: w.index,

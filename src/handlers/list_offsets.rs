@@ -3,121 +3,77 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
-use kafka_protocol::records::{Compression, RecordBatchDecoder};
 
-use super::Ctx;
-use crate::broker::{Broker, Partition};
+use super::{partition_error_code, Ctx};
+use crate::broker::Broker;
+use crate::log::records::{self, Record};
 use crate::log::BatchHeader;
 use crate::protocol::{error, ResponseFrame};
+use crate::storage::{Partition, PartitionError};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 
-/// Snappy as Java and Go clients write it: a 16-byte header, then length-prefixed blocks.
-const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
-
-fn snappy_block(block: &[u8], out: &mut Vec<u8>, limit: u64) -> anyhow::Result<()> {
-    let n = snap::raw::decompress_len(block)?;
-    anyhow::ensure!(
-        (out.len() + n) as u64 <= limit,
-        "snappy block inflates past {limit} bytes"
-    );
-    let start = out.len();
-    out.resize(start + n, 0);
-    snap::raw::Decoder::new().decompress(block, &mut out[start..])?;
-    Ok(())
-}
-
-/// Inflates a batch's records, refusing to produce more than `limit` bytes, so a
-/// stored decompression bomb cannot exhaust memory.
-fn inflate(buf: &mut Bytes, codec: Compression, limit: u64) -> anyhow::Result<Bytes> {
-    use std::io::Read;
-    let input = buf.split_to(buf.len());
-    let mut out = Vec::new();
-    match codec {
-        Compression::None => return Ok(input),
-        Compression::Gzip => {
-            flate2::read::GzDecoder::new(&input[..])
-                .take(limit + 1)
-                .read_to_end(&mut out)?;
-        }
-        Compression::Zstd => {
-            zstd::stream::read::Decoder::new(&input[..])?
-                .take(limit + 1)
-                .read_to_end(&mut out)?;
-        }
-        Compression::Lz4 => {
-            lz4::Decoder::new(&input[..])?
-                .take(limit + 1)
-                .read_to_end(&mut out)?;
-        }
-        Compression::Snappy if input.starts_with(XERIAL_MAGIC) && input.len() >= 16 => {
-            let mut rest = &input[16..];
-            while !rest.is_empty() {
-                anyhow::ensure!(rest.len() >= 4, "truncated xerial block length");
-                let n = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-                anyhow::ensure!(rest.len() >= 4 + n, "truncated xerial block");
-                snappy_block(&rest[4..4 + n], &mut out, limit)?;
-                rest = &rest[4 + n..];
-            }
-        }
-        Compression::Snappy => snappy_block(&input, &mut out, limit)?,
-    }
-    anyhow::ensure!(
-        out.len() as u64 <= limit,
-        "batch inflates past {limit} bytes"
-    );
-    Ok(Bytes::from(out))
-}
-
 /// First record in `batch` whose timestamp is `>= ts` (or `== ts` with `exact`),
-/// as `(timestamp, offset)`. Falls back to the batch's base offset and max timestamp
-/// when the batch cannot be decoded within `limit` (Kafka would decompress it; an
-/// answer at batch granularity is still a valid starting point for a consumer).
-fn search_batch(batch: Vec<u8>, ts: i64, exact: bool, limit: u64) -> Option<(i64, i64)> {
-    let header = BatchHeader::parse(&batch).ok()?;
-    let mut buf = Bytes::from(batch);
-    let inflate_bounded = |b: &mut Bytes, c: Compression| inflate(b, c, limit);
-    match RecordBatchDecoder::decode_with_custom_compression(&mut buf, Some(inflate_bounded)) {
-        Ok(set) => set
-            .records
-            .iter()
-            .find(|r| {
-                if exact {
-                    r.timestamp == ts
-                } else {
-                    r.timestamp >= ts
-                }
-            })
-            .map(|r| (r.timestamp, r.offset)),
+/// as `(timestamp, offset)`. Records are read through the bounded streaming
+/// decoder; a batch that cannot be read within `limit` is answered with its base
+/// offset and max timestamp (a valid starting point for a consumer).
+fn search_batch(batch: &[u8], ts: i64, exact: bool, limit: u64) -> Option<(i64, i64)> {
+    let header = BatchHeader::parse(batch).ok()?;
+    let mut found = None;
+    let mut visit = |r: &Record| {
+        let hit = if exact {
+            r.timestamp == ts
+        } else {
+            r.timestamp >= ts
+        };
+        if hit {
+            found = Some((r.timestamp, r.offset));
+            return Err(());
+        }
+        Ok(())
+    };
+    match records::for_each_record(batch, &header, limit, &mut visit) {
+        Ok(_) => found,
         Err(e) => {
-            tracing::debug!(error = %e, "cannot decode batch for timestamp search; using its base offset");
+            tracing::debug!(error = %e, "cannot read batch for timestamp search; using its base offset");
             Some((header.max_timestamp, header.base_offset))
         }
     }
 }
 
 /// `(timestamp, offset)` for one partition query (blocking).
-fn lookup(p: &Partition, ts: i64, limit: u64) -> std::io::Result<(i64, i64)> {
+fn lookup(p: &Partition, ts: i64, limit: u64) -> Result<(i64, i64), PartitionError> {
+    if p.is_offline() {
+        return Err(PartitionError::Offline);
+    }
     Ok(match ts {
         LATEST => (-1, p.high_watermark()),
         EARLIEST | EARLIEST_LOCAL => (-1, p.log_start_offset()),
         MAX_TIMESTAMP => match p.max_timestamp_batch_blocking()? {
-            Some((max, batch)) => search_batch(batch, max, true, limit).unwrap_or((-1, -1)),
+            Some((max, batch)) => search_batch(&batch, max, true, limit).unwrap_or((-1, -1)),
             None => (-1, -1),
         },
         ts => match p.find_by_timestamp_blocking(ts)? {
-            Some(batch) => search_batch(batch, ts, false, limit).unwrap_or((-1, -1)),
+            Some(batch) => search_batch(&batch, ts, false, limit).unwrap_or((-1, -1)),
             None => (-1, -1),
         },
     })
+}
+
+/// One partition's answer before any lookup: offsets unknown.
+fn blank(index: i32) -> ListOffsetsPartitionResponse {
+    let mut r = ListOffsetsPartitionResponse::default();
+    r.partition_index = index;
+    r.timestamp = -1;
+    r.offset = -1;
+    r
 }
 
 /// Handles ListOffsets.
@@ -151,14 +107,13 @@ pub(super) async fn handle(
         }
     }
     let limit = broker.config.decompressed_batch_bytes_max;
+    // Every queried partition is answered, by the task or, if it failed, here.
+    let fallback: Vec<(usize, i32)> = queries.iter().map(|q| (q.0, q.1)).collect();
     let answers = tokio::task::spawn_blocking(move || {
         queries
             .into_iter()
             .map(|(ti, index, partition, ts, valid)| {
-                let mut r = ListOffsetsPartitionResponse::default();
-                r.partition_index = index;
-                r.timestamp = -1;
-                r.offset = -1;
+                let mut r = blank(index);
                 match (partition, valid) {
                     (None, _) => r.error_code = error::UNKNOWN_TOPIC_OR_PARTITION,
                     (Some(_), false) => r.error_code = error::INVALID_REQUEST,
@@ -168,8 +123,10 @@ pub(super) async fn handle(
                             r.offset = o;
                         }
                         Err(e) => {
-                            tracing::error!(error = %e, "list offsets read failed");
-                            r.error_code = error::KAFKA_STORAGE_ERROR;
+                            r.error_code = partition_error_code(&e);
+                            if r.error_code == error::KAFKA_STORAGE_ERROR {
+                                tracing::error!(partition = index, error = %e, "list offsets failed");
+                            }
                         }
                     },
                 }
@@ -178,7 +135,17 @@ pub(super) async fn handle(
             .collect::<Vec<_>>()
     })
     .await
-    .unwrap_or_default();
+    .unwrap_or_else(|e| {
+        tracing::error!(error = %e, "the list offsets task failed");
+        fallback
+            .into_iter()
+            .map(|(ti, index)| {
+                let mut r = blank(index);
+                r.error_code = error::KAFKA_STORAGE_ERROR;
+                (ti, r)
+            })
+            .collect()
+    });
     for (ti, mut r) in answers {
         if v >= 4 && r.error_code == error::NONE {
             r.leader_epoch = 0;
@@ -191,33 +158,13 @@ pub(super) async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::records::build_test_batch;
 
     #[test]
-    fn inflation_is_bounded() {
-        use std::io::Write;
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        gz.write_all(&vec![0u8; 1 << 20]).unwrap();
-        let compressed = Bytes::from(gz.finish().unwrap());
-        assert!(inflate(&mut compressed.clone(), Compression::Gzip, 1 << 10).is_err());
-        assert_eq!(
-            inflate(&mut compressed.clone(), Compression::Gzip, 1 << 20)
-                .unwrap()
-                .len(),
-            1 << 20
-        );
-        let raw = snap::raw::Encoder::new()
-            .compress_vec(&vec![1u8; 5000])
-            .unwrap();
-        let mut xerial = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01".to_vec();
-        xerial.extend_from_slice(&(raw.len() as u32).to_be_bytes());
-        xerial.extend_from_slice(&raw);
-        assert_eq!(
-            inflate(&mut Bytes::from(xerial.clone()), Compression::Snappy, 5000)
-                .unwrap()
-                .len(),
-            5000
-        );
-        assert!(inflate(&mut Bytes::from(xerial), Compression::Snappy, 4999).is_err());
-        assert!(inflate(&mut Bytes::from(raw), Compression::Snappy, 100).is_err());
+    fn search_finds_the_record_inside_the_batch() {
+        let b = build_test_batch(1000, &[b"a", b"b", b"c"]);
+        assert_eq!(search_batch(&b, 1000, false, 1 << 20), Some((1000, 0)));
+        assert_eq!(search_batch(&b, 1000, true, 1 << 20), Some((1000, 0)));
+        assert_eq!(search_batch(&b, 1001, false, 1 << 20), None);
     }
 }

@@ -25,10 +25,21 @@ fn describe(broker: &Broker, ctx: &Ctx, topic: &Topic) -> MetadataResponseTopic 
         .map(|p| {
             let mut mp = MetadataResponsePartition::default();
             mp.partition_index = p.index;
-            mp.leader_id = node;
             mp.leader_epoch = 0;
             mp.replica_nodes = vec![node];
-            mp.isr_nodes = vec![node];
+            if p.is_offline() {
+                // As Kafka with its only replica's log dir offline: no leader.
+                mp.error_code = error::LEADER_NOT_AVAILABLE;
+                mp.leader_id = BrokerId(-1);
+                mp.offline_replicas = if ctx.version >= 5 {
+                    vec![node]
+                } else {
+                    Vec::new()
+                };
+            } else {
+                mp.leader_id = node;
+                mp.isr_nodes = vec![node];
+            }
             mp
         })
         .collect();
@@ -48,7 +59,7 @@ fn failed(ctx: &Ctx, name: Option<String>, id: uuid::Uuid, code: i16) -> Metadat
 /// Answers Metadata v0-v12.
 pub(super) async fn handle(broker: &Arc<Broker>, ctx: &Ctx, req: MetadataRequest) -> ResponseFrame {
     let mut resp = MetadataResponse::default();
-    let (host, port) = broker.advertised.clone();
+    let (host, port) = broker.advertised();
     let mut b = MetadataResponseBroker::default();
     b.node_id = BrokerId(broker.config.node_id);
     b.host = sb(host);

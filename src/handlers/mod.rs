@@ -15,7 +15,9 @@ use std::sync::Arc;
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use crate::broker::{Broker, TopicError};
+use crate::log::{AppendError, ReadError};
 use crate::protocol::{encode_response, error, Request, RequestFrame, ResponseFrame};
+use crate::storage::PartitionError;
 
 /// Runs one request. `None` means no response is sent (Produce with acks=0).
 pub async fn dispatch(broker: &Arc<Broker>, req: RequestFrame) -> Option<ResponseFrame> {
@@ -76,6 +78,25 @@ pub(crate) fn topic_error_code(e: &TopicError) -> i16 {
         TopicError::InvalidPartitions(_) => error::INVALID_PARTITIONS,
         TopicError::InvalidConfig(_) => error::INVALID_CONFIG,
         TopicError::Io(_) => error::KAFKA_STORAGE_ERROR,
+    }
+}
+
+/// The Kafka error code of a failed partition operation. Validation failures of
+/// produced batches are mapped by `produce::invalid_batch_code`.
+pub(crate) fn partition_error_code(e: &PartitionError) -> i16 {
+    match e {
+        PartitionError::Deleted => error::UNKNOWN_TOPIC_OR_PARTITION,
+        PartitionError::Offline | PartitionError::Io(_) => error::KAFKA_STORAGE_ERROR,
+        PartitionError::Read(ReadError::OutOfRange { .. }) => error::OFFSET_OUT_OF_RANGE,
+        PartitionError::Read(ReadError::Io(_)) => error::KAFKA_STORAGE_ERROR,
+        PartitionError::Append(e) => match e {
+            AppendError::Invalid(v) => produce::invalid_batch_code(v),
+            AppendError::TooLarge { .. } => error::MESSAGE_TOO_LARGE,
+            AppendError::InvalidProducerEpoch => error::INVALID_PRODUCER_EPOCH,
+            AppendError::OutOfOrderSequence { .. } => error::OUT_OF_ORDER_SEQUENCE_NUMBER,
+            AppendError::Unsupported(_) | AppendError::OffsetOverflow => error::INVALID_RECORD,
+            AppendError::Io(_) => error::KAFKA_STORAGE_ERROR,
+        },
     }
 }
 

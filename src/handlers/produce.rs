@@ -1,4 +1,4 @@
-//! Produce v3-v11: validate and append each partition's batches, then answer by
+//! Produce v3-v11: validate and append each partition's batch, then answer by
 //! `acks`: 0 no response, 1 after the write, -1 after the fsync (group commit).
 
 use std::sync::Arc;
@@ -8,16 +8,21 @@ use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
-use super::{sb, Ctx};
-use crate::broker::{Broker, Partition};
-use crate::log::AppendError;
+use super::{partition_error_code, sb, Ctx};
+use crate::broker::Broker;
+use crate::log::records::{self, InvalidBatch};
+use crate::log::BatchError;
 use crate::protocol::{error, ResponseFrame};
+use crate::storage::{Partition, PartitionError};
+
+/// An append to do: the partition and its records, still in the request buffer.
+type Job = (Arc<Partition>, Bytes);
 
 /// One partition's slot in the response: either an early error or an append to do.
 struct Slot {
     topic: usize,
     response: PartitionProduceResponse,
-    job: Option<(Arc<Partition>, Bytes)>,
+    job: Option<Job>,
 }
 
 fn partition_error(index: i32, code: i16, message: impl Into<String>) -> PartitionProduceResponse {
@@ -31,17 +36,15 @@ fn partition_error(index: i32, code: i16, message: impl Into<String>) -> Partiti
     r
 }
 
-fn append_error(e: &AppendError) -> i16 {
+/// The Kafka error of a batch that failed validation: CORRUPT_MESSAGE for a
+/// damaged batch (length, magic, CRC), INVALID_RECORD for a well-formed one whose
+/// contents break the rules, as Kafka's log validator answers.
+pub(super) fn invalid_batch_code(e: &InvalidBatch) -> i16 {
     match e {
-        AppendError::Batch(_) => error::CORRUPT_MESSAGE,
-        AppendError::TooLarge { .. } => error::MESSAGE_TOO_LARGE,
-        AppendError::InvalidProducerEpoch => error::INVALID_PRODUCER_EPOCH,
-        AppendError::OutOfOrderSequence { .. } => error::OUT_OF_ORDER_SEQUENCE_NUMBER,
-        AppendError::Unsupported(_) => error::INVALID_RECORD,
-        AppendError::Io(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            error::UNKNOWN_TOPIC_OR_PARTITION
+        InvalidBatch::Header(BatchError::BadCount { .. }) | InvalidBatch::Records(_) => {
+            error::INVALID_RECORD
         }
-        AppendError::Io(_) => error::KAFKA_STORAGE_ERROR,
+        InvalidBatch::Header(_) => error::CORRUPT_MESSAGE,
     }
 }
 
@@ -55,97 +58,97 @@ pub(super) async fn handle(
     let mut topics = Vec::with_capacity(req.topic_data.len());
     let mut slots = Vec::new();
     for (ti, td) in req.topic_data.into_iter().enumerate() {
-        let name = td.name.0.to_string();
-        let topic = broker.topic(&name);
+        let topic = broker.topic(td.name.0.as_str());
         let mut tr = TopicProduceResponse::default();
         tr.name = td.name;
         topics.push(tr);
         for pd in td.partition_data {
-            let early = if !matches!(acks, -1..=1) {
-                Some(partition_error(
-                    pd.index,
-                    error::INVALID_REQUIRED_ACKS,
-                    "acks must be -1, 0 or 1",
-                ))
-            } else if req.transactional_id.is_some() {
-                Some(partition_error(
-                    pd.index,
-                    error::INVALID_REQUEST,
-                    "transactions are not supported yet",
-                ))
-            } else {
-                None
-            };
             let partition = topic.as_ref().and_then(|t| t.partition(pd.index));
-            let slot = match (early, partition, pd.records) {
-                (Some(r), _, _) => Slot {
-                    topic: ti,
-                    response: r,
-                    job: None,
-                },
-                (None, None, _) => Slot {
-                    topic: ti,
-                    response: partition_error(
+            let (response, job) = match (partition, pd.records) {
+                _ if !matches!(acks, -1..=1) => (
+                    partition_error(
+                        pd.index,
+                        error::INVALID_REQUIRED_ACKS,
+                        "acks must be -1, 0 or 1",
+                    ),
+                    None,
+                ),
+                _ if req.transactional_id.is_some() => (
+                    partition_error(
+                        pd.index,
+                        error::INVALID_REQUEST,
+                        "transactions are not supported yet",
+                    ),
+                    None,
+                ),
+                (None, _) => (
+                    partition_error(
                         pd.index,
                         error::UNKNOWN_TOPIC_OR_PARTITION,
                         "unknown topic or partition",
                     ),
-                    job: None,
-                },
-                (None, Some(_), None) => Slot {
-                    topic: ti,
-                    response: partition_error(pd.index, error::CORRUPT_MESSAGE, "null record set"),
-                    job: None,
-                },
-                (None, Some(p), Some(records)) => {
-                    let mut r = PartitionProduceResponse::default();
-                    r.index = pd.index;
-                    // The records stay in the request buffer: the log writes them
-                    // from there beside their assigned headers.
-                    Slot {
-                        topic: ti,
-                        response: r,
-                        job: Some((p.clone(), records)),
+                    None,
+                ),
+                (Some(_), None) => (
+                    partition_error(pd.index, error::CORRUPT_MESSAGE, "null record set"),
+                    None,
+                ),
+                (Some(p), Some(records)) => match records::single_batch(&records) {
+                    Err(e) => (
+                        partition_error(pd.index, invalid_batch_code(&e), e.to_string()),
+                        None,
+                    ),
+                    Ok(()) => {
+                        let mut r = PartitionProduceResponse::default();
+                        r.index = pd.index;
+                        // The records stay in the request buffer: the log writes them
+                        // from there beside their assigned headers.
+                        (r, Some((p.clone(), records)))
                     }
-                }
+                },
             };
-            slots.push(slot);
+            slots.push(Slot {
+                topic: ti,
+                response,
+                job,
+            });
         }
     }
 
-    // All appends of the request in one blocking task: disk writes stay off the workers.
-    let jobs: Vec<Option<(Arc<Partition>, Bytes)>> =
-        slots.iter_mut().map(|s| s.job.take()).collect();
-    let results = tokio::task::spawn_blocking(move || {
+    // All appends of the request in one blocking task: validation and disk
+    // writes stay off the workers.
+    let (parts, jobs): (Vec<(usize, Arc<Partition>)>, Vec<Job>) = slots
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(i, s)| s.job.take().map(|(p, b)| ((i, p.clone()), (p, b))))
+        .unzip();
+    let appended = tokio::task::spawn_blocking(move || {
         jobs.into_iter()
-            .map(|job| job.map(|(p, bytes)| (p.append_blocking(&bytes), p)))
+            .map(|(p, bytes)| p.append_blocking(&bytes))
             .collect::<Vec<_>>()
     })
     .await;
-    let results = match results {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "append task failed");
-            slots.iter().map(|_| None).collect()
-        }
-    };
+    let results = appended.unwrap_or_else(|e| {
+        // The task panicked: nothing it did may count as written.
+        tracing::error!(error = %e, "the append task failed");
+        parts.iter().map(|_| Err(PartitionError::Offline)).collect()
+    });
 
-    let mut durable = Vec::new();
-    for (slot, result) in slots.iter_mut().zip(results) {
-        let Some((result, partition)) = result else {
-            continue;
-        };
+    // (slot, partition, offset that must be durable)
+    let mut written = Vec::with_capacity(parts.len());
+    for ((i, p), result) in parts.into_iter().zip(results) {
+        let slot = &mut slots[i];
         match result {
             Ok(info) => {
                 slot.response.base_offset = info.base_offset;
                 slot.response.log_append_time_ms = -1;
-                slot.response.log_start_offset = partition.log_start_offset();
-                durable.push((partition, info.last_offset + 1));
+                slot.response.log_start_offset = p.log_start_offset();
+                written.push((i, p, info.last_offset + 1));
             }
             Err(e) => {
-                let code = append_error(&e);
+                let code = partition_error_code(&e);
                 if code == error::KAFKA_STORAGE_ERROR {
-                    tracing::error!(error = %e, "append failed");
+                    tracing::error!(partition = slot.response.index, error = %e, "append failed");
                 } else {
                     tracing::debug!(error = %e, "append refused");
                 }
@@ -156,8 +159,19 @@ pub(super) async fn handle(
     if acks == 0 {
         return None;
     }
-    if acks == -1 {
-        broker.wait_durable(durable).await;
+    if acks == -1 && !written.is_empty() {
+        let targets = written
+            .iter()
+            .map(|(_, p, end)| (p.clone(), *end))
+            .collect();
+        if let Err(e) = broker.wait_durable(targets).await {
+            // Written but not durable: the producer must not count it as stored.
+            for (i, _, _) in &written {
+                let index = slots[*i].response.index;
+                slots[*i].response =
+                    partition_error(index, partition_error_code(&e), e.to_string());
+            }
+        }
     }
     for slot in slots {
         topics[slot.topic].partition_responses.push(slot.response);

@@ -13,10 +13,10 @@ use kafka_protocol::messages::{
 };
 
 use super::{sb, topic_error_code, Ctx};
+use crate::broker::topic_config;
 use crate::broker::{Broker, TopicError};
 use crate::log::LogConfig;
 use crate::protocol::{error, ResponseFrame};
-use crate::topic_config;
 
 /// Checks a CreatableTopic's shape; returns (partitions, configs) or (code, message).
 fn check_shape(

@@ -1,7 +1,7 @@
 //! RecordBatch (magic 2) header: parsing, validation and in-place offset assignment.
 //!
-//! The log never decompresses or decodes individual records: it only needs the
-//! fixed 61-byte header to validate a batch, assign offsets and index it. The
+//! The log only needs the fixed 61-byte header to assign offsets and index a
+//! batch; the records inside are checked once, on produce, by `records`. The
 //! layout is Kafka's (see docs/on-disk-format.md).
 
 use std::fmt;
@@ -27,6 +27,10 @@ const OFF_PRODUCER_ID: usize = 43;
 const OFF_PRODUCER_EPOCH: usize = 51;
 const OFF_BASE_SEQUENCE: usize = 53;
 const OFF_RECORDS_COUNT: usize = 57;
+/// Attributes bits holding the compression codec.
+pub const ATTR_CODEC_MASK: i16 = 0x07;
+/// Attributes bit: every record's timestamp is the batch's max timestamp (LogAppendTime).
+pub const ATTR_LOG_APPEND_TIME: i16 = 0x08;
 /// Attributes bit marking a transactional batch.
 pub const ATTR_TRANSACTIONAL: i16 = 0x10;
 /// Attributes bit marking a control batch (transaction marker).
@@ -48,7 +52,7 @@ pub enum BatchError {
         /// The checksum computed over the batch bytes.
         computed: u32,
     },
-    /// Record count and last offset delta disagree, or the count is not positive.
+    /// Record count and last offset delta disagree, or either is out of range.
     BadCount {
         /// The `records_count` header field.
         records: i32,
@@ -82,17 +86,18 @@ impl fmt::Display for BatchError {
 
 impl std::error::Error for BatchError {}
 
+// Field readers; callers have checked that `b` holds the header.
 fn be_i16(b: &[u8], at: usize) -> i16 {
     i16::from_be_bytes([b[at], b[at + 1]])
 }
-fn be_i32(b: &[u8], at: usize) -> i32 {
-    i32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"))
-}
 fn be_u32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    be_u32(b, at) as i32
 }
 fn be_i64(b: &[u8], at: usize) -> i64 {
-    i64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+    (u64::from(be_u32(b, at)) << 32 | u64::from(be_u32(b, at + 4))) as i64
 }
 
 /// The header fields of one batch the log needs, read from its first 61 bytes.
@@ -154,8 +159,8 @@ impl BatchHeader {
 
     /// Checks the length field is at least a header; returns the total size.
     pub fn check_length(&self) -> Result<usize, BatchError> {
-        let min = i32::try_from(HEADER_BYTES - LOG_OVERHEAD).expect("small");
-        if self.batch_length < min {
+        const MIN: i32 = (HEADER_BYTES - LOG_OVERHEAD) as i32;
+        if self.batch_length < MIN {
             return Err(BatchError::BadLength(self.batch_length));
         }
         Ok(self.total_bytes())
@@ -183,7 +188,8 @@ pub fn add_sequence(seq: i32, delta: i32) -> i32 {
     (sum % (i64::from(i32::MAX) + 1)) as i32
 }
 
-/// Validates one complete batch: length, magic, CRC-32C and record count.
+/// Validates one complete batch's header: length, magic, CRC-32C, and (as
+/// Kafka's log validator) a positive record count equal to `last_offset_delta + 1`.
 /// `b` must be exactly the batch (as split by [`split_batches`]).
 pub fn validate(b: &[u8]) -> Result<BatchHeader, BatchError> {
     let h = BatchHeader::parse(b)?;
@@ -201,7 +207,10 @@ pub fn validate(b: &[u8]) -> Result<BatchHeader, BatchError> {
             computed,
         });
     }
-    if h.records_count < 1 || h.last_offset_delta < 0 {
+    if h.records_count < 1
+        || h.last_offset_delta < 0
+        || i64::from(h.records_count) != i64::from(h.last_offset_delta) + 1
+    {
         return Err(BatchError::BadCount {
             records: h.records_count,
             last_offset_delta: h.last_offset_delta,
@@ -232,8 +241,6 @@ pub fn split_batches(b: &[u8]) -> Result<Vec<(usize, BatchHeader)>, BatchError> 
     Ok(out)
 }
 
-/// Rewrites the base offset and partition leader epoch of the batch at the start of `b`.
-/// Neither field is covered by the CRC, so the checksum stays valid.
 /// Bytes at the front of a batch that the log rewrites on append: base offset,
 /// length (unchanged) and partition leader epoch. None of them is under the CRC.
 pub const ASSIGNED_PREFIX_BYTES: usize = OFF_LEADER_EPOCH + 4;
@@ -252,6 +259,12 @@ pub fn assigned_prefix(
     p
 }
 
+/// Recomputes the CRC-32C of the complete batch `b` (after building or changing it).
+pub fn set_crc(b: &mut [u8]) {
+    let crc = crc32c::crc32c(&b[OFF_ATTRIBUTES..]);
+    b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Sets the base offset and partition leader epoch of the batch starting at `b`.
 pub fn assign(b: &mut [u8], base_offset: i64, leader_epoch: i32) {
     assert!(
@@ -262,132 +275,10 @@ pub fn assign(b: &mut [u8], base_offset: i64, leader_epoch: i32) {
     b[OFF_LEADER_EPOCH..OFF_LEADER_EPOCH + 4].copy_from_slice(&leader_epoch.to_be_bytes());
 }
 
-/// A record's key and value, borrowed from its batch (`None` is null).
-pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
-
-/// Builds a valid uncompressed batch of records with the given values and null keys.
-/// Used by tests and benchmarks; real clients build their own batches.
-pub fn build_test_batch(base_timestamp: i64, values: &[&[u8]]) -> Vec<u8> {
-    let records: Vec<KeyValue<'_>> = values.iter().map(|v| (None, Some(*v))).collect();
-    build_batch(base_timestamp, &records)
-}
-
-fn put_varint(out: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    loop {
-        if z < 0x80 {
-            out.push(z as u8);
-            return;
-        }
-        out.push((z as u8 & 0x7f) | 0x80);
-        z >>= 7;
-    }
-}
-
-fn put_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
-    match b {
-        Some(b) => {
-            put_varint(out, b.len() as i64);
-            out.extend_from_slice(b);
-        }
-        None => put_varint(out, -1),
-    }
-}
-
-/// Builds a valid uncompressed, non-idempotent batch of `(key, value)` records, all
-/// stamped `base_timestamp`. The broker's own internal logs are written with it.
-pub fn build_batch(base_timestamp: i64, records: &[KeyValue<'_>]) -> Vec<u8> {
-    assert!(!records.is_empty(), "a batch holds at least one record");
-    let mut body = Vec::new();
-    let mut r = Vec::new();
-    for (i, (key, value)) in records.iter().enumerate() {
-        r.clear();
-        r.push(0u8); // attributes
-        put_varint(&mut r, 0); // timestamp delta
-        put_varint(&mut r, i as i64); // offset delta
-        put_bytes(&mut r, *key);
-        put_bytes(&mut r, *value);
-        put_varint(&mut r, 0); // headers
-        put_varint(&mut body, r.len() as i64);
-        body.extend_from_slice(&r);
-    }
-    let count = i32::try_from(records.len()).expect("record count fits i32");
-    let mut b = Vec::with_capacity(HEADER_BYTES + body.len());
-    b.extend_from_slice(&0i64.to_be_bytes());
-    b.extend_from_slice(&((HEADER_BYTES - LOG_OVERHEAD + body.len()) as i32).to_be_bytes());
-    b.extend_from_slice(&0i32.to_be_bytes());
-    b.push(MAGIC_V2 as u8);
-    b.extend_from_slice(&0u32.to_be_bytes()); // crc placeholder
-    b.extend_from_slice(&0i16.to_be_bytes());
-    b.extend_from_slice(&(count - 1).to_be_bytes());
-    b.extend_from_slice(&base_timestamp.to_be_bytes());
-    b.extend_from_slice(&base_timestamp.to_be_bytes());
-    b.extend_from_slice(&(-1i64).to_be_bytes());
-    b.extend_from_slice(&(-1i16).to_be_bytes());
-    b.extend_from_slice(&(-1i32).to_be_bytes());
-    b.extend_from_slice(&count.to_be_bytes());
-    b.extend_from_slice(&body);
-    let crc = crc32c::crc32c(&b[OFF_ATTRIBUTES..]);
-    b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
-    b
-}
-
-fn get_varint(b: &[u8], at: &mut usize) -> Option<i64> {
-    let mut z: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let byte = *b.get(*at)?;
-        *at += 1;
-        z |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(((z >> 1) as i64) ^ -((z & 1) as i64));
-        }
-    }
-    None
-}
-
-fn get_bytes<'a>(b: &'a [u8], at: &mut usize) -> Option<Option<&'a [u8]>> {
-    let len = get_varint(b, at)?;
-    if len < 0 {
-        return Some(None);
-    }
-    let len = usize::try_from(len).ok()?;
-    let end = at.checked_add(len)?;
-    let v = b.get(*at..end)?;
-    *at = end;
-    Some(Some(v))
-}
-
-/// The keys and values of an uncompressed batch (one already validated), or
-/// `None` if it is compressed or its records do not parse. Headers are skipped.
-pub fn records(b: &[u8]) -> Option<Vec<KeyValue<'_>>> {
-    let h = BatchHeader::parse(b).ok()?;
-    if h.attributes & 0x07 != 0 {
-        return None;
-    }
-    let end = h.total_bytes().min(b.len());
-    let mut at = HEADER_BYTES;
-    let mut out = Vec::new();
-    for _ in 0..h.records_count {
-        let len = usize::try_from(get_varint(b, &mut at)?).ok()?;
-        let rec_end = at.checked_add(len)?;
-        if rec_end > end {
-            return None;
-        }
-        let rec = &b[at..rec_end];
-        let mut p = 1; // attributes
-        get_varint(rec, &mut p)?; // timestamp delta
-        get_varint(rec, &mut p)?; // offset delta
-        let key = get_bytes(rec, &mut p)?;
-        let value = get_bytes(rec, &mut p)?;
-        out.push((key, value));
-        at = rec_end;
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::records::build_test_batch;
 
     #[test]
     fn valid_batch_round_trips() {
@@ -434,17 +325,11 @@ mod tests {
     }
 
     #[test]
-    fn records_round_trip() {
-        let b = build_batch(7, &[(Some(b"k"), None), (None, Some(b"value"))]);
-        validate(&b).unwrap();
-        let r = records(&b).unwrap();
-        assert_eq!(
-            r,
-            vec![(Some(&b"k"[..]), None), (None, Some(&b"value"[..]))]
-        );
-        let mut cut = b.clone();
-        cut.truncate(b.len() - 2);
-        assert!(records(&cut).is_none());
+    fn count_must_match_the_offset_delta() {
+        let mut b = build_test_batch(1, &[b"a", b"b"]);
+        b[OFF_LAST_OFFSET_DELTA..OFF_LAST_OFFSET_DELTA + 4].copy_from_slice(&7i32.to_be_bytes());
+        set_crc(&mut b);
+        assert!(matches!(validate(&b), Err(BatchError::BadCount { .. })));
     }
 
     #[test]

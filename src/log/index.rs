@@ -8,21 +8,21 @@
 //! Files are preallocated to their maximum size while a segment is active and
 //! trimmed to the used length when the segment is sealed or closed.
 
-use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use memmap2::MmapMut;
+use super::fs::{Fs, FsFile, Mapping, Open};
 
 /// A file of fixed-size entries mapped into memory.
 #[derive(Debug)]
 struct MmapFile {
     /// Where the entries live, so the file can be trimmed or removed.
     path: PathBuf,
-    /// Keeps the descriptor open for `set_len` on trim.
-    file: File,
+    /// Keeps the file open for `set_len` on trim.
+    file: Arc<dyn FsFile>,
     /// The mapping of the preallocated file; `None` while it has zero length.
-    mmap: Option<MmapMut>,
+    mmap: Option<Box<dyn Mapping>>,
     /// Number of valid entries.
     entries: usize,
     /// Bytes per entry.
@@ -35,19 +35,19 @@ impl MmapFile {
     /// Opens (creating if needed) with room for `max_bytes / entry_bytes` entries.
     /// Returns the file and the number of entry-aligned bytes it held before
     /// preallocation, for the caller's sanity check.
-    fn open(path: &Path, entry_bytes: usize, max_bytes: usize) -> io::Result<(MmapFile, usize)> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        let old_len = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
+    fn open(
+        fs: &dyn Fs,
+        path: &Path,
+        entry_bytes: usize,
+        max_bytes: usize,
+    ) -> io::Result<(MmapFile, usize)> {
+        let file = fs.open(path, Open::Create)?;
+        let old_len = usize::try_from(file.size()?).unwrap_or(usize::MAX);
         let capacity = (max_bytes / entry_bytes).max(1);
         let old_entries = (old_len / entry_bytes).min(capacity);
         let len = capacity * entry_bytes;
         file.set_len(len as u64)?;
-        let mmap = map(&file)?;
+        let mmap = file.map()?;
         Ok((
             MmapFile {
                 path: path.to_path_buf(),
@@ -61,9 +61,10 @@ impl MmapFile {
         ))
     }
 
+    /// Entry `i`; only called for `i < entries`, and a file with entries is mapped.
     fn entry(&self, i: usize) -> &[u8] {
-        let m = self.mmap.as_ref().expect("mapped");
-        &m[i * self.entry_bytes..(i + 1) * self.entry_bytes]
+        let m = self.mmap.as_ref().expect("an index with entries is mapped");
+        &m.bytes()[i * self.entry_bytes..(i + 1) * self.entry_bytes]
     }
 
     fn push(&mut self, bytes: &[u8]) -> bool {
@@ -72,8 +73,11 @@ impl MmapFile {
             return false;
         }
         let at = self.entries * self.entry_bytes;
-        let m = self.mmap.as_mut().expect("mapped");
-        m[at..at + self.entry_bytes].copy_from_slice(bytes);
+        let Some(m) = self.mmap.as_mut() else {
+            // Capacity is zero exactly when unmapped, so this is unreachable.
+            return false;
+        };
+        m.bytes_mut()[at..at + self.entry_bytes].copy_from_slice(bytes);
         self.entries += 1;
         true
     }
@@ -107,12 +111,12 @@ impl MmapFile {
         self.file.sync_all()?;
         self.capacity = self.entries;
         if self.entries > 0 {
-            self.mmap = Some(map(&self.file)?);
+            self.mmap = Some(self.file.map()?);
         }
         Ok(())
     }
 
-    /// Reserves room again after a trim (a reopened active segment).
+    /// Forgets entries past the first `n` (log truncation).
     fn truncate_entries(&mut self, n: usize) {
         self.entries = self.entries.min(n);
     }
@@ -125,24 +129,13 @@ impl MmapFile {
     }
 }
 
-/// Maps an index file for random access. Without `MADV_RANDOM` the first fault on
-/// a preallocated (sparse) index reads ahead up to the device's `read_ahead_kb`
-/// (8 MiB on some virtual disks): megabytes of zeroed page cache per partition,
-/// which made 1,000 partitions cost seconds of `memset` and gigabytes of memory.
-fn map(file: &File) -> io::Result<MmapMut> {
-    // SAFETY: the file is owned by this process's data directory; no other process
-    // is expected to truncate it while mapped.
-    let mmap = unsafe { MmapMut::map_mut(file)? };
-    // Advice only: a failure costs read-around, never correctness.
-    let _ = mmap.advise(memmap2::Advice::Random);
-    Ok(mmap)
-}
-
 fn be_u32(b: &[u8]) -> u32 {
-    u32::from_be_bytes(b[..4].try_into().expect("4 bytes"))
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 fn be_i64(b: &[u8]) -> i64 {
-    i64::from_be_bytes(b[..8].try_into().expect("8 bytes"))
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    i64::from_be_bytes(a)
 }
 
 /// Maps a relative offset to the byte position of the batch that starts there.
@@ -159,8 +152,8 @@ pub const TIME_ENTRY_BYTES: usize = 12;
 
 impl OffsetIndex {
     /// Opens the index; `old_entries` is how many entries the file held before.
-    pub fn open(path: &Path, max_bytes: usize) -> io::Result<(OffsetIndex, usize)> {
-        let (inner, old) = MmapFile::open(path, OFFSET_ENTRY_BYTES, max_bytes)?;
+    pub fn open(fs: &dyn Fs, path: &Path, max_bytes: usize) -> io::Result<(OffsetIndex, usize)> {
+        let (inner, old) = MmapFile::open(fs, path, OFFSET_ENTRY_BYTES, max_bytes)?;
         Ok((OffsetIndex { inner }, old))
     }
 
@@ -271,8 +264,8 @@ pub struct TimeIndex {
 
 impl TimeIndex {
     /// Opens the index; `old_entries` is how many entries the file held before.
-    pub fn open(path: &Path, max_bytes: usize) -> io::Result<(TimeIndex, usize)> {
-        let (inner, old) = MmapFile::open(path, TIME_ENTRY_BYTES, max_bytes)?;
+    pub fn open(fs: &dyn Fs, path: &Path, max_bytes: usize) -> io::Result<(TimeIndex, usize)> {
+        let (inner, old) = MmapFile::open(fs, path, TIME_ENTRY_BYTES, max_bytes)?;
         Ok((TimeIndex { inner }, old))
     }
 
@@ -363,11 +356,12 @@ impl TimeIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::fs::RealFs;
 
     #[test]
     fn offset_lookup_finds_floor_entry() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut idx, old) = OffsetIndex::open(&dir.path().join("a.index"), 1024).unwrap();
+        let (mut idx, old) = OffsetIndex::open(&RealFs, &dir.path().join("a.index"), 1024).unwrap();
         assert_eq!(old, 0);
         assert_eq!(idx.lookup(5), (0, 0));
         assert!(idx.append(10, 100));
@@ -378,7 +372,7 @@ mod tests {
         assert_eq!(idx.lookup(25), (20, 200));
         idx.trim().unwrap();
         drop(idx);
-        let (mut idx, old) = OffsetIndex::open(&dir.path().join("a.index"), 1024).unwrap();
+        let (mut idx, old) = OffsetIndex::open(&RealFs, &dir.path().join("a.index"), 1024).unwrap();
         assert_eq!(old, 2);
         assert!(idx.adopt(old, 1000));
         assert_eq!(idx.lookup(25), (20, 200));
@@ -388,12 +382,12 @@ mod tests {
     fn damaged_offset_index_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("b.index");
-        let (mut idx, _) = OffsetIndex::open(&p, 1024).unwrap();
+        let (mut idx, _) = OffsetIndex::open(&RealFs, &p, 1024).unwrap();
         idx.append(10, 100);
         idx.append(20, 200);
         idx.trim().unwrap();
         drop(idx);
-        let (mut idx, old) = OffsetIndex::open(&p, 1024).unwrap();
+        let (mut idx, old) = OffsetIndex::open(&RealFs, &p, 1024).unwrap();
         // Segment shorter than the last position: the index is from another life.
         assert!(!idx.adopt(old, 150));
         assert!(idx.is_empty());
@@ -402,7 +396,7 @@ mod tests {
     #[test]
     fn time_index_scan_start() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut t, _) = TimeIndex::open(&dir.path().join("a.timeindex"), 1200).unwrap();
+        let (mut t, _) = TimeIndex::open(&RealFs, &dir.path().join("a.timeindex"), 1200).unwrap();
         assert!(t.maybe_append(100, 1));
         assert!(t.maybe_append(100, 2)); // not newer: skipped
         assert!(t.maybe_append(200, 5));

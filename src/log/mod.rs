@@ -1,20 +1,27 @@
 //! The storage engine: one append-only, segmented log per partition.
 //!
-//! Synchronous by design and free of wire types: callers in `broker` run it on
-//! blocking threads. See docs/on-disk-format.md for the file layout.
+//! Synchronous by design and free of wire types: callers in `storage` run it on
+//! blocking threads. Every file operation goes through the [`Fs`] seam. See
+//! docs/on-disk-format.md for the file layout.
 //!
-//! Invariant: the `.log` files are the truth; `.index` and `.timeindex` are derived
-//! and rebuilt whenever they fail a sanity check or the shutdown was not clean.
+//! Invariants: the `.log` files are the truth; `.index` and `.timeindex` are
+//! derived and rebuilt whenever they fail a sanity check or the shutdown was not
+//! clean. Only fully validated batches ([`records::Validated`]) are appended, and
+//! only the last segment of a log can hold a torn write.
 
 pub mod batch;
+pub mod fs;
 pub mod index;
 pub mod partition;
 pub mod producer;
+pub mod records;
 pub mod segment;
+pub mod sim;
 
 pub use batch::{BatchError, BatchHeader};
+pub use fs::{Fs, FsFile, RealFs};
 pub use partition::{AppendError, AppendInfo, PartitionLog, ReadError};
-pub use segment::FileSlice;
+pub use segment::{FileSlice, OpenError};
 
 /// Per-partition log settings, from broker defaults overridden by topic configs.
 #[derive(Debug, Clone, PartialEq, Eq)]

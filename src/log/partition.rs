@@ -2,20 +2,22 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::batch::{self, add_sequence, BatchError};
+use super::batch::{self, add_sequence};
+use super::fs::Fs;
 use super::producer::{ProducerStates, Verdict};
-use super::segment::{self, FileSlice, Segment};
+use super::records::{InvalidBatch, Validated};
+use super::segment::{FileSlice, OpenError, Role, Segment, RELATIVE_OFFSET_MAX};
 use super::LogConfig;
 
 /// Why an append was refused. Nothing was written in any case.
 #[derive(Debug)]
 pub enum AppendError {
-    /// A batch failed validation (length, magic, CRC, counts).
-    Batch(BatchError),
+    /// A batch failed validation (header, CRC, records).
+    Invalid(InvalidBatch),
     /// A batch is larger than `max.message.bytes`.
     TooLarge {
         /// The batch's size in bytes.
@@ -32,8 +34,10 @@ pub enum AppendError {
         /// Sequence the batch carried.
         got: i32,
     },
-    /// A batch kind this broker does not accept yet (transactional, control).
+    /// A batch kind this broker does not accept yet (transactional).
     Unsupported(&'static str),
+    /// The batches of one append span more offsets than a segment can index.
+    OffsetOverflow,
     /// The file system failed; the caller treats this as fatal for durability.
     Io(io::Error),
 }
@@ -41,7 +45,7 @@ pub enum AppendError {
 impl fmt::Display for AppendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AppendError::Batch(e) => write!(f, "{e}"),
+            AppendError::Invalid(e) => write!(f, "{e}"),
             AppendError::TooLarge { size, max } => {
                 write!(f, "batch of {size} bytes exceeds max.message.bytes {max}")
             }
@@ -55,6 +59,12 @@ impl fmt::Display for AppendError {
                 )
             }
             AppendError::Unsupported(what) => write!(f, "{what} are not supported"),
+            AppendError::OffsetOverflow => {
+                write!(
+                    f,
+                    "the batches span more offsets than one segment can index"
+                )
+            }
             AppendError::Io(e) => write!(f, "i/o error: {e}"),
         }
     }
@@ -94,6 +104,8 @@ pub struct AppendInfo {
 /// One partition's segmented log.
 #[derive(Debug)]
 pub struct PartitionLog {
+    /// The file system the segments live on.
+    fs: Arc<dyn Fs>,
     /// Directory holding this partition's segments.
     dir: PathBuf,
     /// Effective settings (broker defaults plus topic overrides).
@@ -106,6 +118,13 @@ pub struct PartitionLog {
     flushed_offset: i64,
     /// Idempotent producers' recent batches, for duplicate and sequence checks.
     producers: ProducerStates,
+    /// A failed write could not be cut off: the file holds bytes memory does not
+    /// account for, so the caller must stop serving this log.
+    damaged: bool,
+    /// A roll failed after the active segment was synced, maybe leaving the next
+    /// segment's files behind: nothing more is appended until a roll succeeds,
+    /// so the active segment never grows past where such leftovers begin.
+    roll_pending: bool,
 }
 
 fn parse_segment_name(name: &str) -> Option<i64> {
@@ -119,43 +138,64 @@ fn parse_segment_name(name: &str) -> Option<i64> {
 impl PartitionLog {
     /// Opens (or creates) the log in `dir`. `recover` means the last shutdown was
     /// not clean: the active segment is fully checked and its torn tail cut off.
+    /// Damage anywhere else (a sealed segment, segments that overlap) is
+    /// [`OpenError::Corrupt`]: the caller serves the partition as offline.
     pub fn open(
+        fs: Arc<dyn Fs>,
         dir: &Path,
         config: LogConfig,
         recover: bool,
         now_ms: i64,
-    ) -> io::Result<PartitionLog> {
-        fs::create_dir_all(dir)?;
+    ) -> Result<PartitionLog, OpenError> {
+        super::fs::create_dir_durable(fs.as_ref(), dir)?;
         let mut bases = Vec::new();
-        for entry in fs::read_dir(dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
+        let entries = fs.list_dir(dir)?;
+        for entry in &entries {
+            let name = entry.name.as_str();
             if let Some(base) = parse_segment_name(name) {
                 bases.push(base);
             } else if name.ends_with(".index") || name.ends_with(".timeindex") {
                 // An index without its log is garbage from an interrupted delete.
                 let stem = name.split('.').next().unwrap_or("");
-                if !dir.join(format!("{stem}.log")).exists() {
-                    fs::remove_file(entry.path())?;
+                if !entries.iter().any(|e| e.name == format!("{stem}.log")) {
+                    fs.remove_file(&dir.join(name))?;
                 }
             }
         }
         bases.sort_unstable();
-        let mut segments = BTreeMap::new();
+        let mut segments: BTreeMap<i64, Segment> = BTreeMap::new();
         let last = bases.last().copied();
         for base in bases {
             let is_last = Some(base) == last;
-            let mut seg = Segment::open(dir, base, &config, recover && is_last, now_ms)?;
+            if let Some(prev) = segments.values().next_back() {
+                if prev.next_offset() > base {
+                    return Err(OpenError::Corrupt(format!(
+                        "{}: segment {} holds offsets up to {}, past the next segment's base {base}",
+                        dir.display(),
+                        prev.base_offset,
+                        prev.next_offset() - 1
+                    )));
+                }
+            }
+            let role = if is_last {
+                Role::Active { recover }
+            } else {
+                Role::Sealed
+            };
+            let mut seg = Segment::open(&fs, dir, base, &config, role, now_ms)?;
             if !is_last {
-                seg.seal()?;
+                // Trims the indexes, preallocated again on open.
+                seg.finish_seal()?;
             }
             segments.insert(base, seg);
         }
         if segments.is_empty() {
-            segments.insert(0, Segment::create(dir, 0, &config, now_ms)?);
+            segments.insert(0, Segment::create(&fs, dir, 0, &config, now_ms)?);
         }
-        let active = segments.values().next_back().expect("one segment");
+        let active = segments
+            .values()
+            .next_back()
+            .expect("a segment was just inserted if none was found");
         let next_offset = active.next_offset();
         let mut producers = ProducerStates::default();
         if recover {
@@ -164,15 +204,20 @@ impl PartitionLog {
             active.for_each_header(|h| producers.record(h))?;
         }
         Ok(PartitionLog {
+            fs,
             dir: dir.to_path_buf(),
             config,
             segments,
             next_offset,
             flushed_offset: next_offset,
             producers,
+            damaged: false,
+            roll_pending: false,
         })
     }
 
+    /// The last segment. Invariant: a log always has one (open creates it, and
+    /// truncation and deletion keep the first or the active segment).
     fn active(&mut self) -> &mut Segment {
         self.segments
             .values_mut()
@@ -180,6 +225,7 @@ impl PartitionLog {
             .expect("a log always has a segment")
     }
 
+    /// The last segment (see [`PartitionLog::active`]).
     fn active_ref(&self) -> &Segment {
         self.segments
             .values()
@@ -187,10 +233,17 @@ impl PartitionLog {
             .expect("a log always has a segment")
     }
 
-    /// Validates `records` (one or more batches), assigns offsets and appends. The
-    /// records are not modified: assigned headers are written beside them.
-    pub fn append(&mut self, records: &[u8], now_ms: i64) -> Result<AppendInfo, AppendError> {
-        let mut headers = batch::split_batches(records).map_err(AppendError::Batch)?;
+    /// Whether a failed write could not be cut off (see the `damaged` field).
+    pub fn is_damaged(&self) -> bool {
+        self.damaged
+    }
+
+    /// Checks validated batches against this log (size, producer state), assigns
+    /// offsets and appends. The records are not modified: assigned headers are
+    /// written beside them.
+    pub fn append(&mut self, v: &Validated<'_>, now_ms: i64) -> Result<AppendInfo, AppendError> {
+        let records = v.bytes;
+        let mut headers = v.batches.clone();
         for (_, h) in &headers {
             let size = h.total_bytes() as u64;
             if size > self.config.max_message_bytes {
@@ -249,16 +302,26 @@ impl PartitionLog {
             next = h.next_offset();
         }
         let last_offset = next - 1;
+        if last_offset - base_offset > RELATIVE_OFFSET_MAX {
+            // Only several batches in one append can span this much (one batch
+            // spans at most 2^31 offsets): no segment could index them.
+            return Err(AppendError::OffsetOverflow);
+        }
         let bytes = records.len() as u64;
-        if self
-            .active_ref()
-            .needs_roll(bytes, last_offset, &self.config, now_ms)
+        if self.roll_pending
+            || self
+                .active_ref()
+                .needs_roll(bytes, last_offset, &self.config, now_ms)
         {
             self.roll(now_ms).map_err(AppendError::Io)?;
         }
-        self.active()
-            .append(records, &headers, now_ms)
-            .map_err(AppendError::Io)?;
+        // Holds: a roll starts the active segment at `base_offset`, and without
+        // one `needs_roll` found the range within the active segment's.
+        debug_assert!(last_offset - self.active_ref().base_offset <= RELATIVE_OFFSET_MAX);
+        if let Err((e, damaged)) = self.active().append(records, &headers, now_ms) {
+            self.damaged |= damaged;
+            return Err(AppendError::Io(e));
+        }
         self.next_offset = next;
         for (_, h) in &headers {
             self.producers.record(h);
@@ -269,13 +332,23 @@ impl PartitionLog {
         })
     }
 
-    /// Seals the active segment and starts a new one at the log end offset.
+    /// Seals the active segment and starts a new one at the log end offset. The
+    /// old segment's data is fsynced before the new one exists, so only the last
+    /// segment can ever hold a torn write. If the new segment cannot be created,
+    /// the old one stays active.
     pub fn roll(&mut self, now_ms: i64) -> io::Result<()> {
         if self.active_ref().size() == 0 {
+            self.roll_pending = false;
             return Ok(());
         }
-        self.active().seal()?;
-        let seg = Segment::create(&self.dir, self.next_offset, &self.config, now_ms)?;
+        self.active_ref().sync()?;
+        self.roll_pending = true;
+        let seg = Segment::create(&self.fs, &self.dir, self.next_offset, &self.config, now_ms)?;
+        self.roll_pending = false;
+        if let Err(e) = self.active().finish_seal() {
+            tracing::warn!(dir = %self.dir.display(), error = %e,
+                "trimming a sealed segment's indexes failed; they are rebuilt at the next start");
+        }
         self.segments.insert(self.next_offset, seg);
         Ok(())
     }
@@ -350,17 +423,15 @@ impl PartitionLog {
                 seg.delete()?;
             }
         }
-        let seg = self
-            .segments
-            .values_mut()
-            .next_back()
-            .expect("a log always has a segment");
-        seg.truncate_to(offset)?;
-        self.next_offset = seg.next_offset();
+        let seg = self.active();
+        seg.truncate_to(offset).map_err(|e| match e {
+            OpenError::Io(e) => e,
+            OpenError::Corrupt(why) => io::Error::other(why),
+        })?;
+        self.next_offset = self.active_ref().next_offset();
         self.flushed_offset = self.flushed_offset.min(self.next_offset);
         self.producers.clear();
-        segment::sync_dir(&self.dir)?;
-        Ok(())
+        self.fs.sync_dir(&self.dir)
     }
 
     /// Deletes the oldest sealed segments past `retention.ms` or `retention.bytes`.
@@ -391,7 +462,7 @@ impl PartitionLog {
             }
         }
         if !bases.is_empty() {
-            segment::sync_dir(&self.dir)?;
+            self.fs.sync_dir(&self.dir)?;
         }
         Ok(bases.len())
     }
@@ -411,7 +482,7 @@ impl PartitionLog {
     }
 
     /// What a flusher must fdatasync to make everything below the returned offset durable.
-    pub fn sync_target(&self) -> (std::sync::Arc<std::fs::File>, i64) {
+    pub fn sync_target(&self) -> (Arc<dyn super::fs::FsFile>, i64) {
         (self.active_ref().file(), self.next_offset)
     }
 
@@ -435,7 +506,7 @@ impl PartitionLog {
     /// Flushes and trims the active segment's indexes; the log must not be appended to after.
     pub fn close(&mut self) -> io::Result<()> {
         self.flush()?;
-        self.active().seal()
+        self.active().finish_seal()
     }
 
     /// First offset still stored.
@@ -476,7 +547,8 @@ impl PartitionLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::batch::build_test_batch;
+    use crate::log::fs::RealFs;
+    use crate::log::records::{build_test_batch, validate, Validated};
 
     fn cfg() -> LogConfig {
         LogConfig {
@@ -489,7 +561,7 @@ mod tests {
     fn fill(log: &mut PartitionLog, n: usize, ts: i64) {
         for _ in 0..n {
             let b = build_test_batch(ts, &[&[0u8; 200]]);
-            log.append(&b, 0).unwrap();
+            log.append(&validate(&b, 1 << 20).unwrap(), 0).unwrap();
         }
     }
 
@@ -497,6 +569,7 @@ mod tests {
     fn retention_by_bytes_deletes_oldest_sealed_segments() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = PartitionLog::open(
+            Arc::new(RealFs),
             dir.path(),
             LogConfig {
                 retention_bytes: 2048,
@@ -526,6 +599,7 @@ mod tests {
     fn retention_by_time_spares_the_active_segment() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = PartitionLog::open(
+            Arc::new(RealFs),
             dir.path(),
             LogConfig {
                 retention_ms: 1000,
@@ -547,6 +621,7 @@ mod tests {
     fn segment_ms_rolls() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = PartitionLog::open(
+            Arc::new(RealFs),
             dir.path(),
             LogConfig {
                 segment_ms: 100,
@@ -557,12 +632,97 @@ mod tests {
         )
         .unwrap();
         let b = build_test_batch(1, &[b"a"]);
-        log.append(&b, 0).unwrap();
+        log.append(&validate(&b, 1 << 20).unwrap(), 0).unwrap();
         let b = build_test_batch(1, &[b"b"]);
-        log.append(&b, 50).unwrap();
+        log.append(&validate(&b, 1 << 20).unwrap(), 50).unwrap();
         assert_eq!(log.segment_count(), 1);
         let b = build_test_batch(1, &[b"c"]);
-        log.append(&b, 150).unwrap();
+        log.append(&validate(&b, 1 << 20).unwrap(), 150).unwrap();
         assert_eq!(log.segment_count(), 2);
+    }
+
+    /// A batch with a valid CRC claiming `last_offset_delta` (regression: such
+    /// batches used to panic the append path and every later restart).
+    fn claiming(delta: i32) -> Vec<u8> {
+        let mut b = build_test_batch(1, &[b"x"]);
+        b[23..27].copy_from_slice(&delta.to_be_bytes());
+        crate::log::batch::set_crc(&mut b);
+        b
+    }
+
+    #[test]
+    fn regression_offset_spans_past_the_relative_range_roll_or_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(Arc::new(RealFs), dir.path(), cfg(), false, 0).unwrap();
+        let one = claiming(i32::MAX);
+        let h = crate::log::BatchHeader::parse(&one).unwrap();
+        // Validation refuses such a batch; the log's own guards must hold even so.
+        assert!(validate(&one, 1 << 20).is_err());
+        let single = Validated {
+            bytes: &one,
+            batches: vec![(0, h)],
+        };
+        log.append(&single, 0).unwrap();
+        log.append(&single, 0).unwrap();
+        assert_eq!(log.segment_count(), 2, "the second append rolled");
+        assert_eq!(log.log_end_offset(), 2 * (i64::from(i32::MAX) + 1));
+        let mut two = one.clone();
+        two.extend_from_slice(&one);
+        let double = Validated {
+            bytes: &two,
+            batches: vec![(0, h), (one.len(), h)],
+        };
+        assert!(matches!(
+            log.append(&double, 0),
+            Err(AppendError::OffsetOverflow)
+        ));
+        drop(log);
+        // Recovery checks every batch of the active segment: no panic, no bad batch kept.
+        let log = PartitionLog::open(Arc::new(RealFs), dir.path(), cfg(), true, 0).unwrap();
+        assert_eq!(log.segment_count(), 2);
+    }
+
+    #[test]
+    fn regression_out_of_range_base_offsets_at_start_up_do_not_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(Arc::new(RealFs), dir.path(), cfg(), false, 0).unwrap();
+        fill(&mut log, 12, 1);
+        assert!(log.segment_count() >= 3);
+        log.close().unwrap();
+        drop(log);
+        // Rewrite a base offset (not under the CRC) far past the segment's range,
+        // in the active segment: its tail is cut at start-up.
+        let mut bases: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".log"))
+            .collect();
+        bases.sort();
+        let poke = |name: &str| {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(dir.path().join(name))
+                .unwrap();
+            f.write_all_at(&(1i64 << 40).to_be_bytes(), 0).unwrap();
+        };
+        poke(bases.last().unwrap());
+        let log = PartitionLog::open(Arc::new(RealFs), dir.path(), cfg(), true, 0).unwrap();
+        let first_active = parse_segment_name(bases.last().unwrap()).unwrap();
+        assert_eq!(
+            log.log_end_offset(),
+            first_active,
+            "the active segment was emptied"
+        );
+        drop(log);
+        // The same in a sealed segment is corruption: refused, not truncated.
+        poke(&bases[0]);
+        for ext in ["index", "timeindex"] {
+            let _ = std::fs::remove_file(dir.path().join(bases[0].replace("log", ext)));
+        }
+        match PartitionLog::open(Arc::new(RealFs), dir.path(), cfg(), false, 0) {
+            Err(OpenError::Corrupt(why)) => assert!(why.contains("sealed segment"), "{why}"),
+            other => panic!("expected corruption, got {other:?}"),
+        }
     }
 }

@@ -1,12 +1,11 @@
 //! One segment: an append-only file of record batches plus its two derived indexes.
 
-use std::fs::{self, File, OpenOptions};
-use std::io;
-use std::os::unix::fs::FileExt;
+use std::io::{self, IoSlice};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::batch::{self, BatchHeader, HEADER_BYTES};
+use super::fs::{Fs, FsFile, Open};
 use super::index::{OffsetIndex, TimeIndex};
 use super::LogConfig;
 
@@ -15,11 +14,15 @@ pub fn file_name(base_offset: i64, ext: &str) -> String {
     format!("{base_offset:020}.{ext}")
 }
 
+/// Largest offset distance from a segment's base its 32-bit relative index
+/// entries can hold. Appends roll before crossing it; recovery refuses batches past it.
+pub const RELATIVE_OFFSET_MAX: i64 = u32::MAX as i64 - 1;
+
 /// A byte range of a segment file holding whole batches, ready to be sent.
 #[derive(Debug, Clone)]
 pub struct FileSlice {
     /// The segment file; kept open even if the segment is deleted meanwhile.
-    pub file: Arc<File>,
+    pub file: Arc<dyn FsFile>,
     /// Start of the first batch in the file.
     pub position: u64,
     /// Length in bytes; always covers whole batches.
@@ -36,6 +39,45 @@ impl FileSlice {
     }
 }
 
+/// Why a log could not be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The file system failed.
+    Io(io::Error),
+    /// The data is damaged where truncation is not the answer (a sealed segment,
+    /// or segments that overlap): the partition is served as offline.
+    Corrupt(String),
+}
+
+impl From<io::Error> for OpenError {
+    fn from(e: io::Error) -> Self {
+        OpenError::Io(e)
+    }
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Io(e) => write!(f, "i/o error: {e}"),
+            OpenError::Corrupt(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+/// How a segment is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The last segment, which appends go to. With `recover` (the last shutdown was
+    /// not clean) every batch is read and checked and a torn tail is cut off.
+    Active {
+        /// Check every batch.
+        recover: bool,
+    },
+    /// An earlier segment: complete and fsynced before the next one was created,
+    /// so damage in it is corruption, never a torn write.
+    Sealed,
+}
+
 /// One segment of a partition's log.
 #[derive(Debug)]
 pub struct Segment {
@@ -43,8 +85,10 @@ pub struct Segment {
     pub base_offset: i64,
     /// Path of the `.log` file.
     path: PathBuf,
+    /// The file system, for removal.
+    fs: Arc<dyn Fs>,
     /// The log file, shared with in-flight fetches that send from it.
-    file: Arc<File>,
+    file: Arc<dyn FsFile>,
     /// Bytes of valid batches; appends go here, reads never go past it.
     size: u64,
     /// Offset after the last batch (equals `base_offset` when empty).
@@ -73,7 +117,7 @@ struct Scan {
     next_offset: i64,
 }
 
-fn read_header(file: &File, pos: u64, size: u64) -> io::Result<Option<BatchHeader>> {
+fn read_header(file: &dyn FsFile, pos: u64, size: u64) -> io::Result<Option<BatchHeader>> {
     if pos + HEADER_BYTES as u64 > size {
         return Ok(None);
     }
@@ -86,6 +130,7 @@ impl Segment {
     /// Opens the log file and both indexes; returns the segment (with `size` set to
     /// the file length and nothing else known yet) and the indexes' old entry counts.
     fn open_files(
+        fs: &Arc<dyn Fs>,
         dir: &Path,
         base_offset: i64,
         cfg: &LogConfig,
@@ -93,24 +138,30 @@ impl Segment {
         now_ms: i64,
     ) -> io::Result<(Segment, usize, usize)> {
         let path = dir.join(file_name(base_offset, "log"));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(create)
-            .open(&path)?;
-        let size = file.metadata()?.len();
+        // A file at a new segment's base can only be left from a creation that
+        // failed half-way (no segment of the log holds those offsets): reuse it.
+        let how = if create {
+            Open::Truncate
+        } else {
+            Open::Existing
+        };
+        let file = fs.open(&path, how)?;
+        let size = file.size()?;
         let (index, old_index) = OffsetIndex::open(
+            fs.as_ref(),
             &dir.join(file_name(base_offset, "index")),
             cfg.index_bytes_max,
         )?;
         let (time_index, old_time) = TimeIndex::open(
+            fs.as_ref(),
             &dir.join(file_name(base_offset, "timeindex")),
             cfg.index_bytes_max,
         )?;
         let seg = Segment {
             base_offset,
             path,
-            file: Arc::new(file),
+            fs: fs.clone(),
+            file,
             size,
             next_offset: base_offset,
             index,
@@ -124,32 +175,44 @@ impl Segment {
         Ok((seg, old_index, old_time))
     }
 
-    /// Creates a new empty segment at `base_offset` in `dir`.
+    /// Creates a new empty segment at `base_offset` in `dir`; its directory entry
+    /// is durable when this returns.
     pub fn create(
+        fs: &Arc<dyn Fs>,
         dir: &Path,
         base_offset: i64,
         cfg: &LogConfig,
         now_ms: i64,
     ) -> io::Result<Segment> {
-        let (seg, _, _) = Segment::open_files(dir, base_offset, cfg, true, now_ms)?;
-        sync_dir(dir)?;
-        Ok(seg)
+        let made = Segment::open_files(fs, dir, base_offset, cfg, true, now_ms)
+            .and_then(|(seg, _, _)| fs.sync_dir(dir).map(|()| seg));
+        if made.is_err() {
+            // Best effort: what is left is reused by the next creation, or
+            // removed at start-up (an empty segment inside another's range).
+            for ext in ["log", "index", "timeindex"] {
+                let _ = fs.remove_file(&dir.join(file_name(base_offset, ext)));
+            }
+        }
+        made
     }
 
-    /// Opens an existing segment. With `recover`, every batch is read and checked
-    /// (CRC-32C included), the file is truncated after the last valid batch and the
-    /// indexes are rebuilt. Without it the indexes are trusted if they pass a sanity
-    /// check, and only the tail after the last index entry is read.
+    /// Opens an existing segment. Indexes are trusted when they pass a sanity check
+    /// and the bytes after the last entry parse; otherwise (or for an active
+    /// segment after an unclean shutdown) every batch is read and checked, and the
+    /// indexes rebuilt. Invalid bytes at the end of the active segment are a torn
+    /// write and cut off; anywhere in a sealed segment they are corruption.
     pub fn open(
+        fs: &Arc<dyn Fs>,
         dir: &Path,
         base_offset: i64,
         cfg: &LogConfig,
-        recover: bool,
+        role: Role,
         now_ms: i64,
-    ) -> io::Result<Segment> {
+    ) -> Result<Segment, OpenError> {
         let (mut seg, old_index, old_time) =
-            Segment::open_files(dir, base_offset, cfg, false, now_ms)?;
+            Segment::open_files(fs, dir, base_offset, cfg, false, now_ms)?;
         let file_len = seg.size;
+        let recover = role == Role::Active { recover: true };
         let trusted = !recover && seg.index.adopt(old_index, file_len) && {
             // Offsets are relative, so compare against the largest possible relative offset.
             seg.time_index.adopt(old_time, u64::from(u32::MAX))
@@ -162,20 +225,20 @@ impl Segment {
             }
             seg.next_offset = base_offset + i64::from(rel);
             let scan = seg.scan_from(u64::from(pos), false, false)?;
-            if scan.valid_bytes != file_len {
-                // The tail does not parse: the indexes are not from this file's life.
-                return Segment::open(dir, base_offset, cfg, true, now_ms);
+            if scan.valid_bytes == file_len {
+                seg.next_offset = scan.next_offset;
+                return Ok(seg);
             }
-            seg.next_offset = scan.next_offset;
-        } else {
-            seg.rebuild()?;
+            // The tail does not parse: the indexes are not from this file's life.
         }
+        seg.rebuild(role)?;
         Ok(seg)
     }
 
-    /// Scans the whole segment, checking every batch, truncates any invalid tail and
-    /// rebuilds both indexes from the surviving batches.
-    fn rebuild(&mut self) -> io::Result<()> {
+    /// Scans the whole segment, checking every batch, and rebuilds both indexes
+    /// from the valid batches. Invalid bytes after them are cut off in the active
+    /// segment and refused (an error) in a sealed one.
+    fn rebuild(&mut self, role: Role) -> Result<(), OpenError> {
         self.index.truncate_to_position(0);
         self.time_index.truncate_to_offset(0);
         self.bytes_since_index = 0;
@@ -184,11 +247,20 @@ impl Segment {
         self.next_offset = self.base_offset;
         let scan = self.scan_from(0, true, true)?;
         if scan.valid_bytes < self.size {
+            if role == Role::Sealed {
+                return Err(OpenError::Corrupt(format!(
+                    "sealed segment {} is corrupt at byte {} of {} (a batch fails its \
+                     checks where the file was complete and fsynced)",
+                    self.path.display(),
+                    scan.valid_bytes,
+                    self.size
+                )));
+            }
             tracing::warn!(
                 segment = %self.path.display(),
                 valid = scan.valid_bytes,
                 file = self.size,
-                "truncating torn or corrupt tail"
+                "truncating the torn or corrupt tail of the active segment"
             );
             self.file.set_len(scan.valid_bytes)?;
             self.file.sync_all()?;
@@ -199,15 +271,21 @@ impl Segment {
     }
 
     /// Walks batches from `pos` to the end of the file. With `check_crc` each batch
-    /// is read whole and validated; with `index` the indexes are extended as by appends.
+    /// is read whole and validated; with `index` the indexes are extended as by
+    /// appends. Stops at the first batch that is invalid: bad length, past the end,
+    /// offsets going backwards or outside this segment's relative range, bad magic
+    /// or (checked) CRC.
     fn scan_from(&mut self, mut pos: u64, check_crc: bool, index: bool) -> io::Result<Scan> {
         let size = self.size;
         let mut next = self.next_offset;
         let mut buf = Vec::new();
-        while let Some(h) = read_header(&self.file, pos, size)? {
+        while let Some(h) = read_header(self.file.as_ref(), pos, size)? {
             let Ok(total) = h.check_length() else { break };
             let total = total as u64;
-            if pos + total > size || h.base_offset < next || h.magic != batch::MAGIC_V2 {
+            let in_range = h.base_offset >= next
+                && h.last_offset() >= h.base_offset
+                && h.last_offset() - self.base_offset <= RELATIVE_OFFSET_MAX;
+            if pos + total > size || !in_range || h.magic != batch::MAGIC_V2 {
                 break;
             }
             if check_crc {
@@ -246,9 +324,10 @@ impl Segment {
         self.note_timestamp(h);
         if self.bytes_since_index >= self.index_interval_bytes && pos > 0 {
             let rel = self.relative(h.base_offset);
-            ok &= self
-                .index
-                .append(rel, u32::try_from(pos).expect("segment below 2 GiB"));
+            // Positions fit: a segment rolls past `segment.bytes` (at most i32::MAX)
+            // and one append is at most `request_bytes_max` (at most i32::MAX).
+            let pos = u32::try_from(pos).unwrap_or(u32::MAX);
+            ok &= self.index.append(rel, pos);
             let rel_ts = self.relative(self.offset_of_max_timestamp);
             ok &= self.time_index.maybe_append(self.max_timestamp, rel_ts);
             self.bytes_since_index = 0;
@@ -257,14 +336,17 @@ impl Segment {
         ok
     }
 
+    /// `offset` relative to the base. Every batch in a segment lies within
+    /// [`RELATIVE_OFFSET_MAX`] of its base: appends roll first and recovery stops
+    /// at batches outside it, so the fallback is unreachable.
     fn relative(&self, offset: i64) -> u32 {
-        u32::try_from(offset - self.base_offset).expect("relative offset fits u32")
+        u32::try_from(offset - self.base_offset).unwrap_or(u32::MAX)
     }
 
     /// Calls `f` with every batch header in order (blocking reads of 61 bytes each).
     pub fn for_each_header(&self, mut f: impl FnMut(&BatchHeader)) -> io::Result<()> {
         let mut pos = 0u64;
-        while let Some(h) = read_header(&self.file, pos, self.size)? {
+        while let Some(h) = read_header(self.file.as_ref(), pos, self.size)? {
             f(&h);
             pos += h.total_bytes() as u64;
         }
@@ -279,26 +361,27 @@ impl Segment {
         self.size + bytes > cfg.segment_bytes
             || self.index.is_full()
             || self.time_index.is_full()
-            || last_offset - self.base_offset > i64::from(u32::MAX - 1)
+            || last_offset - self.base_offset > RELATIVE_OFFSET_MAX
             || (cfg.segment_ms >= 0 && now_ms - self.created_ms >= cfg.segment_ms)
     }
 
-    /// Writes already validated batches at the end of the segment, each with the
-    /// base offset its header in `headers` was assigned.
-    /// On error the segment is unchanged (the partial write is cut off).
+    /// Writes validated batches at the end of the segment, each with the base
+    /// offset its header in `headers` was assigned. On error the segment is
+    /// unchanged in memory and the partial write is cut off; if even the cut
+    /// fails, the second element of the error is true.
     pub fn append(
         &mut self,
         bytes: &[u8],
         headers: &[(usize, BatchHeader)],
         now_ms: i64,
-    ) -> io::Result<()> {
+    ) -> Result<(), (io::Error, bool)> {
         if self.size == 0 {
             self.created_ms = now_ms;
         }
-        if let Err(e) = write_batches_at(&self.file, bytes, headers, self.size) {
-            // Leave no partial batch behind; if even this fails the caller stops the broker.
-            self.file.set_len(self.size)?;
-            return Err(e);
+        if let Err(e) = write_batches_at(self.file.as_ref(), bytes, headers, self.size) {
+            // Leave no partial batch behind.
+            let damaged = self.file.set_len(self.size).is_err();
+            return Err((e, damaged));
         }
         for (start, h) in headers {
             let pos = self.size + *start as u64;
@@ -317,7 +400,7 @@ impl Segment {
             .saturating_sub(self.base_offset)
             .clamp(0, i64::from(u32::MAX)) as u32;
         let mut pos = u64::from(self.index.lookup(target).1);
-        while let Some(h) = read_header(&self.file, pos, self.size)? {
+        while let Some(h) = read_header(self.file.as_ref(), pos, self.size)? {
             if h.next_offset() > offset {
                 return Ok(Some((pos, h)));
             }
@@ -341,7 +424,7 @@ impl Segment {
                     .floor_position(u32::try_from(limit).unwrap_or(u32::MAX)),
             );
             let mut pos = rel_limit.max(end);
-            while let Some(h) = read_header(&self.file, pos, self.size)? {
+            while let Some(h) = read_header(self.file.as_ref(), pos, self.size)? {
                 let next = pos + h.total_bytes() as u64;
                 if next > limit {
                     break;
@@ -350,11 +433,15 @@ impl Segment {
             }
             end = end.max(pos);
         }
-        Ok(Some(FileSlice {
+        Ok(Some(self.slice(start, end - start)))
+    }
+
+    fn slice(&self, position: u64, len: u64) -> FileSlice {
+        FileSlice {
             file: self.file.clone(),
-            position: start,
-            len: end - start,
-        }))
+            position,
+            len,
+        }
     }
 
     /// The first batch whose max timestamp is `>= timestamp`.
@@ -365,13 +452,9 @@ impl Segment {
         let rel = self.time_index.scan_start(timestamp);
         let (_, pos) = self.index.lookup(rel);
         let mut pos = u64::from(pos);
-        while let Some(h) = read_header(&self.file, pos, self.size)? {
+        while let Some(h) = read_header(self.file.as_ref(), pos, self.size)? {
             if h.max_timestamp >= timestamp {
-                return Ok(Some(FileSlice {
-                    file: self.file.clone(),
-                    position: pos,
-                    len: h.total_bytes() as u64,
-                }));
+                return Ok(Some(self.slice(pos, h.total_bytes() as u64)));
             }
             pos += h.total_bytes() as u64;
         }
@@ -383,21 +466,13 @@ impl Segment {
         if self.max_timestamp < 0 && self.offset_of_max_timestamp < 0 {
             return Ok(None);
         }
-        match self.locate(self.offset_of_max_timestamp)? {
-            Some((pos, h)) => Ok(Some((
-                self.max_timestamp,
-                FileSlice {
-                    file: self.file.clone(),
-                    position: pos,
-                    len: h.total_bytes() as u64,
-                },
-            ))),
-            None => Ok(None),
-        }
+        Ok(self
+            .locate(self.offset_of_max_timestamp)?
+            .map(|(pos, h)| (self.max_timestamp, self.slice(pos, h.total_bytes() as u64))))
     }
 
     /// Cuts the segment so that it ends before the batch holding `offset`.
-    pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
+    pub fn truncate_to(&mut self, offset: i64) -> Result<(), OpenError> {
         let Some((pos, _)) = self.locate(offset)? else {
             return Ok(());
         };
@@ -409,7 +484,7 @@ impl Segment {
             .truncate_to_position(u32::try_from(pos).unwrap_or(u32::MAX));
         self.time_index.truncate_to_offset(rel);
         // Recompute next offset and max timestamp from what is left.
-        self.rebuild()
+        self.rebuild(Role::Active { recover: true })
     }
 
     /// fdatasync of the log file: makes appended batches durable.
@@ -418,20 +493,26 @@ impl Segment {
     }
 
     /// The file handle, so a flusher can sync without holding the partition lock.
-    pub fn file(&self) -> Arc<File> {
+    pub fn file(&self) -> Arc<dyn FsFile> {
         self.file.clone()
     }
 
-    /// Seals the segment when it stops being active: final time index entry,
-    /// indexes trimmed and synced, data synced.
-    pub fn seal(&mut self) -> io::Result<()> {
+    /// Finishes a segment that stopped being active (its data already fsynced):
+    /// final time index entry, indexes trimmed to their used length and synced.
+    /// Indexes are derived, so a failure here costs a rebuild at the next start.
+    pub fn finish_seal(&mut self) -> io::Result<()> {
         if self.offset_of_max_timestamp >= 0 {
             let rel = self.relative(self.offset_of_max_timestamp);
             self.time_index.maybe_append(self.max_timestamp, rel);
         }
-        self.file.sync_data()?;
         self.index.trim()?;
         self.time_index.trim()
+    }
+
+    /// Syncs the data, then trims the indexes (a clean close).
+    pub fn seal(&mut self) -> io::Result<()> {
+        self.file.sync_data()?;
+        self.finish_seal()
     }
 
     /// Removes the segment's files; open readers keep their handle until done.
@@ -441,9 +522,10 @@ impl Segment {
             self.index.path().to_path_buf(),
             self.time_index.path().to_path_buf(),
         ];
+        let fs = self.fs.clone();
         drop(self);
         for p in paths {
-            match fs::remove_file(&p) {
+            match fs.remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
@@ -468,19 +550,11 @@ impl Segment {
     }
 }
 
-/// fsyncs a directory so that created, renamed or removed entries are durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Most iovecs passed to one `pwritev` (Linux's `IOV_MAX`).
-const IOVECS_MAX: usize = 1024;
-
-/// Writes the batches of `bytes` at `offset` with one vectored write per up to
-/// 512 batches: each batch's assigned prefix from a small buffer, its remainder
-/// straight from the request buffer (no copy of the records in user space).
+/// Writes the batches of `bytes` at `offset` with vectored writes: each batch's
+/// assigned prefix from a small buffer, its remainder straight from the request
+/// buffer (no copy of the records in user space).
 fn write_batches_at(
-    file: &File,
+    file: &dyn FsFile,
     bytes: &[u8],
     headers: &[(usize, BatchHeader)],
     offset: u64,
@@ -492,45 +566,10 @@ fn write_batches_at(
     let mut slices = Vec::with_capacity(2 * headers.len());
     for ((start, h), prefix) in headers.iter().zip(&prefixes) {
         let end = start + h.total_bytes();
-        slices.push(io::IoSlice::new(prefix));
-        slices.push(io::IoSlice::new(
+        slices.push(IoSlice::new(prefix));
+        slices.push(IoSlice::new(
             &bytes[start + batch::ASSIGNED_PREFIX_BYTES..end],
         ));
     }
-    let mut at = offset;
-    let mut rest: &mut [io::IoSlice<'_>] = &mut slices;
-    while !rest.is_empty() {
-        let n = pwritev(file, &rest[..rest.len().min(IOVECS_MAX)], at)?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        at += n as u64;
-        io::IoSlice::advance_slices(&mut rest, n);
-    }
-    Ok(())
-}
-
-#[cfg(unix)]
-fn pwritev(file: &File, slices: &[io::IoSlice<'_>], offset: u64) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    let off = libc::off_t::try_from(offset).map_err(io::Error::other)?;
-    loop {
-        // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix, the slices
-        // outlive the call, and the count is at most IOV_MAX.
-        let n = unsafe {
-            libc::pwritev(
-                file.as_raw_fd(),
-                slices.as_ptr().cast::<libc::iovec>(),
-                slices.len() as libc::c_int,
-                off,
-            )
-        };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    file.write_all_vectored_at(&mut slices, offset)
 }

@@ -37,6 +37,15 @@ fn int(name: &str, v: &str, min: i64) -> Result<i64, String> {
     Ok(n)
 }
 
+/// An INT config of Kafka's: `min..=i32::MAX`.
+fn int32(name: &str, v: &str, min: i64) -> Result<u64, String> {
+    let n = int(name, v, min)?;
+    if n > i64::from(i32::MAX) {
+        return Err(format!("{name} must be at most {}, got {n}", i32::MAX));
+    }
+    u64::try_from(n).map_err(|_| format!("{name} must not be negative"))
+}
+
 /// Names this broker accepts, in the order they are reported.
 pub const NAMES: &[&str] = &[
     "cleanup.policy",
@@ -70,10 +79,11 @@ pub fn apply(
                 c.segment_bytes = n;
             }
             "segment.ms" => c.segment_ms = int(name, v, 1)?,
-            "max.message.bytes" => c.max_message_bytes = int(name, v, 0)? as u64,
-            "index.interval.bytes" => c.index_interval_bytes = int(name, v, 0)? as u64,
+            // Kafka's INT configs: at most i32::MAX, which also bounds index files.
+            "max.message.bytes" => c.max_message_bytes = int32(name, v, 0)?,
+            "index.interval.bytes" => c.index_interval_bytes = int32(name, v, 0)?,
             "segment.index.bytes" => {
-                c.index_bytes_max = usize::try_from(int(name, v, 12)?)
+                c.index_bytes_max = usize::try_from(int32(name, v, 12)?)
                     .map_err(|_| "segment.index.bytes too large")?
             }
             "cleanup.policy" => {
@@ -171,6 +181,8 @@ mod tests {
             ("retention.ms", "x"),
             ("cleanup.policy", "compact"),
             ("segment.bytes", "10"),
+            ("segment.index.bytes", "1000000000000"),
+            ("max.message.bytes", "-1"),
         ] {
             let mut m = BTreeMap::new();
             m.insert(k.to_string(), v.to_string());

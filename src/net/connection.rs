@@ -1,6 +1,7 @@
 //! One client connection: framing with a size cap checked before any allocation,
-//! an idle timeout, and strictly ordered responses (one request at a time, as
-//! Kafka processes a connection).
+//! an idle timeout between requests, a deadline for each request to arrive
+//! whole, and strictly ordered responses (one request at a time, as Kafka
+//! processes a connection).
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,11 +11,16 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
+use super::log_limit::LogLimit;
 use crate::broker::Broker;
 use crate::handlers;
 use crate::log::FileSlice;
 use crate::protocol::{self, Chunk, DecodeError, ResponseFrame};
+
+/// Idle and deadline closes are logged at most once a second.
+static TIMEOUT_LOG: LogLimit = LogLimit::new(1000);
 
 /// Read buffer for size prefixes and small requests. Larger request bodies are read
 /// into a buffer of their own exact size, so this never grows.
@@ -25,8 +31,12 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 enum Close {
     /// The peer closed or the broker is shutting down.
     Normal,
-    /// Idle for longer than `idle_timeout_ms`.
+    /// No request began within `idle_timeout_ms`.
     Idle,
+    /// A request began but did not arrive whole within `request_read_timeout_ms`.
+    Deadline,
+    /// A response could not be sent within `idle_timeout_ms`.
+    WriteStalled,
     /// The client sent something we refuse; logged.
     Protocol(String),
     /// Socket error.
@@ -36,43 +46,73 @@ enum Close {
 /// Serves one connection until it closes, times out or the broker shuts down.
 pub async fn serve(mut stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     let _ = stream.set_nodelay(true);
+    let c = &broker.config;
     match serve_inner(&mut stream, peer, &broker).await {
         Close::Normal => tracing::debug!(%peer, "connection closed"),
-        Close::Idle => tracing::debug!(%peer, "idle connection closed"),
+        Close::Idle => {
+            if let Some(held) = TIMEOUT_LOG.allow() {
+                tracing::info!(%peer, idle_timeout_ms = c.idle_timeout_ms, suppressed = held,
+                    "closing idle connection");
+            }
+        }
+        Close::Deadline => {
+            if let Some(held) = TIMEOUT_LOG.allow() {
+                tracing::info!(%peer, request_read_timeout_ms = c.request_read_timeout_ms,
+                    suppressed = held, "closing connection: a request did not arrive in time");
+            }
+        }
+        Close::WriteStalled => {
+            if let Some(held) = TIMEOUT_LOG.allow() {
+                tracing::info!(%peer, suppressed = held,
+                    "closing connection: the client stopped reading its response");
+            }
+        }
         Close::Protocol(why) => tracing::warn!(%peer, "closing connection: {why}"),
         Close::Io(e) => tracing::debug!(%peer, error = %e, "connection error"),
     }
 }
 
-/// Reads until `buf` holds `want` bytes. `Ok(false)` on a clean EOF before any byte
-/// of a new frame.
+/// Reads until `buf` holds `want` bytes, by `deadline`.
 async fn fill(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     want: usize,
-    idle: Duration,
-) -> Result<bool, Close> {
+    deadline: Instant,
+) -> Result<(), Close> {
     while buf.len() < want {
-        let n = match tokio::time::timeout(idle, stream.read_buf(buf)).await {
-            Err(_) => return Err(Close::Idle),
+        let n = match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
+            Err(_) => return Err(Close::Deadline),
             Ok(Err(e)) => return Err(Close::Io(e)),
             Ok(Ok(n)) => n,
         };
         if n == 0 {
-            if buf.is_empty() {
-                return Ok(false);
-            }
             return Err(Close::Protocol(
                 "connection closed in the middle of a frame".into(),
             ));
         }
     }
-    Ok(true)
+    Ok(())
+}
+
+/// Waits up to `idle` for the first byte of the next request. `Ok(false)` on a
+/// clean close.
+async fn await_request(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    idle: Duration,
+) -> Result<bool, Close> {
+    match tokio::time::timeout(idle, stream.read_buf(buf)).await {
+        Err(_) => Err(Close::Idle),
+        Ok(Err(e)) => Err(Close::Io(e)),
+        Ok(Ok(0)) => Ok(false),
+        Ok(Ok(_)) => Ok(true),
+    }
 }
 
 async fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Broker>) -> Close {
     let client_host = format!("/{}", peer.ip());
     let idle = Duration::from_millis(broker.config.idle_timeout_ms);
+    let request_timeout = Duration::from_millis(broker.config.request_read_timeout_ms);
     let max = broker.config.request_bytes_max;
     let mut shutdown = broker.shutdown_signal();
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
@@ -82,13 +122,13 @@ async fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Brok
         if buf.capacity() - buf.len() < READ_BUFFER_BYTES / 4 {
             buf.reserve(READ_BUFFER_BYTES);
         }
-        // Between requests: wait for the next size prefix, or shutdown.
-        if buf.len() < 4 {
+        // Between requests: wait for the next request to begin, or shutdown.
+        if buf.is_empty() {
             if *shutdown.borrow() {
                 return Close::Normal;
             }
             let got = tokio::select! {
-                r = fill(stream, &mut buf, 4, idle) => r,
+                r = await_request(stream, &mut buf, idle) => r,
                 _ = shutdown.changed() => return Close::Normal,
             };
             match got {
@@ -96,6 +136,12 @@ async fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Brok
                 Ok(false) => return Close::Normal,
                 Err(c) => return c,
             }
+        }
+        // From its first byte, the request must arrive whole by this deadline: a
+        // client trickling bytes cannot hold the connection slot forever.
+        let deadline = Instant::now() + request_timeout;
+        if let Err(c) = fill(stream, &mut buf, 4, deadline).await {
+            return c;
         }
         let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
         // Checked before a single byte of the body is allocated.
@@ -121,12 +167,8 @@ async fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Brok
             let mut body = BytesMut::with_capacity(size);
             body.extend_from_slice(&buf);
             buf.clear();
-            match fill(stream, &mut body, size, idle).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Close::Protocol("connection closed in the middle of a frame".into())
-                }
-                Err(c) => return c,
+            if let Err(c) = fill(stream, &mut body, size, deadline).await {
+                return c;
             }
             body.freeze()
         };
@@ -142,8 +184,13 @@ async fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Brok
             Err(e) => return Close::Protocol(e.to_string()),
         };
         if let Some(response) = response {
-            if let Err(e) = write_response(stream, &response).await {
-                return Close::Io(e);
+            if let Some(why) = response.failed {
+                return Close::Protocol(why);
+            }
+            match tokio::time::timeout(idle, write_response(stream, &response)).await {
+                Err(_) => return Close::WriteStalled,
+                Ok(Err(e)) => return Close::Io(e),
+                Ok(Ok(())) => {}
             }
         }
     }
@@ -191,11 +238,29 @@ fn set_cork(_stream: &TcpStream, _on: bool) -> bool {
     false
 }
 
-#[cfg(target_os = "linux")]
+/// Sends a file range: with `sendfile(2)` when the file has a descriptor (the real
+/// filesystem), else by reading it on the blocking pool (the test model).
 async fn send_file(stream: &mut TcpStream, slice: &FileSlice) -> io::Result<()> {
+    match slice.file.raw_fd() {
+        Some(fd) => sendfile(stream, fd, slice).await,
+        None => {
+            let s = slice.clone();
+            let bytes = tokio::task::spawn_blocking(move || s.read_to_vec())
+                .await
+                .map_err(io::Error::other)??;
+            stream.write_all(&bytes).await
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+async fn sendfile(
+    stream: &mut TcpStream,
+    file: std::os::fd::RawFd,
+    slice: &FileSlice,
+) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let sock = stream.as_raw_fd();
-    let file = slice.file.as_raw_fd();
     let mut offset = libc::off_t::try_from(slice.position).map_err(io::Error::other)?;
     let end = offset + libc::off_t::try_from(slice.len).map_err(io::Error::other)?;
     while offset < end {
@@ -227,6 +292,10 @@ async fn send_file(stream: &mut TcpStream, slice: &FileSlice) -> io::Result<()> 
 }
 
 #[cfg(not(target_os = "linux"))]
-async fn send_file(stream: &mut TcpStream, slice: &FileSlice) -> io::Result<()> {
+async fn sendfile(
+    stream: &mut TcpStream,
+    _file: std::os::fd::RawFd,
+    slice: &FileSlice,
+) -> io::Result<()> {
     stream.write_all(&slice.read_to_vec()?).await
 }

@@ -1,0 +1,375 @@
+//! The shared broker handle: the topic registry and topic admin, the metadata
+//! files, producer ids, the group coordinator, and clean shutdown.
+//!
+//! Locks are `std::sync` and held only for short, non-async sections; file I/O
+//! runs on tokio's blocking pool. Two async mutexes serialise what must happen
+//! one at a time across awaits: topic creation and deletion, and producer-id
+//! block reservation.
+
+pub mod meta;
+pub mod producer_ids;
+pub mod topic_config;
+pub mod topics;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use uuid::Uuid;
+
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::group::Coordinator;
+use crate::log::{Fs, LogConfig, RealFs};
+use crate::storage::{Partition, PartitionError, Storage};
+use producer_ids::ProducerIds;
+pub use topics::{validate_topic_name, Topic, TopicError, GROUP_LOG_DIR, PARTITIONS_MAX};
+use topics::{Topics, DELETED_PREFIX};
+
+/// Present in the data directory only after a clean shutdown.
+const CLEAN_MARKER: &str = ".clean-shutdown";
+
+/// The internal group log keeps everything until compaction replaces it.
+fn group_log_config(config: &Config) -> LogConfig {
+    LogConfig {
+        segment_bytes: 100 << 20,
+        retention_ms: -1,
+        retention_bytes: -1,
+        max_message_bytes: u64::from(config.request_bytes_max).max(64 << 20),
+        ..config.log_defaults()
+    }
+}
+
+/// The broker's shared state. Cheap to share behind an `Arc`.
+pub struct Broker {
+    /// Settings from the command line.
+    pub config: Config,
+    /// Persistent cluster id (22-character base64 of a UUID, as Kafka's).
+    pub cluster_id: String,
+    /// Host and port advertised to clients, set once the listener is bound.
+    advertised: OnceLock<(String, i32)>,
+    /// The storage runtime: partitions, group commit, retention, health.
+    pub storage: Arc<Storage>,
+    /// All topics.
+    topics: RwLock<Topics>,
+    /// The group coordinator: consumer groups and committed offsets.
+    pub groups: Arc<Coordinator>,
+    /// The internal log holding group state, closed with the topics on shutdown.
+    group_log: Arc<Partition>,
+    /// Serialises topic creation and deletion (directory changes).
+    admin_lock: tokio::sync::Mutex<()>,
+    /// Set once shutdown has closed the logs.
+    closed: AtomicBool,
+    /// Producer ids.
+    producer_ids: ProducerIds,
+    /// Becomes true when shutdown starts: parked fetches answer at once.
+    shutdown_tx: tokio::sync::watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("cluster_id", &self.cluster_id)
+            .finish()
+    }
+}
+
+/// What loading the data directory produced.
+struct Loaded {
+    cluster_id: String,
+    topics: Topics,
+    group_log: Arc<Partition>,
+}
+
+impl Broker {
+    /// Opens the data directory on the real filesystem (creating it), recovers
+    /// every partition and starts the storage tasks. Must run inside a tokio runtime.
+    pub async fn open(config: Config) -> io::Result<Arc<Broker>> {
+        Broker::open_with(config, Arc::new(RealFs)).await
+    }
+
+    /// As [`Broker::open`], on the given filesystem (a fault-injecting model in tests).
+    pub async fn open_with(config: Config, fs: Arc<dyn Fs>) -> io::Result<Arc<Broker>> {
+        let storage = Storage::start(&config, fs.clone());
+        let (cfg, st) = (config.clone(), storage.clone());
+        let loaded = tokio::task::spawn_blocking(move || Broker::load(&cfg, &st))
+            .await
+            .map_err(io::Error::other)??;
+        let groups = Coordinator::open(&config, loaded.group_log.clone(), storage.syncer()).await?;
+        let producer_ids = ProducerIds::new(fs, &config.data_dir);
+        Ok(Arc::new(Broker {
+            cluster_id: loaded.cluster_id,
+            advertised: OnceLock::new(),
+            storage,
+            topics: RwLock::new(loaded.topics),
+            groups,
+            group_log: loaded.group_log,
+            admin_lock: tokio::sync::Mutex::new(()),
+            closed: AtomicBool::new(false),
+            producer_ids,
+            shutdown_tx: tokio::sync::watch::channel(false).0,
+            config,
+        }))
+    }
+
+    fn load(config: &Config, storage: &Storage) -> io::Result<Loaded> {
+        let fs = storage.fs.as_ref();
+        let dir = &config.data_dir;
+        crate::log::fs::create_dir_durable(fs, dir)?;
+        let cluster_id = meta::cluster_id(fs, dir, config.node_id)?;
+        let marker = dir.join(CLEAN_MARKER);
+        let recover = !fs.exists(&marker);
+        if recover {
+            tracing::info!(
+                "last shutdown was not clean: checking the active segment of every partition"
+            );
+        }
+        let mut topics = Topics::default();
+        let mut names: Vec<_> = fs.list_dir(dir)?;
+        names.sort_by(|a, b| a.name.cmp(&b.name));
+        for entry in names {
+            let path = dir.join(&entry.name);
+            if entry.name.starts_with(DELETED_PREFIX) {
+                fs.remove_dir_all(&path)?;
+                continue;
+            }
+            if !entry.is_dir || entry.name == GROUP_LOG_DIR {
+                continue;
+            }
+            match topics::load_topic(storage, &path, config, recover)? {
+                Some(t) => topics.insert(Arc::new(t)),
+                None => {
+                    tracing::warn!(dir = %path.display(), "ignoring directory without topic.meta")
+                }
+            }
+        }
+        let group_log = storage.open_partition(
+            &dir.join(GROUP_LOG_DIR),
+            0,
+            group_log_config(config),
+            recover,
+            now_ms(),
+        )?;
+        if group_log.is_offline() {
+            return Err(io::Error::other(
+                "the group log is corrupt; repair or remove __consumer_offsets to start",
+            ));
+        }
+        // From here on, appends may happen: the next start must check again unless closed cleanly.
+        if fs.exists(&marker) {
+            fs.remove_file(&marker)?;
+            fs.sync_dir(dir)?;
+        }
+        tracing::info!(topics = topics.by_name.len(), cluster_id, "data dir loaded");
+        Ok(Loaded {
+            cluster_id,
+            topics,
+            group_log,
+        })
+    }
+
+    /// Records the address clients are told to connect to, from the bound listener.
+    pub fn set_advertised(&self, bound: SocketAddr) {
+        let _ = self.advertised.set(self.config.advertised(bound));
+    }
+
+    /// Host and port clients are told to connect to.
+    pub fn advertised(&self) -> (String, i32) {
+        self.advertised
+            .get()
+            .cloned()
+            .unwrap_or_else(|| self.config.advertised(self.config.listen))
+    }
+
+    fn read_topics(&self) -> std::sync::RwLockReadGuard<'_, Topics> {
+        self.topics.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The topic of that name.
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.read_topics().by_name.get(name).cloned()
+    }
+
+    /// The topic of that id.
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<Arc<Topic>> {
+        self.read_topics().by_id.get(id).cloned()
+    }
+
+    /// All topics, sorted by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        let mut v: Vec<_> = self.read_topics().by_name.values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Validates a topic creation without doing it; returns partitions and log config.
+    pub fn check_create(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(i32, LogConfig), TopicError> {
+        validate_topic_name(name)?;
+        if name == GROUP_LOG_DIR {
+            return Err(TopicError::InvalidName(format!(
+                "{name} is reserved for the broker's group state"
+            )));
+        }
+        let partitions = if partitions == -1 {
+            self.config.default_partitions
+        } else {
+            partitions
+        };
+        if !(1..=PARTITIONS_MAX).contains(&partitions) {
+            return Err(TopicError::InvalidPartitions(format!(
+                "number of partitions must be between 1 and {PARTITIONS_MAX}, got {partitions}"
+            )));
+        }
+        let log_config = topic_config::apply(&self.config.log_defaults(), configs)
+            .map_err(TopicError::InvalidConfig)?;
+        if self.topic(name).is_some() {
+            return Err(TopicError::AlreadyExists);
+        }
+        Ok((partitions, log_config))
+    }
+
+    /// Creates a topic (partitions -1 means the default count).
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let _admin = self.admin_lock.lock().await;
+        let (partitions, log_config) = self.check_create(name, partitions, &configs)?;
+        let dir = self.config.data_dir.join(name);
+        let name_owned = name.to_string();
+        let storage = self.storage.clone();
+        let topic = tokio::task::spawn_blocking(move || {
+            topics::create_topic_files(&storage, dir, name_owned, partitions, configs, log_config)
+        })
+        .await
+        .map_err(|e| TopicError::Io(io::Error::other(e)))?
+        .map_err(|e| {
+            tracing::error!(
+                topic = name,
+                partitions,
+                "cannot create topic: {}",
+                crate::sys::describe_io_error(&e)
+            );
+            TopicError::Io(e)
+        })?;
+        let topic = Arc::new(topic);
+        self.topics
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(topic.clone());
+        tracing::info!(topic = %topic.name, id = %topic.id, partitions, "topic created");
+        Ok(topic)
+    }
+
+    /// Returns the topic, creating it with defaults if auto-creation is on.
+    pub async fn get_or_create(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
+        if let Some(t) = self.topic(name) {
+            return Ok(t);
+        }
+        if !self.config.auto_create_topics || name == GROUP_LOG_DIR {
+            validate_topic_name(name)?;
+            return Err(TopicError::Unknown);
+        }
+        match self.create_topic(name, -1, BTreeMap::new()).await {
+            Err(TopicError::AlreadyExists) => self.topic(name).ok_or(TopicError::Unknown),
+            other => other,
+        }
+    }
+
+    /// Deletes a topic: it disappears at once; its files are removed in the background.
+    pub async fn delete_topic(&self, topic: &Arc<Topic>) -> Result<(), TopicError> {
+        let _admin = self.admin_lock.lock().await;
+        {
+            let mut t = self.topics.write().unwrap_or_else(|p| p.into_inner());
+            if t.by_id.remove(&topic.id).is_none() {
+                return Err(TopicError::Unknown);
+            }
+            t.by_name.remove(&topic.name);
+        }
+        for p in &topic.partitions {
+            p.mark_deleted();
+        }
+        let from = topic.dir.clone();
+        let data_dir = self.config.data_dir.clone();
+        let to = data_dir.join(format!("{DELETED_PREFIX}{}", topic.id));
+        let fs = self.storage.fs.clone();
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            fs.rename(&from, &to)?;
+            fs.sync_dir(&data_dir)?;
+            fs.remove_dir_all(&to)
+        })
+        .await
+        .map_err(|e| TopicError::Io(io::Error::other(e)))?
+        .map_err(TopicError::Io)?;
+        tracing::info!(topic = %topic.name, "topic deleted");
+        Ok(())
+    }
+
+    /// Waits until every `(partition, offset)` is on stable storage (group commit:
+    /// concurrent callers share fsyncs). Fails once the data directory is offline.
+    pub async fn wait_durable(
+        &self,
+        targets: Vec<(Arc<Partition>, i64)>,
+    ) -> Result<(), PartitionError> {
+        self.storage.wait_durable(targets).await
+    }
+
+    /// A producer id never handed out before, in this life or an earlier one.
+    pub async fn next_producer_id(&self) -> io::Result<i64> {
+        self.producer_ids.next().await
+    }
+
+    /// Tells parked requests that the broker is stopping.
+    pub fn begin_shutdown(&self) {
+        self.shutdown_tx.send_replace(true);
+        self.groups.begin_shutdown();
+    }
+
+    /// A receiver that becomes true when shutdown starts.
+    pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown_tx.subscribe()
+    }
+
+    /// Flushes and closes every log and records a clean shutdown. With the data
+    /// directory offline nothing is recorded: the next start recovers from disk.
+    pub async fn shutdown(&self) -> io::Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let topics = self.topics();
+        let dir = self.config.data_dir.clone();
+        let group_log = self.group_log.clone();
+        let storage = self.storage.clone();
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            let fs = storage.fs.as_ref();
+            let parts = topics.iter().flat_map(|t| t.partitions.iter());
+            let mut clean = !storage.health.is_offline();
+            for p in parts.chain(std::iter::once(&group_log)) {
+                if let Err(e) = p.close_blocking() {
+                    tracing::warn!(partition = p.index, error = %e, "not closed cleanly");
+                    clean = false;
+                }
+            }
+            if !clean {
+                return Err(io::Error::other(
+                    "some partitions could not be closed; the next start recovers from disk",
+                ));
+            }
+            let marker = fs.open(&dir.join(CLEAN_MARKER), crate::log::fs::Open::Create)?;
+            marker.sync_all()?;
+            fs.sync_dir(Path::new(&dir))
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+}

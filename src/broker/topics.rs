@@ -1,0 +1,261 @@
+//! Topics: names, ids, partitions and config overrides; their directories on
+//! disk (created with `topic.meta` written last, deleted by renaming away first).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::meta::{read_properties, write_properties};
+use super::topic_config;
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::log::LogConfig;
+use crate::storage::{Partition, Storage};
+
+/// A topic's description file; a topic exists on disk once it is written.
+pub const TOPIC_META_FILE: &str = "topic.meta";
+/// Prefix of a deleted topic's directory while its files are removed.
+pub const DELETED_PREFIX: &str = ".deleted-";
+/// Directory of the internal group log; the name is reserved, as in Kafka.
+pub const GROUP_LOG_DIR: &str = "__consumer_offsets";
+
+/// Largest partition count one topic may have: each partition holds open files
+/// and mapped indexes, so this bounds what one CreateTopics can make us allocate.
+pub const PARTITIONS_MAX: i32 = 10_000;
+
+/// Why a topic operation failed; `handlers` maps each to a Kafka error code.
+#[derive(Debug)]
+pub enum TopicError {
+    /// The name breaks Kafka's rules (length, characters).
+    InvalidName(String),
+    /// A topic of that name exists.
+    AlreadyExists,
+    /// No such topic.
+    Unknown,
+    /// Partition count out of range.
+    InvalidPartitions(String),
+    /// A config name or value was refused.
+    InvalidConfig(String),
+    /// The file system failed.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for TopicError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TopicError::InvalidName(m)
+            | TopicError::InvalidPartitions(m)
+            | TopicError::InvalidConfig(m) => write!(f, "{m}"),
+            TopicError::AlreadyExists => write!(f, "topic already exists"),
+            TopicError::Unknown => write!(f, "unknown topic"),
+            TopicError::Io(e) => write!(f, "{}", crate::sys::describe_io_error(e)),
+        }
+    }
+}
+
+/// Checks a topic name against Kafka's rules.
+pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
+    if name.is_empty() || name.len() > 249 {
+        return Err(TopicError::InvalidName(format!(
+            "topic name length must be 1..249, got {}",
+            name.len()
+        )));
+    }
+    if name == "." || name == ".." {
+        return Err(TopicError::InvalidName(format!(
+            "topic name cannot be {name:?}"
+        )));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return Err(TopicError::InvalidName(format!(
+            "topic name {name:?} is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
+        )));
+    }
+    Ok(())
+}
+
+/// A topic: a name, a stable id, its partitions and config overrides.
+#[derive(Debug)]
+pub struct Topic {
+    /// Kafka topic name.
+    pub name: String,
+    /// Stable non-zero UUID, persisted in `topic.meta`.
+    pub id: Uuid,
+    /// Partitions, indexed by partition number.
+    pub partitions: Vec<Arc<Partition>>,
+    /// Config overrides set at creation.
+    pub configs: BTreeMap<String, String>,
+    /// Effective log settings.
+    pub log_config: LogConfig,
+    /// Directory of the topic.
+    pub(super) dir: PathBuf,
+}
+
+impl Topic {
+    /// The partition with this wire index, if the topic has it.
+    pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+    }
+}
+
+/// The topic registry.
+#[derive(Debug, Default)]
+pub(super) struct Topics {
+    /// By name.
+    pub by_name: HashMap<String, Arc<Topic>>,
+    /// By id.
+    pub by_id: HashMap<Uuid, Arc<Topic>>,
+}
+
+impl Topics {
+    /// Adds a topic under its name and id.
+    pub fn insert(&mut self, t: Arc<Topic>) {
+        self.by_id.insert(t.id, t.clone());
+        self.by_name.insert(t.name.clone(), t);
+    }
+}
+
+/// Creates a topic's directory and partitions, writing `topic.meta` last
+/// (blocking). On failure nothing is left behind.
+pub(super) fn create_topic_files(
+    storage: &Storage,
+    dir: PathBuf,
+    name: String,
+    partitions: i32,
+    configs: BTreeMap<String, String>,
+    log_config: LogConfig,
+) -> io::Result<Topic> {
+    let fs = storage.fs.as_ref();
+    if fs.exists(&dir) {
+        // Left over from a creation interrupted before topic.meta was written.
+        fs.remove_dir_all(&dir)?;
+    }
+    let made = (|| {
+        crate::log::fs::create_dir_durable(fs, &dir)?;
+        let now = now_ms();
+        let mut parts = Vec::with_capacity(usize::try_from(partitions).unwrap_or(0));
+        for i in 0..partitions {
+            parts.push(storage.open_partition(
+                &dir.join(i.to_string()),
+                i,
+                log_config.clone(),
+                false,
+                now,
+            )?);
+        }
+        fs.sync_dir(&dir)?;
+        let id = loop {
+            let id = Uuid::new_v4();
+            if !id.is_nil() {
+                break id;
+            }
+        };
+        let mut props = BTreeMap::new();
+        props.insert("version".to_string(), "1".to_string());
+        props.insert("name".to_string(), name.clone());
+        props.insert("id".to_string(), id.to_string());
+        props.insert("partitions".to_string(), partitions.to_string());
+        for (k, v) in &configs {
+            props.insert(format!("config.{k}"), v.clone());
+        }
+        // topic.meta is written last: a topic exists on disk once it is there.
+        write_properties(fs, &dir.join(TOPIC_META_FILE), &props)?;
+        if let Some(parent) = dir.parent() {
+            fs.sync_dir(parent)?;
+        }
+        Ok((id, parts))
+    })();
+    match made {
+        Ok((id, partitions)) => Ok(Topic {
+            name,
+            id,
+            partitions,
+            configs,
+            log_config,
+            dir,
+        }),
+        Err(e) => {
+            // The half-made partitions are dropped (closing their files) first.
+            if let Err(cleanup) = fs.remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %cleanup,
+                    "cannot remove a half-created topic; it is removed at the next creation or start");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Loads the topic in `dir`, or `None` if it has no `topic.meta` (blocking).
+pub(super) fn load_topic(
+    storage: &Storage,
+    dir: &Path,
+    config: &Config,
+    recover: bool,
+) -> io::Result<Option<Topic>> {
+    let fs = storage.fs.as_ref();
+    let meta = dir.join(TOPIC_META_FILE);
+    if !fs.exists(&meta) {
+        return Ok(None);
+    }
+    let props = read_properties(fs, &meta)?;
+    let bad = |what: &str| io::Error::other(format!("{}: bad {what}", meta.display()));
+    let name = props.get("name").cloned().ok_or_else(|| bad("name"))?;
+    let id: Uuid = props
+        .get("id")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| bad("id"))?;
+    let partitions: i32 = props
+        .get("partitions")
+        .and_then(|v| v.parse().ok())
+        .filter(|n| (1..=PARTITIONS_MAX).contains(n))
+        .ok_or_else(|| bad("partitions"))?;
+    let configs: BTreeMap<String, String> = props
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("config.")
+                .map(|k| (k.to_string(), v.clone()))
+        })
+        .collect();
+    let log_config =
+        topic_config::apply(&config.log_defaults(), &configs).map_err(io::Error::other)?;
+    let now = now_ms();
+    let mut parts = Vec::new();
+    for i in 0..partitions {
+        parts.push(storage.open_partition(
+            &dir.join(i.to_string()),
+            i,
+            log_config.clone(),
+            recover,
+            now,
+        )?);
+    }
+    Ok(Some(Topic {
+        name,
+        id,
+        partitions: parts,
+        configs,
+        log_config,
+        dir: dir.to_path_buf(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names() {
+        assert!(validate_topic_name("a.b_c-1").is_ok());
+        for bad in ["", ".", "..", "a/b", "a b", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad}");
+        }
+    }
+}

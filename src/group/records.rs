@@ -1,0 +1,285 @@
+//! The group coordinator's records in the state log (`storage::state_log`):
+//! keys naming a group or a (group, topic, partition), values holding a group's
+//! membership or one committed offset. See docs/on-disk-format.md.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use super::state::{Committed, Group, Member};
+use crate::storage::state_log::Snapshot;
+
+const KIND_OFFSET: u8 = 0;
+const KIND_GROUP: u8 = 1;
+
+/// Appends little-endian-free (big-endian) fields to a buffer.
+#[derive(Default)]
+struct Enc(Vec<u8>);
+
+impl Enc {
+    fn u8(&mut self, v: u8) -> &mut Self {
+        self.0.push(v);
+        self
+    }
+    fn i32(&mut self, v: i32) -> &mut Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    fn i64(&mut self, v: i64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    fn bytes(&mut self, v: &[u8]) -> &mut Self {
+        let len = u32::try_from(v.len()).expect("field under 4 GiB");
+        self.0.extend_from_slice(&len.to_be_bytes());
+        self.0.extend_from_slice(v);
+        self
+    }
+    fn str(&mut self, v: &str) -> &mut Self {
+        self.bytes(v.as_bytes())
+    }
+    fn opt_str(&mut self, v: &Option<String>) -> &mut Self {
+        match v {
+            Some(s) => self.u8(1).str(s),
+            None => self.u8(0),
+        }
+    }
+}
+
+/// Reads what [`Enc`] wrote; every read is bounds-checked.
+struct Dec<'a>(&'a [u8]);
+
+impl<'a> Dec<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+    fn i32(&mut self) -> Option<i32> {
+        Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_be_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len = u32::from_be_bytes(self.take(4)?.try_into().ok()?);
+        self.take(usize::try_from(len).ok()?)
+    }
+    fn str(&mut self) -> Option<String> {
+        String::from_utf8(self.bytes()?.to_vec()).ok()
+    }
+    fn opt_str(&mut self) -> Option<Option<String>> {
+        match self.u8()? {
+            0 => Some(None),
+            _ => Some(Some(self.str()?)),
+        }
+    }
+}
+
+/// The key of a group's membership record.
+pub fn group_key(group: &str) -> Vec<u8> {
+    let mut e = Enc::default();
+    e.u8(KIND_GROUP).str(group);
+    e.0
+}
+
+/// The key of a committed offset's record.
+pub fn offset_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
+    let mut e = Enc::default();
+    e.u8(KIND_OFFSET).str(group).str(topic).i32(partition);
+    e.0
+}
+
+/// An offset commit's value.
+pub fn offset_value(c: &Committed) -> Vec<u8> {
+    let mut e = Enc::default();
+    e.i64(c.offset)
+        .i32(c.leader_epoch)
+        .str(&c.metadata)
+        .i64(c.commit_timestamp)
+        .i64(c.expire_timestamp.unwrap_or(-1));
+    e.0
+}
+
+/// A group's membership value: generation, protocol, leader and each member with
+/// its metadata for the selected protocol and its assignment.
+pub fn group_value(g: &Group) -> Vec<u8> {
+    let mut e = Enc::default();
+    let protocol = g.protocol.clone();
+    e.opt_str(&g.protocol_type)
+        .i32(g.generation)
+        .opt_str(&protocol)
+        .opt_str(&g.leader)
+        .i64(g.state_timestamp);
+    let p = protocol.unwrap_or_default();
+    let members: Vec<&Member> = if g.protocol.is_some() {
+        g.members.values().collect()
+    } else {
+        Vec::new()
+    };
+    e.i32(members.len() as i32);
+    for m in members {
+        e.str(&m.id)
+            .opt_str(&m.instance_id)
+            .str(&m.client_id)
+            .str(&m.client_host)
+            .i32(m.session_timeout_ms)
+            .i32(m.rebalance_timeout_ms)
+            .str(&m.protocol_type)
+            .bytes(m.metadata(&p).map(|b| &b[..]).unwrap_or(&[]))
+            .bytes(&m.assignment);
+    }
+    e.0
+}
+
+fn decode_group(id: &str, now: i64, d: &mut Dec<'_>) -> Option<Group> {
+    let protocol_type = d.opt_str()?;
+    let generation = d.i32()?;
+    let protocol = d.opt_str()?;
+    let leader = d.opt_str()?;
+    let state_ts = d.i64()?;
+    let count = usize::try_from(d.i32()?).ok()?;
+    let mut members = Vec::with_capacity(count.min(1024));
+    for _ in 0..count {
+        let id = d.str()?;
+        let instance_id = d.opt_str()?;
+        let client_id = d.str()?;
+        let client_host = d.str()?;
+        let session = d.i32()?;
+        let rebalance = d.i32()?;
+        let ptype = d.str()?;
+        let metadata = Bytes::copy_from_slice(d.bytes()?);
+        let assignment = Bytes::copy_from_slice(d.bytes()?);
+        members.push(Group::restored_member(
+            id,
+            instance_id,
+            client_id,
+            client_host,
+            session,
+            rebalance,
+            ptype,
+            (protocol.clone().unwrap_or_default(), metadata),
+            assignment,
+        ));
+    }
+    Some(Group::restore(
+        id,
+        now,
+        generation,
+        protocol_type,
+        protocol,
+        leader,
+        state_ts,
+        members,
+    ))
+}
+
+fn decode_committed(d: &mut Dec<'_>) -> Option<Committed> {
+    let offset = d.i64()?;
+    let leader_epoch = d.i32()?;
+    let metadata = d.str()?;
+    let commit_timestamp = d.i64()?;
+    let expire = d.i64()?;
+    Some(Committed {
+        offset,
+        leader_epoch,
+        metadata,
+        commit_timestamp,
+        expire_timestamp: (expire >= 0).then_some(expire),
+    })
+}
+
+/// Turns the newest value of every key into groups. Unreadable records are skipped
+/// with a warning: they can only come from a newer, incompatible version.
+pub fn build_groups(snapshot: Snapshot, now: i64) -> HashMap<String, Group> {
+    let mut groups: HashMap<String, Group> = HashMap::new();
+    let mut offsets = Vec::new();
+    for (key, value) in snapshot {
+        let mut k = Dec(&key);
+        let mut v = Dec(&value);
+        let parsed = match k.u8() {
+            Some(KIND_GROUP) => k
+                .str()
+                .and_then(|id| decode_group(&id, now, &mut v).map(|g| groups.insert(id, g)))
+                .map(|_| ()),
+            Some(KIND_OFFSET) => (|| {
+                let group = k.str()?;
+                let topic = k.str()?;
+                let partition = k.i32()?;
+                offsets.push((group, topic, partition, decode_committed(&mut v)?));
+                Some(())
+            })(),
+            _ => None,
+        };
+        if parsed.is_none() {
+            tracing::warn!("skipping an unreadable group log record");
+        }
+    }
+    for (group, topic, partition, c) in offsets {
+        groups
+            .entry(group.clone())
+            .or_insert_with(|| Group::new(&group, c.commit_timestamp))
+            .offsets
+            .insert((topic, partition), c);
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_round_trip() {
+        let c = Committed {
+            offset: 30,
+            leader_epoch: 2,
+            metadata: "m".into(),
+            commit_timestamp: 5,
+            expire_timestamp: None,
+        };
+        let mut snap = HashMap::new();
+        snap.insert(offset_key("g", "t", 0), offset_value(&c));
+        let groups = build_groups(snap, 0);
+        assert_eq!(groups["g"].offsets[&("t".to_string(), 0)], c);
+    }
+
+    #[test]
+    fn group_value_round_trips() {
+        let mut g = Group::new("g", 1);
+        g.generation = 4;
+        g.protocol_type = Some("consumer".into());
+        g.protocol = Some("range".into());
+        g.leader = Some("m1".into());
+        g.members.insert(
+            "m1".into(),
+            Group::restored_member(
+                "m1".into(),
+                Some("i1".into()),
+                "c".into(),
+                "/127.0.0.1".into(),
+                10_000,
+                30_000,
+                "consumer".into(),
+                ("range".into(), Bytes::from_static(b"sub")),
+                Bytes::from_static(b"asg"),
+            ),
+        );
+        let mut snap = HashMap::new();
+        snap.insert(group_key("g"), group_value(&g));
+        let back = &build_groups(snap, 100)["g"];
+        assert_eq!(back.generation, 4);
+        assert_eq!(back.state, crate::group::GroupState::Stable);
+        assert_eq!(back.leader.as_deref(), Some("m1"));
+        let m = &back.members["m1"];
+        assert_eq!(m.instance_id.as_deref(), Some("i1"));
+        assert_eq!(&m.assignment[..], b"asg");
+        assert_eq!(&m.metadata("range").unwrap()[..], b"sub");
+    }
+}

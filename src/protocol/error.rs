@@ -1,0 +1,75 @@
+//! Kafka error codes used by this broker.
+/// No error.
+pub const NONE: i16 = 0;
+/// The requested offset is not within the log.
+pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+/// A record batch failed its CRC or structural checks.
+pub const CORRUPT_MESSAGE: i16 = 2;
+/// The partition has no leader right now (here: its log is offline).
+pub const LEADER_NOT_AVAILABLE: i16 = 5;
+/// The topic or partition does not exist.
+pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+/// A batch is larger than max.message.bytes.
+pub const MESSAGE_TOO_LARGE: i16 = 10;
+/// An offset commit's metadata is longer than offset.metadata.max.bytes.
+pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+/// The coordinator is not available (e.g. the group is being deleted).
+pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+/// This broker is not (or no longer) the coordinator.
+pub const NOT_COORDINATOR: i16 = 16;
+/// The member's generation is stale.
+pub const ILLEGAL_GENERATION: i16 = 22;
+/// The member's protocols do not match the group's.
+pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+/// The group id is empty or invalid.
+pub const INVALID_GROUP_ID: i16 = 24;
+/// The member id is not in the group.
+pub const UNKNOWN_MEMBER_ID: i16 = 25;
+/// The session timeout is outside the broker's range.
+pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+/// The group is rebalancing: rejoin.
+pub const REBALANCE_IN_PROGRESS: i16 = 27;
+/// The group still has members.
+pub const NON_EMPTY_GROUP: i16 = 68;
+/// The group does not exist.
+pub const GROUP_ID_NOT_FOUND: i16 = 69;
+/// JoinGroup v4+: rejoin with the member id given.
+pub const MEMBER_ID_REQUIRED: i16 = 79;
+/// The group has group.max.size members.
+pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
+/// Another member holds this group.instance.id.
+pub const FENCED_INSTANCE_ID: i16 = 82;
+/// The group still consumes this topic.
+pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+/// The topic name is not legal.
+pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+/// acks must be -1, 0 or 1.
+pub const INVALID_REQUIRED_ACKS: i16 = 21;
+/// Unsupported API version.
+pub const UNSUPPORTED_VERSION: i16 = 35;
+/// The topic exists already.
+pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+/// Partition count is not valid.
+pub const INVALID_PARTITIONS: i16 = 37;
+/// Replication factor is not valid.
+pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+/// Replica assignment is not valid.
+pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+/// A config is not valid.
+pub const INVALID_CONFIG: i16 = 40;
+/// The request is malformed or inconsistent.
+pub const INVALID_REQUEST: i16 = 42;
+/// An idempotent producer's sequence is out of order.
+pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+/// An idempotent producer's epoch is stale.
+pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+/// The fetch session id is not known.
+pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+/// The broker failed on storage.
+pub const KAFKA_STORAGE_ERROR: i16 = 56;
+/// A record in the batch is invalid.
+pub const INVALID_RECORD: i16 = 87;
+/// The topic id is not known.
+pub const UNKNOWN_TOPIC_ID: i16 = 100;
+/// An unexpected server error.
+pub const UNKNOWN_SERVER_ERROR: i16 = -1;

@@ -1,0 +1,334 @@
+//! One partition at run time: its log behind a short-held lock, the offsets
+//! readers need without that lock, and the fetches parked on it.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use tokio::sync::Notify;
+
+use super::Health;
+use crate::clock::now_ms;
+use crate::log::records;
+use crate::log::{AppendError, AppendInfo, FileSlice, FsFile, PartitionLog, ReadError};
+
+/// Why a partition operation did not happen. `handlers` maps each to a Kafka error.
+#[derive(Debug)]
+pub enum PartitionError {
+    /// The topic was deleted.
+    Deleted,
+    /// The partition cannot be served: its log was found corrupt at start-up, an
+    /// operation on it failed half-way, or the data directory went offline.
+    Offline,
+    /// The log refused the append (validation, producer state) or failed it.
+    Append(AppendError),
+    /// The read was out of range or failed.
+    Read(ReadError),
+    /// Another file-system failure.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for PartitionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PartitionError::Deleted => write!(f, "the topic was deleted"),
+            PartitionError::Offline => write!(f, "the partition is offline"),
+            PartitionError::Append(e) => write!(f, "{e}"),
+            PartitionError::Read(ReadError::OutOfRange {
+                log_start_offset,
+                log_end_offset,
+            }) => write!(
+                f,
+                "offset out of range [{log_start_offset}, {log_end_offset}]"
+            ),
+            PartitionError::Read(ReadError::Io(e)) | PartitionError::Io(e) => {
+                write!(f, "i/o error: {e}")
+            }
+        }
+    }
+}
+
+impl From<io::Error> for PartitionError {
+    fn from(e: io::Error) -> Self {
+        PartitionError::Io(e)
+    }
+}
+
+/// Fetches parked on one partition are at most one per connection; past this many
+/// entries, dead ones are pruned before another is added.
+const WAITERS_PRUNE_AT: usize = 64;
+
+/// One partition: its log plus what readers need without taking the log lock.
+#[derive(Debug)]
+pub struct Partition {
+    /// Partition number within its topic.
+    pub index: i32,
+    /// The log; `None` when it could not be loaded (served as offline). Locked only
+    /// inside blocking tasks, for short sections.
+    log: Mutex<Option<PartitionLog>>,
+    /// Log end offset (= high watermark on a single replica), readable lock-free.
+    log_end: AtomicI64,
+    /// Log start offset, readable lock-free.
+    log_start: AtomicI64,
+    /// Every offset below this is fsynced; read lock-free by producers waiting on acks=all.
+    flushed: AtomicI64,
+    /// Fetches parked until this partition gets data. Each connection parks at most
+    /// one fetch, so the list is bounded by `connections_max`; dead entries are pruned.
+    waiters: Mutex<Vec<Weak<Notify>>>,
+    /// Set when the topic is deleted: operations fail and parked fetches wake.
+    deleted: AtomicBool,
+    /// Set when this partition's log can no longer be trusted in memory (a panic
+    /// while its lock was held, or a failed write that could not be cut off).
+    offline: AtomicBool,
+    /// The data directory's health: once it is offline, so is every partition.
+    health: Arc<Health>,
+    /// Appended batches may inflate to at most this (`decompressed_batch_bytes_max`).
+    decompressed_bytes_max: u64,
+}
+
+impl Partition {
+    /// A partition serving `log`.
+    pub fn new(
+        index: i32,
+        log: PartitionLog,
+        health: Arc<Health>,
+        decompressed_bytes_max: u64,
+    ) -> Partition {
+        Partition {
+            index,
+            log_end: AtomicI64::new(log.log_end_offset()),
+            log_start: AtomicI64::new(log.log_start_offset()),
+            flushed: AtomicI64::new(log.flushed_offset()),
+            log: Mutex::new(Some(log)),
+            waiters: Mutex::new(Vec::new()),
+            deleted: AtomicBool::new(false),
+            offline: AtomicBool::new(false),
+            health,
+            decompressed_bytes_max,
+        }
+    }
+
+    /// A partition whose log could not be loaded: every operation answers
+    /// [`PartitionError::Offline`] until the operator repairs it and restarts.
+    pub fn offline(index: i32, health: Arc<Health>) -> Partition {
+        Partition {
+            index,
+            log_end: AtomicI64::new(-1),
+            log_start: AtomicI64::new(-1),
+            flushed: AtomicI64::new(-1),
+            log: Mutex::new(None),
+            waiters: Mutex::new(Vec::new()),
+            deleted: AtomicBool::new(false),
+            offline: AtomicBool::new(true),
+            health,
+            decompressed_bytes_max: 0,
+        }
+    }
+
+    /// The log lock, poison or not: for callers that only order themselves after
+    /// in-flight operations or close the log.
+    fn lock_raw(&self) -> MutexGuard<'_, Option<PartitionLog>> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the log if the partition can be served.
+    fn with_log<R>(&self, f: impl FnOnce(&mut PartitionLog) -> R) -> Result<R, PartitionError> {
+        let mut guard = match self.log.lock() {
+            Ok(g) => g,
+            Err(_) => {
+                // A panic mid-operation may have left memory and disk apart.
+                if !self.offline.swap(true, Ordering::AcqRel) {
+                    tracing::error!(
+                        partition = self.index,
+                        "an operation on this partition panicked; it is offline until restart"
+                    );
+                }
+                return Err(PartitionError::Offline);
+            }
+        };
+        if self.is_deleted() {
+            return Err(PartitionError::Deleted);
+        }
+        if self.is_offline() {
+            return Err(PartitionError::Offline);
+        }
+        match guard.as_mut() {
+            Some(log) => Ok(f(log)),
+            None => Err(PartitionError::Offline),
+        }
+    }
+
+    /// High watermark: every offset below it is readable.
+    pub fn high_watermark(&self) -> i64 {
+        self.log_end.load(Ordering::Acquire)
+    }
+
+    /// First offset still stored.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start.load(Ordering::Acquire)
+    }
+
+    /// Whether the topic was deleted.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    /// Whether the partition cannot be served (its own state, or the data directory's).
+    pub fn is_offline(&self) -> bool {
+        self.offline.load(Ordering::Acquire) || self.health.is_offline()
+    }
+
+    /// Marks the partition deleted once in-flight operations are done, and wakes
+    /// its parked fetches.
+    pub fn mark_deleted(&self) {
+        {
+            // Taking the log lock orders this after any in-flight append.
+            let _log = self.lock_raw();
+            self.deleted.store(true, Ordering::Release);
+        }
+        self.wake_waiters();
+    }
+
+    /// Registers a parked fetch to be notified on the next append.
+    pub fn register_waiter(&self, n: &Arc<Notify>) {
+        let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if w.len() >= WAITERS_PRUNE_AT {
+            w.retain(|x| x.strong_count() > 0);
+        }
+        w.push(Arc::downgrade(n));
+    }
+
+    /// Wakes every parked fetch (after an append, a deletion or a failure).
+    pub fn wake_waiters(&self) {
+        let waiters = std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|p| p.into_inner()));
+        for w in waiters {
+            if let Some(n) = w.upgrade() {
+                n.notify_one();
+            }
+        }
+    }
+
+    /// Validates `records` completely (outside the log lock), then appends them
+    /// (blocking; call from a blocking task).
+    pub fn append_blocking(&self, records: &[u8]) -> Result<AppendInfo, PartitionError> {
+        let valid = records::validate(records, self.decompressed_bytes_max)
+            .map_err(|e| PartitionError::Append(AppendError::Invalid(e)))?;
+        let info = self.with_log(|log| {
+            let result = log.append(&valid, now_ms());
+            if let Err(AppendError::Io(e)) = &result {
+                if log.is_damaged() {
+                    self.offline.store(true, Ordering::Release);
+                    tracing::error!(partition = self.index, error = %e,
+                        "a failed write could not be cut off; the partition is offline until restart");
+                }
+            }
+            self.log_end.store(log.log_end_offset(), Ordering::Release);
+            result
+        })?;
+        let info = info.map_err(PartitionError::Append)?;
+        self.wake_waiters();
+        Ok(info)
+    }
+
+    /// Reads whole batches from `offset` (blocking: index lookup and header reads).
+    /// Pre-reads the range into the page cache so the later send does not block on disk.
+    pub fn read_blocking(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+    ) -> Result<Option<FileSlice>, PartitionError> {
+        let slice = self
+            .with_log(|log| log.read(offset, max_bytes))?
+            .map_err(PartitionError::Read)?;
+        if let Some(s) = &slice {
+            s.file.readahead(s.position, s.len);
+        }
+        Ok(slice)
+    }
+
+    /// First batch with max timestamp `>= ts`, read into memory (blocking).
+    pub fn find_by_timestamp_blocking(&self, ts: i64) -> Result<Option<Vec<u8>>, PartitionError> {
+        let slice = self.with_log(|log| log.find_by_timestamp(ts))??;
+        Ok(slice.map(|s| s.read_to_vec()).transpose()?)
+    }
+
+    /// The batch holding the largest timestamp, with that timestamp (blocking).
+    pub fn max_timestamp_batch_blocking(&self) -> Result<Option<(i64, Vec<u8>)>, PartitionError> {
+        let found = self.with_log(|log| log.max_timestamp_batch())??;
+        Ok(found
+            .map(|(ts, s)| s.read_to_vec().map(|v| (ts, v)))
+            .transpose()?)
+    }
+
+    /// Seals the active segment (if it holds data) and starts a new one; returns the
+    /// log end offset, where the new segment begins (blocking).
+    pub fn roll_blocking(&self) -> Result<i64, PartitionError> {
+        self.with_log(|log| {
+            log.roll(now_ms())?;
+            Ok(log.log_end_offset())
+        })?
+    }
+
+    /// Deletes the sealed segments wholly below `offset` (blocking).
+    pub fn delete_before_blocking(&self, offset: i64) -> Result<usize, PartitionError> {
+        self.with_log(|log| {
+            let n = log.delete_before(offset);
+            self.log_start
+                .store(log.log_start_offset(), Ordering::Release);
+            n
+        })?
+        .map_err(PartitionError::Io)
+    }
+
+    /// Applies `retention.ms` / `retention.bytes` (blocking); returns how many
+    /// segments were deleted.
+    pub fn apply_retention_blocking(&self, now_ms: i64) -> Result<usize, PartitionError> {
+        self.with_log(|log| {
+            let n = log.apply_retention(now_ms);
+            self.log_start
+                .store(log.log_start_offset(), Ordering::Release);
+            n
+        })?
+        .map_err(PartitionError::Io)
+    }
+
+    /// Flushes and seals the log for a clean shutdown; later operations are refused.
+    pub fn close_blocking(&self) -> io::Result<()> {
+        let mut log = self.lock_raw();
+        // Appends after close would go unindexed: refuse them.
+        self.deleted.store(true, Ordering::Release);
+        match log.as_mut() {
+            Some(l) if !self.is_offline() => l.close(),
+            // Never loaded, so never changed: nothing to close.
+            None => Ok(()),
+            Some(_) => Err(io::Error::other(format!(
+                "partition {} is offline",
+                self.index
+            ))),
+        }
+    }
+
+    /// The file to sync and the offset it makes durable, or `None` when nothing
+    /// is waiting to be synced. Taken under the log lock; the sync runs outside it.
+    pub(super) fn sync_target(&self) -> Option<(Arc<dyn FsFile>, i64)> {
+        self.with_log(|log| {
+            (log.flushed_offset() < log.log_end_offset()).then(|| log.sync_target())
+        })
+        .ok()
+        .flatten()
+    }
+
+    /// Records that everything below `end` is durable, once its sync returned.
+    pub(super) fn mark_flushed(&self, end: i64) {
+        let mut log = self.lock_raw();
+        if let Some(log) = log.as_mut() {
+            log.mark_flushed(end);
+            self.flushed.store(log.flushed_offset(), Ordering::Release);
+        }
+    }
+
+    /// Every offset below this is on stable storage (lock-free: never waits for an append).
+    pub fn flushed_offset(&self) -> i64 {
+        self.flushed.load(Ordering::Acquire)
+    }
+}
