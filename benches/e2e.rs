@@ -100,7 +100,14 @@ impl Broker {
     /// Starts the broker and returns it with the time from spawn to the first
     /// accepted connection.
     fn start(data_dir: &Path, port: u16) -> (Broker, Duration) {
-        let exe = env!("CARGO_BIN_EXE_sluice");
+        // `SLUICE_BENCH_BROKER` runs another build of the broker in place of this one.
+        let exe = std::env::var("SLUICE_BENCH_BROKER")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_sluice").to_string());
+        Broker::start_exe(&exe, data_dir, port)
+    }
+
+    /// Starts the broker binary `exe`.
+    fn start_exe(exe: &str, data_dir: &Path, port: u16) -> (Broker, Duration) {
         let addr = format!("127.0.0.1:{port}");
         let log_path = data_dir.with_extension("log");
         let log = std::fs::OpenOptions::new()
@@ -974,6 +981,14 @@ fn main() {
         format!("{} ms", ms(startup_full.as_secs_f64())),
         startup_full < Duration::from_secs(2),
     ));
+    validation_section(
+        &mut md,
+        &root,
+        row(1024, "all", 1).map(|r| r.broker_cpu / (r.bytes() as f64 / 1e9)),
+    );
+    if let Ok(baseline) = std::env::var("SLUICE_BENCH_BASELINE") {
+        baseline_section(&mut md, &work, &baseline);
+    }
     let _ = writeln!(md, "## Targets (issue 4)\n");
     let _ = writeln!(md, "| target | measured | met |\n|---|---|---|");
     for (t, m, ok) in &targets {
@@ -983,6 +998,132 @@ fn main() {
     std::fs::write(&out_path, &md).expect("write report");
     println!("{md}");
     eprintln!("report written to {}", out_path.display());
+}
+
+/// `SLUICE_BENCH_BASELINE=<path to another sluice binary>`: a few produce shapes
+/// against that build and this one, alternating, on the same machine in the same
+/// run, so a change's cost is not confused with the machine's.
+fn baseline_section(md: &mut String, work: &Path, baseline: &str) {
+    let this = env!("CARGO_BIN_EXE_sluice");
+    let shapes: [(usize, &str, i32); 3] = [(1024, "all", 1), (100, "1", 1), (100, "all", 16)];
+    let rounds = 3;
+    let _ = writeln!(md, "## Against a baseline build\n");
+    let _ = writeln!(
+        md,
+        "`{baseline}` and this build, alternating, {rounds} rounds of each shape ({} MB each); \
+         medians. Broker CPU is per GB of record values.\n",
+        scaled(5e8) / 1_000_000
+    );
+    let _ = writeln!(
+        md,
+        "| record | acks | partitions | baseline MB/s | this MB/s | baseline broker CPU s/GB | this broker CPU s/GB |\n|---|---|---|---|---|---|---|"
+    );
+    for (size, acks, partitions) in shapes {
+        let mut runs: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
+        for _ in 0..rounds {
+            for (i, exe) in [baseline, this].into_iter().enumerate() {
+                let dir = work.join(format!("baseline-{i}"));
+                let _ = std::fs::remove_dir_all(&dir);
+                let (broker, _) = Broker::start_exe(exe, &dir, free_port());
+                let addr = broker.addr.clone();
+                create_topic(&addr, "ab", partitions);
+                let count = scaled(5e8 / size as f64);
+                let b0 = broker.stat();
+                let elapsed = produce_run(&addr, "ab", partitions, size, count, acks);
+                let b1 = broker.stat();
+                let gb = (count * size as u64) as f64 / 1e9;
+                runs[i].push((gb * 1e9 / elapsed.as_secs_f64(), (b1.cpu_s - b0.cpu_s) / gb));
+                broker.stop();
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[v.len() / 2]
+        };
+        let [old, new] = runs;
+        let (mut om, mut oc): (Vec<f64>, Vec<f64>) = old.into_iter().unzip();
+        let (mut nm, mut nc): (Vec<f64>, Vec<f64>) = new.into_iter().unzip();
+        let _ = writeln!(
+            md,
+            "| {size} B | {acks} | {partitions} | {} | {} | {:.2} | {:.2} |",
+            mb(median(&mut om)),
+            mb(median(&mut nm)),
+            median(&mut oc),
+            median(&mut nc)
+        );
+    }
+    let _ = writeln!(md);
+}
+
+/// The mean time (ns) and throughput bytes of a criterion benchmark, from the
+/// files `cargo bench --bench log` leaves under `target/criterion/`.
+fn criterion_result(root: &std::path::Path, dir: &str) -> Option<(f64, f64)> {
+    let base = root.join("target").join("criterion").join(dir).join("new");
+    let est = std::fs::read_to_string(base.join("estimates.json")).ok()?;
+    let bench = std::fs::read_to_string(base.join("benchmark.json")).ok()?;
+    let number_after = |text: &str, key: &str| -> Option<f64> {
+        let at = text.find(key)? + key.len();
+        let rest = &text[at..];
+        let end = rest.find([',', '}'])?;
+        rest[..end].trim().parse().ok()
+    };
+    let mean = number_after(&est[est.find("\"mean\"")?..], "\"point_estimate\":")?;
+    let bytes = number_after(&bench, "\"Bytes\":")?;
+    Some((mean, bytes))
+}
+
+/// Record validation per codec, from the criterion run of `benches/log.rs`
+/// (`cargo bench --bench log -- validate`, run before this benchmark), next to
+/// the broker CPU of an uncompressed 1 KiB acks=all produce measured above.
+fn validation_section(md: &mut String, root: &std::path::Path, produce_s_per_gb: Option<f64>) {
+    let Some((header_ns, bytes)) = criterion_result(root, "validate/header_crc_none") else {
+        let _ = writeln!(
+            md,
+            "## Record validation\n\nNot measured in this run: `cargo bench --bench log -- validate` first.\n"
+        );
+        return;
+    };
+    let s_per_gb = |ns: f64| ns / bytes;
+    let _ = writeln!(md, "## Record validation\n");
+    let _ = writeln!(
+        md,
+        "Every produced batch is validated in full before it is stored (issue 9). From \
+         `cargo bench --bench log -- validate`: one batch of 16 records of 1 KiB ({bytes:.0} bytes \
+         uncompressed), text-like values; CPU per GB of uncompressed records. The first row is \
+         what produce checked before (header and CRC-32C), measured in the same run; \
+         \"codec alone\" inflates the same payload with the codec's library."
+    );
+    if let Some(p) = produce_s_per_gb {
+        let _ = writeln!(
+            md,
+            "For scale: an uncompressed 1 KiB acks=all produce above cost the broker {p:.2} CPU s/GB in all.\n"
+        );
+    }
+    let _ = writeln!(
+        md,
+        "| batch | validation µs | CPU s/GB | codec alone µs |\n|---|---|---|---|"
+    );
+    let _ = writeln!(
+        md,
+        "| uncompressed, header and CRC only | {:.2} | {:.3} | - |",
+        header_ns / 1e3,
+        s_per_gb(header_ns)
+    );
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        let Some((ns, _)) = criterion_result(root, &format!("validate/full_{codec}")) else {
+            continue;
+        };
+        let alone = criterion_result(root, &format!("validate/inflate_only_{codec}"))
+            .map_or("-".to_string(), |(n, _)| format!("{:.1}", n / 1e3));
+        let _ = writeln!(
+            md,
+            "| {codec}, full | {:.2} | {:.3} | {alone} |",
+            ns / 1e3,
+            s_per_gb(ns)
+        );
+    }
+    let _ = writeln!(md);
 }
 
 /// One many-partitions run.

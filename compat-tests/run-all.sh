@@ -28,8 +28,8 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test
 fi
-echo "== release build"
-cargo build --release --quiet
+echo "== release build (broker and the fuzzer example)"
+cargo build --release --quiet --bin sluice --example fuzz
 
 venv=compat-tests/.venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
@@ -37,7 +37,7 @@ venv=compat-tests/.venv
 cd compat-tests
 # kafkajs, pinned by package-lock.json.
 npm ci --no-audit --no-fund --silent
-echo "== compat tests (kcat, confluent-kafka, kafka-python, aiokafka, kafkajs)"
+echo "== compat tests (kcat, confluent-kafka, kafka-python, aiokafka, kafkajs, fuzz read-back)"
 # pytest captures each test's output itself; what reaches stderr outside that is
 # librdkafka's teardown chatter after the summary. Keep it, but show it only on failure,
 # so the runner's summary stays the last line.

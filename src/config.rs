@@ -37,6 +37,11 @@ pub struct Config {
     #[arg(long, env = "SLUICE_DEFAULT_PARTITIONS", default_value_t = 1)]
     pub default_partitions: i32,
 
+    /// Most partitions one topic may have: each holds open files and mapped
+    /// indexes, so this bounds what one CreateTopics can make the broker open.
+    #[arg(long, env = "SLUICE_PARTITIONS_MAX", default_value_t = 10_000)]
+    pub partitions_max: i32,
+
     /// Create unknown topics when a client's Metadata request names them (and allows it),
     /// as Kafka's auto.create.topics.enable. Produce to an unknown topic is an error, as in Kafka.
     #[arg(long, env = "SLUICE_AUTO_CREATE_TOPICS", default_value_t = true, action = ArgAction::Set)]
@@ -202,8 +207,11 @@ impl Config {
 
     /// Checks relationships the types alone do not.
     pub fn validate(&self) -> Result<(), String> {
-        if self.default_partitions < 1 {
-            return Err("--default-partitions must be at least 1".into());
+        if !(1..=100_000).contains(&self.partitions_max) {
+            return Err("--partitions-max must be between 1 and 100000".into());
+        }
+        if self.default_partitions < 1 || self.default_partitions > self.partitions_max {
+            return Err("--default-partitions must be between 1 and --partitions-max".into());
         }
         // Segment positions and response sizes are 32-bit signed on the wire and in
         // the index: requests and fetch responses stay below 1 GiB so that one

@@ -18,6 +18,8 @@ use crate::net::log_limit::LogLimit;
 
 /// Connections refused for the per-address cap are logged at most once a second.
 static REFUSED_LOG: LogLimit = LogLimit::new(1000);
+/// Failed accepts (out of file descriptors) likewise.
+static ACCEPT_LOG: LogLimit = LogLimit::new(1000);
 
 /// Open connections per client address (Kafka's `max.connections.per.ip`).
 #[derive(Debug, Default)]
@@ -28,7 +30,9 @@ struct PerAddress {
 
 /// One counted connection; uncounts itself when dropped.
 struct AddressSlot {
+    /// The counts to decrement.
     owner: Arc<PerAddress>,
+    /// The address counted.
     ip: IpAddr,
 }
 
@@ -97,7 +101,9 @@ pub async fn run(
                 Ok(x) => x,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %crate::sys::describe_io_error(&e), "accept failed");
+                    if let Some(held) = ACCEPT_LOG.allow() {
+                        tracing::warn!(error = %crate::sys::describe_io_error(&e), suppressed = held, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }

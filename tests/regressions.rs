@@ -696,3 +696,54 @@ async fn regression_a_vanished_file_is_a_storage_error_not_a_deleted_topic() {
     );
     b.stop().await;
 }
+
+#[tokio::test]
+async fn regression_compaction_keeps_what_a_failed_change_left_in_place() {
+    let fs = SimFs::new();
+    let mut cfg = config();
+    // Compact the group log after nearly every write.
+    cfg.group_log_compact_bytes = 1;
+    let b = TestBroker::start_on(cfg.clone(), Arc::new(fs.clone())).await;
+    let mut c = b.client().await;
+    create_topic_n(&mut c, "t", 2, &[]).await;
+    for (p, o) in [(0, 5), (1, 6), (1, 7)] {
+        let r: OffsetCommitResponse = c
+            .call(ApiKey::OffsetCommit, 8, &commit("g", "t", &[(p, o)]))
+            .await;
+        assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    }
+    // A deletion whose write fails leaves the offset in place; compactions
+    // racing with it must keep it on disk too.
+    // (Compactions write too: the fault holds until the deletion has failed.)
+    fs.inject(rule(
+        Op::Write,
+        "__consumer_offsets",
+        0,
+        u64::MAX,
+        Fault::Eio,
+    ));
+    let r: OffsetDeleteResponse = c
+        .call(ApiKey::OffsetDelete, 0, &offset_delete("g", "t"))
+        .await;
+    assert_ne!(r.topics[0].partitions[0].error_code, 0);
+    fs.clear_faults();
+    for o in 8..12 {
+        let r: OffsetCommitResponse = c
+            .call(ApiKey::OffsetCommit, 8, &commit("g", "t", &[(1, o)]))
+            .await;
+        assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    }
+    let mut want = fetch(&mut c, "g", "t").await;
+    want.sort();
+    assert_eq!(want, vec![(0, 5), (1, 11)]);
+    drop(c);
+    let keep = b.broker.clone();
+    b.abandon().await.unwrap();
+    drop(keep);
+    let b = TestBroker::start_on(cfg, Arc::new(fs.crash(Crash::DropUnsynced))).await;
+    let mut c = b.client().await;
+    let mut got = fetch(&mut c, "g", "t").await;
+    got.sort();
+    assert_eq!(got, want, "memory and disk agree after compactions");
+    b.stop().await;
+}

@@ -77,10 +77,131 @@ async fn every_advertised_version_decodes_and_answers() {
                 .unwrap_or_else(|| panic!("{key:?} v{v}: connection closed"));
             let h = ResponseHeader::decode(&mut frame, key.response_header_version(v)).unwrap();
             assert_eq!(h.correlation_id, id, "{key:?} v{v}");
-            assert!(!frame.is_empty());
+            check_body(key, v, frame);
         }
     }
     b.stop().await;
+}
+
+/// Decodes a response body to the requests above and checks what it says:
+/// every byte consumed, and the error codes Kafka gives for those requests.
+fn check_body(key: ApiKey, v: i16, mut frame: bytes::Bytes) {
+    fn decode<T: Decodable>(key: ApiKey, v: i16, frame: &mut bytes::Bytes) -> T {
+        let r = T::decode(frame, v).unwrap_or_else(|e| panic!("{key:?} v{v}: {e}"));
+        assert!(
+            frame.is_empty(),
+            "{key:?} v{v}: {} trailing bytes",
+            frame.len()
+        );
+        r
+    }
+    let at = format!("{key:?} v{v}");
+    match key {
+        ApiKey::Produce => {
+            let r: ProduceResponse = decode(key, v, &mut frame);
+            assert!(r.responses.is_empty(), "{at}");
+        }
+        ApiKey::Fetch => {
+            let r: FetchResponse = decode(key, v, &mut frame);
+            assert_eq!((r.error_code, r.session_id), (0, 0), "{at}");
+            assert!(r.responses.is_empty(), "{at}");
+        }
+        ApiKey::ListOffsets => {
+            let r: ListOffsetsResponse = decode(key, v, &mut frame);
+            assert!(r.topics.is_empty(), "{at}");
+        }
+        ApiKey::Metadata => {
+            let r: MetadataResponse = decode(key, v, &mut frame);
+            assert_eq!(r.brokers.len(), 1, "{at}");
+            assert!(r.topics.iter().all(|t| t.error_code == 0), "{at}");
+            if v >= 1 {
+                assert_eq!(r.controller_id.0, 1, "{at}");
+            }
+        }
+        ApiKey::ApiVersions => {
+            let r: ApiVersionsResponse = decode(key, v, &mut frame);
+            assert_eq!(r.error_code, 0, "{at}");
+            assert_eq!(r.api_keys.len(), SUPPORTED.len(), "{at}");
+        }
+        ApiKey::CreateTopics => {
+            let r: CreateTopicsResponse = decode(key, v, &mut frame);
+            assert!(r.topics.is_empty(), "{at}");
+        }
+        ApiKey::DeleteTopics => {
+            let r: DeleteTopicsResponse = decode(key, v, &mut frame);
+            assert!(r.responses.is_empty(), "{at}");
+        }
+        ApiKey::InitProducerId => {
+            let r: InitProducerIdResponse = decode(key, v, &mut frame);
+            assert_eq!(r.error_code, 0, "{at}");
+            assert!(r.producer_id.0 >= 0 && r.producer_epoch == 0, "{at}: {r:?}");
+        }
+        ApiKey::FindCoordinator => {
+            let r: FindCoordinatorResponse = decode(key, v, &mut frame);
+            if v >= 4 {
+                assert_eq!(r.coordinators.len(), 1, "{at}");
+                assert_eq!(
+                    (r.coordinators[0].error_code, r.coordinators[0].node_id.0),
+                    (0, 1),
+                    "{at}"
+                );
+            } else {
+                assert_eq!((r.error_code, r.node_id.0), (0, 1), "{at}");
+            }
+        }
+        // The group requests carry an empty group id: INVALID_GROUP_ID.
+        ApiKey::JoinGroup => {
+            let r: JoinGroupResponse = decode(key, v, &mut frame);
+            assert_eq!(r.error_code, 24, "{at}");
+        }
+        ApiKey::SyncGroup => {
+            let r: SyncGroupResponse = decode(key, v, &mut frame);
+            assert_eq!(r.error_code, 24, "{at}");
+        }
+        ApiKey::Heartbeat => {
+            let r: HeartbeatResponse = decode(key, v, &mut frame);
+            assert_eq!(r.error_code, 24, "{at}");
+        }
+        ApiKey::LeaveGroup => {
+            let r: LeaveGroupResponse = decode(key, v, &mut frame);
+            assert_eq!(r.error_code, 24, "{at}");
+        }
+        ApiKey::OffsetCommit => {
+            let r: OffsetCommitResponse = decode(key, v, &mut frame);
+            assert!(r.topics.is_empty(), "{at}");
+        }
+        ApiKey::OffsetFetch => {
+            let r: OffsetFetchResponse = decode(key, v, &mut frame);
+            if v >= 8 {
+                assert!(r.groups.is_empty(), "{at}");
+            } else {
+                assert!(r.topics.is_empty(), "{at}");
+                assert_eq!(r.error_code, 0, "{at}");
+            }
+        }
+        ApiKey::ListGroups => {
+            let r: ListGroupsResponse = decode(key, v, &mut frame);
+            assert_eq!(r.error_code, 0, "{at}");
+        }
+        ApiKey::DescribeGroups => {
+            let r: DescribeGroupsResponse = decode(key, v, &mut frame);
+            assert_eq!(r.groups.len(), 1, "{at}");
+            let g = &r.groups[0];
+            assert_eq!((g.error_code, g.group_state.as_str()), (0, "Dead"), "{at}");
+            if v >= 3 {
+                assert_eq!(g.authorized_operations, i32::MIN, "{at}");
+            }
+        }
+        ApiKey::DeleteGroups => {
+            let r: DeleteGroupsResponse = decode(key, v, &mut frame);
+            assert!(r.results.is_empty(), "{at}");
+        }
+        ApiKey::OffsetDelete => {
+            let r: OffsetDeleteResponse = decode(key, v, &mut frame);
+            assert_eq!(r.error_code, 24, "{at}");
+        }
+        other => panic!("add {other:?} to check_body"),
+    }
 }
 
 use kafka_protocol::protocol::Decodable;

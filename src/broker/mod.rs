@@ -26,7 +26,7 @@ use crate::group::Coordinator;
 use crate::log::{Fs, LogConfig, RealFs};
 use crate::storage::{Partition, PartitionError, Storage};
 use producer_ids::ProducerIds;
-pub use topics::{validate_topic_name, Topic, TopicError, GROUP_LOG_DIR, PARTITIONS_MAX};
+pub use topics::{validate_topic_name, Topic, TopicError, GROUP_LOG_DIR};
 use topics::{Topics, DELETED_PREFIX};
 
 /// Present in the data directory only after a clean shutdown.
@@ -79,8 +79,11 @@ impl std::fmt::Debug for Broker {
 
 /// What loading the data directory produced.
 struct Loaded {
+    /// From `meta.properties`.
     cluster_id: String,
+    /// Every topic found.
     topics: Topics,
+    /// The internal group log, recovered.
     group_log: Arc<Partition>,
 }
 
@@ -223,9 +226,10 @@ impl Broker {
         } else {
             partitions
         };
-        if !(1..=PARTITIONS_MAX).contains(&partitions) {
+        let max = self.config.partitions_max;
+        if !(1..=max).contains(&partitions) {
             return Err(TopicError::InvalidPartitions(format!(
-                "number of partitions must be between 1 and {PARTITIONS_MAX}, got {partitions}"
+                "number of partitions must be between 1 and {max}, got {partitions}"
             )));
         }
         let log_config = topic_config::apply(&self.config.log_defaults(), configs)

@@ -22,9 +22,9 @@ pub const DELETED_PREFIX: &str = ".deleted-";
 /// Directory of the internal group log; the name is reserved, as in Kafka.
 pub const GROUP_LOG_DIR: &str = "__consumer_offsets";
 
-/// Largest partition count one topic may have: each partition holds open files
-/// and mapped indexes, so this bounds what one CreateTopics can make us allocate.
-pub const PARTITIONS_MAX: i32 = 10_000;
+/// Partition count a topic read from disk may have: what `--partitions-max`
+/// allows at most (a larger count in `topic.meta` is damage).
+const PARTITIONS_ON_DISK_MAX: i32 = 100_000;
 
 /// Why a topic operation failed; `handlers` maps each to a Kafka error code.
 #[derive(Debug)]
@@ -215,7 +215,7 @@ pub(super) fn load_topic(
     let partitions: i32 = props
         .get("partitions")
         .and_then(|v| v.parse().ok())
-        .filter(|n| (1..=PARTITIONS_MAX).contains(n))
+        .filter(|n| (1..=PARTITIONS_ON_DISK_MAX).contains(n))
         .ok_or_else(|| bad("partitions"))?;
     let configs: BTreeMap<String, String> = props
         .iter()

@@ -83,8 +83,8 @@ pub struct GroupOverview {
 /// A change to a group's committed offsets, applied once its records are durable.
 #[derive(Debug)]
 enum OffsetChange {
-    /// Store a committed offset.
-    Commit((String, i32), Committed),
+    /// Store a committed offset, written at this version.
+    Commit((String, i32), Committed, u64),
     /// Forget one.
     Delete((String, i32)),
     /// The group (marked Dead when queued) goes, with all its offsets; if the
@@ -95,6 +95,8 @@ enum OffsetChange {
 /// Offset changes written together, with whoever waits for them.
 #[derive(Debug)]
 struct Pending {
+    /// Position in the group's queue (see [`Slot::queued`]).
+    seq: u64,
     /// The records, versioned when the changes were computed.
     entries: Vec<Entry>,
     /// What to apply once they are durable.
@@ -116,21 +118,33 @@ struct Slot {
     pending: VecDeque<Pending>,
     /// A writer task is draining `pending`.
     writing: bool,
+    /// The version each durable committed offset was written with: compaction
+    /// rewrites them at these versions, so later changes still win on replay.
+    versions: records::OffsetVersions,
+    /// Changes queued so far: a compaction waits for what was queued before it rolled.
+    queued: u64,
+    /// The last queued change applied (or failed).
+    applied: u64,
 }
 
 impl Slot {
-    fn new(group: Group) -> Slot {
+    fn new(group: Group, versions: records::OffsetVersions) -> Slot {
         Slot {
             group,
             joins: HashMap::new(),
             syncs: HashMap::new(),
             pending: VecDeque::new(),
             writing: false,
+            versions,
+            queued: 0,
+            applied: 0,
         }
     }
 
     /// Queues offset changes; true if the caller must start the writer.
-    fn queue(&mut self, p: Pending) -> bool {
+    fn queue(&mut self, mut p: Pending) -> bool {
+        self.queued += 1;
+        p.seq = self.queued;
         self.pending.push_back(p);
         !std::mem::replace(&mut self.writing, true)
     }
@@ -138,7 +152,9 @@ impl Slot {
 
 /// Answers to deliver once the records written before them are durable.
 enum Delivery {
+    /// A parked JoinGroup and its answer.
     Join(oneshot::Sender<JoinResult>, JoinResult),
+    /// A parked SyncGroup and its answer.
     Sync(oneshot::Sender<SyncResult>, SyncResult),
 }
 
@@ -190,6 +206,8 @@ pub struct Coordinator {
     timer_wake: Arc<Notify>,
     /// Set at shutdown: parked requests are answered and no new ones park.
     closing: AtomicBool,
+    /// Notified whenever a group's writer finishes a batch (compaction waits on it).
+    writes_done: Notify,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -217,7 +235,7 @@ impl Coordinator {
                 .await
                 .map_err(io::Error::other)?
                 .map_err(|e| io::Error::other(format!("replaying the group log: {e}")))?;
-        let groups = records::build_groups(snapshot, now_ms());
+        let (groups, mut versions) = records::build_groups(snapshot, now_ms());
         tracing::info!(groups = groups.len(), "group log replayed");
         let limits = Limits {
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
@@ -241,10 +259,12 @@ impl Coordinator {
             timers: Mutex::new(Timers::default()),
             timer_wake: Arc::new(Notify::new()),
             closing: AtomicBool::new(false),
+            writes_done: Notify::new(),
         });
         for (id, group) in groups {
             coordinator.schedule(&group);
-            lock(&coordinator.groups).insert(id, Arc::new(Mutex::new(Slot::new(group))));
+            let v = versions.remove(&id).unwrap_or_default();
+            lock(&coordinator.groups).insert(id, Arc::new(Mutex::new(Slot::new(group, v))));
         }
         tokio::spawn(timer_task(
             Arc::downgrade(&coordinator),
@@ -273,7 +293,10 @@ impl Coordinator {
             );
             return Err(GroupError::TooManyGroups);
         }
-        let slot = Arc::new(Mutex::new(Slot::new(Group::new(id, now_ms()))));
+        let slot = Arc::new(Mutex::new(Slot::new(
+            Group::new(id, now_ms()),
+            HashMap::new(),
+        )));
         map.insert(id.to_string(), slot.clone());
         Ok(slot)
     }
@@ -387,6 +410,7 @@ impl Coordinator {
     ) -> oneshot::Receiver<bool> {
         let (tx, rx) = oneshot::channel();
         let start = s.queue(Pending {
+            seq: 0,
             entries,
             changes,
             done: Some(tx),
@@ -422,9 +446,11 @@ impl Coordinator {
                     for change in std::mem::take(&mut p.changes) {
                         self.apply_change(&slot, &mut s, change, ok);
                     }
+                    s.applied = s.applied.max(p.seq);
                     done.extend(p.done.take());
                 }
             }
+            self.writes_done.notify_waiters();
             for tx in done {
                 let _ = tx.send(ok);
             }
@@ -435,14 +461,17 @@ impl Coordinator {
     /// was done when it was queued after its write failed.
     fn apply_change(&self, slot: &Arc<Mutex<Slot>>, s: &mut Slot, change: OffsetChange, ok: bool) {
         match (change, ok) {
-            (OffsetChange::Commit(key, c), true) => {
+            (OffsetChange::Commit(key, c, version), true) => {
+                s.versions.insert(key.clone(), version);
                 s.group.offsets.insert(key, c);
             }
             (OffsetChange::Delete(key), true) => {
+                s.versions.remove(&key);
                 s.group.offsets.remove(&key);
             }
             (OffsetChange::RemoveGroup, true) => {
                 s.group.offsets.clear();
+                s.versions.clear();
                 let id = s.group.id.clone();
                 let mut groups = lock(&self.groups);
                 if groups.get(&id).is_some_and(|g| Arc::ptr_eq(g, slot)) {
@@ -479,8 +508,11 @@ impl Coordinator {
     }
 
     /// Writes a snapshot of every live key and drops the log before it. Offset
-    /// changes still queued are part of the snapshot, at their own versions, so
-    /// the snapshot agrees with the log once they land.
+    /// changes queued before the roll are waited for (their records sit in the
+    /// segments about to go); then every durable offset is rewritten at the
+    /// version it was written with, so changes queued since still win on replay,
+    /// whether they land or fail. Membership, whose truth is memory, gets fresh
+    /// versions.
     async fn compact(self: &Arc<Self>) {
         let base = match self.store.begin_snapshot().await {
             Ok(b) => b,
@@ -490,33 +522,42 @@ impl Coordinator {
             }
         };
         let slots: Vec<Arc<Mutex<Slot>>> = lock(&self.groups).values().cloned().collect();
-        let mut records = Vec::new();
-        for slot in slots {
-            let s = lock(&slot);
-            let g = &s.group;
-            let removing = s.pending.iter().any(|p| {
-                p.changes
-                    .iter()
-                    .any(|c| matches!(c, OffsetChange::RemoveGroup))
-            });
-            if g.state == GroupState::Dead || removing {
-                continue;
+        let targets: Vec<(Arc<Mutex<Slot>>, u64)> = slots
+            .into_iter()
+            .map(|slot| {
+                let queued = lock(&slot).queued;
+                (slot, queued)
+            })
+            .collect();
+        loop {
+            let waiting = self.writes_done.notified();
+            if targets.iter().all(|(slot, q)| lock(slot).applied >= *q) {
+                break;
             }
-            if g.protocol_type.is_some() {
+            // Bounded: each writer finishes its queue in order.
+            let _ = tokio::time::timeout(Duration::from_millis(100), waiting).await;
+        }
+        let mut records = Vec::new();
+        for (slot, _) in &targets {
+            let s = lock(slot);
+            let g = &s.group;
+            if g.state != GroupState::Dead && g.protocol_type.is_some() {
                 records.push(self.entry(records::group_key(&g.id), Some(records::group_value(g))));
             }
-            // Queued entries for a key replace what is applied.
-            let mut queued: HashMap<Vec<u8>, &Entry> = HashMap::new();
-            for e in s.pending.iter().flat_map(|p| &p.entries) {
-                queued.insert(e.key.clone(), e);
-            }
+            // A Dead group still listed is being removed: its offsets stay until
+            // the tombstones (newer versions) land, and come back if they fail.
             for ((topic, partition), c) in &g.offsets {
                 let key = records::offset_key(&g.id, topic, *partition);
-                if !queued.contains_key(&key) {
-                    records.push(self.entry(key, Some(records::offset_value(c))));
-                }
+                let version = match s.versions.get(&(topic.clone(), *partition)) {
+                    Some(v) => *v,
+                    None => self.store.next_version(),
+                };
+                records.push(Entry {
+                    key,
+                    version,
+                    value: Some(records::offset_value(c)),
+                });
             }
-            records.extend(queued.into_values().filter(|e| e.value.is_some()).cloned());
         }
         if let Err(e) = self.store.finish_snapshot(base, records).await {
             tracing::error!(error = %e, "group log compaction failed");
@@ -740,11 +781,12 @@ impl Coordinator {
                     commit_timestamp: now,
                     expire_timestamp: retention_ms.map(|r| now.saturating_add(r)),
                 };
-                records.push(self.entry(
+                let entry = self.entry(
                     records::offset_key(group_id, &topic, partition),
                     Some(records::offset_value(&c)),
-                ));
-                changes.push(OffsetChange::Commit((topic, partition), c));
+                );
+                changes.push(OffsetChange::Commit((topic, partition), c, entry.version));
+                records.push(entry);
                 results.push(Ok(()));
             }
             self.schedule(&s.group);

@@ -30,7 +30,8 @@ impl Enc {
         self
     }
     fn bytes(&mut self, v: &[u8]) -> &mut Self {
-        let len = u32::try_from(v.len()).expect("field under 4 GiB");
+        // Fields come from requests, which are under 1 GiB (`request_bytes_max`).
+        let len = u32::try_from(v.len()).expect("fields come from requests under 1 GiB");
         self.0.extend_from_slice(&len.to_be_bytes());
         self.0.extend_from_slice(v);
         self
@@ -195,12 +196,20 @@ fn decode_committed(d: &mut Dec<'_>) -> Option<Committed> {
     })
 }
 
-/// Turns the newest value of every key into groups. Unreadable records are skipped
-/// with a warning: they can only come from a newer, incompatible version.
-pub fn build_groups(snapshot: Snapshot, now: i64) -> HashMap<String, Group> {
+/// The version each committed offset of a group was written with.
+pub type OffsetVersions = HashMap<(String, i32), u64>;
+
+/// Turns the newest value of every key into groups, with the versions of their
+/// offsets. Unreadable records are skipped with a warning: they can only come
+/// from a newer, incompatible version.
+pub fn build_groups(
+    snapshot: Snapshot,
+    now: i64,
+) -> (HashMap<String, Group>, HashMap<String, OffsetVersions>) {
     let mut groups: HashMap<String, Group> = HashMap::new();
+    let mut versions: HashMap<String, OffsetVersions> = HashMap::new();
     let mut offsets = Vec::new();
-    for (key, value) in snapshot {
+    for (key, (version, value)) in snapshot {
         let mut k = Dec(&key);
         let mut v = Dec(&value);
         let parsed = match k.u8() {
@@ -212,7 +221,7 @@ pub fn build_groups(snapshot: Snapshot, now: i64) -> HashMap<String, Group> {
                 let group = k.str()?;
                 let topic = k.str()?;
                 let partition = k.i32()?;
-                offsets.push((group, topic, partition, decode_committed(&mut v)?));
+                offsets.push((group, topic, partition, version, decode_committed(&mut v)?));
                 Some(())
             })(),
             _ => None,
@@ -221,14 +230,18 @@ pub fn build_groups(snapshot: Snapshot, now: i64) -> HashMap<String, Group> {
             tracing::warn!("skipping an unreadable group log record");
         }
     }
-    for (group, topic, partition, c) in offsets {
+    for (group, topic, partition, version, c) in offsets {
+        versions
+            .entry(group.clone())
+            .or_default()
+            .insert((topic.clone(), partition), version);
         groups
             .entry(group.clone())
             .or_insert_with(|| Group::new(&group, c.commit_timestamp))
             .offsets
             .insert((topic, partition), c);
     }
-    groups
+    (groups, versions)
 }
 
 #[cfg(test)]
@@ -245,9 +258,10 @@ mod tests {
             expire_timestamp: None,
         };
         let mut snap = HashMap::new();
-        snap.insert(offset_key("g", "t", 0), offset_value(&c));
-        let groups = build_groups(snap, 0);
+        snap.insert(offset_key("g", "t", 0), (7, offset_value(&c)));
+        let (groups, versions) = build_groups(snap, 0);
         assert_eq!(groups["g"].offsets[&("t".to_string(), 0)], c);
+        assert_eq!(versions["g"][&("t".to_string(), 0)], 7);
     }
 
     #[test]
@@ -272,8 +286,8 @@ mod tests {
             ),
         );
         let mut snap = HashMap::new();
-        snap.insert(group_key("g"), group_value(&g));
-        let back = &build_groups(snap, 100)["g"];
+        snap.insert(group_key("g"), (1, group_value(&g)));
+        let back = &build_groups(snap, 100).0["g"];
         assert_eq!(back.generation, 4);
         assert_eq!(back.state, crate::group::GroupState::Stable);
         assert_eq!(back.leader.as_deref(), Some("m1"));

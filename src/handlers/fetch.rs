@@ -10,27 +10,35 @@ use kafka_protocol::messages::FetchRequest;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{partition_error_code, Ctx};
+use super::{describe, partition_error_code, Ctx};
 use crate::broker::Broker;
 use crate::log::FileSlice;
 use crate::protocol::{
     encode_fetch, error, FetchPartitionReply, FetchReply, FetchTopicReply, ResponseFrame,
 };
-use crate::storage::{Partition, PartitionError};
+use crate::storage::Partition;
 
 /// One requested partition, resolved.
 struct Want {
+    /// Index of its topic in the reply.
     topic: usize,
+    /// Partition number.
     index: i32,
+    /// The partition, if it exists.
     partition: Option<Arc<Partition>>,
+    /// The error for a missing topic or partition (by name or by id).
     unknown_code: i16,
+    /// Where to read from.
     fetch_offset: i64,
+    /// The client's per-partition byte limit.
     partition_max_bytes: i32,
 }
 
 /// What a read found for one partition.
 struct Found {
+    /// Kafka error code for the partition.
     error_code: i16,
+    /// Whole batches to send, if any.
     records: Option<FileSlice>,
 }
 
@@ -79,11 +87,8 @@ fn read_all(wants: &[Want], max_bytes: u64) -> Vec<Found> {
                 },
                 Err(e) => {
                     let error_code = partition_error_code(&e);
-                    if matches!(
-                        e,
-                        PartitionError::Io(_) | PartitionError::Read(crate::log::ReadError::Io(_))
-                    ) {
-                        tracing::error!(partition = p.index, error = %e, "fetch read failed");
+                    if e.io_error().is_some() {
+                        tracing::error!(partition = p.index, error = %describe(&e), "fetch read failed");
                     }
                     Found {
                         error_code,

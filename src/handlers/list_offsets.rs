@@ -125,7 +125,7 @@ pub(super) async fn handle(
                         Err(e) => {
                             r.error_code = partition_error_code(&e);
                             if r.error_code == error::KAFKA_STORAGE_ERROR {
-                                tracing::error!(partition = index, error = %e, "list offsets failed");
+                                tracing::error!(partition = index, error = %super::describe(&e), "list offsets failed");
                             }
                         }
                     },

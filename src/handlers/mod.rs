@@ -100,6 +100,15 @@ pub(crate) fn partition_error_code(e: &PartitionError) -> i16 {
     }
 }
 
+/// A partition error for a log line: an exhausted resource (open files, disk
+/// space) is named with its limit.
+pub(crate) fn describe(e: &PartitionError) -> String {
+    match e.io_error() {
+        Some(io) => crate::sys::describe_io_error(io),
+        None => e.to_string(),
+    }
+}
+
 /// A `StrBytes` from an owned string.
 pub(crate) fn sb(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())

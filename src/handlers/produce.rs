@@ -8,7 +8,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
-use super::{partition_error_code, sb, Ctx};
+use super::{describe, partition_error_code, sb, Ctx};
 use crate::broker::Broker;
 use crate::log::records::{self, InvalidBatch};
 use crate::log::BatchError;
@@ -20,8 +20,11 @@ type Job = (Arc<Partition>, Bytes);
 
 /// One partition's slot in the response: either an early error or an append to do.
 struct Slot {
+    /// Index of its topic in the response.
     topic: usize,
+    /// The partition's answer, filled as the append goes.
     response: PartitionProduceResponse,
+    /// The append to do, if the partition passed the early checks.
     job: Option<Job>,
 }
 
@@ -147,12 +150,13 @@ pub(super) async fn handle(
             }
             Err(e) => {
                 let code = partition_error_code(&e);
+                let message = describe(&e);
                 if code == error::KAFKA_STORAGE_ERROR {
-                    tracing::error!(partition = slot.response.index, error = %e, "append failed");
+                    tracing::error!(partition = slot.response.index, error = %message, "append failed");
                 } else {
-                    tracing::debug!(error = %e, "append refused");
+                    tracing::debug!(error = %message, "append refused");
                 }
-                slot.response = partition_error(slot.response.index, code, e.to_string());
+                slot.response = partition_error(slot.response.index, code, message);
             }
         }
     }

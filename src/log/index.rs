@@ -61,7 +61,8 @@ impl MmapFile {
         ))
     }
 
-    /// Entry `i`; only called for `i < entries`, and a file with entries is mapped.
+    /// Entry `i`; only called for `i < entries`. Invariant: an index with
+    /// entries is mapped (open maps it; a trim that cannot remap drops the entries).
     fn entry(&self, i: usize) -> &[u8] {
         let m = self.mmap.as_ref().expect("an index with entries is mapped");
         &m.bytes()[i * self.entry_bytes..(i + 1) * self.entry_bytes]
@@ -101,19 +102,31 @@ impl MmapFile {
         lo
     }
 
-    /// Writes the mapping back and trims the file to the used length.
+    /// Writes the mapping back and trims the file to the used length. On failure
+    /// the index forgets its entries (lookups then scan from the segment's start:
+    /// slower, still right) rather than keep entries it cannot map.
     fn trim(&mut self) -> io::Result<()> {
-        if let Some(m) = self.mmap.take() {
-            m.flush()?;
+        let trimmed = (|| {
+            if let Some(m) = self.mmap.take() {
+                m.flush()?;
+            }
+            self.file
+                .set_len((self.entries * self.entry_bytes) as u64)?;
+            self.file.sync_all()?;
+            if self.entries > 0 {
+                self.mmap = Some(self.file.map()?);
+            }
+            Ok(())
+        })();
+        match trimmed {
+            Ok(()) => self.capacity = self.entries,
+            Err(_) => {
+                self.mmap = None;
+                self.entries = 0;
+                self.capacity = 0;
+            }
         }
-        self.file
-            .set_len((self.entries * self.entry_bytes) as u64)?;
-        self.file.sync_all()?;
-        self.capacity = self.entries;
-        if self.entries > 0 {
-            self.mmap = Some(self.file.map()?);
-        }
-        Ok(())
+        trimmed
     }
 
     /// Forgets entries past the first `n` (log truncation).

@@ -15,16 +15,22 @@ pub const PRODUCERS_MAX: usize = 10_000;
 /// A remembered batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Seen {
+    /// Sequence of its first record.
     first_seq: i32,
+    /// Sequence of its last record.
     last_seq: i32,
+    /// Offset it was stored at.
     base_offset: i64,
+    /// Offset of its last record.
     last_offset: i64,
 }
 
 /// One producer's state.
 #[derive(Debug, Clone)]
 struct Entry {
+    /// The producer's current epoch.
     epoch: i16,
+    /// Its last batches, oldest first.
     batches: VecDeque<Seen>,
     /// Logical clock of the last append, for eviction.
     touched: u64,
@@ -56,7 +62,9 @@ pub enum Verdict {
 /// Producer state of a partition.
 #[derive(Debug, Default)]
 pub struct ProducerStates {
+    /// By producer id, at most `PRODUCERS_MAX`.
     producers: HashMap<i64, Entry>,
+    /// Counts appends, to find the least recently active producer.
     clock: u64,
 }
 

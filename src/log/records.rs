@@ -221,22 +221,45 @@ pub fn for_each_record(
 ) -> Result<bool, RecordError> {
     let codec = Codec::of(h.attributes)?;
     let payload = &b[HEADER_BYTES.min(b.len())..];
+    let stream = |reader: Box<dyn Read + '_>, visit: &mut dyn FnMut(&Record) -> Result<(), ()>| {
+        let mut src = StreamSource::new(reader, decompressed_bytes_max);
+        let parsed = parse_records(&mut src, h, visit);
+        // A decompressor failure explains whatever the parser then saw.
+        match src.error.take() {
+            Some(e) => Err(e),
+            None => parsed,
+        }
+    };
     match codec {
         Codec::None => {
             let mut src = SliceSource { b: payload, at: 0 };
             parse_records(&mut src, h, visit)
         }
-        _ => {
-            let reader = decoder(codec, payload)?;
-            let mut src = StreamSource::new(reader, decompressed_bytes_max);
-            let parsed = parse_records(&mut src, h, visit);
-            // A decompressor failure explains whatever the parser then saw.
-            match src.error.take() {
-                Some(e) => Err(e),
-                None => parsed,
-            }
-        }
+        Codec::Zstd => ZSTD_CONTEXT.with(|ctx| {
+            // One decompression context per thread, reset for each batch:
+            // creating one costs more than decompressing a small batch.
+            let Ok(mut ctx) = ctx.try_borrow_mut() else {
+                return stream(decoder(codec, payload)?, visit);
+            };
+            let bad =
+                |e: usize| RecordError::Decompress(zstd::zstd_safe::get_error_name(e).to_string());
+            ctx.reset(zstd::zstd_safe::ResetDirective::SessionOnly)
+                .map_err(bad)?;
+            ctx.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(
+                ZSTD_WINDOW_LOG_MAX,
+            ))
+            .map_err(bad)?;
+            let reader = zstd::stream::read::Decoder::with_context(payload, &mut ctx);
+            stream(Box::new(reader), visit)
+        }),
+        _ => stream(decoder(codec, payload)?, visit),
     }
+}
+
+thread_local! {
+    /// The thread's zstd decompression context (see `for_each_record`).
+    static ZSTD_CONTEXT: std::cell::RefCell<zstd::zstd_safe::DCtx<'static>> =
+        std::cell::RefCell::new(zstd::zstd_safe::DCtx::create());
 }
 
 /// A streaming decompressor for `payload`.
@@ -269,16 +292,20 @@ trait Source {
 
 /// An uncompressed payload.
 struct SliceSource<'a> {
+    /// The records section.
     b: &'a [u8],
+    /// Read position.
     at: usize,
 }
 
 impl Source for SliceSource<'_> {
+    #[inline]
     fn byte(&mut self) -> Option<u8> {
         let v = *self.b.get(self.at)?;
         self.at += 1;
         Some(v)
     }
+    #[inline]
     fn skip(&mut self, n: usize) -> bool {
         match self.at.checked_add(n) {
             Some(end) if end <= self.b.len() => {
@@ -303,6 +330,7 @@ thread_local! {
 
 /// A decompressor read through a reused chunk buffer, counting what comes out.
 struct StreamSource<'a> {
+    /// The decompressor.
     reader: Box<dyn Read + 'a>,
     /// The chunk buffer, taken from the thread's and put back on drop.
     buf: Vec<u8>,
@@ -403,7 +431,7 @@ impl Source for StreamSource<'_> {
 }
 
 /// Reads a zigzag varint of at most `max_bytes` bytes (5 for int32, 10 for int64).
-fn varint(src: &mut dyn Source, max_bytes: u32) -> Option<i64> {
+fn varint<S: Source + ?Sized>(src: &mut S, max_bytes: u32) -> Option<i64> {
     let mut z: u64 = 0;
     for i in 0..max_bytes {
         let byte = src.byte()?;
@@ -415,46 +443,58 @@ fn varint(src: &mut dyn Source, max_bytes: u32) -> Option<i64> {
     None
 }
 
-fn varint32(src: &mut dyn Source) -> Option<i32> {
+fn varint32<S: Source + ?Sized>(src: &mut S) -> Option<i32> {
     i32::try_from(varint(src, 5)?).ok()
+}
+
+/// Skips a length-prefixed field of the record that began at `start` and is
+/// `len` bytes long: the field must lie inside it; null (-1) only if `nullable`.
+fn skip_field<S: Source>(src: &mut S, start: u64, len: u64, nullable: bool) -> bool {
+    let Some(n) = varint32(src) else {
+        return false;
+    };
+    if n == -1 && nullable {
+        return true;
+    }
+    let Ok(n) = u64::try_from(n) else {
+        return false;
+    };
+    let used = src.position() - start;
+    n <= len.saturating_sub(used) && src.skip(n as usize)
 }
 
 /// Parses `h.records_count` records from `src`, checking what Kafka checks and
 /// that each offset delta is the record's position, then that nothing is left.
-fn parse_records(
-    src: &mut dyn Source,
+/// Generic over the source, so reading a byte is inlined (a record is a dozen
+/// varint reads: small records would pay a call for each).
+fn parse_records<S: Source>(
+    src: &mut S,
     h: &BatchHeader,
     visit: &mut dyn FnMut(&Record) -> Result<(), ()>,
 ) -> Result<bool, RecordError> {
     let log_append_time = h.attributes & batch::ATTR_LOG_APPEND_TIME != 0;
     for i in 0..h.records_count {
         let bad = |why| RecordError::Framing { record: i, why };
-        let len = varint32(src).ok_or(bad("unreadable record length"))?;
+        let len = varint32(src).ok_or_else(|| bad("unreadable record length"))?;
         let len = u64::try_from(len).map_err(|_| bad("negative record length"))?;
         let start = src.position();
-        src.byte().ok_or(bad("record shorter than its length"))?; // attributes
-        let ts_delta = varint(src, 10).ok_or(bad("unreadable timestamp delta"))?;
-        let delta = varint32(src).ok_or(bad("unreadable offset delta"))?;
+        src.byte()
+            .ok_or_else(|| bad("record shorter than its length"))?; // attributes
+        let ts_delta = varint(src, 10).ok_or_else(|| bad("unreadable timestamp delta"))?;
+        let delta = varint32(src).ok_or_else(|| bad("unreadable offset delta"))?;
         if delta != i {
             return Err(RecordError::OffsetDelta { record: i, delta });
         }
-        // Skips a length-prefixed field that must lie inside the record; null
-        // (-1) only where `nullable`.
-        let field = |src: &mut dyn Source, nullable: bool, what| {
-            let n = varint32(src).ok_or(bad(what))?;
-            if n == -1 && nullable {
-                return Ok(());
+        let field = |src: &mut S, nullable: bool, what| {
+            if skip_field(src, start, len, nullable) {
+                Ok(())
+            } else {
+                Err(bad(what))
             }
-            let n = u64::try_from(n).map_err(|_| bad(what))?;
-            let used = src.position() - start;
-            if n > len.saturating_sub(used) || !src.skip(n as usize) {
-                return Err(bad(what));
-            }
-            Ok(())
         };
         field(src, true, "bad key length")?;
         field(src, true, "bad value length")?;
-        let headers = varint32(src).ok_or(bad("unreadable header count"))?;
+        let headers = varint32(src).ok_or_else(|| bad("unreadable header count"))?;
         if headers < 0 || u64::try_from(headers).unwrap_or(0) > len {
             return Err(bad("bad header count"));
         }

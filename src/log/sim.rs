@@ -106,9 +106,12 @@ struct DirNode {
     durable: BTreeMap<String, u64>,
 }
 
+/// An inode.
 #[derive(Debug, Clone)]
 enum Node {
+    /// A regular file.
     File(FileNode),
+    /// A directory.
     Dir(DirNode),
 }
 

@@ -142,7 +142,13 @@ fn decode_body<T: Decodable>(buf: &mut Bytes, version: i16) -> anyhow::Result<T>
 }
 
 /// Decodes one request frame (the bytes after the 4-byte size).
-pub fn decode_request(mut frame: Bytes) -> Result<RequestFrame, DecodeError> {
+pub fn decode_request(frame: Bytes) -> Result<RequestFrame, DecodeError> {
+    // The decoder reserves arrays from wire counts before reading them: whatever
+    // this frame could not fill is only mapped, never charged (see `alloc`).
+    crate::alloc::decoding(frame.len(), || decode_frame(frame))
+}
+
+fn decode_frame(mut frame: Bytes) -> Result<RequestFrame, DecodeError> {
     if frame.len() < 8 {
         return Err(DecodeError::TooShort);
     }

@@ -77,6 +77,7 @@ pub(super) struct Settings {
 }
 
 impl Settings {
+    /// The flusher's part of the broker config.
     pub(super) fn from_config(c: &Config) -> Settings {
         Settings {
             interval: Duration::from_millis(c.flush_interval_ms.max(1)),

@@ -48,6 +48,19 @@ impl std::fmt::Display for PartitionError {
     }
 }
 
+impl PartitionError {
+    /// The file-system error underneath, if there is one (for log lines that
+    /// name an exhausted resource).
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            PartitionError::Append(AppendError::Io(e))
+            | PartitionError::Read(ReadError::Io(e))
+            | PartitionError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 impl From<io::Error> for PartitionError {
     fn from(e: io::Error) -> Self {
         PartitionError::Io(e)

@@ -54,8 +54,8 @@ impl Entry {
     }
 }
 
-/// The newest live value of every key, as replayed.
-pub type Snapshot = HashMap<Vec<u8>, Vec<u8>>;
+/// The newest live value of every key, as replayed, with its version.
+pub type Snapshot = HashMap<Vec<u8>, (u64, Vec<u8>)>;
 
 /// The state log.
 pub struct StateLog {
@@ -143,7 +143,7 @@ impl StateLog {
         }
         let snapshot = latest
             .into_iter()
-            .filter_map(|(k, (_, v))| v.map(|v| (k, v)))
+            .filter_map(|(k, (version, v))| v.map(|v| (k, (version, v))))
             .collect();
         Ok((
             StateLog {
@@ -214,6 +214,10 @@ impl StateLog {
     }
 
     /// Step 2: write the snapshot, make it durable, and delete what it supersedes.
+    /// The snapshot must hold every live key as durable now, each at the version
+    /// it was written with (or a fresh one where memory is the truth), and no
+    /// write queued before step 1 may still be in flight: it sits in the
+    /// segments about to be deleted.
     pub async fn finish_snapshot(
         &self,
         base: i64,

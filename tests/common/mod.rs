@@ -1,6 +1,8 @@
 //! Test kit: an in-process broker on 127.0.0.1:0 and a minimal raw Kafka client.
 #![allow(dead_code)]
 
+pub mod fuzz;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;

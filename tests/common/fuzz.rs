@@ -1,0 +1,596 @@
+//! The request fuzzer: a corpus of valid frames for every advertised API and
+//! version, bounded mutations of them (bit flips, truncation, lying lengths and
+//! counts, wrong versions and keys, lying frame sizes, and changes inside record
+//! batches with the CRC recomputed), each sent on its own connection to a real
+//! broker. Every answer must be a well-formed response to what was sent, or a
+//! closed connection; a request that is neither answered nor refused in time
+//! (other than those that legitimately park) is a hang.
+//!
+//! Used by `tests/fuzz.rs` (in-process, with an allocation bound) and by
+//! `examples/fuzz.rs` (against a running broker, for long runs and for the
+//! stock-client read-back in `compat-tests/test_fuzz.py`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use sluice::log::batch;
+use sluice::log::records::{build_raw_batch, encode_records, KeyValue};
+use sluice::protocol::SUPPORTED;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Topics the corpus produces to and reads from.
+pub const TOPICS: [&str; 3] = ["fz0", "fz1", "fz2"];
+
+/// A small deterministic generator (xorshift64*).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn topic(rng: &mut Rng) -> &'static str {
+    TOPICS[rng.below(3) as usize]
+}
+
+/// A valid record batch in a random codec, with keys, values and headers.
+pub fn batch(rng: &mut Rng) -> Vec<u8> {
+    let n = 1 + rng.below(5) as usize;
+    let values: Vec<Vec<u8>> = (0..n)
+        .map(|i| format!("fuzz-{}-{i}", rng.next() % 1000).into_bytes())
+        .collect();
+    let kvs: Vec<KeyValue<'_>> = values
+        .iter()
+        .map(|v| (Some(&v[..4]), Some(&v[..])))
+        .collect();
+    let raw = encode_records(&kvs);
+    let (attr, payload) = match rng.below(5) {
+        0 => (1, {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&raw).unwrap();
+            e.finish().unwrap()
+        }),
+        1 => (2, snap::raw::Encoder::new().compress_vec(&raw).unwrap()),
+        2 => (3, {
+            use std::io::Write;
+            let mut e = lz4::EncoderBuilder::new().build(Vec::new()).unwrap();
+            e.write_all(&raw).unwrap();
+            e.finish().0
+        }),
+        3 => (4, zstd::encode_all(&raw[..], 1).unwrap()),
+        _ => (0, raw),
+    };
+    build_raw_batch(1_700_000_000_000, attr, n as i32, &payload)
+}
+
+/// Changes a batch and recomputes its CRC, so the change reaches the record
+/// validator instead of failing the checksum.
+pub fn mutate_batch(rng: &mut Rng, b: &mut Vec<u8>) {
+    match rng.below(6) {
+        // Header fields: counts, deltas, codec bits, producer fields.
+        0 => {
+            let at = [21usize, 23, 57, 43, 53][rng.below(5) as usize];
+            let v = [0u32, 1, 0x7fff_ffff, 0xffff_ffff, 2][rng.below(5) as usize];
+            b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+        }
+        1 => {
+            let at = 61 + rng.below((b.len() - 61).max(1) as u64) as usize;
+            if at < b.len() {
+                b[at] ^= 1 << rng.below(8);
+            }
+        }
+        2 => {
+            let at = 61 + rng.below((b.len() - 61).max(1) as u64) as usize;
+            if at < b.len() {
+                b[at] = [0x00, 0x7f, 0x80, 0xff, 0x01][rng.below(5) as usize];
+            }
+        }
+        3 => {
+            let cut = 61 + rng.below((b.len() - 61).max(1) as u64) as usize;
+            b.truncate(cut);
+            let len = (b.len() - 12) as i32;
+            b[8..12].copy_from_slice(&len.to_be_bytes());
+        }
+        4 => {
+            let extra: Vec<u8> = (0..rng.below(20)).map(|_| rng.next() as u8).collect();
+            b.extend_from_slice(&extra);
+            let len = (b.len() - 12) as i32;
+            b[8..12].copy_from_slice(&len.to_be_bytes());
+        }
+        _ => {
+            // The codec bits alone: the payload no longer matches.
+            b[22] = (b[22] & !7) | (rng.below(8) as u8);
+        }
+    }
+    if b.len() >= 61 {
+        batch::set_crc(b);
+    }
+}
+
+/// A valid request of `key` at `version`, with contents for the fuzzer to mutate.
+/// `produce_batch` overrides the records of a Produce.
+pub fn request(
+    rng: &mut Rng,
+    key: ApiKey,
+    v: i16,
+    produce_batch: Option<Vec<u8>>,
+) -> Option<BytesMut> {
+    let group = |rng: &mut Rng| GroupId(s(["fg0", "fg1", "fg2"][rng.below(3) as usize]));
+    let mut buf = BytesMut::new();
+    let r = match key {
+        ApiKey::ApiVersions => {
+            let mut r = ApiVersionsRequest::default();
+            if v >= 3 {
+                r = r
+                    .with_client_software_name(s("sluice-fuzz"))
+                    .with_client_software_version(s("1.0"));
+            }
+            r.encode(&mut buf, v)
+        }
+        ApiKey::Metadata => {
+            let topics = (0..1 + rng.below(3))
+                .map(|_| MetadataRequestTopic::default().with_name(Some(TopicName(s(topic(rng))))))
+                .collect();
+            let mut r = MetadataRequest::default().with_topics(Some(topics));
+            if v >= 4 {
+                r = r.with_allow_auto_topic_creation(true);
+            }
+            r.encode(&mut buf, v)
+        }
+        ApiKey::Produce => {
+            let records = produce_batch.unwrap_or_else(|| batch(rng));
+            let pd = PartitionProduceData::default()
+                .with_index(rng.below(2) as i32)
+                .with_records(Some(Bytes::from(records)));
+            let td = TopicProduceData::default()
+                .with_name(TopicName(s(topic(rng))))
+                .with_partition_data(vec![pd]);
+            ProduceRequest::default()
+                .with_acks([-1i16, 1][rng.below(2) as usize])
+                .with_timeout_ms(1000)
+                .with_topic_data(vec![td])
+                .encode(&mut buf, v)
+        }
+        ApiKey::Fetch => {
+            let fp = FetchPartition::default()
+                .with_partition(rng.below(2) as i32)
+                .with_fetch_offset(rng.below(20) as i64)
+                .with_partition_max_bytes(1 << 16);
+            let mut ft = FetchTopic::default().with_partitions(vec![fp]);
+            if v >= 13 {
+                ft = ft.with_topic_id(uuid::Uuid::from_u64_pair(rng.next(), rng.next()));
+            } else {
+                ft = ft.with_topic(TopicName(s(topic(rng))));
+            }
+            FetchRequest::default()
+                .with_max_wait_ms(10)
+                .with_min_bytes(1)
+                .with_max_bytes(1 << 20)
+                .with_session_epoch(-1)
+                .with_topics(vec![ft])
+                .encode(&mut buf, v)
+        }
+        ApiKey::ListOffsets => {
+            let ts = [-1i64, -2, 0, 1_700_000_000_000][rng.below(4) as usize];
+            ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(TopicName(s(topic(rng))))
+                    .with_partitions(vec![ListOffsetsPartition::default()
+                        .with_partition_index(rng.below(2) as i32)
+                        .with_timestamp(ts)])])
+                .encode(&mut buf, v)
+        }
+        ApiKey::CreateTopics => {
+            let t = CreatableTopic::default()
+                .with_name(TopicName(s(topic(rng))))
+                .with_num_partitions(2)
+                .with_replication_factor(1)
+                .with_configs(vec![CreatableTopicConfig::default()
+                    .with_name(s("retention.ms"))
+                    .with_value(Some(s("600000")))]);
+            CreateTopicsRequest::default()
+                .with_topics(vec![t])
+                .with_timeout_ms(1000)
+                .encode(&mut buf, v)
+        }
+        ApiKey::DeleteTopics => {
+            let mut r = DeleteTopicsRequest::default().with_timeout_ms(1000);
+            if v >= 6 {
+                r = r.with_topics(vec![
+                    DeleteTopicState::default().with_name(Some(TopicName(s("fzdel"))))
+                ]);
+            } else {
+                r = r.with_topic_names(vec![TopicName(s("fzdel"))]);
+            }
+            r.encode(&mut buf, v)
+        }
+        ApiKey::InitProducerId => InitProducerIdRequest::default()
+            .with_transaction_timeout_ms(1000)
+            .encode(&mut buf, v),
+        ApiKey::FindCoordinator => {
+            let g = s("fg0");
+            let r = if v >= 4 {
+                FindCoordinatorRequest::default().with_coordinator_keys(vec![g])
+            } else {
+                FindCoordinatorRequest::default().with_key(g)
+            };
+            r.encode(&mut buf, v)
+        }
+        ApiKey::JoinGroup => {
+            let mut r = JoinGroupRequest::default()
+                .with_group_id(group(rng))
+                .with_session_timeout_ms(1000)
+                .with_member_id(s(""))
+                .with_protocol_type(s("consumer"))
+                .with_protocols(vec![JoinGroupRequestProtocol::default()
+                    .with_name(s("range"))
+                    .with_metadata(Bytes::from_static(
+                        b"\x00\x01\x00\x00\x00\x01\x00\x03fz0\x00\x00\x00\x00",
+                    ))]);
+            if v >= 1 {
+                r = r.with_rebalance_timeout_ms(100);
+            }
+            r.encode(&mut buf, v)
+        }
+        ApiKey::SyncGroup => {
+            let mut r = SyncGroupRequest::default()
+                .with_group_id(group(rng))
+                .with_generation_id(1)
+                .with_member_id(s("m"))
+                .with_assignments(vec![SyncGroupRequestAssignment::default()
+                    .with_member_id(s("m"))
+                    .with_assignment(Bytes::from_static(b"\x00\x01"))]);
+            if v >= 5 {
+                r = r
+                    .with_protocol_type(Some(s("consumer")))
+                    .with_protocol_name(Some(s("range")));
+            }
+            r.encode(&mut buf, v)
+        }
+        ApiKey::Heartbeat => HeartbeatRequest::default()
+            .with_group_id(group(rng))
+            .with_generation_id(1)
+            .with_member_id(s("m"))
+            .encode(&mut buf, v),
+        ApiKey::LeaveGroup => {
+            let mut r = LeaveGroupRequest::default().with_group_id(group(rng));
+            if v >= 3 {
+                r = r.with_members(vec![MemberIdentity::default().with_member_id(s("m"))]);
+            } else {
+                r = r.with_member_id(s("m"));
+            }
+            r.encode(&mut buf, v)
+        }
+        ApiKey::OffsetCommit => OffsetCommitRequest::default()
+            .with_group_id(group(rng))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s(topic(rng))))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(rng.below(2) as i32)
+                    .with_committed_offset(rng.below(100) as i64)
+                    .with_committed_metadata(Some(s("m")))])])
+            .encode(&mut buf, v),
+        ApiKey::OffsetFetch => {
+            let r = if v >= 8 {
+                OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+                    .with_group_id(group(rng))
+                    .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                        .with_name(TopicName(s(topic(rng))))
+                        .with_partition_indexes(vec![0, 1])]))])
+            } else {
+                OffsetFetchRequest::default()
+                    .with_group_id(group(rng))
+                    .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                        .with_name(TopicName(s(topic(rng))))
+                        .with_partition_indexes(vec![0, 1])]))
+            };
+            r.encode(&mut buf, v)
+        }
+        ApiKey::ListGroups => ListGroupsRequest::default().encode(&mut buf, v),
+        ApiKey::DescribeGroups => DescribeGroupsRequest::default()
+            .with_groups(vec![group(rng)])
+            .encode(&mut buf, v),
+        ApiKey::DeleteGroups => DeleteGroupsRequest::default()
+            .with_groups_names(vec![GroupId(s("fgdel"))])
+            .encode(&mut buf, v),
+        ApiKey::OffsetDelete => OffsetDeleteRequest::default()
+            .with_group_id(group(rng))
+            .with_topics(vec![OffsetDeleteRequestTopic::default()
+                .with_name(TopicName(s(topic(rng))))
+                .with_partitions(vec![
+                    OffsetDeleteRequestPartition::default().with_partition_index(0)
+                ])])
+            .encode(&mut buf, v),
+        other => panic!("add {other:?} to the fuzz corpus"),
+    };
+    r.ok().map(|()| buf)
+}
+
+/// A whole frame: size, header, body.
+pub fn frame(key: ApiKey, v: i16, correlation_id: i32, body: &[u8]) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    buf.put_i32(0);
+    RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(v)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(s("sluice-fuzz")))
+        .encode(&mut buf, key.request_header_version(v))
+        .unwrap();
+    buf.put_slice(body);
+    let len = (buf.len() - 4) as i32;
+    buf[0..4].copy_from_slice(&len.to_be_bytes());
+    buf.to_vec()
+}
+
+/// One of the byte-level mutations, applied to a whole frame (size included).
+/// Returns whether the frame's size field still matches its length.
+fn mutate_frame(rng: &mut Rng, f: &mut Vec<u8>) -> bool {
+    let body = 4usize;
+    let fix = |f: &mut Vec<u8>| {
+        let len = (f.len() - 4) as i32;
+        f[0..4].copy_from_slice(&len.to_be_bytes());
+    };
+    match rng.below(8) {
+        0 => {
+            for _ in 0..1 + rng.below(8) {
+                let at = body + rng.below((f.len() - body) as u64) as usize;
+                f[at] ^= 1 << rng.below(8);
+            }
+        }
+        1 => {
+            let cut = body + rng.below((f.len() - body) as u64) as usize;
+            f.truncate(cut);
+            fix(f);
+        }
+        // A length or count claiming far more than follows.
+        2 => {
+            let patterns: [&[u8]; 6] = [
+                &[0x7f, 0xff, 0xff, 0xff],
+                &[0xff, 0xff, 0xff, 0xff],
+                &[0x80, 0x00, 0x00, 0x00],
+                &[0x7f, 0xff],
+                &[0xff, 0xff, 0xff, 0xff, 0x0f],
+                &[0x00, 0x10, 0x00, 0x00],
+            ];
+            let p = patterns[rng.below(6) as usize];
+            if f.len() > body + p.len() {
+                let at = body + rng.below((f.len() - body - p.len()) as u64) as usize;
+                f[at..at + p.len()].copy_from_slice(p);
+            }
+        }
+        // Another version, or another API.
+        3 => {
+            let v = [-1i16, 0, 1, 3, 12, 13, 99, i16::MAX][rng.below(8) as usize];
+            f[body + 2..body + 4].copy_from_slice(&v.to_be_bytes());
+        }
+        4 => {
+            let k = [-1i16, 7, 18, 32, 60, 68, 1000][rng.below(7) as usize];
+            f[body..body + 2].copy_from_slice(&k.to_be_bytes());
+        }
+        // A frame size that lies.
+        5 => {
+            let claimed =
+                [0i32, 3, 7, -1, i32::MAX, (f.len() - 4) as i32 + 100][rng.below(6) as usize];
+            f[0..4].copy_from_slice(&claimed.to_be_bytes());
+            return false;
+        }
+        // A stretch of the body repeated.
+        6 => {
+            let from = body + rng.below((f.len() - body) as u64) as usize;
+            let to = (from + 1 + rng.below(64) as usize).min(f.len());
+            let chunk = f[from..to].to_vec();
+            let at = body + rng.below((f.len() - body) as u64) as usize;
+            f.splice(at..at, chunk);
+            fix(f);
+        }
+        // Random bytes appended after the body.
+        _ => {
+            for _ in 0..1 + rng.below(16) {
+                f.push(rng.next() as u8);
+            }
+            fix(f);
+        }
+    }
+    true
+}
+
+/// What the fuzzer saw.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    /// Cases sent.
+    pub cases: u64,
+    /// Answered with a response that decoded.
+    pub answered: u64,
+    /// The broker closed the connection (a refusal).
+    pub closed: u64,
+    /// No answer in time from a request that may park (Fetch, JoinGroup, SyncGroup, acks=0).
+    pub parked: u64,
+}
+
+/// Reads one response frame within `wait`: `Ok(Some)` a frame, `Ok(None)` closed,
+/// `Err(())` nothing in time.
+async fn read_frame(stream: &mut TcpStream, wait: Duration) -> Result<Option<Bytes>, ()> {
+    let read = async {
+        let mut size = [0u8; 4];
+        if stream.read_exact(&mut size).await.is_err() {
+            return None;
+        }
+        let n = i32::from_be_bytes(size);
+        assert!((0..(256 << 20)).contains(&n), "response size {n}");
+        let mut body = vec![0u8; n as usize];
+        stream.read_exact(&mut body).await.ok()?;
+        Some(Bytes::from(body))
+    };
+    tokio::time::timeout(wait, read).await.map_err(|_| ())
+}
+
+/// Whether `key` may legitimately keep a request waiting.
+fn may_park(key: i16) -> bool {
+    key == ApiKey::Fetch as i16
+        || key == ApiKey::JoinGroup as i16
+        || key == ApiKey::SyncGroup as i16
+}
+
+/// Decodes a response to `key` at `v` and panics (naming the case) if it does not.
+fn check_response(case: u64, key: ApiKey, v: i16, correlation_id: i32, mut frame: Bytes) {
+    let header_version = if key == ApiKey::ApiVersions {
+        0
+    } else {
+        key.response_header_version(v)
+    };
+    let h = ResponseHeader::decode(&mut frame, header_version)
+        .unwrap_or_else(|e| panic!("case {case}: {key:?} v{v}: bad response header: {e}"));
+    assert_eq!(
+        h.correlation_id, correlation_id,
+        "case {case}: {key:?} v{v}"
+    );
+    macro_rules! body {
+        ($t:ty) => {{
+            <$t>::decode(&mut frame, v)
+                .unwrap_or_else(|e| panic!("case {case}: {key:?} v{v}: bad response body: {e}"));
+        }};
+    }
+    match key {
+        ApiKey::ApiVersions => {
+            // A too-new version is answered with a v0 body.
+            if ApiVersionsResponse::decode(&mut frame.clone(), v).is_err() {
+                body!(ApiVersionsResponse)
+            }
+            return;
+        }
+        ApiKey::Metadata => body!(MetadataResponse),
+        ApiKey::Produce => body!(ProduceResponse),
+        ApiKey::Fetch => body!(FetchResponse),
+        ApiKey::ListOffsets => body!(ListOffsetsResponse),
+        ApiKey::CreateTopics => body!(CreateTopicsResponse),
+        ApiKey::DeleteTopics => body!(DeleteTopicsResponse),
+        ApiKey::InitProducerId => body!(InitProducerIdResponse),
+        ApiKey::FindCoordinator => body!(FindCoordinatorResponse),
+        ApiKey::JoinGroup => body!(JoinGroupResponse),
+        ApiKey::SyncGroup => body!(SyncGroupResponse),
+        ApiKey::Heartbeat => body!(HeartbeatResponse),
+        ApiKey::LeaveGroup => body!(LeaveGroupResponse),
+        ApiKey::OffsetCommit => body!(OffsetCommitResponse),
+        ApiKey::OffsetFetch => body!(OffsetFetchResponse),
+        ApiKey::ListGroups => body!(ListGroupsResponse),
+        ApiKey::DescribeGroups => body!(DescribeGroupsResponse),
+        ApiKey::DeleteGroups => body!(DeleteGroupsResponse),
+        ApiKey::OffsetDelete => body!(OffsetDeleteResponse),
+        other => panic!("case {case}: a response to unsupported {other:?}"),
+    }
+    assert!(
+        frame.is_empty(),
+        "case {case}: {key:?} v{v}: {} trailing bytes",
+        frame.len()
+    );
+}
+
+/// Runs one case against `addr`: a frame from the corpus, mutated, on a fresh
+/// connection. Panics on a malformed answer or a hang.
+pub async fn run_case(addr: SocketAddr, case: u64, seed: u64, stats: &mut Stats) {
+    let mut rng = Rng((seed ^ case.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1);
+    let (key, lo, hi) = SUPPORTED[rng.below(SUPPORTED.len() as u64) as usize];
+    let v = lo + rng.below((hi - lo + 1) as u64) as i16;
+    // A third of Produce cases change the records and fix the CRC instead.
+    let produce_batch = (key == ApiKey::Produce && rng.below(3) == 0).then(|| {
+        let mut b = batch(&mut rng);
+        mutate_batch(&mut rng, &mut b);
+        b
+    });
+    let records_only = produce_batch.is_some();
+    let Some(body) = request(&mut rng, key, v, produce_batch) else {
+        return;
+    };
+    let correlation_id = (rng.next() >> 33) as i32;
+    let mut f = frame(key, v, correlation_id, &body);
+    // A fifth of the cases go unmutated, so the broker holds data and groups
+    // for the mutated ones to run into.
+    let size_ok = records_only || rng.below(5) == 0 || mutate_frame(&mut rng, &mut f);
+    stats.cases += 1;
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        panic!("case {case}: the broker no longer accepts connections");
+    };
+    let _ = stream.set_nodelay(true);
+    if stream.write_all(&f).await.is_err() {
+        stats.closed += 1;
+        return;
+    }
+    // What was actually sent, to know what a response must decode as.
+    let field = |at: usize| f.get(at).copied().unwrap_or(0);
+    let sent_key = i16::from_be_bytes([field(4), field(5)]);
+    let sent_v = i16::from_be_bytes([field(6), field(7)]);
+    let sent_corr = i32::from_be_bytes([field(8), field(9), field(10), field(11)]);
+    let parkable = may_park(sent_key) || sent_key == ApiKey::Produce as i16 || !size_ok;
+    let wait = Duration::from_millis(if parkable { 700 } else { 10_000 });
+    match read_frame(&mut stream, wait).await {
+        Ok(Some(frame)) => {
+            stats.answered += 1;
+            let key = ApiKey::try_from(sent_key)
+                .unwrap_or_else(|_| panic!("case {case}: a response to unknown api key {sent_key}"));
+            let (lo, hi) = sluice::protocol::supported_range(key)
+                .unwrap_or_else(|| panic!("case {case}: a response to unadvertised {key:?}"));
+            let v = if key == ApiKey::ApiVersions && sent_v > hi { 0 } else { sent_v };
+            assert!(v >= lo && v <= hi, "case {case}: a response to {key:?} v{sent_v}");
+            check_response(case, key, v, sent_corr, frame);
+        }
+        Ok(None) => stats.closed += 1,
+        Err(()) if parkable => stats.parked += 1,
+        Err(()) => panic!(
+            "case {case}: {key:?} v{v} (sent as key {sent_key} v{sent_v}) was neither answered nor refused in 10 s"
+        ),
+    }
+}
+
+/// Checks that the broker still answers a fresh connection.
+pub async fn probe(addr: SocketAddr) {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .expect("the broker accepts connections");
+    let body = request(&mut Rng(1), ApiKey::Metadata, 12, None).unwrap();
+    stream
+        .write_all(&frame(ApiKey::Metadata, 12, 7, &body))
+        .await
+        .unwrap();
+    let frame = read_frame(&mut stream, Duration::from_secs(10))
+        .await
+        .expect("the broker answers within 10 s")
+        .expect("the broker answers");
+    check_response(0, ApiKey::Metadata, 12, 7, frame);
+}
