@@ -1005,6 +1005,7 @@ fn main() {
 /// run, so a change's cost is not confused with the machine's.
 fn baseline_section(md: &mut String, work: &Path, baseline: &str) {
     let this = env!("CARGO_BIN_EXE_sluice");
+    std::fs::create_dir_all(work).expect("work dir");
     let shapes: [(usize, &str, i32); 3] = [(1024, "all", 1), (100, "1", 1), (100, "all", 16)];
     let rounds = 3;
     let _ = writeln!(md, "## Against a baseline build\n");

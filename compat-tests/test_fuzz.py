@@ -19,6 +19,7 @@ from conftest import ROOT
 
 FUZZ = os.environ.get("SLUICE_FUZZ_BIN", str(ROOT / "target" / "release" / "examples" / "fuzz"))
 CASES = int(os.environ.get("SLUICE_FUZZ_COMPAT_CASES", "3000"))
+SEED = os.environ.get("SLUICE_FUZZ_COMPAT_SEED", "4242")
 
 
 def partitions(broker):
@@ -79,7 +80,7 @@ def read_kafka_python(broker, tps):
 
 
 def test_fuzzed_requests_leave_only_readable_data(broker):
-    r = subprocess.run([FUZZ, broker.bootstrap, str(CASES), "4242"], capture_output=True, timeout=900)
+    r = subprocess.run([FUZZ, broker.bootstrap, str(CASES), SEED], capture_output=True, timeout=900)
     assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
     assert b"fuzz:" in r.stdout
     assert broker.proc.poll() is None, "the broker died"

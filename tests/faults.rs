@@ -331,16 +331,6 @@ fn config() -> Config {
     c
 }
 
-fn rule(op: Op, path: &str, times: u64, fault: Fault) -> Rule {
-    Rule {
-        op,
-        path: path.to_string(),
-        skip: 0,
-        times,
-        fault,
-    }
-}
-
 async fn produce_code(c: &mut Client, topic: &str, acks: i16, value: &[u8]) -> (i16, i64) {
     let r: ProduceResponse = c
         .call(
@@ -411,37 +401,37 @@ async fn fault_matrix_produce() {
     let rows = [
         // A failed write is cut off: refused, nothing stored, the partition serves on.
         Row {
-            fault: rule(Op::Write, "/data/t/", 1, Fault::Eio),
+            fault: rule(Op::Write, "/data/t/", 0, 1, Fault::Eio),
             code: STORAGE,
             online: true,
         },
         // A short write is continued: the produce succeeds.
         Row {
-            fault: rule(Op::Write, "/data/t/", 1, Fault::Short),
+            fault: rule(Op::Write, "/data/t/", 0, 1, Fault::Short),
             code: 0,
             online: true,
         },
         // A full disk: refused; it works again once space returns.
         Row {
-            fault: rule(Op::Write, "/data/t/", 1, Fault::NoSpace),
+            fault: rule(Op::Write, "/data/t/", 0, 1, Fault::NoSpace),
             code: STORAGE,
             online: true,
         },
         // A file that vanished: a storage error, not an unknown topic.
         Row {
-            fault: rule(Op::Write, "/data/t/", 1, Fault::NotFound),
+            fault: rule(Op::Write, "/data/t/", 0, 1, Fault::NotFound),
             code: STORAGE,
             online: true,
         },
         // A failed fsync: never acknowledged; the data directory goes offline.
         Row {
-            fault: rule(Op::Sync, "/data/t/", 1, Fault::Eio),
+            fault: rule(Op::Sync, "/data/t/", 0, 1, Fault::Eio),
             code: STORAGE,
             online: false,
         },
         // A full disk found at fsync time: the same.
         Row {
-            fault: rule(Op::Sync, "/data/t/", 1, Fault::NoSpace),
+            fault: rule(Op::Sync, "/data/t/", 0, 1, Fault::NoSpace),
             code: STORAGE,
             online: false,
         },
@@ -533,10 +523,13 @@ async fn fault_matrix_roll_and_topic_creation() {
     // recreates what was left half-made; a failed directory fsync takes the data
     // directory offline.
     for (i, (fault, online)) in [
-        (rule(Op::Open, "/data/t/0/", 1, Fault::TooManyFiles), true),
-        (rule(Op::SetLen, "/data/t/0/", 1, Fault::NoSpace), true),
-        (rule(Op::SyncDir, "/data/t/0", 1, Fault::Eio), false),
-        (rule(Op::Sync, "/data/t/0/", 1, Fault::Eio), false),
+        (
+            rule(Op::Open, "/data/t/0/", 0, 1, Fault::TooManyFiles),
+            true,
+        ),
+        (rule(Op::SetLen, "/data/t/0/", 0, 1, Fault::NoSpace), true),
+        (rule(Op::SyncDir, "/data/t/0", 0, 1, Fault::Eio), false),
+        (rule(Op::Sync, "/data/t/0/", 0, 1, Fault::Eio), false),
     ]
     .into_iter()
     .enumerate()
@@ -574,9 +567,9 @@ async fn fault_matrix_roll_and_topic_creation() {
     // Topic creation: a failure leaves no topic, and a retry works; a failed
     // directory fsync takes the data directory offline.
     for (i, (fault, online)) in [
-        (rule(Op::Open, "/data/n/", 1, Fault::TooManyFiles), true),
-        (rule(Op::Write, "/data/n/topic", 1, Fault::NoSpace), true),
-        (rule(Op::SyncDir, "/data/n", 1, Fault::Eio), false),
+        (rule(Op::Open, "/data/n/", 0, 1, Fault::TooManyFiles), true),
+        (rule(Op::Write, "/data/n/topic", 0, 1, Fault::NoSpace), true),
+        (rule(Op::SyncDir, "/data/n", 0, 1, Fault::Eio), false),
     ]
     .into_iter()
     .enumerate()
@@ -613,7 +606,7 @@ async fn fault_matrix_reads_and_group_commits() {
     create_topic(&mut c, "t", &[]).await;
     produce_code(&mut c, "t", -1, b"x").await;
     // A failed read is a storage error for that fetch only.
-    fs.inject(rule(Op::Read, "/data/t/0/", 1, Fault::Eio));
+    fs.inject(rule(Op::Read, "/data/t/0/", 0, 1, Fault::Eio));
     let r: FetchResponse = c
         .call(
             ApiKey::Fetch,
@@ -625,7 +618,7 @@ async fn fault_matrix_reads_and_group_commits() {
     assert_eq!(values(&mut c, "t").await, vec![b"x".to_vec()]);
     // A failed fsync of the group log: the commit is not acknowledged, and the
     // data directory goes offline.
-    fs.inject(rule(Op::Sync, "__consumer_offsets", 1, Fault::Eio));
+    fs.inject(rule(Op::Sync, "__consumer_offsets", 0, 1, Fault::Eio));
     let r: OffsetCommitResponse = c
         .call(ApiKey::OffsetCommit, 8, &commit("g", "t", &[(0, 1)]))
         .await;

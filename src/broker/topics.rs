@@ -123,6 +123,28 @@ impl Topics {
     }
 }
 
+/// Opens (or creates) partitions `0..count` of the topic in `dir` (blocking).
+fn open_partitions(
+    storage: &Storage,
+    dir: &Path,
+    count: i32,
+    log_config: &LogConfig,
+    recover: bool,
+) -> io::Result<Vec<Arc<Partition>>> {
+    let now = now_ms();
+    (0..count)
+        .map(|i| {
+            storage.open_partition(
+                &dir.join(i.to_string()),
+                i,
+                log_config.clone(),
+                recover,
+                now,
+            )
+        })
+        .collect()
+}
+
 /// Creates a topic's directory and partitions, writing `topic.meta` last
 /// (blocking). On failure nothing is left behind.
 pub(super) fn create_topic_files(
@@ -140,17 +162,7 @@ pub(super) fn create_topic_files(
     }
     let made = (|| {
         crate::log::fs::create_dir_durable(fs, &dir)?;
-        let now = now_ms();
-        let mut parts = Vec::with_capacity(usize::try_from(partitions).unwrap_or(0));
-        for i in 0..partitions {
-            parts.push(storage.open_partition(
-                &dir.join(i.to_string()),
-                i,
-                log_config.clone(),
-                false,
-                now,
-            )?);
-        }
+        let parts = open_partitions(storage, &dir, partitions, &log_config, false)?;
         fs.sync_dir(&dir)?;
         let id = loop {
             let id = Uuid::new_v4();
@@ -226,17 +238,7 @@ pub(super) fn load_topic(
         .collect();
     let log_config =
         topic_config::apply(&config.log_defaults(), &configs).map_err(io::Error::other)?;
-    let now = now_ms();
-    let mut parts = Vec::new();
-    for i in 0..partitions {
-        parts.push(storage.open_partition(
-            &dir.join(i.to_string()),
-            i,
-            log_config.clone(),
-            recover,
-            now,
-        )?);
-    }
+    let parts = open_partitions(storage, dir, partitions, &log_config, recover)?;
     Ok(Some(Topic {
         name,
         id,

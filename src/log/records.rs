@@ -198,8 +198,7 @@ fn check_batch(b: &[u8], h: &BatchHeader, limit: u64) -> Result<(), RecordError>
             "an idempotent batch needs a sequence number",
         ));
     }
-    let mut visit = |_: &Record| Ok(());
-    for_each_record(b, h, limit, &mut visit).map(|_| ())
+    walk(b, h, limit, &mut |_: &Record| Ok(())).map(|_| ())
 }
 
 /// What validation and timestamp lookups need of one record.
@@ -219,9 +218,20 @@ pub fn for_each_record(
     decompressed_bytes_max: u64,
     visit: &mut dyn FnMut(&Record) -> Result<(), ()>,
 ) -> Result<bool, RecordError> {
+    walk(b, h, decompressed_bytes_max, visit)
+}
+
+/// [`for_each_record`], generic over the visitor so validation's (which does
+/// nothing) costs no call per record.
+fn walk<V: FnMut(&Record) -> Result<(), ()> + ?Sized>(
+    b: &[u8],
+    h: &BatchHeader,
+    decompressed_bytes_max: u64,
+    visit: &mut V,
+) -> Result<bool, RecordError> {
     let codec = Codec::of(h.attributes)?;
     let payload = &b[HEADER_BYTES.min(b.len())..];
-    let stream = |reader: Box<dyn Read + '_>, visit: &mut dyn FnMut(&Record) -> Result<(), ()>| {
+    let stream = |reader: Box<dyn Read + '_>, visit: &mut V| {
         let mut src = StreamSource::new(reader, decompressed_bytes_max);
         let parsed = parse_records(&mut src, h, visit);
         // A decompressor failure explains whatever the parser then saw.
@@ -269,7 +279,7 @@ fn decoder<'a>(codec: Codec, payload: &'a [u8]) -> Result<Box<dyn Read + 'a>, Re
         Codec::None => Box::new(payload),
         Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(payload)),
         Codec::Snappy => Box::new(SnappyReader::new(payload)),
-        Codec::Lz4 => Box::new(lz4::Decoder::new(payload).map_err(bad)?),
+        Codec::Lz4 => Box::new(Lz4Reader(Some(lz4::Decoder::new(payload).map_err(bad)?))),
         Codec::Zstd => {
             let mut d = zstd::stream::read::Decoder::with_buffer(payload).map_err(bad)?;
             d.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(bad)?;
@@ -431,9 +441,16 @@ impl Source for StreamSource<'_> {
 }
 
 /// Reads a zigzag varint of at most `max_bytes` bytes (5 for int32, 10 for int64).
+#[inline]
 fn varint<S: Source + ?Sized>(src: &mut S, max_bytes: u32) -> Option<i64> {
-    let mut z: u64 = 0;
-    for i in 0..max_bytes {
+    // Most varints of a record (attributes aside: deltas, null key, small
+    // lengths) fit one byte.
+    let first = src.byte()?;
+    if first & 0x80 == 0 {
+        return Some(i64::from(first >> 1) ^ -i64::from(first & 1));
+    }
+    let mut z = u64::from(first & 0x7f);
+    for i in 1..max_bytes {
         let byte = src.byte()?;
         z |= u64::from(byte & 0x7f) << (7 * i);
         if byte & 0x80 == 0 {
@@ -467,10 +484,10 @@ fn skip_field<S: Source>(src: &mut S, start: u64, len: u64, nullable: bool) -> b
 /// that each offset delta is the record's position, then that nothing is left.
 /// Generic over the source, so reading a byte is inlined (a record is a dozen
 /// varint reads: small records would pay a call for each).
-fn parse_records<S: Source>(
+fn parse_records<S: Source, V: FnMut(&Record) -> Result<(), ()> + ?Sized>(
     src: &mut S,
     h: &BatchHeader,
-    visit: &mut dyn FnMut(&Record) -> Result<(), ()>,
+    visit: &mut V,
 ) -> Result<bool, RecordError> {
     let log_append_time = h.attributes & batch::ATTR_LOG_APPEND_TIME != 0;
     for i in 0..h.records_count {
@@ -478,8 +495,14 @@ fn parse_records<S: Source>(
         let len = varint32(src).ok_or_else(|| bad("unreadable record length"))?;
         let len = u64::try_from(len).map_err(|_| bad("negative record length"))?;
         let start = src.position();
-        src.byte()
-            .ok_or_else(|| bad("record shorter than its length"))?; // attributes
+        // Record attributes are unused (always 0 from Kafka's clients); some
+        // consumers read the byte as a varint, so anything else breaks them.
+        let attributes = src
+            .byte()
+            .ok_or_else(|| bad("record shorter than its length"))?;
+        if attributes != 0 {
+            return Err(bad("record attributes must be 0"));
+        }
         let ts_delta = varint(src, 10).ok_or_else(|| bad("unreadable timestamp delta"))?;
         let delta = varint32(src).ok_or_else(|| bad("unreadable offset delta"))?;
         if delta != i {
@@ -522,6 +545,32 @@ fn parse_records<S: Source>(
         return Err(RecordError::TrailingBytes);
     }
     Ok(false)
+}
+
+/// An LZ4 frame decoder that also requires the frame to end: the `lz4` crate
+/// reports a frame cut before its end mark as a clean end of data, which some
+/// consumers (kafka-python) then fail on. Bytes after the frame are refused too.
+struct Lz4Reader<'a>(Option<lz4::Decoder<&'a [u8]>>);
+
+impl Read for Lz4Reader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let Some(d) = self.0.as_mut() else {
+            return Ok(0);
+        };
+        let n = d.read(out)?;
+        if n > 0 || out.is_empty() {
+            return Ok(n);
+        }
+        let Some(d) = self.0.take() else {
+            return Ok(0);
+        };
+        let (rest, ended) = d.finish();
+        ended.map_err(|_| std::io::Error::other("the LZ4 frame is incomplete"))?;
+        if !rest.is_empty() {
+            return Err(std::io::Error::other("bytes after the LZ4 frame"));
+        }
+        Ok(0)
+    }
 }
 
 /// Snappy, raw (one block, as librdkafka writes) or xerial-framed (as Java and
@@ -853,6 +902,39 @@ mod tests {
                     RecordError::Decompress(_) | RecordError::Framing { .. }
                 ),
                 "codec {attr}"
+            );
+        }
+    }
+
+    #[test]
+    fn record_attributes_must_be_zero() {
+        // Found by the fuzzer: kafka-python reads this byte as a varint.
+        let mut raw = encode_records(&[(Some(&b"k"[..]), Some(&b"v"[..]))]);
+        raw[1] = 0x80;
+        let b = build_raw_batch(1, 0, 1, &raw);
+        assert!(matches!(
+            refused(&b, 1 << 20),
+            RecordError::Framing { record: 0, .. }
+        ));
+    }
+
+    #[test]
+    fn compressed_payloads_must_end_cleanly() {
+        // Found by the fuzzer: an LZ4 frame cut before its end mark still held
+        // every record; librdkafka read it, kafka-python could not.
+        let raw = payload(&kv(20, 100));
+        for (codec, attr) in CODECS.iter().skip(1) {
+            let full = compress(*codec, &raw);
+            for cut in 1..=4 {
+                let b = build_raw_batch(1, *attr, 20, &full[..full.len() - cut]);
+                assert!(validate(&b, 1 << 20).is_err(), "{codec:?} cut by {cut}");
+            }
+            let mut extra = full.clone();
+            extra.extend_from_slice(b"junk");
+            let b = build_raw_batch(1, *attr, 20, &extra);
+            assert!(
+                validate(&b, 1 << 20).is_err(),
+                "{codec:?} with trailing bytes"
             );
         }
     }

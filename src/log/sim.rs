@@ -219,6 +219,15 @@ impl State {
         Ok(ino)
     }
 
+    /// Removes the entry `path` from its directory; returns the inode it named.
+    fn take_entry(&mut self, path: &Path) -> io::Result<u64> {
+        let (dir, name) = self.parent(path)?;
+        self.dir_mut(dir)?
+            .entries
+            .remove(&name)
+            .ok_or_else(|| err(io::ErrorKind::NotFound, "no such file or directory"))
+    }
+
     /// The parent directory's inode and the last name of `path`.
     fn parent(&self, path: &Path) -> io::Result<(u64, String)> {
         let mut parts = components(path);
@@ -495,13 +504,8 @@ impl Fs for SimFs {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.op(Op::Rename, from, |s| {
-            let (fdir, fname) = s.parent(from)?;
             let (tdir, tname) = s.parent(to)?;
-            let ino = s
-                .dir_mut(fdir)?
-                .entries
-                .remove(&fname)
-                .ok_or_else(|| err(io::ErrorKind::NotFound, "no such file"))?;
+            let ino = s.take_entry(from)?;
             if let Some(old) = s.dir_mut(tdir)?.entries.insert(tname, ino) {
                 s.unlink(old);
             }
@@ -511,12 +515,7 @@ impl Fs for SimFs {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         self.op(Op::Remove, path, |s| {
-            let (dir, name) = s.parent(path)?;
-            let ino = s
-                .dir_mut(dir)?
-                .entries
-                .remove(&name)
-                .ok_or_else(|| err(io::ErrorKind::NotFound, "no such file"))?;
+            let ino = s.take_entry(path)?;
             s.unlink(ino);
             Ok(())
         })
@@ -524,12 +523,7 @@ impl Fs for SimFs {
 
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
         self.op(Op::Remove, path, |s| {
-            let (dir, name) = s.parent(path)?;
-            let ino = s
-                .dir_mut(dir)?
-                .entries
-                .remove(&name)
-                .ok_or_else(|| err(io::ErrorKind::NotFound, "no such directory"))?;
+            let ino = s.take_entry(path)?;
             let mut stack = vec![ino];
             while let Some(i) = stack.pop() {
                 match s.nodes.get(&i) {

@@ -307,6 +307,10 @@ impl Partition {
 
     /// Flushes and seals the log for a clean shutdown; later operations are refused.
     pub fn close_blocking(&self) -> io::Result<()> {
+        if self.log.is_poisoned() {
+            // A panic mid-operation: what the log holds in memory is suspect.
+            self.offline.store(true, Ordering::Release);
+        }
         let mut log = self.lock_raw();
         // Appends after close would go unindexed: refuse them.
         self.deleted.store(true, Ordering::Release);

@@ -525,7 +525,9 @@ fn check_response(case: u64, key: ApiKey, v: i16, correlation_id: i32, mut frame
 /// Runs one case against `addr`: a frame from the corpus, mutated, on a fresh
 /// connection. Panics on a malformed answer or a hang.
 pub async fn run_case(addr: SocketAddr, case: u64, seed: u64, stats: &mut Stats) {
-    let mut rng = Rng((seed ^ case.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1);
+    let mut rng = Rng((seed.wrapping_mul(0xd605_0ad2_6f13_a9c5)
+        ^ case.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        | 1);
     let (key, lo, hi) = SUPPORTED[rng.below(SUPPORTED.len() as u64) as usize];
     let v = lo + rng.below((hi - lo + 1) as u64) as i16;
     // A third of Produce cases change the records and fix the CRC instead.

@@ -119,6 +119,33 @@ pub async fn produce(c: &mut Client, topic: &str, values: &[&[u8]]) -> i64 {
     p.base_offset
 }
 
+/// Metadata for every topic (v12).
+pub async fn metadata_all(c: &mut Client) -> MetadataResponse {
+    c.call(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    )
+    .await
+}
+
+/// A fault on `op` for paths containing `path`: skip `skip` matches, then fire `times`.
+pub fn rule(
+    op: sluice::log::sim::Op,
+    path: &str,
+    skip: u64,
+    times: u64,
+    fault: sluice::log::sim::Fault,
+) -> sluice::log::sim::Rule {
+    sluice::log::sim::Rule {
+        op,
+        path: path.to_string(),
+        skip,
+        times,
+        fault,
+    }
+}
+
 pub fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
