@@ -1008,10 +1008,13 @@ fn baseline_section(md: &mut String, work: &Path, baseline: &str) {
     std::fs::create_dir_all(work).expect("work dir");
     let shapes: [(usize, &str, i32); 3] = [(1024, "all", 1), (100, "1", 1), (100, "all", 16)];
     let rounds = 3;
+    // `SLUICE_BENCH_BASELINE_LABEL` names the baseline (a commit) in the report.
+    let label =
+        std::env::var("SLUICE_BENCH_BASELINE_LABEL").unwrap_or_else(|_| baseline.to_string());
     let _ = writeln!(md, "## Against a baseline build\n");
     let _ = writeln!(
         md,
-        "`{baseline}` and this build, alternating, {rounds} rounds of each shape ({} MB each); \
+        "`{label}` and this build, alternating, {rounds} rounds of each shape ({} MB each); \
          medians. Broker CPU is per GB of record values.\n",
         scaled(5e8) / 1_000_000
     );
