@@ -122,6 +122,9 @@ impl Broker {
             .arg("--listen")
             .arg(&addr)
             .env("RUST_LOG", "warn")
+            // Metrics on, as by default, on a port of its own (an environment
+            // variable, which builds without the flag ignore).
+            .env("SLUICE_METRICS_LISTEN", "127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -643,6 +646,16 @@ fn main() {
     // `SLUICE_BENCH_CONSUME_MARK` is written when the consume starts.
     if let Ok(only) = std::env::var("SLUICE_BENCH_ONLY") {
         profile_one(&work, &only);
+        return;
+    }
+    // `SLUICE_BENCH_BASELINE_ONLY=1` runs only the comparison against
+    // `SLUICE_BENCH_BASELINE` and prints it, leaving the report alone.
+    if std::env::var("SLUICE_BENCH_BASELINE_ONLY").is_ok() {
+        if let Ok(baseline) = std::env::var("SLUICE_BENCH_BASELINE") {
+            let mut md = String::new();
+            baseline_section(&mut md, &work, &baseline);
+            println!("{md}");
+        }
         return;
     }
 

@@ -85,6 +85,7 @@ fn fetch_assembly(c: &mut Criterion) {
                         file: file.clone(),
                         position: (i as u64) * 65_536,
                         len: 65_536,
+                        next_offset: 0,
                     }),
                 })
                 .collect();

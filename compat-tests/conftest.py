@@ -28,12 +28,19 @@ class Broker:
         self.data_dir = pathlib.Path(data_dir)
         self.port = free_port()
         self.extra_args = list(extra_args)
+        self.metrics_port = free_port()
+        if not any(a.startswith("--metrics-listen") for a in self.extra_args):
+            self.extra_args += ["--metrics-listen", f"127.0.0.1:{self.metrics_port}"]
         self.proc = None
         self.log_path = self.data_dir.parent / "sluice.log"
 
     @property
     def bootstrap(self):
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self):
+        return f"http://127.0.0.1:{self.metrics_port}"
 
     def start(self):
         log = open(self.log_path, "ab")

@@ -20,6 +20,21 @@ pub struct Config {
     #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:9092")]
     pub listen: SocketAddr,
 
+    /// Address of the HTTP listener serving `/metrics` (Prometheus), `/healthz` and
+    /// `/readyz`; `off` disables it. Loopback by default: metrics name topics and groups.
+    #[arg(long, env = "SLUICE_METRICS_LISTEN", default_value = "127.0.0.1:9644", value_parser = parse_listen)]
+    pub metrics_listen: Listen,
+
+    /// Most partitions reported one by one in `/metrics` (offsets, sizes, lag);
+    /// partitions past it are summed per topic (and per group and topic for lag) under
+    /// `partition="_other"`, so a broker with many partitions keeps a bounded scrape.
+    #[arg(long, env = "SLUICE_METRICS_PARTITIONS_MAX", default_value_t = 2000)]
+    pub metrics_partitions_max: usize,
+
+    /// Most HTTP connections open at once on the metrics listener; more wait in its backlog.
+    #[arg(long, env = "SLUICE_METRICS_CONNECTIONS_MAX", default_value_t = 64)]
+    pub metrics_connections_max: usize,
+
     /// HOST:PORT that clients are told to connect to (in Metadata).
     /// Defaults to the listen address; set it when clients reach the broker through another name.
     #[arg(long, env = "SLUICE_ADVERTISED_LISTENER")]
@@ -202,6 +217,7 @@ impl Config {
         let mut c = Config::parse_from(["sluice"]);
         c.data_dir = data_dir;
         c.listen = "127.0.0.1:0".parse().expect("literal address");
+        c.metrics_listen = Listen(None);
         c
     }
 
@@ -255,6 +271,9 @@ impl Config {
         if self.group_initial_rebalance_delay_ms < 0 {
             return Err("--group-initial-rebalance-delay-ms must not be negative".into());
         }
+        if self.metrics_connections_max == 0 {
+            return Err("--metrics-connections-max must be at least 1".into());
+        }
         if self.group_members_max == 0 || self.groups_max == 0 {
             return Err("--group-members-max and --groups-max must be at least 1".into());
         }
@@ -283,6 +302,20 @@ impl Config {
             max_message_bytes: self.max_message_bytes,
             ..LogConfig::default()
         }
+    }
+}
+
+/// An optional listen address: `off` (or an empty value) disables the listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen(pub Option<SocketAddr>);
+
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    match s.trim() {
+        "" | "off" | "none" => Ok(Listen(None)),
+        a => a
+            .parse()
+            .map(|a| Listen(Some(a)))
+            .map_err(|e| format!("expected HOST:PORT or off: {e}")),
     }
 }
 
@@ -333,6 +366,10 @@ mod tests {
             "[::1]:9093",
         ]);
         assert!(!c.auto_create_topics);
+        assert_eq!(
+            Config::parse_from(["sluice", "--metrics-listen", "off"]).metrics_listen,
+            Listen(None)
+        );
         assert_eq!(
             c.advertised("127.0.0.1:1".parse().unwrap()),
             ("::1".to_string(), 9093)

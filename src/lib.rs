@@ -14,6 +14,8 @@
 //! - `handlers`: one file per API family; Kafka error codes are chosen here.
 //! - `net`: connection framing, size cap, timeouts, ordered responses.
 //! - `server`: accept loop, connection limits, shutdown and drain.
+//! - `http`: the HTTP listener: `/metrics`, `/healthz`, `/readyz`.
+//! - `metrics`: metric names and recording helpers (a leaf, like `config`).
 //! - `config`, `clock`, `sys`, `alloc`: settings, time, process resources, and
 //!   the allocator guard; importable from anywhere.
 
@@ -23,7 +25,9 @@ pub mod clock;
 pub mod config;
 pub mod group;
 pub mod handlers;
+pub mod http;
 pub mod log;
+pub mod metrics;
 pub mod net;
 pub mod protocol;
 pub mod server;

@@ -2,9 +2,12 @@
 
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use clap::Parser;
 use sluice::broker::Broker;
 use sluice::config::Config;
+use sluice::http::HttpState;
 use tokio::net::TcpListener;
 
 #[global_allocator]
@@ -44,15 +47,45 @@ fn main() -> ExitCode {
     }
 }
 
-/// Loads the data directory, then binds: clients can connect only to a broker
-/// that can answer them.
+/// Starts the metrics listener, loads the data directory, then binds: clients
+/// can connect only to a broker that can answer them, while health probes see
+/// "not ready" during recovery.
 async fn run(config: Config) -> std::io::Result<()> {
     match sluice::sys::raise_open_files_limit() {
         Ok(limit) => tracing::info!(open_files_limit = limit, "open-files limit"),
         Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-files limit"),
     }
+    // Before anything caches a metric handle: handles taken earlier record nowhere.
+    // With the listener off nothing is installed and every handle is a no-op.
+    if config.metrics_listen.0.is_some() {
+        sluice::metrics::install();
+    }
+    let http = Arc::new(HttpState::default());
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http_task = match config.metrics_listen.0 {
+        Some(addr) => {
+            let l = TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen for metrics on {addr}: {e}"),
+                )
+            })?;
+            tracing::info!(listen = %l.local_addr()?, "metrics listener up (/metrics, /healthz, /readyz)");
+            let (state, max) = (http.clone(), config.metrics_connections_max);
+            Some(tokio::spawn(async move {
+                let stop = async {
+                    let _ = http_stopped.await;
+                };
+                if let Err(e) = sluice::http::serve(l, state, max, stop).await {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            }))
+        }
+        None => None,
+    };
     let listen = config.listen;
     let broker = Broker::open(config).await?;
+    http.set_broker(broker.clone());
     let listener = match TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -66,8 +99,15 @@ async fn run(config: Config) -> std::io::Result<()> {
     let bound = listener.local_addr()?;
     broker.set_advertised(bound);
     let (host, port) = broker.advertised();
+    http.set_accepting(true);
     tracing::info!(listen = %bound, advertised = %format!("{host}:{port}"), "sluice is ready");
-    sluice::server::run(listener, broker, shutdown_signal()).await
+    let result = sluice::server::run(listener, broker, shutdown_signal()).await;
+    http.set_accepting(false);
+    let _ = http_stop.send(());
+    if let Some(t) = http_task {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
+    }
+    result
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -116,9 +116,11 @@ pub async fn run(
                 tracing::info!(address = %peer.ip(), max = per_address_max, suppressed = held,
                     "rejected a connection: the address already has the maximum of connections");
             }
+            crate::metrics::connection_refused("per_ip");
             drop(stream);
             continue;
         };
+        crate::metrics::connection_accepted();
         let b = broker.clone();
         tasks.spawn(async move {
             connection::serve(stream, peer, b).await;

@@ -13,6 +13,7 @@ use super::topic_config;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::log::LogConfig;
+use crate::metrics::TopicMetrics;
 use crate::storage::{Partition, Storage};
 
 /// A topic's description file; a topic exists on disk once it is written.
@@ -95,6 +96,8 @@ pub struct Topic {
     pub log_config: LogConfig,
     /// Directory of the topic.
     pub(super) dir: PathBuf,
+    /// Traffic counters labelled with the topic's name.
+    pub metrics: TopicMetrics,
 }
 
 impl Topic {
@@ -187,6 +190,7 @@ pub(super) fn create_topic_files(
     })();
     match made {
         Ok((id, partitions)) => Ok(Topic {
+            metrics: TopicMetrics::new(&name),
             name,
             id,
             partitions,
@@ -240,6 +244,7 @@ pub(super) fn load_topic(
         topic_config::apply(&config.log_defaults(), &configs).map_err(io::Error::other)?;
     let parts = open_partitions(storage, dir, partitions, &log_config, recover)?;
     Ok(Some(Topic {
+        metrics: TopicMetrics::new(&name),
         name,
         id,
         partitions: parts,

@@ -80,6 +80,19 @@ pub struct GroupOverview {
     pub state: &'static str,
 }
 
+/// A group as the metrics see it: state, member count and committed offsets.
+#[derive(Debug, Clone)]
+pub struct GroupMetrics {
+    /// Group id.
+    pub group_id: String,
+    /// Kafka's state name.
+    pub state: &'static str,
+    /// Members now.
+    pub members: usize,
+    /// Committed offsets by (topic, partition).
+    pub offsets: Vec<((String, i32), i64)>,
+}
+
 /// A change to a group's committed offsets, applied once its records are durable.
 #[derive(Debug)]
 enum OffsetChange {
@@ -337,6 +350,10 @@ impl Coordinator {
                         records::group_key(&slot.group.id),
                         Some(records::group_value(&slot.group)),
                     ));
+                    continue;
+                }
+                Out::Rebalance(cause) => {
+                    crate::metrics::rebalance(cause.label());
                     continue;
                 }
                 Out::Join(member, r) => slot.joins.remove(&member).map(|tx| Delivery::Join(tx, r)),
@@ -820,6 +837,31 @@ impl Coordinator {
                 })
                 .unwrap_or_default(),
         }
+    }
+
+    /// Every live group with its committed offsets, for the metrics; each group
+    /// is locked only while it is copied.
+    pub fn metrics_view(&self) -> Vec<GroupMetrics> {
+        let slots: Vec<Arc<Mutex<Slot>>> = lock(&self.groups).values().cloned().collect();
+        let mut out: Vec<GroupMetrics> = slots
+            .iter()
+            .filter_map(|slot| {
+                let s = lock(slot);
+                let g = &s.group;
+                (g.state != GroupState::Dead).then(|| GroupMetrics {
+                    group_id: g.id.clone(),
+                    state: g.state.name(),
+                    members: g.members.len(),
+                    offsets: g
+                        .offsets
+                        .iter()
+                        .map(|(k, c)| (k.clone(), c.offset))
+                        .collect(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        out
     }
 
     /// Every live group.

@@ -218,6 +218,45 @@ pub enum Out {
     Sync(String, SyncResult),
     /// Persist the group's membership (after a generation's assignment, or on becoming empty).
     StoreGroup,
+    /// A rebalance began, for this reason (counted in the metrics).
+    Rebalance(RebalanceCause),
+}
+
+/// Why a rebalance began: the label of `sluice_group_rebalances_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RebalanceCause {
+    /// A member joined.
+    NewMember,
+    /// A member rejoined with other protocols, or the leader asked for a new assignment.
+    MemberUpdate,
+    /// A member left with LeaveGroup.
+    MemberLeave,
+    /// A member's session expired.
+    SessionTimeout,
+    /// A member did not send SyncGroup within the rebalance timeout.
+    SyncTimeout,
+}
+
+impl RebalanceCause {
+    /// Every cause, for metrics that report each one.
+    pub const ALL: [RebalanceCause; 5] = [
+        RebalanceCause::NewMember,
+        RebalanceCause::MemberUpdate,
+        RebalanceCause::MemberLeave,
+        RebalanceCause::SessionTimeout,
+        RebalanceCause::SyncTimeout,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            RebalanceCause::NewMember => "new_member",
+            RebalanceCause::MemberUpdate => "member_update",
+            RebalanceCause::MemberLeave => "member_leave",
+            RebalanceCause::SessionTimeout => "session_timeout",
+            RebalanceCause::SyncTimeout => "sync_timeout",
+        }
+    }
 }
 
 /// One member of the group.
@@ -594,7 +633,7 @@ impl Group {
                     Reply::Now(self.join_result_for(&id, leader))
                 } else {
                     self.update_member(now, &req);
-                    self.prepare_rebalance(now, out);
+                    self.prepare_rebalance(now, RebalanceCause::MemberUpdate, out);
                     Reply::Parked(id)
                 }
             }
@@ -604,7 +643,7 @@ impl Group {
                     // The leader rejoining is how clients ask for a new assignment
                     // (e.g. after a topic's partition count changed).
                     self.update_member(now, &req);
-                    self.prepare_rebalance(now, out);
+                    self.prepare_rebalance(now, RebalanceCause::MemberUpdate, out);
                     Reply::Parked(id)
                 } else {
                     self.refresh(now, &id);
@@ -696,7 +735,7 @@ impl Group {
                 Reply::Now(r)
             }
             GroupState::Stable | GroupState::CompletingRebalance => {
-                self.prepare_rebalance(now, out);
+                self.prepare_rebalance(now, RebalanceCause::NewMember, out);
                 Reply::Parked(new_id)
             }
             _ => {
@@ -777,9 +816,10 @@ impl Group {
                 self.initial_delay_remaining = Some((timeout - initial_delay_ms).max(0));
                 self.new_member_added = false;
                 self.transition(now, GroupState::PreparingRebalance);
+                out.push(Out::Rebalance(RebalanceCause::NewMember));
             }
             GroupState::Stable | GroupState::CompletingRebalance => {
-                self.prepare_rebalance(now, out)
+                self.prepare_rebalance(now, RebalanceCause::NewMember, out)
             }
             GroupState::PreparingRebalance | GroupState::Dead => {}
         }
@@ -787,7 +827,7 @@ impl Group {
 
     /// Starts a join phase from Stable or CompletingRebalance: parked SyncGroups
     /// learn of it, and everyone gets the rebalance timeout to rejoin.
-    fn prepare_rebalance(&mut self, now: i64, out: &mut Vec<Out>) {
+    fn prepare_rebalance(&mut self, now: i64, cause: RebalanceCause, out: &mut Vec<Out>) {
         if self.state == GroupState::CompletingRebalance {
             self.reset_assignments(GroupError::RebalanceInProgress, out);
         }
@@ -801,6 +841,7 @@ impl Group {
         self.join_deadline = Some(now + self.rebalance_timeout_ms());
         self.initial_delay_remaining = None;
         self.transition(now, GroupState::PreparingRebalance);
+        out.push(Out::Rebalance(cause));
         self.try_complete_join(now, out);
     }
 
@@ -922,11 +963,11 @@ impl Group {
     }
 
     /// Removes a member and moves the group on: a rebalance, or completing a join phase.
-    fn remove_member(&mut self, now: i64, id: &str, out: &mut Vec<Out>) {
+    fn remove_member(&mut self, now: i64, id: &str, cause: RebalanceCause, out: &mut Vec<Out>) {
         self.drop_member(id, out);
         match self.state {
             GroupState::Stable | GroupState::CompletingRebalance => {
-                self.prepare_rebalance(now, out)
+                self.prepare_rebalance(now, cause, out)
             }
             GroupState::PreparingRebalance => self.try_complete_join(now, out),
             GroupState::Empty | GroupState::Dead => {}
@@ -1086,7 +1127,7 @@ impl Group {
             None if self.members.contains_key(member_id) => member_id.to_string(),
             None => return Err(GroupError::UnknownMemberId),
         };
-        self.remove_member(now, &id, out);
+        self.remove_member(now, &id, RebalanceCause::MemberLeave, out);
         Ok(())
     }
 
@@ -1180,7 +1221,7 @@ impl Group {
             .collect();
         for id in expired {
             tracing::info!(group = %self.id, member = %id, "member session expired");
-            self.remove_member(now, &id, &mut out);
+            self.remove_member(now, &id, RebalanceCause::SessionTimeout, &mut out);
         }
         if self.state == GroupState::PreparingRebalance
             && self.join_deadline.is_some_and(|d| d <= now)
@@ -1212,7 +1253,7 @@ impl Group {
             self.sync_deadline = None;
             for id in lagging {
                 tracing::info!(group = %self.id, member = %id, "member did not sync in time");
-                self.remove_member(now, &id, &mut out);
+                self.remove_member(now, &id, RebalanceCause::SyncTimeout, &mut out);
             }
         }
         out

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::{describe, partition_error_code, Ctx};
 use crate::broker::Broker;
 use crate::log::FileSlice;
+use crate::metrics::{self, TopicMetrics};
 use crate::protocol::{
     encode_fetch, error, FetchPartitionReply, FetchReply, FetchTopicReply, ResponseFrame,
 };
@@ -32,6 +33,8 @@ struct Want {
     fetch_offset: i64,
     /// The client's per-partition byte limit.
     partition_max_bytes: i32,
+    /// The topic's traffic counters, if the topic exists.
+    metrics: Option<TopicMetrics>,
 }
 
 /// What a read found for one partition.
@@ -136,6 +139,7 @@ pub(super) async fn handle(broker: &Arc<Broker>, ctx: &Ctx, req: FetchRequest) -
                 },
                 fetch_offset: fp.fetch_offset,
                 partition_max_bytes: fp.partition_max_bytes,
+                metrics: topic.as_ref().map(|t| t.metrics.clone()),
             });
         }
     }
@@ -153,6 +157,7 @@ pub(super) async fn handle(broker: &Arc<Broker>, ctx: &Ctx, req: FetchRequest) -
     let notify = Arc::new(Notify::new());
     let mut shutdown = broker.shutdown_signal();
     let wants = Arc::new(wants);
+    let mut parked = false;
     let found = loop {
         // Register before reading, so an append between the read and the wait still wakes us.
         for w in wants.iter() {
@@ -181,12 +186,23 @@ pub(super) async fn handle(broker: &Arc<Broker>, ctx: &Ctx, req: FetchRequest) -
             .map(|r| r.len)
             .sum();
         let any_error = found.iter().any(|f| f.error_code != error::NONE);
-        if bytes >= min_bytes.max(1)
-            || any_error
-            || Instant::now() >= deadline
-            || *shutdown.borrow()
-        {
+        let ready = bytes >= min_bytes.max(1) || any_error;
+        let stopping = *shutdown.borrow();
+        if ready || stopping || Instant::now() >= deadline {
+            if parked {
+                metrics::fetch_woken(if ready {
+                    "data"
+                } else if stopping {
+                    "shutdown"
+                } else {
+                    "timeout"
+                });
+            }
             break found;
+        }
+        if !parked {
+            parked = true;
+            metrics::fetch_parked();
         }
         tokio::select! {
             _ = notify.notified() => {}
@@ -195,6 +211,11 @@ pub(super) async fn handle(broker: &Arc<Broker>, ctx: &Ctx, req: FetchRequest) -
         }
     };
     for (w, f) in wants.iter().zip(found) {
+        if let (Some(m), Some(r)) = (&w.metrics, &f.records) {
+            m.bytes_out.increment(r.len);
+            m.records_out
+                .increment(u64::try_from(r.next_offset - w.fetch_offset).unwrap_or(0));
+        }
         let (hw, start) = match &w.partition {
             Some(p) if f.error_code != error::KAFKA_STORAGE_ERROR => {
                 (p.high_watermark(), p.log_start_offset())

@@ -147,7 +147,9 @@ pub(super) async fn join(
         require_known_member_id: ctx.version >= 4,
         new_member_id: String::new(),
     };
+    let started = std::time::Instant::now();
     let r = broker.groups.join(&req.group_id, join).await;
+    crate::metrics::group_parked(true, started);
     let old = ctx.version < 7;
     let mut resp = JoinGroupResponse::default()
         .with_error_code(r.error.map_or(error::NONE, code))
@@ -183,6 +185,7 @@ pub(super) async fn sync(broker: &Arc<Broker>, ctx: &Ctx, req: SyncGroupRequest)
         .iter()
         .map(|a| (a.member_id.to_string(), a.assignment.clone()))
         .collect();
+    let started = std::time::Instant::now();
     let r = broker
         .groups
         .sync(
@@ -194,6 +197,7 @@ pub(super) async fn sync(broker: &Arc<Broker>, ctx: &Ctx, req: SyncGroupRequest)
             assignments,
         )
         .await;
+    crate::metrics::group_parked(false, started);
     let mut resp = SyncGroupResponse::default()
         .with_error_code(r.error.map_or(error::NONE, code))
         .with_assignment(r.assignment);

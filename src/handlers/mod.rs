@@ -16,7 +16,7 @@ use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use crate::broker::{Broker, TopicError};
 use crate::log::{AppendError, ReadError};
-use crate::protocol::{encode_response, error, Request, RequestFrame, ResponseFrame};
+use crate::protocol::{encode_response, error, ErrorCodes, Request, RequestFrame, ResponseFrame};
 use crate::storage::PartitionError;
 
 /// Runs one request. `None` means no response is sent (Produce with acks=0).
@@ -64,7 +64,7 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    fn respond<T: Encodable>(&self, body: &T) -> ResponseFrame {
+    fn respond<T: Encodable + ErrorCodes>(&self, body: &T) -> ResponseFrame {
         encode_response(self.api_key, self.version, self.correlation_id, body)
     }
 }

@@ -59,9 +59,12 @@ pub(super) async fn handle(
 ) -> Option<ResponseFrame> {
     let acks = req.acks;
     let mut topics = Vec::with_capacity(req.topic_data.len());
+    // The topic of each response entry, for its traffic counters.
+    let mut known = Vec::with_capacity(req.topic_data.len());
     let mut slots = Vec::new();
     for (ti, td) in req.topic_data.into_iter().enumerate() {
         let topic = broker.topic(td.name.0.as_str());
+        known.push(topic.clone());
         let mut tr = TopicProduceResponse::default();
         tr.name = td.name;
         topics.push(tr);
@@ -127,7 +130,10 @@ pub(super) async fn handle(
         .unzip();
     let appended = tokio::task::spawn_blocking(move || {
         jobs.into_iter()
-            .map(|(p, bytes)| p.append_blocking(&bytes))
+            .map(|(p, bytes)| {
+                p.append_blocking(&bytes)
+                    .map(|info| (info, bytes.len() as u64))
+            })
             .collect::<Vec<_>>()
     })
     .await;
@@ -142,7 +148,13 @@ pub(super) async fn handle(
     for ((i, p), result) in parts.into_iter().zip(results) {
         let slot = &mut slots[i];
         match result {
-            Ok(info) => {
+            Ok((info, bytes)) => {
+                if let Some(t) = &known[slot.topic] {
+                    t.metrics.records_in.increment(
+                        u64::try_from(info.last_offset - info.base_offset + 1).unwrap_or(0),
+                    );
+                    t.metrics.bytes_in.increment(bytes);
+                }
                 slot.response.base_offset = info.base_offset;
                 slot.response.log_append_time_ms = -1;
                 slot.response.log_start_offset = p.log_start_offset();
@@ -178,6 +190,9 @@ pub(super) async fn handle(
         }
     }
     for slot in slots {
+        if slot.response.error_code != error::NONE {
+            crate::metrics::produce_rejected(crate::protocol::error_name(slot.response.error_code));
+        }
         topics[slot.topic].partition_responses.push(slot.response);
     }
     let mut resp = ProduceResponse::default();

@@ -380,6 +380,26 @@ impl PartitionLog {
         Ok(None)
     }
 
+    /// The header of the batch holding `offset` (or the first after it, past a
+    /// gap): one index lookup and a few header reads.
+    pub fn header_at(&self, offset: i64) -> io::Result<Option<super::BatchHeader>> {
+        if offset < self.log_start_offset() || offset >= self.next_offset {
+            return Ok(None);
+        }
+        let floor = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map(|(b, _)| *b)
+            .unwrap_or(offset);
+        for (_, seg) in self.segments.range(floor..) {
+            if let Some(h) = seg.header_at(offset)? {
+                return Ok(Some(h));
+            }
+        }
+        Ok(None)
+    }
+
     /// The first batch whose max timestamp is `>= timestamp`, if any.
     pub fn find_by_timestamp(&self, timestamp: i64) -> io::Result<Option<FileSlice>> {
         for seg in self.segments.values() {

@@ -27,6 +27,8 @@ pub struct FileSlice {
     pub position: u64,
     /// Length in bytes; always covers whole batches.
     pub len: u64,
+    /// The offset after the slice's last batch (what a consumer fetches next).
+    pub next_offset: i64,
 }
 
 impl FileSlice {
@@ -409,6 +411,11 @@ impl Segment {
         Ok(None)
     }
 
+    /// The header of the batch holding `offset` (or the first after it).
+    pub fn header_at(&self, offset: i64) -> io::Result<Option<BatchHeader>> {
+        Ok(self.locate(offset)?.map(|(_, h)| h))
+    }
+
     /// Whole batches starting with the one that holds `offset`, up to `max_bytes`
     /// (but always at least that first batch).
     pub fn read(&self, offset: i64, max_bytes: u64) -> io::Result<Option<FileSlice>> {
@@ -416,6 +423,7 @@ impl Segment {
             return Ok(None);
         };
         let mut end = start + first.total_bytes() as u64;
+        let mut next_offset = first.next_offset();
         let limit = start.saturating_add(max_bytes).min(self.size);
         if end < limit {
             // Jump near the limit with the index, then walk batch headers.
@@ -424,23 +432,31 @@ impl Segment {
                     .floor_position(u32::try_from(limit).unwrap_or(u32::MAX)),
             );
             let mut pos = rel_limit.max(end);
-            while let Some(h) = read_header(self.file.as_ref(), pos, self.size)? {
+            // The offset of the batch starting at `pos`.
+            let at_pos = loop {
+                let Some(h) = read_header(self.file.as_ref(), pos, self.size)? else {
+                    break self.next_offset;
+                };
                 let next = pos + h.total_bytes() as u64;
                 if next > limit {
-                    break;
+                    break h.base_offset;
                 }
                 pos = next;
+            };
+            if pos > end {
+                end = pos;
+                next_offset = at_pos;
             }
-            end = end.max(pos);
         }
-        Ok(Some(self.slice(start, end - start)))
+        Ok(Some(self.slice(start, end - start, next_offset)))
     }
 
-    fn slice(&self, position: u64, len: u64) -> FileSlice {
+    fn slice(&self, position: u64, len: u64, next_offset: i64) -> FileSlice {
         FileSlice {
             file: self.file.clone(),
             position,
             len,
+            next_offset,
         }
     }
 
@@ -454,7 +470,11 @@ impl Segment {
         let mut pos = u64::from(pos);
         while let Some(h) = read_header(self.file.as_ref(), pos, self.size)? {
             if h.max_timestamp >= timestamp {
-                return Ok(Some(self.slice(pos, h.total_bytes() as u64)));
+                return Ok(Some(self.slice(
+                    pos,
+                    h.total_bytes() as u64,
+                    h.next_offset(),
+                )));
             }
             pos += h.total_bytes() as u64;
         }
@@ -466,9 +486,10 @@ impl Segment {
         if self.max_timestamp < 0 && self.offset_of_max_timestamp < 0 {
             return Ok(None);
         }
-        Ok(self
-            .locate(self.offset_of_max_timestamp)?
-            .map(|(pos, h)| (self.max_timestamp, self.slice(pos, h.total_bytes() as u64))))
+        Ok(self.locate(self.offset_of_max_timestamp)?.map(|(pos, h)| {
+            let slice = self.slice(pos, h.total_bytes() as u64, h.next_offset());
+            (self.max_timestamp, slice)
+        }))
     }
 
     /// Cuts the segment so that it ends before the batch holding `offset`.

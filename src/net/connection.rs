@@ -17,6 +17,7 @@ use super::log_limit::LogLimit;
 use crate::broker::Broker;
 use crate::handlers;
 use crate::log::FileSlice;
+use crate::metrics;
 use crate::protocol::{self, Chunk, DecodeError, ResponseFrame};
 
 /// Idle and deadline closes are logged at most once a second.
@@ -29,8 +30,10 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Why a connection ended.
 #[derive(Debug)]
 enum Close {
-    /// The peer closed or the broker is shutting down.
+    /// The peer closed.
     Normal,
+    /// The broker is shutting down.
+    Shutdown,
     /// No request began within `idle_timeout_ms`.
     Idle,
     /// A request began but did not arrive whole within `request_read_timeout_ms`.
@@ -47,8 +50,13 @@ enum Close {
 pub async fn serve(mut stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     let _ = stream.set_nodelay(true);
     let c = &broker.config;
-    match serve_inner(&mut stream, peer, &broker).await {
-        Close::Normal => tracing::debug!(%peer, "connection closed"),
+    let open = metrics::connections_open();
+    open.increment(1.0);
+    let close = serve_inner(&mut stream, peer, &broker).await;
+    open.decrement(1.0);
+    metrics::connection_closed(close.label());
+    match close {
+        Close::Normal | Close::Shutdown => tracing::debug!(%peer, "connection closed"),
         Close::Idle => {
             if let Some(held) = TIMEOUT_LOG.allow() {
                 tracing::info!(%peer, idle_timeout_ms = c.idle_timeout_ms, suppressed = held,
@@ -69,6 +77,21 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>)
         }
         Close::Protocol(why) => tracing::warn!(%peer, "closing connection: {why}"),
         Close::Io(e) => tracing::debug!(%peer, error = %e, "connection error"),
+    }
+}
+
+impl Close {
+    /// The `reason` label of `sluice_connections_closed_total`.
+    fn label(&self) -> &'static str {
+        match self {
+            Close::Normal => "client",
+            Close::Shutdown => "shutdown",
+            Close::Idle => "idle",
+            Close::Deadline => "request_deadline",
+            Close::WriteStalled => "write_stalled",
+            Close::Protocol(_) => "bad_request",
+            Close::Io(_) => "io_error",
+        }
     }
 }
 
@@ -125,11 +148,11 @@ async fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Brok
         // Between requests: wait for the next request to begin, or shutdown.
         if buf.is_empty() {
             if *shutdown.borrow() {
-                return Close::Normal;
+                return Close::Shutdown;
             }
             let got = tokio::select! {
                 r = await_request(stream, &mut buf, idle) => r,
-                _ = shutdown.changed() => return Close::Normal,
+                _ = shutdown.changed() => return Close::Shutdown,
             };
             match got {
                 Ok(true) => {}
@@ -172,26 +195,48 @@ async fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Brok
             }
             body.freeze()
         };
-        let response = match protocol::decode_request(frame) {
+        let arrived = std::time::Instant::now();
+        let frame_bytes = frame.len() as u64 + 4;
+        let (response, api) = match protocol::decode_request(frame) {
             Ok(mut req) => {
                 req.client_host.clone_from(&client_host);
                 tracing::trace!(api = ?req.api_key, version = req.api_version, client = ?req.client_id, "request");
-                handlers::dispatch(broker, req).await
+                let api = metrics::api(protocol::api_name(req.api_key), req.api_version);
+                let started = std::time::Instant::now();
+                api.queue.record((started - arrived).as_secs_f64());
+                let response = handlers::dispatch(broker, req).await;
+                api.handle.record(started.elapsed().as_secs_f64());
+                (response, Some(api))
             }
             Err(DecodeError::ApiVersionsTooNew { correlation_id }) => {
-                Some(protocol::api_versions_fallback(correlation_id))
+                (Some(protocol::api_versions_fallback(correlation_id)), None)
             }
             Err(e) => return Close::Protocol(e.to_string()),
         };
+        if let Some(api) = &api {
+            api.requests.increment(1);
+            api.request_bytes.increment(frame_bytes);
+        }
         if let Some(response) = response {
             if let Some(why) = response.failed {
                 return Close::Protocol(why);
             }
+            let sending = std::time::Instant::now();
             match tokio::time::timeout(idle, write_response(stream, &response)).await {
                 Err(_) => return Close::WriteStalled,
                 Ok(Err(e)) => return Close::Io(e),
                 Ok(Ok(())) => {}
             }
+            if let Some(api) = &api {
+                api.send.record(sending.elapsed().as_secs_f64());
+                api.response_bytes.increment(response.wire_len());
+                for (code, n) in response.errors.iter() {
+                    api.errors(protocol::error_name(code), u64::from(n));
+                }
+            }
+        }
+        if let Some(api) = &api {
+            api.total.record(arrived.elapsed().as_secs_f64());
         }
     }
 }

@@ -5,7 +5,7 @@
 use bytes::{BufMut, BytesMut};
 use uuid::Uuid;
 
-use super::{Chunk, ResponseFrame};
+use super::{Chunk, ErrorTally, ResponseFrame};
 use crate::log::FileSlice;
 
 /// A Fetch response whose record bytes stay in segment files until sent.
@@ -95,6 +95,8 @@ fn put_string(buf: &mut BytesMut, flexible: bool, s: &str) {
 pub fn encode_fetch(version: i16, correlation_id: i32, reply: FetchReply) -> ResponseFrame {
     let flexible = version >= 12;
     let mut chunks = Vec::new();
+    let mut errors = ErrorTally::default();
+    errors.add(reply.error_code);
     let mut buf = BytesMut::with_capacity(128);
     buf.put_i32(0); // size, patched below
     buf.put_i32(correlation_id);
@@ -117,6 +119,7 @@ pub fn encode_fetch(version: i16, correlation_id: i32, reply: FetchReply) -> Res
         for p in t.partitions {
             buf.put_i32(p.index);
             buf.put_i16(p.error_code);
+            errors.add(p.error_code);
             buf.put_i64(p.high_watermark);
             buf.put_i64(p.last_stable_offset);
             if version >= 5 {
@@ -167,6 +170,7 @@ pub fn encode_fetch(version: i16, correlation_id: i32, reply: FetchReply) -> Res
     }
     chunks.push(Chunk::Mem(buf.freeze()));
     let mut frame = ResponseFrame::new(chunks);
+    frame.errors = errors;
     let Ok(size) = i32::try_from(frame.wire_len() - 4) else {
         return ResponseFrame::failed("fetch response over 2 GiB".into());
     };

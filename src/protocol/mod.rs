@@ -6,11 +6,13 @@
 //! `kafka_protocol` types.
 
 pub mod error;
+pub mod error_codes;
 pub mod fetch;
 pub mod versions;
 
+pub use error_codes::{error_name, ErrorCodes, ErrorTally};
 pub use fetch::{encode_fetch, FetchPartitionReply, FetchReply, FetchTopicReply};
-pub use versions::{api_version_list, api_versions_fallback, supported_range, SUPPORTED};
+pub use versions::{api_name, api_version_list, api_versions_fallback, supported_range, SUPPORTED};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
@@ -245,6 +247,8 @@ pub struct ResponseFrame {
     /// Set when the response could not be encoded (a handler bug, or a response
     /// over 2 GiB): the connection is closed with this reason instead.
     pub failed: Option<String>,
+    /// The non-zero error codes the response carries, for the metrics.
+    pub errors: ErrorTally,
 }
 
 impl ResponseFrame {
@@ -253,6 +257,7 @@ impl ResponseFrame {
         ResponseFrame {
             chunks,
             failed: None,
+            errors: ErrorTally::default(),
         }
     }
 
@@ -261,6 +266,7 @@ impl ResponseFrame {
         ResponseFrame {
             chunks: Vec::new(),
             failed: Some(why),
+            errors: ErrorTally::default(),
         }
     }
 
@@ -277,7 +283,7 @@ impl ResponseFrame {
 }
 
 /// Encodes `body` as the response to `req` (header version from the API and version).
-pub fn encode_response<T: Encodable>(
+pub fn encode_response<T: Encodable + ErrorCodes>(
     api_key: ApiKey,
     api_version: i16,
     correlation_id: i32,
@@ -300,7 +306,9 @@ pub fn encode_response<T: Encodable>(
         return ResponseFrame::failed(format!("{api_key:?} response over 2 GiB"));
     };
     buf[0..4].copy_from_slice(&len.to_be_bytes());
-    ResponseFrame::new(vec![Chunk::Mem(buf.freeze())])
+    let mut frame = ResponseFrame::new(vec![Chunk::Mem(buf.freeze())]);
+    body.error_codes(&mut frame.errors);
+    frame
 }
 
 /// Whether `s` matches Kafka's client software name/version pattern

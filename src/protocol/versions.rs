@@ -68,3 +68,18 @@ pub fn api_versions_fallback(correlation_id: i32) -> ResponseFrame {
         .with_api_keys(api_version_list());
     encode_response(ApiKey::ApiVersions, 0, correlation_id, &body)
 }
+
+/// The API's name as Kafka spells it ("Produce"), for logs and metric labels.
+/// Made once per API key and kept: at most one per key.
+pub fn api_name(key: ApiKey) -> &'static str {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<HashMap<i16, &'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    names
+        .entry(key as i16)
+        .or_insert_with(|| Box::leak(format!("{key:?}").into_boxed_str()))
+}

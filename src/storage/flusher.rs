@@ -167,6 +167,7 @@ pub(super) async fn run(mut rx: mpsc::Receiver<SyncRequest>, storage: Weak<Stora
         while let Ok(r) = rx.try_recv() {
             batch.push(r);
         }
+        let requests = batch.len();
         let Some(storage) = storage.upgrade() else {
             return;
         };
@@ -181,6 +182,9 @@ pub(super) async fn run(mut rx: mpsc::Receiver<SyncRequest>, storage: Weak<Stora
                 .map(|(p, _)| p.clone())
                 .collect()
         };
+        if requests > 0 {
+            crate::metrics::group_commit(requests, parts.len(), rx.len());
+        }
         if let Err(e) = sync_round(parts, s).await {
             storage.health.fail("fsync", &e);
         }

@@ -13,6 +13,7 @@
 use std::io::{self, IoSlice};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use super::Health;
 use crate::log::fs::{DirEntry, Fs, FsFile, Mapping, Open};
@@ -128,7 +129,10 @@ impl Fs for GuardedFs {
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         let what = || format!("fsync of directory {}", path.display());
-        self.gate.run(false, &what, &|| self.inner.sync_dir(path))
+        let started = Instant::now();
+        let r = self.gate.run(false, &what, &|| self.inner.sync_dir(path));
+        crate::metrics::fsync("dir", started);
+        r
     }
 }
 
@@ -150,9 +154,12 @@ impl GuardedFile {
         format!("fsync of {}", self.path)
     }
 
-    fn sync(&self, f: &dyn Fn() -> io::Result<()>) -> io::Result<()> {
+    fn sync(&self, kind: &'static str, f: &dyn Fn() -> io::Result<()>) -> io::Result<()> {
         let _one = self.serial.lock().unwrap_or_else(|p| p.into_inner());
-        self.gate.run(false, &|| self.what(), f)
+        let started = Instant::now();
+        let r = self.gate.run(false, &|| self.what(), f);
+        crate::metrics::fsync(kind, started);
+        r
     }
 }
 
@@ -164,14 +171,17 @@ impl FsFile for GuardedFile {
         self.inner.write_vectored_at(bufs, offset)
     }
     fn sync_data(&self) -> io::Result<()> {
-        self.sync(&|| self.inner.sync_data())
+        self.sync("data", &|| self.inner.sync_data())
     }
     fn sync_all(&self) -> io::Result<()> {
-        self.sync(&|| self.inner.sync_all())
+        self.sync("all", &|| self.inner.sync_all())
     }
     fn sync_filesystem(&self) -> io::Result<()> {
         let what = || format!("syncfs (through {})", self.path);
-        self.gate.run(true, &what, &|| self.inner.sync_filesystem())
+        let started = Instant::now();
+        let r = self.gate.run(true, &what, &|| self.inner.sync_filesystem());
+        crate::metrics::fsync("filesystem", started);
+        r
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.inner.set_len(len)

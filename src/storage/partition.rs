@@ -67,6 +67,19 @@ impl From<io::Error> for PartitionError {
     }
 }
 
+/// A partition's size and offsets, as the metrics report them.
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionStats {
+    /// First offset stored.
+    pub log_start_offset: i64,
+    /// Offset the next record gets (the high watermark on one replica).
+    pub log_end_offset: i64,
+    /// Bytes of every segment.
+    pub size_bytes: u64,
+    /// Segment files.
+    pub segments: usize,
+}
+
 /// Fetches parked on one partition are at most one per connection; past this many
 /// entries, dead ones are pruned before another is added.
 const WAITERS_PRUNE_AT: usize = 64;
@@ -257,6 +270,23 @@ impl Partition {
             s.file.readahead(s.position, s.len);
         }
         Ok(slice)
+    }
+
+    /// Sizes and offsets for the metrics (blocking: takes the log lock briefly).
+    pub fn stats_blocking(&self) -> Result<PartitionStats, PartitionError> {
+        self.with_log(|log| PartitionStats {
+            log_start_offset: log.log_start_offset(),
+            log_end_offset: log.log_end_offset(),
+            size_bytes: log.size_bytes(),
+            segments: log.segment_count(),
+        })
+    }
+
+    /// The timestamp of the first record of the batch holding `offset`, if the
+    /// log holds it (blocking: one index lookup and a header read).
+    pub fn timestamp_at_blocking(&self, offset: i64) -> Result<Option<i64>, PartitionError> {
+        let h = self.with_log(|log| log.header_at(offset))??;
+        Ok(h.map(|h| h.base_timestamp))
     }
 
     /// First batch with max timestamp `>= ts`, read into memory (blocking).

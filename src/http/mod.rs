@@ -1,0 +1,264 @@
+//! The HTTP listener (axum on hyper): `/metrics` for Prometheus, `/healthz`
+//! (the process is up) and `/readyz` (the data directory is loaded, the Kafka
+//! listener accepts, the data directory is online). It starts before the data
+//! directory loads, so probes see "not ready" during recovery rather than a
+//! refused connection. The REST and WebSocket gateway will share this stack.
+
+mod scrape;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::broker::Broker;
+
+/// An HTTP connection that sends nothing for this long is closed, so dead or
+/// stalled clients do not hold one of the `metrics_connections_max` slots.
+const HTTP_IDLE: Duration = Duration::from_secs(60);
+/// How often histogram samples are folded into buckets when nobody scrapes, so
+/// they never pile up in memory.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// Scrapes computed at once; more are answered 503 (each one walks every partition).
+const SCRAPES_MAX: usize = 2;
+
+/// What the HTTP handlers read: the broker once it is loaded, and readiness.
+#[derive(Debug)]
+pub struct HttpState {
+    /// Set once the data directory is loaded.
+    broker: OnceLock<Arc<Broker>>,
+    /// Set once the Kafka listener accepts connections.
+    accepting: AtomicBool,
+    /// Bounds concurrent scrapes.
+    scrapes: Arc<Semaphore>,
+}
+
+impl Default for HttpState {
+    fn default() -> Self {
+        HttpState {
+            broker: OnceLock::new(),
+            accepting: AtomicBool::new(false),
+            scrapes: Arc::new(Semaphore::new(SCRAPES_MAX)),
+        }
+    }
+}
+
+impl HttpState {
+    /// Records the loaded broker: `/metrics` reports it from now on.
+    pub fn set_broker(&self, broker: Arc<Broker>) {
+        let _ = self.broker.set(broker);
+    }
+
+    /// Records that the Kafka listener accepts connections (or no longer does).
+    pub fn set_accepting(&self, on: bool) {
+        self.accepting.store(on, Ordering::Release);
+    }
+
+    /// Why the broker is not ready, if it is not.
+    fn not_ready(&self) -> Option<&'static str> {
+        let Some(b) = self.broker.get() else {
+            return Some("loading the data directory");
+        };
+        if b.storage.health.is_offline() {
+            return Some("the data directory is offline (a failed fsync); restart to recover");
+        }
+        if !self.accepting.load(Ordering::Acquire) {
+            return Some("the Kafka listener is not accepting connections");
+        }
+        None
+    }
+}
+
+/// Serves HTTP on `listener` until `shutdown` completes, with at most
+/// `connections_max` connections open at once.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<HttpState>,
+    connections_max: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    if let Some(h) = crate::metrics::handle() {
+        let h = h.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+            loop {
+                tick.tick().await;
+                h.run_upkeep();
+            }
+        });
+    }
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state);
+    let listener = Limited {
+        inner: listener,
+        permits: Arc::new(Semaphore::new(connections_max.max(1))),
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
+    match state.not_ready() {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
+    let Ok(_permit) = state.scrapes.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many scrapes at once\n",
+        )
+            .into_response();
+    };
+    let broker = state.broker.get().cloned();
+    let ready = state.not_ready().is_none();
+    // Partition stats and lag timestamps take log locks and read headers: off the workers.
+    let body = tokio::task::spawn_blocking(move || {
+        let mut out = crate::metrics::handle()
+            .map(|h| h.render())
+            .unwrap_or_default();
+        scrape::render(&mut out, broker.as_deref(), ready);
+        out
+    })
+    .await;
+    match body {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics scrape failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "scrape failed\n").into_response()
+        }
+    }
+}
+
+/// A listener that holds a permit per open connection.
+struct Limited {
+    /// The socket.
+    inner: TcpListener,
+    /// One per open connection.
+    permits: Arc<Semaphore>,
+}
+
+impl axum::serve::Listener for Limited {
+    type Io = Permitted;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Permitted, SocketAddr) {
+        // The semaphore is never closed, so this only waits.
+        let permit = loop {
+            if let Ok(p) = self.permits.clone().acquire_owned().await {
+                break p;
+            }
+        };
+        loop {
+            match self.inner.accept().await {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    return (
+                        Permitted {
+                            stream,
+                            _permit: permit,
+                            idle: Box::pin(tokio::time::sleep(HTTP_IDLE)),
+                        },
+                        addr,
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %crate::sys::describe_io_error(&e), "metrics listener: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection holding its slot, closed when it stays silent for [`HTTP_IDLE`].
+struct Permitted {
+    /// The socket.
+    stream: TcpStream,
+    /// Released when the connection is dropped.
+    _permit: OwnedSemaphorePermit,
+    /// Reset on every byte read.
+    idle: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl AsyncRead for Permitted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.stream).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    let at = tokio::time::Instant::now() + HTTP_IDLE;
+                    self.idle.as_mut().reset(at);
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => match self.idle.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "idle HTTP connection",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl AsyncWrite for Permitted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,432 @@
+//! The gauges computed at scrape time, in Prometheus text format: partitions
+//! (offsets, size, segments), consumer lag in offsets and seconds, groups, the
+//! data directory and the process. Nothing here is kept between scrapes, so a
+//! deleted topic or group simply stops being reported.
+//!
+//! Lag is the high watermark minus the committed offset; lag in seconds is the
+//! age of the first record not yet committed, read from the header of the batch
+//! that holds the committed offset (found through the offset index: no scan).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use crate::broker::{Broker, Topic};
+use crate::clock::now_ms;
+use crate::storage::Partition;
+
+/// One metric family being written.
+struct Family<'a> {
+    /// Output.
+    out: &'a mut String,
+    /// Metric name.
+    name: &'static str,
+}
+
+impl<'a> Family<'a> {
+    /// Starts a family with its help text and type.
+    fn new(out: &'a mut String, name: &'static str, kind: &str, help: &str) -> Family<'a> {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        Family { out, name }
+    }
+
+    /// One sample with `labels` (name, value) pairs.
+    fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
+        self.out.push_str(self.name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                self.out.push_str(k);
+                self.out.push_str("=\"");
+                escape_into(self.out, v);
+                self.out.push('"');
+            }
+            self.out.push('}');
+        }
+        self.out.push(' ');
+        if value.is_finite() && value.fract() == 0.0 && value.abs() < 1e15 {
+            let _ = writeln!(self.out, "{}", value as i64);
+        } else {
+            let _ = writeln!(self.out, "{value}");
+        }
+    }
+}
+
+/// Escapes a label value as the text format requires.
+fn escape_into(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Label value for partitions summed past `metrics_partitions_max`.
+const OTHER: &str = "_other";
+
+/// One partition's numbers (or the sum of several).
+#[derive(Debug, Default, Clone, Copy)]
+struct PartitionRow {
+    /// First offset stored.
+    log_start: i64,
+    /// Log end offset.
+    log_end: i64,
+    /// High watermark.
+    high_watermark: i64,
+    /// Bytes on disk.
+    size_bytes: u64,
+    /// Segment files.
+    segments: usize,
+    /// 1 if the partition cannot be served.
+    offline: u8,
+}
+
+impl PartitionRow {
+    fn of(p: &Partition) -> PartitionRow {
+        match p.stats_blocking() {
+            Ok(s) => PartitionRow {
+                log_start: s.log_start_offset,
+                log_end: s.log_end_offset,
+                high_watermark: p.high_watermark(),
+                size_bytes: s.size_bytes,
+                segments: s.segments,
+                offline: 0,
+            },
+            Err(_) => PartitionRow {
+                offline: 1,
+                ..PartitionRow::default()
+            },
+        }
+    }
+
+    fn add(&mut self, o: &PartitionRow) {
+        self.log_start += o.log_start;
+        self.log_end += o.log_end;
+        self.high_watermark += o.high_watermark;
+        self.size_bytes += o.size_bytes;
+        self.segments += o.segments;
+        self.offline += o.offline;
+    }
+}
+
+/// Appends the scrape-time families to `out`. `broker` is `None` while the data
+/// directory is still loading.
+pub(super) fn render(out: &mut String, broker: Option<&Broker>, ready: bool) {
+    let mut f = Family::new(
+        out,
+        "sluice_ready",
+        "gauge",
+        "1 when the broker serves clients (as /readyz).",
+    );
+    f.sample(&[], if ready { 1.0 } else { 0.0 });
+    process(out, broker);
+    let Some(broker) = broker else {
+        return;
+    };
+    let max = broker.config.metrics_partitions_max;
+    let topics = broker.topics();
+    partitions(out, &topics, max);
+    groups(out, broker, &topics, max);
+}
+
+fn partitions(out: &mut String, topics: &[Arc<Topic>], max: usize) {
+    // (topic, partition label, row), individual partitions first.
+    let mut rows: Vec<(&str, String, PartitionRow)> = Vec::new();
+    let mut listed = 0usize;
+    for t in topics {
+        let mut other: Option<PartitionRow> = None;
+        for p in &t.partitions {
+            let row = PartitionRow::of(p);
+            if listed < max {
+                listed += 1;
+                rows.push((&t.name, p.index.to_string(), row));
+            } else {
+                other.get_or_insert_with(PartitionRow::default).add(&row);
+            }
+        }
+        if let Some(o) = other {
+            rows.push((&t.name, OTHER.to_string(), o));
+        }
+    }
+    let mut f = Family::new(out, "sluice_topics", "gauge", "Topics.");
+    f.sample(&[], topics.len() as f64);
+    let mut f = Family::new(
+        out,
+        "sluice_topic_partitions",
+        "gauge",
+        "Partitions of each topic.",
+    );
+    for t in topics {
+        f.sample(&[("topic", &t.name)], t.partitions.len() as f64);
+    }
+    type Get = fn(&PartitionRow) -> f64;
+    let families: [(&'static str, &str, Get); 6] = [
+        (
+            "sluice_partition_log_start_offset",
+            "First offset still stored.",
+            |r| r.log_start as f64,
+        ),
+        (
+            "sluice_partition_log_end_offset",
+            "Offset the next record gets.",
+            |r| r.log_end as f64,
+        ),
+        (
+            "sluice_partition_high_watermark",
+            "Offset below which records are readable (the log end on one replica).",
+            |r| r.high_watermark as f64,
+        ),
+        (
+            "sluice_partition_size_bytes",
+            "Bytes of the partition's segments.",
+            |r| r.size_bytes as f64,
+        ),
+        (
+            "sluice_partition_segments",
+            "Segment files of the partition.",
+            |r| r.segments as f64,
+        ),
+        (
+            "sluice_partition_offline",
+            "1 when the partition cannot be served (KAFKA_STORAGE_ERROR).",
+            |r| f64::from(r.offline),
+        ),
+    ];
+    for (name, help, get) in families {
+        let mut f = Family::new(out, name, "gauge", help);
+        for (topic, partition, row) in &rows {
+            f.sample(&[("topic", topic), ("partition", partition)], get(row));
+        }
+    }
+}
+
+/// One lag series (or the sum of several).
+#[derive(Debug, Clone)]
+struct LagRow {
+    /// Group id.
+    group: String,
+    /// Topic.
+    topic: String,
+    /// Partition number, or [`OTHER`].
+    partition: String,
+    /// Committed offset (summed for [`OTHER`]).
+    committed: i64,
+    /// High watermark minus committed offset.
+    lag: i64,
+    /// Age of the first uncommitted record in seconds (max for [`OTHER`]).
+    lag_seconds: f64,
+}
+
+fn groups(out: &mut String, broker: &Broker, topics: &[Arc<Topic>], max: usize) {
+    let view = broker.groups.metrics_view();
+    let mut f = Family::new(
+        out,
+        "sluice_consumer_groups",
+        "gauge",
+        "Consumer groups by state.",
+    );
+    for state in [
+        "Empty",
+        "PreparingRebalance",
+        "CompletingRebalance",
+        "Stable",
+    ] {
+        let n = view.iter().filter(|g| g.state == state).count();
+        f.sample(&[("state", state)], n as f64);
+    }
+    let mut f = Family::new(
+        out,
+        "sluice_consumer_group_members",
+        "gauge",
+        "Members of each consumer group.",
+    );
+    for g in &view {
+        f.sample(&[("group", &g.group_id)], g.members as f64);
+    }
+    let by_name: HashMap<&str, &Arc<Topic>> = topics.iter().map(|t| (t.name.as_str(), t)).collect();
+    let now = now_ms();
+    let mut rows: Vec<LagRow> = Vec::new();
+    let mut others: Vec<LagRow> = Vec::new();
+    // Index in `others` by (group, topic).
+    let mut other_at: HashMap<(String, String), usize> = HashMap::new();
+    let mut listed = 0usize;
+    for g in &view {
+        for ((topic, index), committed) in &g.offsets {
+            let Some(p) = by_name
+                .get(topic.as_str())
+                .and_then(|t| t.partition(*index))
+            else {
+                continue; // offsets of a deleted topic or partition
+            };
+            if p.is_offline() {
+                continue;
+            }
+            let hw = p.high_watermark();
+            let lag = (hw - committed).max(0);
+            let lag_seconds = if lag == 0 {
+                0.0
+            } else {
+                // The first uncommitted record; below the log start, the oldest one kept.
+                let from = (*committed).max(p.log_start_offset());
+                match p.timestamp_at_blocking(from) {
+                    Ok(Some(ts)) if ts >= 0 => ((now - ts).max(0) as f64) / 1000.0,
+                    _ => 0.0,
+                }
+            };
+            let row = LagRow {
+                group: g.group_id.clone(),
+                topic: topic.clone(),
+                partition: index.to_string(),
+                committed: *committed,
+                lag,
+                lag_seconds,
+            };
+            if listed < max {
+                listed += 1;
+                rows.push(row);
+            } else {
+                let key = (row.group.clone(), row.topic.clone());
+                match other_at.get(&key) {
+                    Some(&i) => {
+                        let o = &mut others[i];
+                        o.committed += row.committed;
+                        o.lag += row.lag;
+                        o.lag_seconds = o.lag_seconds.max(row.lag_seconds);
+                    }
+                    None => {
+                        other_at.insert(key, others.len());
+                        others.push(LagRow {
+                            partition: OTHER.to_string(),
+                            ..row
+                        });
+                    }
+                }
+            }
+        }
+    }
+    rows.extend(others);
+    type Get = fn(&LagRow) -> f64;
+    let families: [(&'static str, &str, Get); 3] = [
+        (
+            "sluice_consumer_group_committed_offset",
+            "Committed offset of a group on a partition.",
+            |r| r.committed as f64,
+        ),
+        (
+            "sluice_consumer_group_lag",
+            "Records not yet consumed: high watermark minus committed offset.",
+            |r| r.lag as f64,
+        ),
+        (
+            "sluice_consumer_group_lag_seconds",
+            "Age of the first record not yet committed (0 when caught up).",
+            |r| r.lag_seconds,
+        ),
+    ];
+    for (name, help, get) in families {
+        let mut f = Family::new(out, name, "gauge", help);
+        for r in &rows {
+            f.sample(
+                &[
+                    ("group", &r.group),
+                    ("topic", &r.topic),
+                    ("partition", &r.partition),
+                ],
+                get(r),
+            );
+        }
+    }
+}
+
+fn process(out: &mut String, broker: Option<&Broker>) {
+    let p = crate::sys::process_stats();
+    let mut f = Family::new(
+        out,
+        "process_cpu_seconds_total",
+        "counter",
+        "User and system CPU time spent.",
+    );
+    f.sample(&[], p.cpu_seconds);
+    let mut f = Family::new(
+        out,
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory size.",
+    );
+    f.sample(&[], p.resident_bytes as f64);
+    let mut f = Family::new(
+        out,
+        "process_virtual_memory_bytes",
+        "gauge",
+        "Virtual memory size.",
+    );
+    f.sample(&[], p.virtual_bytes as f64);
+    let mut f = Family::new(out, "process_open_fds", "gauge", "Open file descriptors.");
+    f.sample(&[], p.open_fds as f64);
+    let mut f = Family::new(out, "process_max_fds", "gauge", "The open-files limit.");
+    f.sample(&[], p.max_fds as f64);
+    let mut f = Family::new(
+        out,
+        "process_start_time_seconds",
+        "gauge",
+        "Start time, seconds since the Unix epoch.",
+    );
+    f.sample(&[], p.start_time_seconds);
+    let Some(b) = broker else {
+        return;
+    };
+    if let Ok((total, free)) = crate::sys::disk_space(&b.config.data_dir) {
+        let mut f = Family::new(
+            out,
+            "sluice_data_dir_free_bytes",
+            "gauge",
+            "Bytes still available to the broker on the data directory's filesystem.",
+        );
+        f.sample(&[], free as f64);
+        let mut f = Family::new(
+            out,
+            "sluice_data_dir_total_bytes",
+            "gauge",
+            "Size of the data directory's filesystem.",
+        );
+        f.sample(&[], total as f64);
+    }
+    let mut f = Family::new(
+        out,
+        "sluice_data_dir_offline",
+        "gauge",
+        "1 once a failed fsync took the data directory offline.",
+    );
+    f.sample(
+        &[],
+        if b.storage.health.is_offline() {
+            1.0
+        } else {
+            0.0
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_escaped_and_integers_plain() {
+        let mut s = String::new();
+        let mut f = Family::new(&mut s, "x", "gauge", "help");
+        f.sample(&[("g", "a\"b\\c\nd")], 3.0);
+        f.sample(&[], 0.5);
+        assert_eq!(
+            s,
+            "# HELP x help\n# TYPE x gauge\nx{g=\"a\\\"b\\\\c\\nd\"} 3\nx 0.5\n"
+        );
+    }
+}
