@@ -209,9 +209,36 @@ pub struct Config {
     /// snapshot (and more than the snapshot itself): bounds its size and replay time.
     #[arg(long, env = "SLUICE_GROUP_LOG_COMPACT_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub group_log_compact_bytes: u64,
+
+    /// Settings given on the command line or in the environment (by field name),
+    /// so DescribeConfigs can tell STATIC_BROKER_CONFIG from DEFAULT_CONFIG.
+    #[arg(skip)]
+    pub explicit: std::collections::BTreeSet<String>,
 }
 
 impl Config {
+    /// Parses the process's arguments and environment, recording which settings
+    /// were given explicitly. Exits with usage on bad arguments, as `parse` does.
+    pub fn parse_recording_sources() -> Config {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Config::command().get_matches();
+        let mut c = Config::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        c.explicit = matches
+            .ids()
+            .filter(|id| {
+                matches!(
+                    matches.value_source(id.as_str()),
+                    Some(
+                        clap::parser::ValueSource::CommandLine
+                            | clap::parser::ValueSource::EnvVariable
+                    )
+                )
+            })
+            .map(|id| id.as_str().to_string())
+            .collect();
+        c
+    }
+
     /// Defaults for tests: everything as on the command line, with the given data dir.
     pub fn for_test(data_dir: PathBuf) -> Config {
         let mut c = Config::parse_from(["sluice"]);

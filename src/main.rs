@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use std::sync::Arc;
 
-use clap::Parser;
 use sluice::broker::Broker;
 use sluice::config::Config;
 use sluice::http::HttpState;
@@ -14,7 +13,7 @@ use tokio::net::TcpListener;
 static ALLOC: sluice::alloc::LazyLargeAlloc = sluice::alloc::LazyLargeAlloc;
 
 fn main() -> ExitCode {
-    let config = Config::parse();
+    let config = Config::parse_recording_sources();
     if let Err(e) = config.validate() {
         eprintln!("sluice: {e}");
         return ExitCode::from(2);

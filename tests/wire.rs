@@ -23,6 +23,9 @@ async fn every_advertised_version_decodes_and_answers() {
     let dir = tempfile::tempdir().unwrap();
     let b = TestBroker::start(dir.path()).await;
     let mut c = b.client().await;
+    // The admin requests below name this topic.
+    create_topic(&mut c, "wire-cfg", &[("retention.ms", "3600000")]).await;
+    let t = |n: &'static str| TopicName(StrBytes::from_static_str(n));
     for &(key, lo, hi) in SUPPORTED {
         for v in lo..=hi {
             let id = match key {
@@ -69,6 +72,101 @@ async fn every_advertised_version_decodes_and_answers() {
                 }
                 ApiKey::DeleteGroups => c.send(key, v, &DeleteGroupsRequest::default()).await,
                 ApiKey::OffsetDelete => c.send(key, v, &OffsetDeleteRequest::default()).await,
+                ApiKey::DescribeConfigs => {
+                    let res = |ty: i8, n: &'static str| {
+                        describe_configs_request::DescribeConfigsResource::default()
+                            .with_resource_type(ty)
+                            .with_resource_name(StrBytes::from_static_str(n))
+                    };
+                    let r = DescribeConfigsRequest::default()
+                        .with_resources(vec![res(2, "wire-cfg"), res(4, "1"), res(2, "nope")])
+                        .with_include_synonyms(true)
+                        .with_include_documentation(v >= 3);
+                    c.send(key, v, &r).await
+                }
+                ApiKey::AlterConfigs => {
+                    let r = AlterConfigsRequest::default().with_resources(vec![
+                        alter_configs_request::AlterConfigsResource::default()
+                            .with_resource_type(2)
+                            .with_resource_name(StrBytes::from_static_str("nope")),
+                    ]);
+                    c.send(key, v, &r).await
+                }
+                ApiKey::IncrementalAlterConfigs => {
+                    let r = IncrementalAlterConfigsRequest::default()
+                        .with_validate_only(true)
+                        .with_resources(vec![
+                            incremental_alter_configs_request::AlterConfigsResource::default()
+                                .with_resource_type(2)
+                                .with_resource_name(StrBytes::from_static_str("wire-cfg"))
+                                .with_configs(vec![
+                                    incremental_alter_configs_request::AlterableConfig::default()
+                                        .with_name(StrBytes::from_static_str("retention.ms"))
+                                        .with_config_operation(0)
+                                        .with_value(Some(StrBytes::from_static_str("1234"))),
+                                ]),
+                        ]);
+                    c.send(key, v, &r).await
+                }
+                ApiKey::CreatePartitions => {
+                    let r = CreatePartitionsRequest::default().with_topics(vec![
+                        create_partitions_request::CreatePartitionsTopic::default()
+                            .with_name(t("nope"))
+                            .with_count(2),
+                    ]);
+                    c.send(key, v, &r).await
+                }
+                ApiKey::DeleteRecords => {
+                    let r = DeleteRecordsRequest::default().with_topics(vec![
+                        delete_records_request::DeleteRecordsTopic::default()
+                            .with_name(t("wire-cfg"))
+                            .with_partitions(vec![
+                                delete_records_request::DeleteRecordsPartition::default()
+                                    .with_offset(0),
+                            ]),
+                    ]);
+                    c.send(key, v, &r).await
+                }
+                ApiKey::DescribeCluster => {
+                    c.send(
+                        key,
+                        v,
+                        &DescribeClusterRequest::default().with_endpoint_type(1),
+                    )
+                    .await
+                }
+                ApiKey::DescribeLogDirs => {
+                    c.send(key, v, &DescribeLogDirsRequest::default().with_topics(None))
+                        .await
+                }
+                ApiKey::OffsetForLeaderEpoch => {
+                    let r = OffsetForLeaderEpochRequest::default().with_topics(vec![
+                        offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                            .with_topic(t("wire-cfg"))
+                            .with_partitions(vec![
+                                offset_for_leader_epoch_request::OffsetForLeaderPartition::default(
+                                ),
+                            ]),
+                    ]);
+                    c.send(key, v, &r).await
+                }
+                ApiKey::DescribeTopicPartitions => {
+                    let r = DescribeTopicPartitionsRequest::default()
+                        .with_response_partition_limit(10)
+                        .with_topics(vec![
+                            describe_topic_partitions_request::TopicRequest::default()
+                                .with_name(t("wire-cfg")),
+                        ]);
+                    c.send(key, v, &r).await
+                }
+                ApiKey::ElectLeaders => {
+                    let r = ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+                        elect_leaders_request::TopicPartitions::default()
+                            .with_topic(t("wire-cfg"))
+                            .with_partitions(vec![0]),
+                    ]));
+                    c.send(key, v, &r).await
+                }
                 other => panic!("add {other:?} to this test"),
             };
             let mut frame = c
@@ -199,6 +297,105 @@ fn check_body(key: ApiKey, v: i16, mut frame: bytes::Bytes) {
         ApiKey::OffsetDelete => {
             let r: OffsetDeleteResponse = decode(key, v, &mut frame);
             assert_eq!(r.error_code, 24, "{at}");
+        }
+        ApiKey::DescribeConfigs => {
+            let r: DescribeConfigsResponse = decode(key, v, &mut frame);
+            assert_eq!(r.results.len(), 3, "{at}");
+            let (topic, broker, unknown) = (&r.results[0], &r.results[1], &r.results[2]);
+            assert_eq!(topic.error_code, 0, "{at}");
+            assert_eq!(unknown.error_code, 3, "{at}");
+            assert_eq!(broker.error_code, 0, "{at}: {:?}", broker.error_message);
+            assert!(
+                broker
+                    .configs
+                    .iter()
+                    .any(|c| c.name.as_str() == "log.retention.ms"),
+                "{at}: {:?}",
+                broker
+                    .configs
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+            );
+            let retention = topic
+                .configs
+                .iter()
+                .find(|c| c.name.as_str() == "retention.ms")
+                .unwrap_or_else(|| panic!("{at}: no retention.ms"));
+            assert_eq!(retention.value.as_deref(), Some("3600000"), "{at}");
+            assert!(topic.configs.len() >= 30, "{at}");
+            if v >= 1 {
+                assert_eq!(retention.config_source, 1, "{at}: DYNAMIC_TOPIC_CONFIG");
+                assert_eq!(retention.synonyms.len(), 2, "{at}");
+                assert_eq!(
+                    retention.synonyms[1].name.as_str(),
+                    "log.retention.ms",
+                    "{at}"
+                );
+            } else {
+                assert_eq!(retention.config_source, 0, "{at}: v0 is_default false");
+            }
+            if v >= 3 {
+                assert_eq!(retention.config_type, 5, "{at}: LONG");
+                assert!(retention.documentation.is_some(), "{at}");
+            }
+        }
+        ApiKey::AlterConfigs => {
+            let r: AlterConfigsResponse = decode(key, v, &mut frame);
+            assert_eq!(r.responses.len(), 1, "{at}");
+            assert_eq!(r.responses[0].error_code, 3, "{at}");
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let r: IncrementalAlterConfigsResponse = decode(key, v, &mut frame);
+            assert_eq!(r.responses.len(), 1, "{at}");
+            assert_eq!(r.responses[0].error_code, 0, "{at}");
+        }
+        ApiKey::CreatePartitions => {
+            let r: CreatePartitionsResponse = decode(key, v, &mut frame);
+            assert_eq!(r.results.len(), 1, "{at}");
+            assert_eq!(r.results[0].error_code, 3, "{at}");
+        }
+        ApiKey::DeleteRecords => {
+            let r: DeleteRecordsResponse = decode(key, v, &mut frame);
+            let p = &r.topics[0].partitions[0];
+            assert_eq!((p.error_code, p.low_watermark), (0, 0), "{at}");
+        }
+        ApiKey::DescribeCluster => {
+            let r: DescribeClusterResponse = decode(key, v, &mut frame);
+            assert_eq!(r.error_code, 0, "{at}");
+            assert_eq!((r.controller_id.0, r.brokers.len()), (1, 1), "{at}");
+            assert!(!r.cluster_id.is_empty(), "{at}");
+        }
+        ApiKey::DescribeLogDirs => {
+            let r: DescribeLogDirsResponse = decode(key, v, &mut frame);
+            assert_eq!(r.results.len(), 1, "{at}");
+            let d = &r.results[0];
+            assert_eq!(d.error_code, 0, "{at}");
+            assert!(
+                d.topics.iter().any(|t| t.name.as_str() == "wire-cfg"),
+                "{at}"
+            );
+            if v >= 4 {
+                assert!(d.total_bytes > 0 && d.usable_bytes > 0, "{at}");
+            }
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            let r: OffsetForLeaderEpochResponse = decode(key, v, &mut frame);
+            let p = &r.topics[0].partitions[0];
+            assert_eq!((p.error_code, p.end_offset), (0, 0), "{at}");
+        }
+        ApiKey::DescribeTopicPartitions => {
+            let r: DescribeTopicPartitionsResponse = decode(key, v, &mut frame);
+            assert_eq!(r.topics.len(), 1, "{at}");
+            assert_eq!(r.topics[0].error_code, 0, "{at}");
+            assert_eq!(r.topics[0].partitions.len(), 1, "{at}");
+            assert_eq!(r.topics[0].partitions[0].leader_id.0, 1, "{at}");
+            assert!(r.next_cursor.is_none(), "{at}");
+        }
+        ApiKey::ElectLeaders => {
+            let r: ElectLeadersResponse = decode(key, v, &mut frame);
+            let p = &r.replica_election_results[0].partition_result[0];
+            assert_eq!(p.error_code, 84, "{at}: ELECTION_NOT_NEEDED");
         }
         other => panic!("add {other:?} to check_body"),
     }

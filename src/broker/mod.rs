@@ -26,11 +26,21 @@ use crate::group::Coordinator;
 use crate::log::{Fs, LogConfig, RealFs};
 use crate::storage::{Partition, PartitionError, Storage};
 use producer_ids::ProducerIds;
+use topic_config::BrokerDefaults;
 pub use topics::{validate_topic_name, Topic, TopicError, GROUP_LOG_DIR};
 use topics::{Topics, DELETED_PREFIX};
 
 /// Present in the data directory only after a clean shutdown.
 const CLEAN_MARKER: &str = ".clean-shutdown";
+
+/// Logs the configs of a topic that are stored but not acted on yet.
+fn log_not_applied(topic: &str, configs: &BTreeMap<String, String>) {
+    let stored = topic_config::not_applied(configs);
+    if !stored.is_empty() {
+        tracing::warn!(topic, configs = %stored.join(", "),
+            "topic configs stored and reported, but not applied by this version of Sluice");
+    }
+}
 
 /// The internal group log keeps everything until compaction replaces it.
 fn group_log_config(config: &Config) -> LogConfig {
@@ -65,6 +75,8 @@ pub struct Broker {
     closed: AtomicBool,
     /// Producer ids.
     producer_ids: ProducerIds,
+    /// The broker-level values topic configs default from (DescribeConfigs).
+    topic_defaults: RwLock<BrokerDefaults>,
     /// Becomes true when shutdown starts: parked fetches answer at once.
     shutdown_tx: tokio::sync::watch::Sender<bool>,
 }
@@ -114,6 +126,7 @@ impl Broker {
             closed: AtomicBool::new(false),
             producer_ids,
             shutdown_tx: tokio::sync::watch::channel(false).0,
+            topic_defaults: RwLock::new(BrokerDefaults::from_config(&config)),
             config,
         }))
     }
@@ -272,7 +285,119 @@ impl Broker {
             .unwrap_or_else(|p| p.into_inner())
             .insert(topic.clone());
         tracing::info!(topic = %topic.name, id = %topic.id, partitions, "topic created");
+        log_not_applied(&topic.name, &topic.configs());
         Ok(topic)
+    }
+
+    /// The broker-level values topic configs default from.
+    pub fn topic_defaults(&self) -> BrokerDefaults {
+        self.topic_defaults
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces a topic's config overrides with `configs` (validated first), in
+    /// `topic.meta` and then in every partition: retention, rolling and size
+    /// limits apply from the next append or retention pass, without a restart.
+    pub async fn alter_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let _admin = self.admin_lock.lock().await;
+        let topic = self.topic(name).ok_or(TopicError::Unknown)?;
+        let log_config = topic_config::apply(&self.config.log_defaults(), &configs)
+            .map_err(TopicError::InvalidConfig)?;
+        if validate_only {
+            return Ok(());
+        }
+        let fs = self.storage.fs.clone();
+        let t = topic.clone();
+        let new = configs.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), PartitionError> {
+            topics::write_topic_meta(
+                fs.as_ref(),
+                &t.dir,
+                &t.name,
+                t.id,
+                i32::try_from(t.partitions.len()).unwrap_or(i32::MAX),
+                &new,
+            )?;
+            t.set_configs(new);
+            for p in &t.partitions {
+                match p.set_config_blocking(log_config.clone()) {
+                    Ok(()) | Err(PartitionError::Offline) | Err(PartitionError::Deleted) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| TopicError::Io(io::Error::other(e)))?
+        .map_err(|e| TopicError::Io(io::Error::other(e.to_string())))?;
+        tracing::info!(topic = name, ?configs, "topic configs changed");
+        log_not_applied(name, &configs);
+        Ok(())
+    }
+
+    /// Grows a topic to `count` partitions (CreatePartitions): the new ones are
+    /// created, then `topic.meta` records the count, then the registry serves
+    /// the longer topic. Fewer partitions than now is INVALID_PARTITIONS.
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let _admin = self.admin_lock.lock().await;
+        let topic = self.topic(name).ok_or(TopicError::Unknown)?;
+        let now = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+        if count < now {
+            return Err(TopicError::InvalidPartitions(format!(
+                "Topic currently has {now} partitions, which is higher than the requested {count}."
+            )));
+        }
+        if count == now {
+            return Err(TopicError::InvalidPartitions(format!(
+                "Topic already has {now} partitions."
+            )));
+        }
+        let max = self.config.partitions_max;
+        if count > max {
+            return Err(TopicError::InvalidPartitions(format!(
+                "number of partitions must be at most {max}, got {count}"
+            )));
+        }
+        let log_config = topic_config::apply(&self.config.log_defaults(), &topic.configs())
+            .map_err(TopicError::InvalidConfig)?;
+        if validate_only {
+            return Ok(topic);
+        }
+        let storage = self.storage.clone();
+        let t = topic.clone();
+        let more = tokio::task::spawn_blocking(move || {
+            topics::add_partition_files(&storage, &t, count, &log_config)
+        })
+        .await
+        .map_err(|e| TopicError::Io(io::Error::other(e)))?
+        .map_err(|e| {
+            tracing::error!(
+                topic = name,
+                count,
+                "cannot add partitions: {}",
+                crate::sys::describe_io_error(&e)
+            );
+            TopicError::Io(e)
+        })?;
+        let grown = Arc::new(topic.with_partitions(more));
+        self.topics
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(grown.clone());
+        tracing::info!(topic = name, from = now, to = count, "partitions added");
+        Ok(grown)
     }
 
     /// Returns the topic, creating it with defaults if auto-creation is on.

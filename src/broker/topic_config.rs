@@ -1,155 +1,447 @@
-//! Topic-level configs: which Kafka names are accepted, how they are validated,
-//! and how they map onto the log settings. Names and units are Kafka's.
+//! Topic configs: every name Kafka accepts, with its type, default, broker-level
+//! synonym, documentation and validation, and how the ones Sluice honours map
+//! onto the log settings. Names, types and units are Kafka's.
+//!
+//! A valid value Sluice does not act on yet is stored and reported (as Kafka
+//! would report it) but logged as "stored, not applied"; [`Spec::applied`] says
+//! which. Values Kafka would accept but that would make Sluice silently break a
+//! promise (tiered storage) are refused with INVALID_CONFIG.
 
 use std::collections::BTreeMap;
 
-use crate::config::check_segment_bytes;
+use crate::config::{check_segment_bytes, Config};
 use crate::log::LogConfig;
 
 /// Where a reported config value comes from (Kafka's ConfigSource ids).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    /// Set on the topic (DYNAMIC_TOPIC_CONFIG).
+    /// Set on this topic (DYNAMIC_TOPIC_CONFIG).
     Topic = 1,
-    /// Broker default (DEFAULT_CONFIG).
+    /// Set on this broker at run time (DYNAMIC_BROKER_CONFIG).
+    DynamicBroker = 2,
+    /// Set for every broker at run time (DYNAMIC_DEFAULT_BROKER_CONFIG).
+    DynamicDefault = 3,
+    /// Set on the command line or in the environment (STATIC_BROKER_CONFIG).
+    Static = 4,
+    /// The built-in default (DEFAULT_CONFIG).
     Default = 5,
 }
 
-/// One effective config entry, as reported to clients.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// Kafka config name.
+/// Kafka's config types (ConfigType ids in DescribeConfigs v3+).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `true` / `false`.
+    Boolean = 1,
+    /// Free text or one of a set.
+    String = 2,
+    /// 32-bit integer.
+    Int = 3,
+    /// 16-bit integer.
+    Short = 4,
+    /// 64-bit integer.
+    Long = 5,
+    /// Floating point.
+    Double = 6,
+    /// Comma-separated list.
+    List = 7,
+}
+
+/// How a value is checked.
+#[derive(Debug, Clone, Copy)]
+enum Check {
+    /// An integer in `min..=max`.
+    Range(i64, i64),
+    /// A number in `min..=max`.
+    Real(f64, f64),
+    /// One of these (case-sensitive, as Kafka's ValidString).
+    OneOf(&'static [&'static str]),
+    /// A non-empty list of these.
+    ListOf(&'static [&'static str]),
+    /// `true` or `false` (any case).
+    Bool,
+    /// Anything (replica throttle lists; `*` or `partition:broker` pairs).
+    Any,
+}
+
+/// One topic config as Kafka defines it.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    /// Kafka's name.
     pub name: &'static str,
-    /// Effective value.
+    /// Kafka's type.
+    pub kind: Kind,
+    /// The broker config it defaults from (its synonym).
+    pub synonym: &'static str,
+    /// Kafka's documentation, shortened; Sluice's behaviour where it differs.
+    pub doc: &'static str,
+    /// Whether Sluice acts on it today.
+    pub applied: bool,
+    /// Validation.
+    check: Check,
+}
+
+const I32: i64 = i32::MAX as i64;
+const I64: i64 = i64::MAX;
+
+/// Kafka's default for `flush.messages` and `flush.ms`: never flush explicitly.
+pub const FLUSH_NEVER: i64 = i64::MAX;
+
+/// Every topic config Kafka accepts (3.x and 4.x), sorted by name, as reported.
+pub const SPECS: &[Spec] = &[
+    spec("cleanup.policy", Kind::List, "log.cleanup.policy", true, Check::ListOf(&["delete", "compact"]),
+        "delete: old segments are removed by retention.ms and retention.bytes. compact keeps the latest value per key; Sluice does not compact yet, so a compact-only topic keeps everything (no retention deletes)."),
+    spec("compression.gzip.level", Kind::Int, "compression.gzip.level", false, Check::Range(-1, 9),
+        "Compression level for gzip when compression.type is gzip (stored; applied with broker-side compression)."),
+    spec("compression.lz4.level", Kind::Int, "compression.lz4.level", false, Check::Range(1, 17),
+        "Compression level for lz4 when compression.type is lz4 (stored; applied with broker-side compression)."),
+    spec("compression.type", Kind::String, "compression.type", false,
+        Check::OneOf(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]),
+        "Final compression of the topic's data; producer keeps the producer's codec. Sluice stores batches as produced (stored, not applied yet)."),
+    spec("compression.zstd.level", Kind::Int, "compression.zstd.level", false, Check::Range(-131_072, 22),
+        "Compression level for zstd when compression.type is zstd (stored; applied with broker-side compression)."),
+    spec("delete.retention.ms", Kind::Long, "log.cleaner.delete.retention.ms", false, Check::Range(0, I64),
+        "How long tombstones are kept on compacted topics (stored; applied with compaction)."),
+    spec("file.delete.delay.ms", Kind::Long, "log.segment.delete.delay.ms", false, Check::Range(0, I64),
+        "Delay before a deleted segment's files are removed. Sluice removes them at once; readers keep open files valid."),
+    spec("flush.messages", Kind::Long, "log.flush.interval.messages", true, Check::Range(1, I64),
+        "Sluice's default 1: acks=all produce is fsynced before it is acknowledged. Larger values acknowledge acks=all from the page cache and fsync once this many messages are unflushed (Kafka's default is 9223372036854775807: never force)."),
+    spec("flush.ms", Kind::Long, "log.flush.interval.ms", true, Check::Range(0, I64),
+        "Longest time data stays unflushed; the broker's flusher runs every --flush-interval-ms, which bounds how finely this applies."),
+    spec("follower.replication.throttled.replicas", Kind::List, "follower.replication.throttled.replicas", true, Check::Any,
+        "Replicas to throttle on the follower side; a single-node broker has no followers."),
+    spec("index.interval.bytes", Kind::Int, "log.index.interval.bytes", true, Check::Range(0, I32),
+        "Bytes between offset-index entries."),
+    spec("leader.replication.throttled.replicas", Kind::List, "leader.replication.throttled.replicas", true, Check::Any,
+        "Replicas to throttle on the leader side; a single-node broker has no followers."),
+    spec("local.retention.bytes", Kind::Long, "log.local.retention.bytes", false, Check::Range(-2, I64),
+        "Local retention with tiered storage (stored; Sluice has no tiered storage)."),
+    spec("local.retention.ms", Kind::Long, "log.local.retention.ms", false, Check::Range(-2, I64),
+        "Local retention with tiered storage (stored; Sluice has no tiered storage)."),
+    spec("max.compaction.lag.ms", Kind::Long, "log.cleaner.max.compaction.lag.ms", false, Check::Range(1, I64),
+        "Longest a record stays ineligible for compaction (stored; applied with compaction)."),
+    spec("max.message.bytes", Kind::Int, "message.max.bytes", true, Check::Range(0, I32),
+        "Largest record batch the topic accepts."),
+    spec("message.downconversion.enable", Kind::Boolean, "log.message.downconversion.enable", true, Check::Bool,
+        "Whether old fetch versions may be down-converted; Sluice serves Fetch v4+ only, which never needs it."),
+    spec("message.format.version", Kind::String, "log.message.format.version", true, Check::Any,
+        "Deprecated; Sluice always stores record batch format v2 (magic 2)."),
+    spec("message.timestamp.after.max.ms", Kind::Long, "log.message.timestamp.after.max.ms", false, Check::Range(0, I64),
+        "Largest allowed amount a record timestamp may be ahead of the broker's clock (stored, not applied yet)."),
+    spec("message.timestamp.before.max.ms", Kind::Long, "log.message.timestamp.before.max.ms", false, Check::Range(0, I64),
+        "Largest allowed amount a record timestamp may be behind the broker's clock (stored, not applied yet)."),
+    spec("message.timestamp.difference.max.ms", Kind::Long, "log.message.timestamp.difference.max.ms", false, Check::Range(0, I64),
+        "Deprecated form of message.timestamp.before.max.ms (stored, not applied yet)."),
+    spec("message.timestamp.type", Kind::String, "log.message.timestamp.type", false, Check::OneOf(&["CreateTime", "LogAppendTime"]),
+        "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's (stored, not applied yet)."),
+    spec("min.cleanable.dirty.ratio", Kind::Double, "log.cleaner.min.cleanable.ratio", false, Check::Real(0.0, 1.0),
+        "Dirty share of the log before compaction runs (stored; applied with compaction)."),
+    spec("min.compaction.lag.ms", Kind::Long, "log.cleaner.min.compaction.lag.ms", false, Check::Range(0, I64),
+        "Shortest time a record stays uncompacted (stored; applied with compaction)."),
+    spec("min.insync.replicas", Kind::Int, "min.insync.replicas", true, Check::Range(1, I32),
+        "Replicas that must acknowledge an acks=all write. With one replica, values above 1 make acks=all produce fail with NOT_ENOUGH_REPLICAS, as in Kafka."),
+    spec("preallocate", Kind::Boolean, "log.preallocate", false, Check::Bool,
+        "Preallocate segment files (stored; Sluice preallocates only the index files)."),
+    spec("remote.log.copy.disable", Kind::Boolean, "remote.log.copy.disable", true, Check::Bool,
+        "Tiered storage copy switch; Sluice has no tiered storage."),
+    spec("remote.log.delete.on.disable", Kind::Boolean, "remote.log.delete.on.disable", true, Check::Bool,
+        "Tiered storage cleanup switch; Sluice has no tiered storage."),
+    spec("remote.storage.enable", Kind::Boolean, "remote.log.storage.system.enable", true, Check::Bool,
+        "Tiered storage; Sluice has none, so only false is accepted."),
+    spec("retention.bytes", Kind::Long, "log.retention.bytes", true, Check::Range(-1, I64),
+        "Delete the oldest segments while a partition is larger than this; -1 is no limit."),
+    spec("retention.ms", Kind::Long, "log.retention.ms", true, Check::Range(-1, I64),
+        "Delete segments whose newest record is older than this; -1 keeps data forever."),
+    spec("segment.bytes", Kind::Int, "log.segment.bytes", true, Check::Range(1024, I32),
+        "Roll to a new segment at this size."),
+    spec("segment.index.bytes", Kind::Int, "log.index.size.max.bytes", true, Check::Range(12, I32),
+        "Size the offset and time indexes are preallocated to; a full index rolls the segment."),
+    spec("segment.jitter.ms", Kind::Long, "log.roll.jitter.ms", false, Check::Range(0, I64),
+        "Random jitter subtracted from segment.ms (stored, not applied)."),
+    spec("segment.ms", Kind::Long, "log.roll.ms", true, Check::Range(1, I64),
+        "Roll to a new segment once the active one is this old."),
+    spec("unclean.leader.election.enable", Kind::Boolean, "unclean.leader.election.enable", true, Check::Bool,
+        "Whether an out-of-sync replica may become leader; a single replica is always in sync."),
+];
+
+#[allow(clippy::too_many_arguments)]
+const fn spec(
+    name: &'static str,
+    kind: Kind,
+    synonym: &'static str,
+    applied: bool,
+    check: Check,
+    doc: &'static str,
+) -> Spec {
+    Spec {
+        name,
+        kind,
+        synonym,
+        doc,
+        applied,
+        check,
+    }
+}
+
+/// The spec of a topic config name.
+pub fn spec_of(name: &str) -> Option<&'static Spec> {
+    SPECS.iter().find(|s| s.name == name)
+}
+
+/// A config value with where it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Value {
+    /// The value as Kafka prints it.
     pub value: String,
-    /// Whether it was set on the topic or comes from the broker.
+    /// Its source.
     pub source: Source,
 }
 
-fn int(name: &str, v: &str, min: i64) -> Result<i64, String> {
-    let n: i64 = v
-        .trim()
-        .parse()
-        .map_err(|_| format!("{name} must be an integer, got {v:?}"))?;
-    if n < min {
-        return Err(format!("{name} must be at least {min}, got {n}"));
-    }
-    Ok(n)
+/// The broker-level values topic configs default from: the built-in defaults,
+/// the command line, and dynamic broker configs.
+#[derive(Debug, Clone, Default)]
+pub struct BrokerDefaults {
+    /// Value and source by topic config name (its broker synonym's value).
+    values: BTreeMap<&'static str, Value>,
 }
 
-/// An INT config of Kafka's: `min..=i32::MAX`.
-fn int32(name: &str, v: &str, min: i64) -> Result<u64, String> {
-    let n = int(name, v, min)?;
-    if n > i64::from(i32::MAX) {
-        return Err(format!("{name} must be at most {}, got {n}", i32::MAX));
+impl BrokerDefaults {
+    /// Defaults from the broker's settings: a flag that differs from its
+    /// built-in default counts as STATIC_BROKER_CONFIG.
+    pub fn from_config(c: &Config) -> BrokerDefaults {
+        let mut values = BTreeMap::new();
+        for s in SPECS {
+            let source = match flag_of(s.name) {
+                Some(field) if c.explicit.contains(field) => Source::Static,
+                _ => Source::Default,
+            };
+            values.insert(
+                s.name,
+                Value {
+                    value: broker_value(c, s.name),
+                    source,
+                },
+            );
+        }
+        BrokerDefaults { values }
     }
-    u64::try_from(n).map_err(|_| format!("{name} must not be negative"))
+
+    /// The broker-level value of topic config `name`.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.values.get(name)
+    }
+
+    /// Overrides the broker-level value of `name` (a dynamic broker config).
+    pub fn set(&mut self, name: &'static str, value: Value) {
+        self.values.insert(name, value);
+    }
 }
 
-/// Names this broker accepts, in the order they are reported.
-pub const NAMES: &[&str] = &[
-    "cleanup.policy",
-    "compression.type",
-    "index.interval.bytes",
-    "max.message.bytes",
-    "message.timestamp.type",
-    "min.insync.replicas",
-    "retention.bytes",
-    "retention.ms",
-    "segment.bytes",
-    "segment.index.bytes",
-    "segment.ms",
-    "unclean.leader.election.enable",
-];
+/// The `Config` field that sets topic config `name`'s broker default, if any.
+fn flag_of(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "retention.ms" => "retention_ms",
+        "retention.bytes" => "retention_bytes",
+        "segment.bytes" => "segment_bytes",
+        "segment.ms" => "segment_ms",
+        "max.message.bytes" => "max_message_bytes",
+        "flush.ms" => "flush_interval_ms",
+        _ => return None,
+    })
+}
 
-/// Validates `configs` against `defaults` and returns the effective log settings.
-/// Unknown names and values this broker cannot honour are errors (INVALID_CONFIG).
+/// The broker's value for topic config `name`, from the flags that set it.
+fn broker_value(c: &Config, name: &str) -> String {
+    let log = c.log_defaults();
+    match name {
+        "cleanup.policy" => "delete".into(),
+        "compression.type" => "producer".into(),
+        "compression.gzip.level" => "-1".into(),
+        "compression.lz4.level" => "9".into(),
+        "compression.zstd.level" => "3".into(),
+        "delete.retention.ms" => "86400000".into(),
+        "file.delete.delay.ms" => "60000".into(),
+        "flush.messages" => "1".into(),
+        "flush.ms" => c.flush_interval_ms.to_string(),
+        "index.interval.bytes" => log.index_interval_bytes.to_string(),
+        "local.retention.bytes" | "local.retention.ms" => "-2".into(),
+        "max.compaction.lag.ms" => i64::MAX.to_string(),
+        "max.message.bytes" => log.max_message_bytes.to_string(),
+        "message.downconversion.enable" => "true".into(),
+        "message.format.version" => "3.0-IV1".into(),
+        "message.timestamp.after.max.ms" => "3600000".into(),
+        "message.timestamp.before.max.ms" | "message.timestamp.difference.max.ms" => {
+            i64::MAX.to_string()
+        }
+        "message.timestamp.type" => "CreateTime".into(),
+        "min.cleanable.dirty.ratio" => "0.5".into(),
+        "min.compaction.lag.ms" | "segment.jitter.ms" => "0".into(),
+        "min.insync.replicas" => "1".into(),
+        "retention.bytes" => log.retention_bytes.to_string(),
+        "retention.ms" => log.retention_ms.to_string(),
+        "segment.bytes" => log.segment_bytes.to_string(),
+        "segment.index.bytes" => log.index_bytes_max.to_string(),
+        "segment.ms" => log.segment_ms.to_string(),
+        "follower.replication.throttled.replicas" | "leader.replication.throttled.replicas" => {
+            String::new()
+        }
+        _ => "false".into(),
+    }
+}
+
+/// Normalises and checks one value; the error is Kafka's INVALID_CONFIG message.
+pub fn check(name: &str, value: &str) -> Result<String, String> {
+    let spec = spec_of(name).ok_or_else(|| format!("Unknown topic config name: {name}"))?;
+    let v = value.trim();
+    let bad = |why: String| format!("Invalid value {value} for configuration {name}: {why}");
+    match spec.check {
+        Check::Range(min, max) => {
+            let n: i64 = v
+                .parse()
+                .map_err(|_| bad(format!("Not a number of type {:?}", spec.kind).to_uppercase()))?;
+            if n < min || n > max {
+                return Err(bad(format!("Value must be in [{min}, {max}]")));
+            }
+            Ok(n.to_string())
+        }
+        Check::Real(min, max) => {
+            let n: f64 = v
+                .parse()
+                .map_err(|_| bad("Not a number of type DOUBLE".into()))?;
+            if !(min..=max).contains(&n) {
+                return Err(bad(format!("Value must be in [{min}, {max}]")));
+            }
+            Ok(v.to_string())
+        }
+        Check::OneOf(allowed) => {
+            if !allowed.contains(&v) {
+                return Err(bad(format!(
+                    "String must be one of: {}",
+                    allowed.join(", ")
+                )));
+            }
+            Ok(v.to_string())
+        }
+        Check::ListOf(allowed) => {
+            let items: Vec<&str> = v.split(',').map(str::trim).collect();
+            if items.iter().any(|i| i.is_empty()) {
+                return Err(bad("the list must not be empty".into()));
+            }
+            if let Some(i) = items.iter().find(|i| !allowed.contains(i)) {
+                return Err(bad(format!("{i} is not one of: {}", allowed.join(", "))));
+            }
+            Ok(items.join(","))
+        }
+        Check::Bool => match v.to_ascii_lowercase().as_str() {
+            b @ ("true" | "false") => Ok(b.to_string()),
+            _ => Err(bad("Expected value to be either true or false".into())),
+        },
+        Check::Any => Ok(v.to_string()),
+    }
+}
+
+/// Validates a topic's overrides (names and values) and returns the effective
+/// log settings over `defaults` (the broker's log defaults). Errors are
+/// INVALID_CONFIG messages.
 pub fn apply(
     defaults: &LogConfig,
     configs: &BTreeMap<String, String>,
 ) -> Result<LogConfig, String> {
     let mut c = defaults.clone();
+    let num = |name: &str, v: &str| -> Result<i64, String> {
+        check(name, v)?
+            .parse()
+            .map_err(|_| format!("{name} must be an integer"))
+    };
     for (name, v) in configs {
+        let v = check(name, v)?;
         match name.as_str() {
-            "retention.ms" => c.retention_ms = int(name, v, -1)?,
-            "retention.bytes" => c.retention_bytes = int(name, v, -1)?,
+            "retention.ms" => c.retention_ms = num(name, &v)?,
+            "retention.bytes" => c.retention_bytes = num(name, &v)?,
             "segment.bytes" => {
-                let n = int(name, v, 0)? as u64;
+                let n = num(name, &v)? as u64;
                 check_segment_bytes(n)?;
                 c.segment_bytes = n;
             }
-            "segment.ms" => c.segment_ms = int(name, v, 1)?,
-            // Kafka's INT configs: at most i32::MAX, which also bounds index files.
-            "max.message.bytes" => c.max_message_bytes = int32(name, v, 0)?,
-            "index.interval.bytes" => c.index_interval_bytes = int32(name, v, 0)?,
+            "segment.ms" => c.segment_ms = num(name, &v)?,
+            "max.message.bytes" => c.max_message_bytes = num(name, &v)? as u64,
+            "index.interval.bytes" => c.index_interval_bytes = num(name, &v)? as u64,
             "segment.index.bytes" => {
-                c.index_bytes_max = usize::try_from(int32(name, v, 12)?)
-                    .map_err(|_| "segment.index.bytes too large")?
+                c.index_bytes_max =
+                    usize::try_from(num(name, &v)?).map_err(|_| "segment.index.bytes too large")?
             }
-            "cleanup.policy" => {
-                if v != "delete" {
-                    return Err(format!(
-                        "cleanup.policy={v} is not supported (log compaction is not implemented)"
-                    ));
-                }
+            "remote.storage.enable" if v == "true" => {
+                return Err(
+                    "Tiered Storage functionality is disabled in the broker (Sluice has no tiered storage)"
+                        .into(),
+                );
             }
-            "compression.type" => {
-                if v != "producer" {
-                    return Err(format!(
-                        "compression.type={v} is not supported; batches are stored as produced"
-                    ));
-                }
-            }
-            "message.timestamp.type" => {
-                if v != "CreateTime" {
-                    return Err(format!("message.timestamp.type={v} is not supported"));
-                }
-            }
-            "min.insync.replicas" => {
-                if int(name, v, 1)? != 1 {
-                    return Err("min.insync.replicas must be 1 on a single-replica broker".into());
-                }
-            }
-            "unclean.leader.election.enable" => {
-                if v != "true" && v != "false" {
-                    return Err(format!("{name} must be true or false"));
-                }
-            }
-            other => return Err(format!("Unknown topic config name: {other}")),
+            _ => {}
+        }
+    }
+    // A compacted-only topic is never trimmed by retention (and Sluice does not
+    // compact yet, so it keeps every record).
+    if let Some(p) = configs.get("cleanup.policy") {
+        if !p.split(',').any(|x| x.trim() == "delete") {
+            c.retention_ms = -1;
+            c.retention_bytes = -1;
         }
     }
     Ok(c)
 }
 
-/// Every accepted config with its effective value and source.
-pub fn describe(effective: &LogConfig, configs: &BTreeMap<String, String>) -> Vec<Entry> {
-    NAMES
+/// The values of `configs` that are stored but not acted on yet, for a log line.
+pub fn not_applied(configs: &BTreeMap<String, String>) -> Vec<String> {
+    configs
         .iter()
-        .map(|&name| {
-            let (value, source) = match configs.get(name) {
-                Some(v) => (v.clone(), Source::Topic),
-                None => {
-                    let v = match name {
-                        "cleanup.policy" => "delete".to_string(),
-                        "compression.type" => "producer".to_string(),
-                        "index.interval.bytes" => effective.index_interval_bytes.to_string(),
-                        "max.message.bytes" => effective.max_message_bytes.to_string(),
-                        "message.timestamp.type" => "CreateTime".to_string(),
-                        "min.insync.replicas" => "1".to_string(),
-                        "retention.bytes" => effective.retention_bytes.to_string(),
-                        "retention.ms" => effective.retention_ms.to_string(),
-                        "segment.bytes" => effective.segment_bytes.to_string(),
-                        "segment.index.bytes" => effective.index_bytes_max.to_string(),
-                        "segment.ms" => effective.segment_ms.to_string(),
-                        _ => "false".to_string(),
-                    };
-                    (v, Source::Default)
-                }
-            };
-            Entry {
-                name,
-                value,
-                source,
+        .filter(|(k, v)| match k.as_str() {
+            "cleanup.policy" => v.split(',').any(|x| x.trim() == "compact"),
+            name => spec_of(name).is_some_and(|s| !s.applied),
+        })
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect()
+}
+
+/// `min.insync.replicas` of a topic (1 unless overridden).
+pub fn min_insync_replicas(configs: &BTreeMap<String, String>) -> i64 {
+    configs
+        .get("min.insync.replicas")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+/// One config as DescribeConfigs reports it for a topic.
+#[derive(Debug, Clone)]
+pub struct Described {
+    /// Its spec.
+    pub spec: &'static Spec,
+    /// Effective value and source.
+    pub value: Value,
+    /// Where else it is set, most specific first (DescribeConfigs synonyms).
+    pub synonyms: Vec<(String, Value)>,
+}
+
+/// Every topic config with its effective value, source and synonyms.
+pub fn describe(broker: &BrokerDefaults, configs: &BTreeMap<String, String>) -> Vec<Described> {
+    SPECS
+        .iter()
+        .map(|spec| {
+            let mut synonyms = Vec::new();
+            let topic = configs.get(spec.name).map(|v| Value {
+                value: v.clone(),
+                source: Source::Topic,
+            });
+            if let Some(t) = &topic {
+                synonyms.push((spec.name.to_string(), t.clone()));
+            }
+            let broker_value = broker.get(spec.name).cloned().unwrap_or(Value {
+                value: String::new(),
+                source: Source::Default,
+            });
+            synonyms.push((spec.synonym.to_string(), broker_value.clone()));
+            Described {
+                spec,
+                value: topic.unwrap_or(broker_value),
+                synonyms,
             }
         })
         .collect()
@@ -159,34 +451,86 @@ pub fn describe(effective: &LogConfig, configs: &BTreeMap<String, String>) -> Ve
 mod tests {
     use super::*;
 
-    #[test]
-    fn known_configs_apply() {
-        let mut m = BTreeMap::new();
-        m.insert("retention.ms".to_string(), "1000".to_string());
-        m.insert("segment.bytes".to_string(), "4096".to_string());
-        let c = apply(&LogConfig::default(), &m).unwrap();
-        assert_eq!(c.retention_ms, 1000);
-        assert_eq!(c.segment_bytes, 4096);
-        let d = describe(&c, &m);
-        assert_eq!(d.len(), NAMES.len());
-        assert!(d
-            .iter()
-            .any(|e| e.name == "retention.ms" && e.value == "1000" && e.source == Source::Topic));
+    fn map(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
-    fn unknown_and_unsupported_are_errors() {
+    fn known_configs_apply() {
+        let m = map(&[("retention.ms", "1000"), ("segment.bytes", "4096")]);
+        let c = apply(&LogConfig::default(), &m).unwrap();
+        assert_eq!(c.retention_ms, 1000);
+        assert_eq!(c.segment_bytes, 4096);
+        let d = describe(&BrokerDefaults::default(), &m);
+        assert_eq!(d.len(), SPECS.len());
+        let r = d.iter().find(|e| e.spec.name == "retention.ms").unwrap();
+        assert_eq!(r.value.value, "1000");
+        assert_eq!(r.value.source, Source::Topic);
+        assert_eq!(r.synonyms[1].0, "log.retention.ms");
+    }
+
+    #[test]
+    fn every_kafka_value_kafka_accepts_is_accepted() {
+        for (k, v) in [
+            ("cleanup.policy", "compact,delete"),
+            ("cleanup.policy", "compact"),
+            ("compression.type", "zstd"),
+            ("message.timestamp.type", "LogAppendTime"),
+            ("min.insync.replicas", "2"),
+            ("flush.messages", "9223372036854775807"),
+            ("min.cleanable.dirty.ratio", "0.1"),
+            ("unclean.leader.election.enable", "TRUE"),
+            ("leader.replication.throttled.replicas", "*"),
+        ] {
+            apply(&LogConfig::default(), &map(&[(k, v)]))
+                .unwrap_or_else(|e| panic!("{k}={v}: {e}"));
+        }
+    }
+
+    #[test]
+    fn unknown_and_invalid_are_errors() {
         for (k, v) in [
             ("no.such", "1"),
             ("retention.ms", "x"),
-            ("cleanup.policy", "compact"),
+            ("cleanup.policy", "forever"),
+            ("cleanup.policy", ""),
             ("segment.bytes", "10"),
             ("segment.index.bytes", "1000000000000"),
             ("max.message.bytes", "-1"),
+            ("compression.type", "brotli"),
+            ("min.cleanable.dirty.ratio", "2"),
+            ("remote.storage.enable", "true"),
+            ("preallocate", "yes"),
         ] {
-            let mut m = BTreeMap::new();
-            m.insert(k.to_string(), v.to_string());
-            assert!(apply(&LogConfig::default(), &m).is_err(), "{k}={v}");
+            assert!(
+                apply(&LogConfig::default(), &map(&[(k, v)])).is_err(),
+                "{k}={v}"
+            );
         }
+    }
+
+    #[test]
+    fn compact_only_topics_are_never_trimmed() {
+        let c = apply(
+            &LogConfig::default(),
+            &map(&[("cleanup.policy", "compact")]),
+        )
+        .unwrap();
+        assert_eq!((c.retention_ms, c.retention_bytes), (-1, -1));
+        let c = apply(
+            &LogConfig::default(),
+            &map(&[("cleanup.policy", "compact,delete")]),
+        )
+        .unwrap();
+        assert_eq!(c.retention_ms, LogConfig::default().retention_ms);
+        assert_eq!(
+            not_applied(&map(&[
+                ("cleanup.policy", "compact"),
+                ("retention.ms", "5")
+            ])),
+            vec!["cleanup.policy=compact".to_string()]
+        );
     }
 }

@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use uuid::Uuid;
 
@@ -88,12 +89,13 @@ pub struct Topic {
     pub name: String,
     /// Stable non-zero UUID, persisted in `topic.meta`.
     pub id: Uuid,
-    /// Partitions, indexed by partition number.
+    /// Partitions, indexed by partition number. CreatePartitions replaces the
+    /// whole `Topic` in the registry with a longer list.
     pub partitions: Vec<Arc<Partition>>,
-    /// Config overrides set at creation.
-    pub configs: BTreeMap<String, String>,
-    /// Effective log settings.
-    pub log_config: LogConfig,
+    /// Config overrides (changed by AlterConfigs, under the broker's admin lock).
+    configs: RwLock<BTreeMap<String, String>>,
+    /// `min.insync.replicas`, read by every acks=all produce without a lock.
+    min_insync_replicas: AtomicI64,
     /// Directory of the topic.
     pub(super) dir: PathBuf,
     /// Traffic counters labelled with the topic's name.
@@ -101,6 +103,63 @@ pub struct Topic {
 }
 
 impl Topic {
+    /// The topic's config overrides.
+    pub fn configs(&self) -> BTreeMap<String, String> {
+        self.configs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the overrides in memory (after they were written to `topic.meta`).
+    pub(super) fn set_configs(&self, configs: BTreeMap<String, String>) {
+        self.min_insync_replicas.store(
+            topic_config::min_insync_replicas(&configs),
+            Ordering::Release,
+        );
+        *self.configs.write().unwrap_or_else(|p| p.into_inner()) = configs;
+    }
+
+    /// `min.insync.replicas`: above 1, acks=all writes cannot be satisfied by
+    /// this single replica.
+    pub fn min_insync_replicas(&self) -> i64 {
+        self.min_insync_replicas.load(Ordering::Acquire)
+    }
+
+    /// A topic from its parts.
+    fn build(
+        name: String,
+        id: Uuid,
+        partitions: Vec<Arc<Partition>>,
+        configs: BTreeMap<String, String>,
+        dir: PathBuf,
+        metrics: TopicMetrics,
+    ) -> Topic {
+        Topic {
+            min_insync_replicas: AtomicI64::new(topic_config::min_insync_replicas(&configs)),
+            name,
+            id,
+            partitions,
+            configs: RwLock::new(configs),
+            dir,
+            metrics,
+        }
+    }
+
+    /// The same topic with `more` partitions appended (CreatePartitions).
+    pub(super) fn with_partitions(&self, more: Vec<Arc<Partition>>) -> Topic {
+        let mut partitions = self.partitions.clone();
+        partitions.extend(more);
+        Topic::build(
+            self.name.clone(),
+            self.id,
+            partitions,
+            self.configs(),
+            self.dir.clone(),
+            self.metrics.clone(),
+        )
+    }
+
     /// The partition with this wire index, if the topic has it.
     pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
         usize::try_from(index)
@@ -148,6 +207,61 @@ fn open_partitions(
         .collect()
 }
 
+/// Writes (or atomically replaces) a topic's `topic.meta`.
+pub(super) fn write_topic_meta(
+    fs: &dyn crate::log::Fs,
+    dir: &Path,
+    name: &str,
+    id: Uuid,
+    partitions: i32,
+    configs: &BTreeMap<String, String>,
+) -> io::Result<()> {
+    let mut props = BTreeMap::new();
+    props.insert("version".to_string(), "1".to_string());
+    props.insert("name".to_string(), name.to_string());
+    props.insert("id".to_string(), id.to_string());
+    props.insert("partitions".to_string(), partitions.to_string());
+    for (k, v) in configs {
+        props.insert(format!("config.{k}"), v.clone());
+    }
+    write_properties(fs, &dir.join(TOPIC_META_FILE), &props)
+}
+
+/// Opens partitions `from..to` of an existing topic (CreatePartitions), then
+/// records the new count in `topic.meta`; on failure the new partition
+/// directories are removed again (blocking).
+pub(super) fn add_partition_files(
+    storage: &Storage,
+    topic: &Topic,
+    to: i32,
+    log_config: &LogConfig,
+) -> io::Result<Vec<Arc<Partition>>> {
+    let fs = storage.fs.as_ref();
+    let from = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+    let made = (|| {
+        let now = now_ms();
+        let parts = (from..to)
+            .map(|i| {
+                let dir = topic.dir.join(i.to_string());
+                if fs.exists(&dir) {
+                    // Left over from an interrupted CreatePartitions: never visible, so empty it.
+                    fs.remove_dir_all(&dir)?;
+                }
+                storage.open_partition(&dir, i, log_config.clone(), false, now)
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        fs.sync_dir(&topic.dir)?;
+        write_topic_meta(fs, &topic.dir, &topic.name, topic.id, to, &topic.configs())?;
+        Ok(parts)
+    })();
+    if made.is_err() {
+        for i in from..to {
+            let _ = fs.remove_dir_all(&topic.dir.join(i.to_string()));
+        }
+    }
+    made
+}
+
 /// Creates a topic's directory and partitions, writing `topic.meta` last
 /// (blocking). On failure nothing is left behind.
 pub(super) fn create_topic_files(
@@ -173,31 +287,18 @@ pub(super) fn create_topic_files(
                 break id;
             }
         };
-        let mut props = BTreeMap::new();
-        props.insert("version".to_string(), "1".to_string());
-        props.insert("name".to_string(), name.clone());
-        props.insert("id".to_string(), id.to_string());
-        props.insert("partitions".to_string(), partitions.to_string());
-        for (k, v) in &configs {
-            props.insert(format!("config.{k}"), v.clone());
-        }
         // topic.meta is written last: a topic exists on disk once it is there.
-        write_properties(fs, &dir.join(TOPIC_META_FILE), &props)?;
+        write_topic_meta(fs, &dir, &name, id, partitions, &configs)?;
         if let Some(parent) = dir.parent() {
             fs.sync_dir(parent)?;
         }
         Ok((id, parts))
     })();
     match made {
-        Ok((id, partitions)) => Ok(Topic {
-            metrics: TopicMetrics::new(&name),
-            name,
-            id,
-            partitions,
-            configs,
-            log_config,
-            dir,
-        }),
+        Ok((id, partitions)) => {
+            let metrics = TopicMetrics::new(&name);
+            Ok(Topic::build(name, id, partitions, configs, dir, metrics))
+        }
         Err(e) => {
             // The half-made partitions are dropped (closing their files) first.
             if let Err(cleanup) = fs.remove_dir_all(&dir) {
@@ -243,15 +344,15 @@ pub(super) fn load_topic(
     let log_config =
         topic_config::apply(&config.log_defaults(), &configs).map_err(io::Error::other)?;
     let parts = open_partitions(storage, dir, partitions, &log_config, recover)?;
-    Ok(Some(Topic {
-        metrics: TopicMetrics::new(&name),
+    let metrics = TopicMetrics::new(&name);
+    Ok(Some(Topic::build(
         name,
         id,
-        partitions: parts,
+        parts,
         configs,
-        log_config,
-        dir: dir.to_path_buf(),
-    }))
+        dir.to_path_buf(),
+        metrics,
+    )))
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! Request handlers, one file per API family. Kafka error codes are chosen here,
 //! from the typed errors of `broker` and `log`.
 
+mod admin;
 mod api_versions;
+mod configs;
 mod fetch;
 mod groups;
 mod list_offsets;
@@ -49,6 +51,20 @@ pub async fn dispatch(broker: &Arc<Broker>, req: RequestFrame) -> Option<Respons
         Request::DescribeGroups(r) => Some(groups::describe(broker, &ctx, r)),
         Request::DeleteGroups(r) => Some(groups::delete(broker, &ctx, r).await),
         Request::OffsetDelete(r) => Some(groups::offset_delete(broker, &ctx, r).await),
+        Request::DescribeConfigs(r) => Some(configs::describe(broker, &ctx, r)),
+        Request::AlterConfigs(r) => Some(configs::alter(broker, &ctx, r).await),
+        Request::IncrementalAlterConfigs(r) => {
+            Some(configs::incremental_alter(broker, &ctx, r).await)
+        }
+        Request::CreatePartitions(r) => Some(admin::create_partitions(broker, &ctx, r).await),
+        Request::DeleteRecords(r) => Some(admin::delete_records(broker, &ctx, r).await),
+        Request::DescribeCluster(r) => Some(admin::describe_cluster(broker, &ctx, r)),
+        Request::DescribeLogDirs(r) => Some(admin::describe_log_dirs(broker, &ctx, r).await),
+        Request::OffsetForLeaderEpoch(r) => Some(admin::offset_for_leader_epoch(broker, &ctx, r)),
+        Request::DescribeTopicPartitions(r) => {
+            Some(admin::describe_topic_partitions(broker, &ctx, r))
+        }
+        Request::ElectLeaders(r) => Some(admin::elect_leaders(broker, &ctx, r)),
     }
 }
 

@@ -95,6 +95,20 @@ pub(super) async fn handle(
                     ),
                     None,
                 ),
+                (Some(_), _)
+                    if acks == -1
+                        && topic.as_ref().is_some_and(|t| t.min_insync_replicas() > 1) =>
+                {
+                    // As Kafka with fewer in-sync replicas than min.insync.replicas.
+                    (
+                        partition_error(
+                            pd.index,
+                            error::NOT_ENOUGH_REPLICAS,
+                            "min.insync.replicas is above 1 and this broker is the only replica",
+                        ),
+                        None,
+                    )
+                }
                 (Some(_), None) => (
                     partition_error(pd.index, error::CORRUPT_MESSAGE, "null record set"),
                     None,

@@ -15,7 +15,6 @@ use kafka_protocol::messages::{
 use super::{sb, topic_error_code, Ctx};
 use crate::broker::topic_config;
 use crate::broker::{Broker, TopicError};
-use crate::log::LogConfig;
 use crate::protocol::{error, ResponseFrame};
 
 /// Checks a CreatableTopic's shape; returns (partitions, configs) or (code, message).
@@ -81,19 +80,22 @@ fn check_shape(
                 format!("Null value not supported for topic config {}", c.name),
             ));
         };
-        configs.insert(c.name.to_string(), v.to_string());
+        let v = topic_config::check(c.name.as_str(), v).map_err(|e| (error::INVALID_CONFIG, e))?;
+        configs.insert(c.name.to_string(), v);
     }
     Ok((partitions, configs))
 }
 
-fn config_list(log: &LogConfig, configs: &BTreeMap<String, String>) -> Vec<CreatableTopicConfigs> {
-    topic_config::describe(log, configs)
+fn config_list(broker: &Broker, configs: &BTreeMap<String, String>) -> Vec<CreatableTopicConfigs> {
+    topic_config::describe(&broker.topic_defaults(), configs)
         .into_iter()
         .map(|e| {
             let mut c = CreatableTopicConfigs::default();
-            c.name = sb(e.name);
-            c.value = Some(sb(e.value));
-            c.config_source = e.source as i8;
+            c.name = sb(e.spec.name);
+            c.value = Some(sb(e.value.value));
+            c.config_source = e.value.source as i8;
+            c.read_only = false;
+            c.is_sensitive = false;
             c
         })
         .collect()
@@ -126,16 +128,16 @@ pub(super) async fn create(
             let (partitions, configs) = check_shape(broker, t)?;
             let to_err = |e: TopicError| (topic_error_code(&e), e.to_string());
             if req.validate_only {
-                let (n, log) = broker.check_create(&name, partitions, &configs).map_err(to_err)?;
+                let (n, _) = broker.check_create(&name, partitions, &configs).map_err(to_err)?;
                 r.num_partitions = n;
                 r.replication_factor = 1;
-                r.configs = Some(config_list(&log, &configs));
+                r.configs = Some(config_list(broker, &configs));
             } else {
                 let topic = broker.create_topic(&name, partitions, configs).await.map_err(to_err)?;
                 r.topic_id = topic.id;
                 r.num_partitions = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
                 r.replication_factor = 1;
-                r.configs = Some(config_list(&topic.log_config, &topic.configs));
+                r.configs = Some(config_list(broker, &topic.configs()));
             }
             Ok(())
         }

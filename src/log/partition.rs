@@ -125,6 +125,39 @@ pub struct PartitionLog {
     /// segment's files behind: nothing more is appended until a roll succeeds,
     /// so the active segment never grows past where such leftovers begin.
     roll_pending: bool,
+    /// The log start set by DeleteRecords (0 if never): offsets below it are gone
+    /// even where their segment remains. Persisted in [`LOG_START_FILE`].
+    start_floor: i64,
+}
+
+/// Holds the log start offset DeleteRecords set, so a restart keeps it instead
+/// of deriving the start from the first segment.
+pub const LOG_START_FILE: &str = "log-start-offset";
+
+/// The log start DeleteRecords persisted in `dir`, if any and sane (at most
+/// the log end; a damaged file is logged and ignored, which only shows records
+/// DeleteRecords had hidden).
+fn read_start_floor(fs: &dyn Fs, dir: &Path, log_end: i64) -> i64 {
+    let path = dir.join(LOG_START_FILE);
+    if !fs.exists(&path) {
+        return 0;
+    }
+    let text = super::fs::read_file(fs, &path).unwrap_or_default();
+    match std::str::from_utf8(&text)
+        .ok()
+        .and_then(|t| t.trim().parse::<i64>().ok())
+    {
+        Some(n) if (0..=log_end).contains(&n) => n,
+        Some(n) if n > log_end => {
+            tracing::warn!(dir = %dir.display(), start = n, log_end,
+                "the stored log start is past the log end (a torn tail was cut); using the log end");
+            log_end
+        }
+        _ => {
+            tracing::warn!(dir = %dir.display(), "ignoring an unreadable log-start-offset file");
+            0
+        }
+    }
 }
 
 fn parse_segment_name(name: &str) -> Option<i64> {
@@ -197,6 +230,7 @@ impl PartitionLog {
             .next_back()
             .expect("a segment was just inserted if none was found");
         let next_offset = active.next_offset();
+        let start_floor = read_start_floor(fs.as_ref(), dir, next_offset);
         let mut producers = ProducerStates::default();
         if recover {
             // Producers may retry batches whose acknowledgement the crash lost:
@@ -213,7 +247,37 @@ impl PartitionLog {
             producers,
             damaged: false,
             roll_pending: false,
+            start_floor,
         })
+    }
+
+    /// Moves the log start to `offset` (DeleteRecords; `-1` means the log end):
+    /// the new start is made durable first, then the segments wholly below it are
+    /// deleted. Returns the new log start (the low watermark).
+    pub fn delete_records(&mut self, offset: i64) -> Result<i64, ReadError> {
+        let offset = if offset == -1 {
+            self.next_offset
+        } else {
+            offset
+        };
+        if offset < 0 || offset > self.next_offset {
+            return Err(ReadError::OutOfRange {
+                log_start_offset: self.log_start_offset(),
+                log_end_offset: self.next_offset,
+            });
+        }
+        if offset <= self.log_start_offset() {
+            return Ok(self.log_start_offset());
+        }
+        super::fs::write_file_atomic(
+            self.fs.as_ref(),
+            &self.dir.join(LOG_START_FILE),
+            format!("{offset}\n").as_bytes(),
+        )
+        .map_err(ReadError::Io)?;
+        self.start_floor = offset;
+        self.delete_before(offset).map_err(ReadError::Io)?;
+        Ok(self.log_start_offset())
     }
 
     /// The last segment. Invariant: a log always has one (open creates it, and
@@ -529,13 +593,15 @@ impl PartitionLog {
         self.active().finish_seal()
     }
 
-    /// First offset still stored.
+    /// First offset still stored: the first segment's base, or where
+    /// DeleteRecords moved the start, whichever is later.
     pub fn log_start_offset(&self) -> i64 {
-        *self
+        let first = *self
             .segments
             .keys()
             .next()
-            .expect("a log always has a segment")
+            .expect("a log always has a segment");
+        first.max(self.start_floor.min(self.next_offset))
     }
 
     /// Offset the next appended record gets.

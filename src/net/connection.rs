@@ -139,6 +139,8 @@ async fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Brok
     let max = broker.config.request_bytes_max;
     let mut shutdown = broker.shutdown_signal();
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    // Metric handles of the APIs this connection used: no global lookup per request.
+    let mut api_cache: Vec<((i16, i16), metrics::ApiMetrics)> = Vec::new();
     loop {
         // Keep room to read ahead; frames split off earlier may still hold the old
         // allocation, in which case this starts a fresh one.
@@ -201,19 +203,26 @@ async fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Brok
             Ok(mut req) => {
                 req.client_host.clone_from(&client_host);
                 tracing::trace!(api = ?req.api_key, version = req.api_version, client = ?req.client_id, "request");
-                let api = metrics::api(protocol::api_name(req.api_key), req.api_version);
+                let i = api_metrics(&mut api_cache, req.api_key as i16, req.api_version);
                 let started = std::time::Instant::now();
-                api.queue.record((started - arrived).as_secs_f64());
+                api_cache[i]
+                    .1
+                    .queue
+                    .record((started - arrived).as_secs_f64());
                 let response = handlers::dispatch(broker, req).await;
-                api.handle.record(started.elapsed().as_secs_f64());
-                (response, Some(api))
+                api_cache[i]
+                    .1
+                    .handle
+                    .record(started.elapsed().as_secs_f64());
+                (response, Some(i))
             }
             Err(DecodeError::ApiVersionsTooNew { correlation_id }) => {
                 (Some(protocol::api_versions_fallback(correlation_id)), None)
             }
             Err(e) => return Close::Protocol(e.to_string()),
         };
-        if let Some(api) = &api {
+        let api = api.map(|i| &api_cache[i].1);
+        if let Some(api) = api {
             api.requests.increment(1);
             api.request_bytes.increment(frame_bytes);
         }
@@ -227,7 +236,7 @@ async fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Brok
                 Ok(Err(e)) => return Close::Io(e),
                 Ok(Ok(())) => {}
             }
-            if let Some(api) = &api {
+            if let Some(api) = api {
                 api.send.record(sending.elapsed().as_secs_f64());
                 api.response_bytes.increment(response.wire_len());
                 for (code, n) in response.errors.iter() {
@@ -235,10 +244,25 @@ async fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Brok
                 }
             }
         }
-        if let Some(api) = &api {
+        if let Some(api) = api {
             api.total.record(arrived.elapsed().as_secs_f64());
         }
     }
+}
+
+/// The index in the connection's cache of one API version's metric handles (a
+/// connection uses a handful of APIs, so a short list).
+fn api_metrics(
+    cache: &mut Vec<((i16, i16), metrics::ApiMetrics)>,
+    key: i16,
+    version: i16,
+) -> usize {
+    let k = (key, version);
+    if let Some(i) = cache.iter().position(|(c, _)| *c == k) {
+        return i;
+    }
+    cache.push((k, metrics::api(protocol::api_name_of(key), version)));
+    cache.len() - 1
 }
 
 /// Writes a response: memory chunks with `write_all`, file chunks with `sendfile`

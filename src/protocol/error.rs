@@ -73,3 +73,11 @@ pub const INVALID_RECORD: i16 = 87;
 pub const UNKNOWN_TOPIC_ID: i16 = 100;
 /// An unexpected server error.
 pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+/// An acks=all write needs more in-sync replicas than the partition has.
+pub const NOT_ENOUGH_REPLICAS: i16 = 19;
+/// The leader epoch in the request is newer than the broker's.
+pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
+/// ElectLeaders: the partition already has its preferred leader.
+pub const ELECTION_NOT_NEEDED: i16 = 84;
+/// DescribeCluster: this endpoint does not serve that endpoint type.
+pub const UNSUPPORTED_ENDPOINT_TYPE: i16 = 115;

@@ -156,6 +156,77 @@ impl ErrorCodes for OffsetDeleteResponse {
     }
 }
 
+impl ErrorCodes for DescribeConfigsResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        self.results.iter().for_each(|r| t.add(r.error_code));
+    }
+}
+
+impl ErrorCodes for AlterConfigsResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        self.responses.iter().for_each(|r| t.add(r.error_code));
+    }
+}
+
+impl ErrorCodes for IncrementalAlterConfigsResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        self.responses.iter().for_each(|r| t.add(r.error_code));
+    }
+}
+
+impl ErrorCodes for CreatePartitionsResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        self.results.iter().for_each(|r| t.add(r.error_code));
+    }
+}
+
+impl ErrorCodes for DeleteRecordsResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        for topic in &self.topics {
+            topic.partitions.iter().for_each(|p| t.add(p.error_code));
+        }
+    }
+}
+
+impl ErrorCodes for DescribeClusterResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        t.add(self.error_code);
+    }
+}
+
+impl ErrorCodes for DescribeLogDirsResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        t.add(self.error_code);
+        self.results.iter().for_each(|r| t.add(r.error_code));
+    }
+}
+
+impl ErrorCodes for OffsetForLeaderEpochResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        for topic in &self.topics {
+            topic.partitions.iter().for_each(|p| t.add(p.error_code));
+        }
+    }
+}
+
+impl ErrorCodes for DescribeTopicPartitionsResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        for topic in &self.topics {
+            t.add(topic.error_code);
+            topic.partitions.iter().for_each(|p| t.add(p.error_code));
+        }
+    }
+}
+
+impl ErrorCodes for ElectLeadersResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        t.add(self.error_code);
+        for r in &self.replica_election_results {
+            r.partition_result.iter().for_each(|p| t.add(p.error_code));
+        }
+    }
+}
+
 /// Kafka's name of an error code (`UNKNOWN_TOPIC_OR_PARTITION`), for metric labels.
 /// Names are made once per code and kept: at most one per i16.
 pub fn error_name(code: i16) -> &'static str {

@@ -12,15 +12,20 @@ pub mod versions;
 
 pub use error_codes::{error_name, ErrorCodes, ErrorTally};
 pub use fetch::{encode_fetch, FetchPartitionReply, FetchReply, FetchTopicReply};
-pub use versions::{api_name, api_version_list, api_versions_fallback, supported_range, SUPPORTED};
+pub use versions::{
+    api_name, api_name_of, api_version_list, api_versions_fallback, supported_range, SUPPORTED,
+};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
-    DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
-    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
-    OffsetFetchRequest, ProduceRequest, RequestHeader, ResponseHeader, SyncGroupRequest,
+    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
+    DescribeTopicPartitionsRequest, ElectLeadersRequest, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
+    RequestHeader, ResponseHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -67,6 +72,26 @@ pub enum Request {
     DeleteGroups(DeleteGroupsRequest),
     /// OffsetDelete.
     OffsetDelete(OffsetDeleteRequest),
+    /// DescribeConfigs.
+    DescribeConfigs(DescribeConfigsRequest),
+    /// AlterConfigs.
+    AlterConfigs(AlterConfigsRequest),
+    /// IncrementalAlterConfigs.
+    IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
+    /// CreatePartitions.
+    CreatePartitions(CreatePartitionsRequest),
+    /// DeleteRecords.
+    DeleteRecords(DeleteRecordsRequest),
+    /// DescribeCluster.
+    DescribeCluster(DescribeClusterRequest),
+    /// DescribeLogDirs.
+    DescribeLogDirs(DescribeLogDirsRequest),
+    /// OffsetForLeaderEpoch.
+    OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
+    /// DescribeTopicPartitions.
+    DescribeTopicPartitions(DescribeTopicPartitionsRequest),
+    /// ElectLeaders.
+    ElectLeaders(ElectLeadersRequest),
 }
 
 /// A request with the header fields handlers and encoders need.
@@ -217,6 +242,36 @@ fn decode_frame(mut frame: Bytes) -> Result<RequestFrame, DecodeError> {
         }
         ApiKey::OffsetDelete => {
             Request::OffsetDelete(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::DescribeConfigs => {
+            Request::DescribeConfigs(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::AlterConfigs => {
+            Request::AlterConfigs(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            Request::IncrementalAlterConfigs(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::CreatePartitions => {
+            Request::CreatePartitions(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::DeleteRecords => {
+            Request::DeleteRecords(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::DescribeCluster => {
+            Request::DescribeCluster(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::DescribeLogDirs => {
+            Request::DescribeLogDirs(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            Request::OffsetForLeaderEpoch(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::DescribeTopicPartitions => {
+            Request::DescribeTopicPartitions(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::ElectLeaders => {
+            Request::ElectLeaders(decode_body(&mut frame, v).map_err(malformed)?)
         }
         _ => return Err(unsupported),
     };

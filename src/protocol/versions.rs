@@ -28,6 +28,16 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::ElectLeaders, 0, 2),
 ];
 
 // The codec must cover every version we advertise.
@@ -82,4 +92,9 @@ pub fn api_name(key: ApiKey) -> &'static str {
     names
         .entry(key as i16)
         .or_insert_with(|| Box::leak(format!("{key:?}").into_boxed_str()))
+}
+
+/// [`api_name`] of a raw API key ("Unknown" for keys kafka-protocol lacks).
+pub fn api_name_of(key: i16) -> &'static str {
+    ApiKey::try_from(key).map_or("Unknown", api_name)
 }

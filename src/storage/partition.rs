@@ -272,6 +272,12 @@ impl Partition {
         Ok(slice)
     }
 
+    /// Replaces the log settings (a topic config change); they apply from the
+    /// next append, roll or retention pass (blocking: takes the log lock).
+    pub fn set_config_blocking(&self, config: crate::log::LogConfig) -> Result<(), PartitionError> {
+        self.with_log(|log| log.set_config(config))
+    }
+
     /// Sizes and offsets for the metrics (blocking: takes the log lock briefly).
     pub fn stats_blocking(&self) -> Result<PartitionStats, PartitionError> {
         self.with_log(|log| PartitionStats {
@@ -310,6 +316,18 @@ impl Partition {
             log.roll(now_ms())?;
             Ok(log.log_end_offset())
         })?
+    }
+
+    /// DeleteRecords: moves the log start to `offset` (-1: the high watermark),
+    /// durably; returns the new log start (blocking).
+    pub fn delete_records_blocking(&self, offset: i64) -> Result<i64, PartitionError> {
+        self.with_log(|log| {
+            let r = log.delete_records(offset);
+            self.log_start
+                .store(log.log_start_offset(), Ordering::Release);
+            r
+        })?
+        .map_err(PartitionError::Read)
     }
 
     /// Deletes the sealed segments wholly below `offset` (blocking).

@@ -337,6 +337,90 @@ pub fn request(
                     OffsetDeleteRequestPartition::default().with_partition_index(0)
                 ])])
             .encode(&mut buf, v),
+        ApiKey::DescribeConfigs => DescribeConfigsRequest::default()
+            .with_resources(vec![
+                describe_configs_request::DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s(topic(rng))),
+                describe_configs_request::DescribeConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(s("1")),
+            ])
+            .with_include_synonyms(true)
+            .with_include_documentation(v >= 3)
+            .encode(&mut buf, v),
+        ApiKey::AlterConfigs => AlterConfigsRequest::default()
+            .with_resources(vec![alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(s(topic(rng)))
+                .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                    .with_name(s("retention.ms"))
+                    .with_value(Some(s("604800000")))])])
+            .encode(&mut buf, v),
+        ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::default()
+            .with_resources(vec![
+                incremental_alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s(topic(rng)))
+                    .with_configs(vec![
+                        incremental_alter_configs_request::AlterableConfig::default()
+                            .with_name(s("cleanup.policy"))
+                            .with_config_operation(rng.below(4) as i8)
+                            .with_value(Some(s("delete"))),
+                    ]),
+            ])
+            .encode(&mut buf, v),
+        ApiKey::CreatePartitions => CreatePartitionsRequest::default()
+            .with_topics(vec![
+                create_partitions_request::CreatePartitionsTopic::default()
+                    .with_name(TopicName(s(topic(rng))))
+                    .with_count(1 + rng.below(4) as i32),
+            ])
+            .with_validate_only(rng.below(2) == 0)
+            .encode(&mut buf, v),
+        ApiKey::DeleteRecords => DeleteRecordsRequest::default()
+            .with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
+                .with_name(TopicName(s(topic(rng))))
+                .with_partitions(vec![
+                    delete_records_request::DeleteRecordsPartition::default()
+                        .with_partition_index(rng.below(2) as i32)
+                        .with_offset(rng.below(3) as i64),
+                ])])
+            .encode(&mut buf, v),
+        ApiKey::DescribeCluster => DescribeClusterRequest::default()
+            .with_endpoint_type(1)
+            .encode(&mut buf, v),
+        ApiKey::DescribeLogDirs => DescribeLogDirsRequest::default()
+            .with_topics(Some(vec![
+                describe_log_dirs_request::DescribableLogDirTopic::default()
+                    .with_topic(TopicName(s(topic(rng))))
+                    .with_partitions(vec![0, 1]),
+            ]))
+            .encode(&mut buf, v),
+        ApiKey::OffsetForLeaderEpoch => OffsetForLeaderEpochRequest::default()
+            .with_topics(vec![
+                offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                    .with_topic(TopicName(s(topic(rng))))
+                    .with_partitions(vec![
+                        offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                            .with_partition(0)
+                            .with_leader_epoch(0),
+                    ]),
+            ])
+            .encode(&mut buf, v),
+        ApiKey::DescribeTopicPartitions => DescribeTopicPartitionsRequest::default()
+            .with_topics(vec![
+                describe_topic_partitions_request::TopicRequest::default()
+                    .with_name(TopicName(s(topic(rng)))),
+            ])
+            .with_response_partition_limit(1 + rng.below(3) as i32)
+            .encode(&mut buf, v),
+        ApiKey::ElectLeaders => ElectLeadersRequest::default()
+            .with_topic_partitions(Some(vec![elect_leaders_request::TopicPartitions::default(
+            )
+            .with_topic(TopicName(s(topic(rng))))
+            .with_partitions(vec![0])]))
+            .encode(&mut buf, v),
         other => panic!("add {other:?} to the fuzz corpus"),
     };
     r.ok().map(|()| buf)
@@ -513,6 +597,16 @@ fn check_response(case: u64, key: ApiKey, v: i16, correlation_id: i32, mut frame
         ApiKey::DescribeGroups => body!(DescribeGroupsResponse),
         ApiKey::DeleteGroups => body!(DeleteGroupsResponse),
         ApiKey::OffsetDelete => body!(OffsetDeleteResponse),
+        ApiKey::DescribeConfigs => body!(DescribeConfigsResponse),
+        ApiKey::AlterConfigs => body!(AlterConfigsResponse),
+        ApiKey::IncrementalAlterConfigs => body!(IncrementalAlterConfigsResponse),
+        ApiKey::CreatePartitions => body!(CreatePartitionsResponse),
+        ApiKey::DeleteRecords => body!(DeleteRecordsResponse),
+        ApiKey::DescribeCluster => body!(DescribeClusterResponse),
+        ApiKey::DescribeLogDirs => body!(DescribeLogDirsResponse),
+        ApiKey::OffsetForLeaderEpoch => body!(OffsetForLeaderEpochResponse),
+        ApiKey::DescribeTopicPartitions => body!(DescribeTopicPartitionsResponse),
+        ApiKey::ElectLeaders => body!(ElectLeadersResponse),
         other => panic!("case {case}: a response to unsupported {other:?}"),
     }
     assert!(

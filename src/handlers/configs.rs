@@ -1,0 +1,641 @@
+//! DescribeConfigs v1-v4 (the versions kafka-protocol carries; Kafka 4 dropped v0), AlterConfigs v0-v2 and IncrementalAlterConfigs v0-v1
+//! for topics, and DescribeConfigs for this broker. Topic changes persist in
+//! `topic.meta` and apply without a restart. Broker configs are reported
+//! read-only: they are set on the command line (see docs/operations.md).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::{
+    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
+    AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
+
+use super::{sb, topic_error_code, Ctx};
+use crate::broker::topic_config::{self, Kind, Source};
+use crate::broker::Broker;
+use crate::protocol::{error, ResponseFrame};
+
+/// Kafka's resource type ids.
+const TOPIC: i8 = 2;
+/// A broker (its id as the name; "" is the cluster-wide default).
+const BROKER: i8 = 4;
+/// A broker's log4j loggers: not served.
+const BROKER_LOGGER: i8 = 8;
+
+/// An error for one resource: code and message.
+type Refusal = (i16, String);
+
+/// One config row as DescribeConfigs reports it.
+struct Row {
+    /// Name.
+    name: String,
+    /// Value; `None` for sensitive ones.
+    value: Option<String>,
+    /// Where it comes from.
+    source: Source,
+    /// Whether AlterConfigs may change it.
+    read_only: bool,
+    /// Kafka type.
+    kind: Kind,
+    /// Documentation (v3+).
+    doc: &'static str,
+    /// Synonyms (v1+), most specific first.
+    synonyms: Vec<(String, String, Source)>,
+}
+
+fn topic_rows(broker: &Broker, name: &str) -> Result<Vec<Row>, Refusal> {
+    let topic = broker.topic(name).ok_or((
+        error::UNKNOWN_TOPIC_OR_PARTITION,
+        format!("Topic {name} does not exist"),
+    ))?;
+    let defaults = broker.topic_defaults();
+    Ok(topic_config::describe(&defaults, &topic.configs())
+        .into_iter()
+        .map(|d| Row {
+            name: d.spec.name.to_string(),
+            value: Some(d.value.value),
+            source: d.value.source,
+            read_only: false,
+            kind: d.spec.kind,
+            doc: d.spec.doc,
+            synonyms: d
+                .synonyms
+                .into_iter()
+                .map(|(n, v)| (n, v.value, v.source))
+                .collect(),
+        })
+        .collect())
+}
+
+/// The broker's own settings under Kafka's names, with their values.
+fn broker_rows(broker: &Broker, name: &str) -> Result<Vec<Row>, Refusal> {
+    let c = &broker.config;
+    if name.is_empty() {
+        // Cluster-wide dynamic defaults: none are set on this broker.
+        return Ok(Vec::new());
+    }
+    if name != c.node_id.to_string() {
+        return Err((
+            error::INVALID_REQUEST,
+            format!(
+                "Unexpected broker id, expected {} but received {name}",
+                c.node_id
+            ),
+        ));
+    }
+    let (host, port) = broker.advertised();
+    let fixed = |n: &str, v: String, kind: Kind, doc: &'static str| Row {
+        name: n.to_string(),
+        value: Some(v),
+        source: Source::Default,
+        read_only: true,
+        kind,
+        doc,
+        synonyms: Vec::new(),
+    };
+    let flag = |n: &str, field: &str, v: String, kind: Kind, doc: &'static str| {
+        let source = if c.explicit.contains(field) {
+            Source::Static
+        } else {
+            Source::Default
+        };
+        Row {
+            synonyms: vec![(n.to_string(), v.clone(), source)],
+            source,
+            ..fixed(n, v, kind, doc)
+        }
+    };
+    let mut rows = vec![
+        flag(
+            "broker.id",
+            "node_id",
+            c.node_id.to_string(),
+            Kind::Int,
+            "This broker's id (--node-id).",
+        ),
+        flag(
+            "node.id",
+            "node_id",
+            c.node_id.to_string(),
+            Kind::Int,
+            "This broker's id (--node-id).",
+        ),
+        flag(
+            "listeners",
+            "listen",
+            format!("PLAINTEXT://{}", c.listen),
+            Kind::String,
+            "Where clients connect (--listen).",
+        ),
+        flag(
+            "advertised.listeners",
+            "advertised_listener",
+            format!("PLAINTEXT://{host}:{port}"),
+            Kind::String,
+            "What clients are told to connect to (--advertised-listener).",
+        ),
+        flag(
+            "log.dirs",
+            "data_dir",
+            c.data_dir.display().to_string(),
+            Kind::String,
+            "The data directory (--data-dir).",
+        ),
+        flag(
+            "log.dir",
+            "data_dir",
+            c.data_dir.display().to_string(),
+            Kind::String,
+            "The data directory (--data-dir).",
+        ),
+        flag(
+            "num.partitions",
+            "default_partitions",
+            c.default_partitions.to_string(),
+            Kind::Int,
+            "Partitions of an auto-created topic (--default-partitions).",
+        ),
+        flag(
+            "auto.create.topics.enable",
+            "auto_create_topics",
+            c.auto_create_topics.to_string(),
+            Kind::Boolean,
+            "Create topics named in Metadata (--auto-create-topics).",
+        ),
+        flag(
+            "socket.request.max.bytes",
+            "request_bytes_max",
+            c.request_bytes_max.to_string(),
+            Kind::Int,
+            "Largest request (--request-bytes-max).",
+        ),
+        flag(
+            "max.connections",
+            "connections_max",
+            c.connections_max.to_string(),
+            Kind::Int,
+            "Most connections (--connections-max).",
+        ),
+        flag(
+            "max.connections.per.ip",
+            "connections_max_per_ip",
+            c.connections_max_per_ip.to_string(),
+            Kind::Int,
+            "Most connections from one address (--connections-max-per-ip).",
+        ),
+        flag(
+            "connections.max.idle.ms",
+            "idle_timeout_ms",
+            c.idle_timeout_ms.to_string(),
+            Kind::Long,
+            "Idle connections close after this (--idle-timeout-ms).",
+        ),
+        flag(
+            "fetch.max.bytes",
+            "fetch_bytes_max",
+            c.fetch_bytes_max.to_string(),
+            Kind::Int,
+            "Largest fetch response (--fetch-bytes-max).",
+        ),
+        flag(
+            "log.retention.check.interval.ms",
+            "retention_check_interval_ms",
+            c.retention_check_interval_ms.to_string(),
+            Kind::Long,
+            "How often retention runs.",
+        ),
+        flag(
+            "group.initial.rebalance.delay.ms",
+            "group_initial_rebalance_delay_ms",
+            c.group_initial_rebalance_delay_ms.to_string(),
+            Kind::Int,
+            "Wait for more members before a new group's first generation.",
+        ),
+        flag(
+            "group.min.session.timeout.ms",
+            "group_session_timeout_ms_min",
+            c.group_session_timeout_ms_min.to_string(),
+            Kind::Int,
+            "Shortest session timeout allowed.",
+        ),
+        flag(
+            "group.max.session.timeout.ms",
+            "group_session_timeout_ms_max",
+            c.group_session_timeout_ms_max.to_string(),
+            Kind::Int,
+            "Longest session timeout allowed.",
+        ),
+        flag(
+            "group.max.size",
+            "group_members_max",
+            c.group_members_max.to_string(),
+            Kind::Int,
+            "Most members in a group.",
+        ),
+        flag(
+            "offsets.retention.minutes",
+            "offsets_retention_minutes",
+            c.offsets_retention_minutes.to_string(),
+            Kind::Int,
+            "Committed offsets of an empty group expire after this.",
+        ),
+        flag(
+            "offsets.retention.check.interval.ms",
+            "offsets_retention_check_interval_ms",
+            c.offsets_retention_check_interval_ms.to_string(),
+            Kind::Long,
+            "How often offset expiry runs.",
+        ),
+        flag(
+            "offset.metadata.max.bytes",
+            "offset_metadata_bytes_max",
+            c.offset_metadata_bytes_max.to_string(),
+            Kind::Int,
+            "Longest offset commit metadata.",
+        ),
+        fixed(
+            "default.replication.factor",
+            "1".into(),
+            Kind::Int,
+            "A single-node broker keeps one replica.",
+        ),
+        fixed(
+            "offsets.topic.replication.factor",
+            "1".into(),
+            Kind::Short,
+            "A single-node broker keeps one replica.",
+        ),
+        fixed(
+            "transaction.state.log.replication.factor",
+            "1".into(),
+            Kind::Short,
+            "A single-node broker keeps one replica.",
+        ),
+        fixed(
+            "delete.topic.enable",
+            "true".into(),
+            Kind::Boolean,
+            "Topics can be deleted.",
+        ),
+    ];
+    // The broker-level synonyms of every topic config.
+    let defaults = broker.topic_defaults();
+    for spec in topic_config::SPECS {
+        if rows.iter().any(|r| r.name == spec.synonym) {
+            continue;
+        }
+        if let Some(v) = defaults.get(spec.name) {
+            rows.push(Row {
+                name: spec.synonym.to_string(),
+                value: Some(v.value.clone()),
+                source: v.source,
+                read_only: true,
+                kind: spec.kind,
+                doc: spec.doc,
+                synonyms: vec![(spec.synonym.to_string(), v.value.clone(), v.source)],
+            });
+        }
+    }
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(rows)
+}
+
+/// DescribeConfigs v1-v4.
+pub(super) fn describe(
+    broker: &Arc<Broker>,
+    ctx: &Ctx,
+    req: DescribeConfigsRequest,
+) -> ResponseFrame {
+    let v = ctx.version;
+    let mut resp = DescribeConfigsResponse::default();
+    for res in req.resources {
+        let name = res.resource_name.to_string();
+        let rows = match res.resource_type {
+            TOPIC => topic_rows(broker, &name),
+            BROKER => broker_rows(broker, &name),
+            BROKER_LOGGER => Err((
+                error::INVALID_REQUEST,
+                "describing broker loggers is not supported".to_string(),
+            )),
+            t => Err((error::INVALID_REQUEST, format!("unknown resource type {t}"))),
+        };
+        let mut result = DescribeConfigsResult::default();
+        result.resource_type = res.resource_type;
+        result.resource_name = res.resource_name;
+        match rows {
+            Ok(rows) => {
+                // Null or empty: every config, as Kafka.
+                let keys: Option<Vec<String>> = res
+                    .configuration_keys
+                    .filter(|k| !k.is_empty())
+                    .map(|k| k.iter().map(|s| s.to_string()).collect());
+                for r in rows {
+                    if keys.as_ref().is_some_and(|k| !k.contains(&r.name)) {
+                        continue;
+                    }
+                    let mut c = DescribeConfigsResourceResult::default();
+                    c.name = sb(r.name);
+                    c.value = r.value.map(sb);
+                    c.read_only = r.read_only;
+                    c.is_sensitive = false;
+                    c.config_source = r.source as i8;
+                    if req.include_synonyms {
+                        c.synonyms = r
+                            .synonyms
+                            .into_iter()
+                            .map(|(n, val, s)| {
+                                let mut syn = DescribeConfigsSynonym::default();
+                                syn.name = sb(n);
+                                syn.value = Some(sb(val));
+                                syn.source = s as i8;
+                                syn
+                            })
+                            .collect();
+                    }
+                    if v >= 3 {
+                        c.config_type = r.kind as i8;
+                        if req.include_documentation {
+                            c.documentation = Some(sb(r.doc));
+                        }
+                    }
+                    result.configs.push(c);
+                }
+            }
+            Err((code, message)) => {
+                result.error_code = code;
+                result.error_message = Some(sb(message));
+            }
+        }
+        resp.results.push(result);
+    }
+    ctx.respond(&resp)
+}
+
+/// What a broker resource may not be altered for.
+fn broker_alter_refusal(broker: &Broker, name: &str, keys: &[String]) -> Refusal {
+    if !name.is_empty() && name != broker.config.node_id.to_string() {
+        return (
+            error::INVALID_REQUEST,
+            format!(
+                "Unexpected broker id, expected {} but received {name}",
+                broker.config.node_id
+            ),
+        );
+    }
+    (
+        error::INVALID_REQUEST,
+        format!(
+            "Cannot update these configs dynamically: {} (Sluice's broker configs are set on the command line)",
+            keys.join(", ")
+        ),
+    )
+}
+
+/// Checks every key and value of a topic's new overrides (INVALID_CONFIG).
+fn checked(configs: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Refusal> {
+    configs
+        .into_iter()
+        .map(|(k, v)| {
+            topic_config::check(&k, &v)
+                .map(|v| (k, v))
+                .map_err(|e| (error::INVALID_CONFIG, e))
+        })
+        .collect()
+}
+
+async fn alter_topic(
+    broker: &Broker,
+    name: &str,
+    configs: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<(), Refusal> {
+    broker
+        .alter_topic_configs(name, configs, validate_only)
+        .await
+        .map_err(|e| (topic_error_code(&e), e.to_string()))
+}
+
+/// Resources named more than once in one request: Kafka refuses them all.
+fn duplicates<'a>(resources: impl Iterator<Item = (i8, &'a str)>) -> HashMap<(i8, String), usize> {
+    let mut seen = HashMap::new();
+    for (t, n) in resources {
+        *seen.entry((t, n.to_string())).or_insert(0) += 1;
+    }
+    seen
+}
+
+/// AlterConfigs v0-v2: the given set replaces all of a topic's overrides.
+pub(super) async fn alter(
+    broker: &Arc<Broker>,
+    ctx: &Ctx,
+    req: AlterConfigsRequest,
+) -> ResponseFrame {
+    let counts = duplicates(
+        req.resources
+            .iter()
+            .map(|r| (r.resource_type, r.resource_name.as_str())),
+    );
+    let mut resp = AlterConfigsResponse::default();
+    for res in req.resources {
+        let name = res.resource_name.to_string();
+        let outcome: Result<(), Refusal> = async {
+            if counts[&(res.resource_type, name.clone())] > 1 {
+                return Err((
+                    error::INVALID_REQUEST,
+                    format!("Duplicate resource {name} in the request"),
+                ));
+            }
+            let mut configs = BTreeMap::new();
+            for c in &res.configs {
+                let Some(v) = &c.value else {
+                    return Err((
+                        error::INVALID_REQUEST,
+                        format!("Null value not supported for: {}", c.name.as_str()),
+                    ));
+                };
+                if configs.insert(c.name.to_string(), v.to_string()).is_some() {
+                    return Err((
+                        error::INVALID_REQUEST,
+                        "Error due to duplicate config keys".to_string(),
+                    ));
+                }
+            }
+            match res.resource_type {
+                TOPIC => alter_topic(broker, &name, checked(configs)?, req.validate_only).await,
+                BROKER => Err(broker_alter_refusal(
+                    broker,
+                    &name,
+                    &configs.into_keys().collect::<Vec<_>>(),
+                )),
+                t => Err((
+                    error::INVALID_REQUEST,
+                    format!("unsupported resource type {t}"),
+                )),
+            }
+        }
+        .await;
+        let mut r = alter_configs_response::AlterConfigsResourceResponse::default();
+        r.resource_type = res.resource_type;
+        r.resource_name = res.resource_name;
+        if let Err((code, message)) = outcome {
+            r.error_code = code;
+            r.error_message = Some(sb(message));
+        }
+        resp.responses.push(r);
+    }
+    ctx.respond(&resp)
+}
+
+/// Kafka's AlterConfigOp types.
+const SET: i8 = 0;
+/// Remove the override.
+const DELETE: i8 = 1;
+/// Add to a list.
+const APPEND: i8 = 2;
+/// Remove from a list.
+const SUBTRACT: i8 = 3;
+
+/// Applies incremental operations to a topic's current overrides.
+fn incremental(
+    broker: &Broker,
+    current: &BTreeMap<String, String>,
+    ops: &[(String, i8, Option<String>)],
+) -> Result<BTreeMap<String, String>, Refusal> {
+    let mut out = current.clone();
+    let defaults = broker.topic_defaults();
+    for (name, op, value) in ops {
+        let spec = topic_config::spec_of(name).ok_or((
+            error::INVALID_CONFIG,
+            format!("Unknown topic config name: {name}"),
+        ))?;
+        let list = |v: &str| -> Vec<String> {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        match *op {
+            SET => {
+                let v = value.clone().ok_or((
+                    error::INVALID_REQUEST,
+                    format!("Null value not supported for: {name}"),
+                ))?;
+                out.insert(name.clone(), v);
+            }
+            DELETE => {
+                out.remove(name);
+            }
+            APPEND | SUBTRACT => {
+                if spec.kind != Kind::List {
+                    let what = if *op == APPEND { "append" } else { "subtract" };
+                    return Err((
+                        error::INVALID_CONFIG,
+                        format!("Config value {what} is not allowed for config key: {name}"),
+                    ));
+                }
+                let base = out
+                    .get(name)
+                    .cloned()
+                    .or_else(|| defaults.get(name).map(|d| d.value.clone()))
+                    .unwrap_or_default();
+                let mut items = list(&base);
+                let change = list(value.as_deref().unwrap_or(""));
+                if *op == APPEND {
+                    for c in change {
+                        if !items.contains(&c) {
+                            items.push(c);
+                        }
+                    }
+                } else {
+                    items.retain(|i| !change.contains(i));
+                }
+                out.insert(name.clone(), items.join(","));
+            }
+            other => {
+                return Err((
+                    error::INVALID_REQUEST,
+                    format!("unknown config operation {other}"),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// IncrementalAlterConfigs v0-v1: SET, DELETE, APPEND and SUBTRACT on topic overrides.
+pub(super) async fn incremental_alter(
+    broker: &Arc<Broker>,
+    ctx: &Ctx,
+    req: IncrementalAlterConfigsRequest,
+) -> ResponseFrame {
+    let counts = duplicates(
+        req.resources
+            .iter()
+            .map(|r| (r.resource_type, r.resource_name.as_str())),
+    );
+    let mut resp = IncrementalAlterConfigsResponse::default();
+    for res in req.resources {
+        let name = res.resource_name.to_string();
+        let outcome: Result<(), Refusal> = async {
+            if counts[&(res.resource_type, name.clone())] > 1 {
+                return Err((
+                    error::INVALID_REQUEST,
+                    format!("Duplicate resource {name} in the request"),
+                ));
+            }
+            let ops: Vec<(String, i8, Option<String>)> = res
+                .configs
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.to_string(),
+                        c.config_operation,
+                        c.value.as_ref().map(|v| v.to_string()),
+                    )
+                })
+                .collect();
+            let mut keys: Vec<&String> = ops.iter().map(|(k, _, _)| k).collect();
+            keys.sort();
+            if keys.windows(2).any(|w| w[0] == w[1]) {
+                return Err((
+                    error::INVALID_REQUEST,
+                    "Error due to duplicate config keys".to_string(),
+                ));
+            }
+            match res.resource_type {
+                TOPIC => {
+                    let topic = broker.topic(&name).ok_or((
+                        error::UNKNOWN_TOPIC_OR_PARTITION,
+                        format!("Topic {name} does not exist"),
+                    ))?;
+                    let next = checked(incremental(broker, &topic.configs(), &ops)?)?;
+                    alter_topic(broker, &name, next, req.validate_only).await
+                }
+                BROKER => Err(broker_alter_refusal(
+                    broker,
+                    &name,
+                    &ops.into_iter().map(|(k, _, _)| k).collect::<Vec<_>>(),
+                )),
+                t => Err((
+                    error::INVALID_REQUEST,
+                    format!("unsupported resource type {t}"),
+                )),
+            }
+        }
+        .await;
+        let mut r = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
+        r.resource_type = res.resource_type;
+        r.resource_name = res.resource_name;
+        if let Err((code, message)) = outcome {
+            r.error_code = code;
+            r.error_message = Some(sb(message));
+        }
+        resp.responses.push(r);
+    }
+    ctx.respond(&resp)
+}
