@@ -131,20 +131,75 @@ def test_configs_persist_and_apply_across_restart(broker):
     assert errors and errors[0] is not None and errors[0].name() == "MSG_SIZE_TOO_LARGE"
 
 
-def test_broker_configs_are_described(broker):
+def test_broker_configs_are_described_and_topic_defaults_are_dynamic(broker):
+    a = admin(broker)
     res = ConfigResource(ConfigResource.Type.BROKER, "1")
-    entries = admin(broker).describe_configs([res])[res].result(timeout=30)
+    entries = a.describe_configs([res])[res].result(timeout=30)
     assert entries["log.retention.ms"].value == "604800000"
     assert entries["num.partitions"].value == "1"
-    assert entries["log.retention.ms"].is_read_only
-    # Broker configs are set on the command line: altering one is refused.
-    alter = ConfigResource(
+    assert entries["num.partitions"].is_read_only
+    assert not entries["log.retention.ms"].is_read_only
+    # Static broker configs cannot change at run time.
+    fixed = ConfigResource(
         ConfigResource.Type.BROKER,
         "1",
-        incremental_configs=[ConfigEntry("log.retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)],
+        incremental_configs=[ConfigEntry("num.partitions", "3", incremental_operation=AlterConfigOpType.SET)],
     )
-    with pytest.raises(KafkaException):
-        admin(broker).incremental_alter_configs([alter])[alter].result(timeout=30)
+    with pytest.raises(KafkaException) as e:
+        a.incremental_alter_configs([fixed])[fixed].result(timeout=30)
+    assert e.value.args[0].name() == "INVALID_REQUEST"
+    # A topic default can: for this broker, and for the cluster.
+    create(broker, "inherits")
+    create(broker, "overrides", config={"retention.ms": "1000"})
+    node = ConfigResource(
+        ConfigResource.Type.BROKER,
+        "1",
+        incremental_configs=[ConfigEntry("log.retention.ms", "7200000", incremental_operation=AlterConfigOpType.SET)],
+    )
+    a.incremental_alter_configs([node])[node].result(timeout=30)
+    # kafka-python's legacy AlterConfigs replaces this broker's whole dynamic set.
+    # (Neither Python client can name the cluster-wide "" resource; tests/admin.rs does.)
+    kp = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        kp.alter_configs(
+            [
+                KpConfigResource(
+                    ConfigResourceType.BROKER,
+                    "1",
+                    configs={"log.retention.ms": "7200000", "log.segment.bytes": "2097152"},
+                )
+            ]
+        )
+        got = kp.describe_configs([KpConfigResource(ConfigResourceType.BROKER, "1", ["log.segment.bytes"])])
+    finally:
+        kp.close()
+    assert got["broker"]["1"]["log.segment.bytes"]["value"] == "2097152"
+    inherits = described(broker, "inherits")
+    assert inherits["retention.ms"].value == "7200000"
+    assert inherits["retention.ms"].source == ConfigSource.DYNAMIC_BROKER_CONFIG.value
+    assert inherits["segment.bytes"].value == "2097152"
+    assert inherits["segment.bytes"].source == ConfigSource.DYNAMIC_BROKER_CONFIG.value
+    assert described(broker, "overrides")["retention.ms"].value == "1000"
+    bad = ConfigResource(
+        ConfigResource.Type.BROKER,
+        "1",
+        incremental_configs=[ConfigEntry("log.retention.ms", "never", incremental_operation=AlterConfigOpType.SET)],
+    )
+    with pytest.raises(KafkaException) as e:
+        a.incremental_alter_configs([bad])[bad].result(timeout=30)
+    assert e.value.args[0].name() == "INVALID_CONFIG"
+    broker.restart()
+    inherits = described(broker, "inherits")
+    assert inherits["retention.ms"].value == "7200000"
+    assert inherits["segment.bytes"].value == "2097152"
+    # Removing the dynamic value returns to the static default.
+    back = ConfigResource(
+        ConfigResource.Type.BROKER,
+        "1",
+        incremental_configs=[ConfigEntry("log.retention.ms", None, incremental_operation=AlterConfigOpType.DELETE)],
+    )
+    admin(broker).incremental_alter_configs([back])[back].result(timeout=30)
+    assert described(broker, "inherits")["retention.ms"].value == "604800000"
 
 
 def test_kafka_python_admin(broker):

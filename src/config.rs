@@ -154,11 +154,14 @@ pub struct Config {
     pub syncfs_partitions_min: usize,
 
     /// How long an empty group waits for more members before its first generation
-    /// (Kafka's group.initial.rebalance.delay.ms): consumers starting together share one rebalance.
+    /// (Kafka's group.initial.rebalance.delay.ms): consumers starting together share one
+    /// rebalance. 0 by default, as Kafka's shipped server.properties sets it, so a consumer
+    /// gets its partitions at once; Kafka's code default of 3000 suits production fleets
+    /// that start many consumers together (each new member extends the wait by this much).
     #[arg(
         long,
         env = "SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS",
-        default_value_t = 3000
+        default_value_t = 0
     )]
     pub group_initial_rebalance_delay_ms: i64,
 

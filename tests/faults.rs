@@ -630,3 +630,62 @@ async fn fault_matrix_reads_and_group_commits() {
     assert_eq!(values(&mut c, "t").await, vec![b"x".to_vec()]);
     b.stop().await;
 }
+
+/// `flush.messages` and `flush.ms` choose the durability model per topic. By
+/// default (flush.messages=1) acks=all is fsynced before it is acknowledged and
+/// survives a machine crash. With Kafka's own defaults it is acknowledged from
+/// the page cache, so a machine crash may lose it, as with Kafka. With
+/// flush.messages=2 the second message asks for a flush without waiting for it.
+#[tokio::test]
+async fn flush_messages_and_flush_ms_choose_the_durability_model() {
+    let never = i64::MAX.to_string();
+    let fs = SimFs::new();
+    let b = TestBroker::start_on(config(), Arc::new(fs.clone())).await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "safe", &[]).await;
+    create_topic(
+        &mut c,
+        "kafka-model",
+        &[("flush.messages", &never), ("flush.ms", &never)],
+    )
+    .await;
+    create_topic(
+        &mut c,
+        "every-2",
+        &[("flush.messages", "2"), ("flush.ms", &never)],
+    )
+    .await;
+    for topic in ["safe", "kafka-model", "every-2"] {
+        assert_eq!(
+            produce_code(&mut c, topic, -1, b"one").await.0,
+            0,
+            "{topic}"
+        );
+    }
+    assert_eq!(produce_code(&mut c, "every-2", -1, b"two").await.0, 0);
+    // The flush every-2 asked for completes in the background.
+    let p = b.broker.topic("every-2").unwrap().partitions[0].clone();
+    for _ in 0..500 {
+        if p.flushed_offset() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(p.flushed_offset(), 2, "flush.messages=2 did not flush");
+    let kafka_model = b.broker.topic("kafka-model").unwrap().partitions[0].clone();
+    assert_eq!(
+        kafka_model.flushed_offset(),
+        0,
+        "flush.ms=MAX flushed anyway"
+    );
+    drop((p, kafka_model));
+    let (b, _fs) = crash_and_restart(b, &fs).await;
+    let mut c = b.client().await;
+    assert_eq!(values(&mut c, "safe").await, vec![b"one".to_vec()]);
+    assert_eq!(values(&mut c, "every-2").await.len(), 2);
+    assert!(
+        values(&mut c, "kafka-model").await.is_empty(),
+        "unflushed data survived a simulated power cut"
+    );
+    b.stop().await;
+}

@@ -26,7 +26,7 @@ use crate::group::Coordinator;
 use crate::log::{Fs, LogConfig, RealFs};
 use crate::storage::{Partition, PartitionError, Storage};
 use producer_ids::ProducerIds;
-use topic_config::BrokerDefaults;
+use topic_config::{BrokerDefaults, Dynamic};
 pub use topics::{validate_topic_name, Topic, TopicError, GROUP_LOG_DIR};
 use topics::{Topics, DELETED_PREFIX};
 
@@ -75,8 +75,9 @@ pub struct Broker {
     closed: AtomicBool,
     /// Producer ids.
     producer_ids: ProducerIds,
-    /// The broker-level values topic configs default from (DescribeConfigs).
-    topic_defaults: RwLock<BrokerDefaults>,
+    /// Dynamic broker configs (AlterConfigs on a BROKER resource), persisted in
+    /// [`topic_config::DYNAMIC_FILE`]; changed under `admin_lock`.
+    dynamic: RwLock<Dynamic>,
     /// Becomes true when shutdown starts: parked fetches answer at once.
     shutdown_tx: tokio::sync::watch::Sender<bool>,
 }
@@ -97,6 +98,8 @@ struct Loaded {
     topics: Topics,
     /// The internal group log, recovered.
     group_log: Arc<Partition>,
+    /// Dynamic broker configs.
+    dynamic: Dynamic,
 }
 
 impl Broker {
@@ -126,9 +129,14 @@ impl Broker {
             closed: AtomicBool::new(false),
             producer_ids,
             shutdown_tx: tokio::sync::watch::channel(false).0,
-            topic_defaults: RwLock::new(BrokerDefaults::from_config(&config)),
+            dynamic: RwLock::new(loaded.dynamic),
             config,
         }))
+        .inspect(|b| {
+            for t in b.topics() {
+                t.apply_effective(&b.effective(&t.configs()));
+            }
+        })
     }
 
     fn load(config: &Config, storage: &Storage) -> io::Result<Loaded> {
@@ -143,6 +151,12 @@ impl Broker {
                 "last shutdown was not clean: checking the active segment of every partition"
             );
         }
+        let dynamic_path = dir.join(topic_config::DYNAMIC_FILE);
+        let dynamic = if fs.exists(&dynamic_path) {
+            Dynamic::from_properties(&meta::read_properties(fs, &dynamic_path)?)
+        } else {
+            Dynamic::default()
+        };
         let mut topics = Topics::default();
         let mut names: Vec<_> = fs.list_dir(dir)?;
         names.sort_by(|a, b| a.name.cmp(&b.name));
@@ -155,7 +169,7 @@ impl Broker {
             if !entry.is_dir || entry.name == GROUP_LOG_DIR {
                 continue;
             }
-            match topics::load_topic(storage, &path, config, recover)? {
+            match topics::load_topic(storage, &path, config, &dynamic, recover)? {
                 Some(t) => topics.insert(Arc::new(t)),
                 None => {
                     tracing::warn!(dir = %path.display(), "ignoring directory without topic.meta")
@@ -184,6 +198,7 @@ impl Broker {
             cluster_id,
             topics,
             group_log,
+            dynamic,
         })
     }
 
@@ -245,8 +260,7 @@ impl Broker {
                 "number of partitions must be between 1 and {max}, got {partitions}"
             )));
         }
-        let log_config = topic_config::apply(&self.config.log_defaults(), configs)
-            .map_err(TopicError::InvalidConfig)?;
+        let log_config = self.log_config_for(configs)?;
         if self.topic(name).is_some() {
             return Err(TopicError::AlreadyExists);
         }
@@ -284,6 +298,7 @@ impl Broker {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(topic.clone());
+        topic.apply_effective(&self.effective(&topic.configs()));
         tracing::info!(topic = %topic.name, id = %topic.id, partitions, "topic created");
         log_not_applied(&topic.name, &topic.configs());
         Ok(topic)
@@ -291,10 +306,87 @@ impl Broker {
 
     /// The broker-level values topic configs default from.
     pub fn topic_defaults(&self) -> BrokerDefaults {
-        self.topic_defaults
+        BrokerDefaults::new(&self.config, &self.dynamic())
+    }
+
+    /// The dynamic broker configs.
+    pub fn dynamic(&self) -> Dynamic {
+        self.dynamic
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// A topic's overrides over the dynamic broker defaults.
+    fn effective(&self, topic: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        self.dynamic().merged(topic)
+    }
+
+    /// The log settings of a topic with these overrides.
+    fn log_config_for(&self, topic: &BTreeMap<String, String>) -> Result<LogConfig, TopicError> {
+        topic_config::apply(&self.config.log_defaults(), &self.effective(topic))
+            .map_err(TopicError::InvalidConfig)
+    }
+
+    /// Replaces the dynamic broker configs of one scope (this broker's when
+    /// `node`, else the cluster-wide default) with `values` (by topic config
+    /// name), after checking every topic still gets valid settings; persists them
+    /// and applies them to every topic at once.
+    pub async fn alter_dynamic(
+        &self,
+        node: bool,
+        values: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let _admin = self.admin_lock.lock().await;
+        let mut next = self.dynamic();
+        if node {
+            next.node = values;
+        } else {
+            next.cluster = values;
+        }
+        let defaults = self.config.log_defaults();
+        let topics = self.topics();
+        let mut plans = Vec::with_capacity(topics.len());
+        for t in &topics {
+            let configs = t.configs();
+            let effective = next.merged(&configs);
+            let log = topic_config::apply(&defaults, &effective)
+                .map_err(|e| TopicError::InvalidConfig(format!("{e} (for topic {})", t.name)))?;
+            plans.push((t.clone(), effective, log));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let fs = self.storage.fs.clone();
+        let path = self.config.data_dir.join(topic_config::DYNAMIC_FILE);
+        let props = next.to_properties();
+        tokio::task::spawn_blocking(move || {
+            meta::write_properties(fs.as_ref(), &path, &props)?;
+            for (t, _, log) in &plans {
+                for p in &t.partitions {
+                    match p.set_config_blocking(log.clone()) {
+                        Ok(()) | Err(PartitionError::Offline) | Err(PartitionError::Deleted) => {}
+                        Err(e) => return Err(io::Error::other(e.to_string())),
+                    }
+                }
+            }
+            Ok(plans)
+        })
+        .await
+        .map_err(|e| TopicError::Io(io::Error::other(e)))?
+        .map_err(TopicError::Io)
+        .map(|plans| {
+            for (t, effective, _) in &plans {
+                t.apply_effective(effective);
+            }
+        })?;
+        *self.dynamic.write().unwrap_or_else(|p| p.into_inner()) = next;
+        tracing::info!(
+            scope = if node { "broker" } else { "cluster" },
+            "dynamic broker configs changed"
+        );
+        Ok(())
     }
 
     /// Replaces a topic's config overrides with `configs` (validated first), in
@@ -308,11 +400,11 @@ impl Broker {
     ) -> Result<(), TopicError> {
         let _admin = self.admin_lock.lock().await;
         let topic = self.topic(name).ok_or(TopicError::Unknown)?;
-        let log_config = topic_config::apply(&self.config.log_defaults(), &configs)
-            .map_err(TopicError::InvalidConfig)?;
+        let log_config = self.log_config_for(&configs)?;
         if validate_only {
             return Ok(());
         }
+        let effective = self.effective(&configs);
         let fs = self.storage.fs.clone();
         let t = topic.clone();
         let new = configs.clone();
@@ -326,6 +418,7 @@ impl Broker {
                 &new,
             )?;
             t.set_configs(new);
+            t.apply_effective(&effective);
             for p in &t.partitions {
                 match p.set_config_blocking(log_config.clone()) {
                     Ok(()) | Err(PartitionError::Offline) | Err(PartitionError::Deleted) => {}
@@ -370,8 +463,7 @@ impl Broker {
                 "number of partitions must be at most {max}, got {count}"
             )));
         }
-        let log_config = topic_config::apply(&self.config.log_defaults(), &topic.configs())
-            .map_err(TopicError::InvalidConfig)?;
+        let log_config = self.log_config_for(&topic.configs())?;
         if validate_only {
             return Ok(topic);
         }
@@ -392,6 +484,7 @@ impl Broker {
             TopicError::Io(e)
         })?;
         let grown = Arc::new(topic.with_partitions(more));
+        grown.apply_effective(&self.effective(&grown.configs()));
         self.topics
             .write()
             .unwrap_or_else(|p| p.into_inner())

@@ -196,43 +196,124 @@ pub struct Value {
     pub source: Source,
 }
 
+/// Dynamic broker configs (set with AlterConfigs on a BROKER resource), by
+/// topic config name: the cluster-wide default ("" resource) and this broker's
+/// own (its id). On one node both apply to every topic; this broker's wins.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dynamic {
+    /// DYNAMIC_DEFAULT_BROKER_CONFIG values.
+    pub cluster: BTreeMap<String, String>,
+    /// DYNAMIC_BROKER_CONFIG values.
+    pub node: BTreeMap<String, String>,
+}
+
+/// The file holding [`Dynamic`] in the data directory.
+pub const DYNAMIC_FILE: &str = "dynamic-broker-configs.properties";
+
+impl Dynamic {
+    /// From the properties file's entries (`cluster.<broker name>` and
+    /// `node.<broker name>`); unknown or invalid entries are skipped with a warning.
+    pub fn from_properties(props: &BTreeMap<String, String>) -> Dynamic {
+        let mut d = Dynamic::default();
+        for (k, v) in props {
+            let (scope, broker_name) = match k.split_once('.') {
+                Some(x) => x,
+                None => continue,
+            };
+            let Some(spec) = spec_of_synonym(broker_name) else {
+                tracing::warn!(config = %k, "ignoring an unknown dynamic broker config");
+                continue;
+            };
+            let Ok(v) = check(spec.name, v) else {
+                tracing::warn!(config = %k, value = %v, "ignoring an invalid dynamic broker config");
+                continue;
+            };
+            match scope {
+                "cluster" => d.cluster.insert(spec.name.to_string(), v),
+                "node" => d.node.insert(spec.name.to_string(), v),
+                _ => continue,
+            };
+        }
+        d
+    }
+
+    /// The properties file's entries.
+    pub fn to_properties(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for (scope, m) in [("cluster", &self.cluster), ("node", &self.node)] {
+            for (k, v) in m {
+                if let Some(spec) = spec_of(k) {
+                    out.insert(format!("{scope}.{}", spec.synonym), v.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// A topic's overrides on top of these dynamic defaults (the topic wins):
+    /// what the effective settings are computed from.
+    pub fn merged(&self, topic: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        let mut m = self.cluster.clone();
+        m.extend(self.node.clone());
+        m.extend(topic.clone());
+        m
+    }
+}
+
+/// The topic config whose broker synonym is `broker_name`.
+pub fn spec_of_synonym(broker_name: &str) -> Option<&'static Spec> {
+    SPECS.iter().find(|s| s.synonym == broker_name)
+}
+
 /// The broker-level values topic configs default from: the built-in defaults,
 /// the command line, and dynamic broker configs.
 #[derive(Debug, Clone, Default)]
 pub struct BrokerDefaults {
-    /// Value and source by topic config name (its broker synonym's value).
-    values: BTreeMap<&'static str, Value>,
+    /// By topic config name: its broker synonym's values, most specific first
+    /// (this broker's dynamic value, the cluster's, then the static or default one).
+    values: BTreeMap<&'static str, Vec<Value>>,
 }
 
 impl BrokerDefaults {
-    /// Defaults from the broker's settings: a flag that differs from its
-    /// built-in default counts as STATIC_BROKER_CONFIG.
-    pub fn from_config(c: &Config) -> BrokerDefaults {
+    /// Defaults from the broker's settings and dynamic configs: a flag given on
+    /// the command line or in the environment counts as STATIC_BROKER_CONFIG.
+    pub fn new(c: &Config, dynamic: &Dynamic) -> BrokerDefaults {
         let mut values = BTreeMap::new();
         for s in SPECS {
             let source = match flag_of(s.name) {
                 Some(field) if c.explicit.contains(field) => Source::Static,
                 _ => Source::Default,
             };
-            values.insert(
-                s.name,
-                Value {
-                    value: broker_value(c, s.name),
-                    source,
-                },
-            );
+            let mut chain = Vec::new();
+            if let Some(v) = dynamic.node.get(s.name) {
+                chain.push(Value {
+                    value: v.clone(),
+                    source: Source::DynamicBroker,
+                });
+            }
+            if let Some(v) = dynamic.cluster.get(s.name) {
+                chain.push(Value {
+                    value: v.clone(),
+                    source: Source::DynamicDefault,
+                });
+            }
+            chain.push(Value {
+                value: broker_value(c, s.name),
+                source,
+            });
+            values.insert(s.name, chain);
         }
         BrokerDefaults { values }
     }
 
-    /// The broker-level value of topic config `name`.
+    /// The effective broker-level value of topic config `name`.
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.values.get(name)
+        self.values.get(name).and_then(|c| c.first())
     }
 
-    /// Overrides the broker-level value of `name` (a dynamic broker config).
-    pub fn set(&mut self, name: &'static str, value: Value) {
-        self.values.insert(name, value);
+    /// Every broker-level value of topic config `name`, most specific first.
+    pub fn chain(&self, name: &str) -> &[Value] {
+        self.values.get(name).map_or(&[], |c| c.as_slice())
     }
 }
 
@@ -401,6 +482,16 @@ pub fn not_applied(configs: &BTreeMap<String, String>) -> Vec<String> {
         .collect()
 }
 
+/// `flush.messages` and `flush.ms` of a topic: by default 1 (acks=all waits for
+/// the fsync) and the broker's flush interval (0 here: every flusher pass).
+pub fn flush_policy(configs: &BTreeMap<String, String>) -> crate::storage::FlushPolicy {
+    let get = |k: &str, d: i64| configs.get(k).and_then(|v| v.parse().ok()).unwrap_or(d);
+    crate::storage::FlushPolicy {
+        messages: get("flush.messages", 1).max(1),
+        ms: get("flush.ms", 0).max(0),
+    }
+}
+
 /// `min.insync.replicas` of a topic (1 unless overridden).
 pub fn min_insync_replicas(configs: &BTreeMap<String, String>) -> i64 {
     configs
@@ -433,11 +524,13 @@ pub fn describe(broker: &BrokerDefaults, configs: &BTreeMap<String, String>) -> 
             if let Some(t) = &topic {
                 synonyms.push((spec.name.to_string(), t.clone()));
             }
+            for v in broker.chain(spec.name) {
+                synonyms.push((spec.synonym.to_string(), v.clone()));
+            }
             let broker_value = broker.get(spec.name).cloned().unwrap_or(Value {
                 value: String::new(),
                 source: Source::Default,
             });
-            synonyms.push((spec.synonym.to_string(), broker_value.clone()));
             Described {
                 spec,
                 value: topic.unwrap_or(broker_value),
@@ -463,7 +556,10 @@ mod tests {
         let c = apply(&LogConfig::default(), &m).unwrap();
         assert_eq!(c.retention_ms, 1000);
         assert_eq!(c.segment_bytes, 4096);
-        let d = describe(&BrokerDefaults::default(), &m);
+        let d = describe(
+            &BrokerDefaults::new(&Config::for_test("/x".into()), &Dynamic::default()),
+            &m,
+        );
         assert_eq!(d.len(), SPECS.len());
         let r = d.iter().find(|e| e.spec.name == "retention.ms").unwrap();
         assert_eq!(r.value.value, "1000");
@@ -509,6 +605,27 @@ mod tests {
                 "{k}={v}"
             );
         }
+    }
+
+    #[test]
+    fn dynamic_broker_defaults_layer_under_topic_overrides() {
+        let mut d = Dynamic::default();
+        d.cluster.insert("retention.ms".into(), "5000".into());
+        d.node.insert("retention.ms".into(), "6000".into());
+        d.node.insert("segment.ms".into(), "7000".into());
+        let back = Dynamic::from_properties(&d.to_properties());
+        assert_eq!(back, d);
+        let b = BrokerDefaults::new(&Config::for_test("/x".into()), &d);
+        let chain = b.chain("retention.ms");
+        assert_eq!(chain.len(), 3);
+        assert_eq!(
+            (chain[0].value.as_str(), chain[0].source),
+            ("6000", Source::DynamicBroker)
+        );
+        assert_eq!(chain[1].source, Source::DynamicDefault);
+        let m = d.merged(&map(&[("segment.ms", "8000")]));
+        let c = apply(&LogConfig::default(), &m).unwrap();
+        assert_eq!((c.retention_ms, c.segment_ms), (6000, 8000));
     }
 
     #[test]

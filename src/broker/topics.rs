@@ -113,11 +113,20 @@ impl Topic {
 
     /// Replaces the overrides in memory (after they were written to `topic.meta`).
     pub(super) fn set_configs(&self, configs: BTreeMap<String, String>) {
+        *self.configs.write().unwrap_or_else(|p| p.into_inner()) = configs;
+    }
+
+    /// Applies the settings read outside the log (flush policy, min.insync.replicas)
+    /// from `effective`: the topic's overrides over the dynamic broker defaults.
+    pub(super) fn apply_effective(&self, effective: &BTreeMap<String, String>) {
+        let flush = topic_config::flush_policy(effective);
+        for p in &self.partitions {
+            p.set_flush_policy(flush);
+        }
         self.min_insync_replicas.store(
-            topic_config::min_insync_replicas(&configs),
+            topic_config::min_insync_replicas(effective),
             Ordering::Release,
         );
-        *self.configs.write().unwrap_or_else(|p| p.into_inner()) = configs;
     }
 
     /// `min.insync.replicas`: above 1, acks=all writes cannot be satisfied by
@@ -135,6 +144,10 @@ impl Topic {
         dir: PathBuf,
         metrics: TopicMetrics,
     ) -> Topic {
+        let flush = topic_config::flush_policy(&configs);
+        for p in &partitions {
+            p.set_flush_policy(flush);
+        }
         Topic {
             min_insync_replicas: AtomicI64::new(topic_config::min_insync_replicas(&configs)),
             name,
@@ -315,6 +328,7 @@ pub(super) fn load_topic(
     storage: &Storage,
     dir: &Path,
     config: &Config,
+    dynamic: &topic_config::Dynamic,
     recover: bool,
 ) -> io::Result<Option<Topic>> {
     let fs = storage.fs.as_ref();
@@ -341,8 +355,8 @@ pub(super) fn load_topic(
                 .map(|k| (k.to_string(), v.clone()))
         })
         .collect();
-    let log_config =
-        topic_config::apply(&config.log_defaults(), &configs).map_err(io::Error::other)?;
+    let log_config = topic_config::apply(&config.log_defaults(), &dynamic.merged(&configs))
+        .map_err(io::Error::other)?;
     let parts = open_partitions(storage, dir, partitions, &log_config, recover)?;
     let metrics = TopicMetrics::new(&name);
     Ok(Some(Topic::build(

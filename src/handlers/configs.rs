@@ -1,7 +1,9 @@
 //! DescribeConfigs v1-v4 (the versions kafka-protocol carries; Kafka 4 dropped v0), AlterConfigs v0-v2 and IncrementalAlterConfigs v0-v1
 //! for topics, and DescribeConfigs for this broker. Topic changes persist in
-//! `topic.meta` and apply without a restart. Broker configs are reported
-//! read-only: they are set on the command line (see docs/operations.md).
+//! `topic.meta` and apply without a restart. Of the broker configs, the topic
+//! defaults (`log.retention.ms`, `log.segment.bytes`, ...) can be changed at run
+//! time for this broker or the whole cluster (dynamic broker configs, persisted
+//! in the data directory); the rest are set on the command line and read-only.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -76,8 +78,22 @@ fn topic_rows(broker: &Broker, name: &str) -> Result<Vec<Row>, Refusal> {
 fn broker_rows(broker: &Broker, name: &str) -> Result<Vec<Row>, Refusal> {
     let c = &broker.config;
     if name.is_empty() {
-        // Cluster-wide dynamic defaults: none are set on this broker.
-        return Ok(Vec::new());
+        // The cluster-wide dynamic defaults set so far.
+        let dynamic = broker.dynamic();
+        return Ok(dynamic
+            .cluster
+            .iter()
+            .filter_map(|(k, v)| topic_config::spec_of(k).map(|s| (s, v)))
+            .map(|(spec, v)| Row {
+                name: spec.synonym.to_string(),
+                value: Some(v.clone()),
+                source: Source::DynamicDefault,
+                read_only: false,
+                kind: spec.kind,
+                doc: spec.doc,
+                synonyms: vec![(spec.synonym.to_string(), v.clone(), Source::DynamicDefault)],
+            })
+            .collect());
     }
     if name != c.node_id.to_string() {
         return Err((
@@ -294,10 +310,15 @@ fn broker_rows(broker: &Broker, name: &str) -> Result<Vec<Row>, Refusal> {
                 name: spec.synonym.to_string(),
                 value: Some(v.value.clone()),
                 source: v.source,
-                read_only: true,
+                // Topic defaults can be changed at run time (dynamic broker configs).
+                read_only: false,
                 kind: spec.kind,
                 doc: spec.doc,
-                synonyms: vec![(spec.synonym.to_string(), v.value.clone(), v.source)],
+                synonyms: defaults
+                    .chain(spec.name)
+                    .iter()
+                    .map(|v| (spec.synonym.to_string(), v.value.clone(), v.source))
+                    .collect(),
             });
         }
     }
@@ -376,24 +397,61 @@ pub(super) fn describe(
     ctx.respond(&resp)
 }
 
-/// What a broker resource may not be altered for.
-fn broker_alter_refusal(broker: &Broker, name: &str, keys: &[String]) -> Refusal {
-    if !name.is_empty() && name != broker.config.node_id.to_string() {
-        return (
-            error::INVALID_REQUEST,
-            format!(
-                "Unexpected broker id, expected {} but received {name}",
-                broker.config.node_id
-            ),
-        );
+/// Which dynamic scope a BROKER resource names: `Ok(true)` for this broker,
+/// `Ok(false)` for the cluster-wide default ("").
+fn broker_scope(broker: &Broker, name: &str) -> Result<bool, Refusal> {
+    if name.is_empty() {
+        return Ok(false);
     }
-    (
+    if name == broker.config.node_id.to_string() {
+        return Ok(true);
+    }
+    Err((
         error::INVALID_REQUEST,
         format!(
-            "Cannot update these configs dynamically: {} (Sluice's broker configs are set on the command line)",
-            keys.join(", ")
+            "Unexpected broker id, expected {} but received {name}",
+            broker.config.node_id
         ),
-    )
+    ))
+}
+
+/// Broker config names (the topic-default synonyms, such as `log.retention.ms`)
+/// and values to topic config names, checked. Other broker configs are static.
+fn broker_values(values: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Refusal> {
+    let fixed: Vec<&String> = values
+        .keys()
+        .filter(|k| topic_config::spec_of_synonym(k).is_none())
+        .collect();
+    if !fixed.is_empty() {
+        return Err((
+            error::INVALID_REQUEST,
+            format!(
+                "Cannot update these configs dynamically: {:?} (they are set on the command line)",
+                fixed
+            ),
+        ));
+    }
+    values
+        .into_iter()
+        .map(|(k, v)| {
+            let spec = topic_config::spec_of_synonym(&k).expect("checked above");
+            topic_config::check(spec.name, &v)
+                .map(|v| (spec.name.to_string(), v))
+                .map_err(|e| (error::INVALID_CONFIG, e.replace(spec.name, &k)))
+        })
+        .collect()
+}
+
+async fn alter_broker(
+    broker: &Broker,
+    node: bool,
+    values: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<(), Refusal> {
+    broker
+        .alter_dynamic(node, values, validate_only)
+        .await
+        .map_err(|e| (topic_error_code(&e), e.to_string()))
 }
 
 /// Checks every key and value of a topic's new overrides (INVALID_CONFIG).
@@ -467,11 +525,10 @@ pub(super) async fn alter(
             }
             match res.resource_type {
                 TOPIC => alter_topic(broker, &name, checked(configs)?, req.validate_only).await,
-                BROKER => Err(broker_alter_refusal(
-                    broker,
-                    &name,
-                    &configs.into_keys().collect::<Vec<_>>(),
-                )),
+                BROKER => {
+                    let node = broker_scope(broker, &name)?;
+                    alter_broker(broker, node, broker_values(configs)?, req.validate_only).await
+                }
                 t => Err((
                     error::INVALID_REQUEST,
                     format!("unsupported resource type {t}"),
@@ -567,6 +624,65 @@ fn incremental(
     Ok(out)
 }
 
+/// Applies incremental operations to dynamic broker configs (by broker name).
+fn incremental_broker(
+    current: &BTreeMap<String, String>,
+    ops: &[(String, i8, Option<String>)],
+) -> Result<BTreeMap<String, String>, Refusal> {
+    let mut out = current.clone();
+    for (name, op, value) in ops {
+        let spec = topic_config::spec_of_synonym(name).ok_or((
+            error::INVALID_REQUEST,
+            format!("Cannot update these configs dynamically: [{name:?}] (they are set on the command line)"),
+        ))?;
+        match *op {
+            SET => {
+                let v = value.clone().ok_or((
+                    error::INVALID_REQUEST,
+                    format!("Null value not supported for: {name}"),
+                ))?;
+                out.insert(name.clone(), v);
+            }
+            DELETE => {
+                out.remove(name);
+            }
+            APPEND | SUBTRACT if spec.kind == Kind::List => {
+                let mut items: Vec<String> = out
+                    .get(name)
+                    .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
+                    .unwrap_or_default();
+                items.retain(|i| !i.is_empty());
+                for c in value.as_deref().unwrap_or("").split(',').map(str::trim) {
+                    if c.is_empty() {
+                        continue;
+                    }
+                    if *op == APPEND && !items.iter().any(|i| i == c) {
+                        items.push(c.to_string());
+                    } else if *op == SUBTRACT {
+                        items.retain(|i| i != c);
+                    }
+                }
+                out.insert(name.clone(), items.join(","));
+            }
+            APPEND | SUBTRACT => {
+                return Err((
+                    error::INVALID_CONFIG,
+                    format!(
+                        "Config value append or subtract is not allowed for config key: {name}"
+                    ),
+                ))
+            }
+            other => {
+                return Err((
+                    error::INVALID_REQUEST,
+                    format!("unknown config operation {other}"),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// IncrementalAlterConfigs v0-v1: SET, DELETE, APPEND and SUBTRACT on topic overrides.
 pub(super) async fn incremental_alter(
     broker: &Arc<Broker>,
@@ -616,11 +732,24 @@ pub(super) async fn incremental_alter(
                     let next = checked(incremental(broker, &topic.configs(), &ops)?)?;
                     alter_topic(broker, &name, next, req.validate_only).await
                 }
-                BROKER => Err(broker_alter_refusal(
-                    broker,
-                    &name,
-                    &ops.into_iter().map(|(k, _, _)| k).collect::<Vec<_>>(),
-                )),
+                BROKER => {
+                    let node = broker_scope(broker, &name)?;
+                    let dynamic = broker.dynamic();
+                    let current = if node {
+                        &dynamic.node
+                    } else {
+                        &dynamic.cluster
+                    };
+                    // Work in broker names, as the request does.
+                    let current: BTreeMap<String, String> = current
+                        .iter()
+                        .filter_map(|(k, v)| {
+                            topic_config::spec_of(k).map(|s| (s.synonym.to_string(), v.clone()))
+                        })
+                        .collect();
+                    let next = incremental_broker(&current, &ops)?;
+                    alter_broker(broker, node, broker_values(next)?, req.validate_only).await
+                }
                 t => Err((
                     error::INVALID_REQUEST,
                     format!("unsupported resource type {t}"),

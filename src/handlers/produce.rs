@@ -186,9 +186,23 @@ pub(super) async fn handle(
             }
         }
     }
+    // `flush.messages` above 1 (Kafka's durability model): nothing waits for the
+    // fsync; a flush is asked for once that many messages are unflushed.
+    let (must_sync, lazy): (Vec<_>, Vec<_>) = written
+        .into_iter()
+        .partition(|(_, p, _)| p.flush_policy().sync_before_ack());
+    let due: Vec<(Arc<Partition>, i64)> = lazy
+        .iter()
+        .filter(|(_, p, _)| p.unflushed() >= p.flush_policy().messages)
+        .map(|(_, p, end)| (p.clone(), *end))
+        .collect();
+    if !due.is_empty() {
+        broker.storage.syncer().request_flush(due);
+    }
     if acks == 0 {
         return None;
     }
+    let written = must_sync;
     if acks == -1 && !written.is_empty() {
         let targets = written
             .iter()

@@ -682,6 +682,42 @@ mod tests {
     }
 
     #[test]
+    fn delete_records_moves_the_start_durably_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || PartitionLog::open(Arc::new(RealFs), dir.path(), cfg(), false, 0).unwrap();
+        let mut log = open();
+        fill(&mut log, 40, 1);
+        let segments = log.segment_count();
+        assert_eq!(log.delete_records(25).unwrap(), 25);
+        assert!(
+            log.segment_count() < segments,
+            "whole segments below the start go"
+        );
+        assert!(matches!(
+            log.read(24, 100),
+            Err(ReadError::OutOfRange { .. })
+        ));
+        assert!(log.read(25, 100).unwrap().is_some());
+        // Moving backwards is a no-op; past the end is out of range; -1 is the end.
+        assert_eq!(log.delete_records(10).unwrap(), 25);
+        assert!(matches!(
+            log.delete_records(41),
+            Err(ReadError::OutOfRange { .. })
+        ));
+        log.close().unwrap();
+        drop(log);
+        let mut log = open();
+        assert_eq!(
+            log.log_start_offset(),
+            25,
+            "the start is not re-derived from the first segment"
+        );
+        assert_eq!(log.delete_records(-1).unwrap(), 40);
+        drop(log);
+        assert_eq!(open().log_start_offset(), 40);
+    }
+
+    #[test]
     fn retention_by_time_spares_the_active_segment() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = PartitionLog::open(

@@ -65,6 +65,16 @@ impl Syncer {
     }
 }
 
+impl Syncer {
+    /// Asks for `targets` to be made durable without waiting (`flush.messages`
+    /// reached). If the queue is full a flush is already on its way, so the
+    /// request is dropped rather than waited for.
+    pub fn request_flush(&self, targets: Vec<(Arc<Partition>, i64)>) {
+        let (done, _) = oneshot::channel();
+        let _ = self.tx.try_send(SyncRequest { targets, done });
+    }
+}
+
 /// The flusher's settings, from the broker config.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Settings {
@@ -172,7 +182,13 @@ pub(super) async fn run(mut rx: mpsc::Receiver<SyncRequest>, storage: Weak<Stora
             return;
         };
         let parts: Vec<Arc<Partition>> = if batch.is_empty() {
-            storage.partitions()
+            // The periodic pass: partitions whose `flush.ms` has come round.
+            let now = crate::clock::now_ms();
+            storage
+                .partitions()
+                .into_iter()
+                .filter(|p| p.flush_due(now))
+                .collect()
         } else {
             let mut seen = HashSet::new();
             batch

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 pub use flusher::Syncer;
-pub use partition::{Partition, PartitionError, PartitionStats};
+pub use partition::{FlushPolicy, Partition, PartitionError, PartitionStats};
 
 use crate::config::Config;
 use crate::log::{Fs, LogConfig, OpenError, PartitionLog};

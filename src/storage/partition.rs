@@ -110,6 +110,31 @@ pub struct Partition {
     health: Arc<Health>,
     /// Appended batches may inflate to at most this (`decompressed_batch_bytes_max`).
     decompressed_bytes_max: u64,
+    /// `flush.messages`: 1 (the default) makes acks=all wait for the fsync; more
+    /// acknowledges from the page cache and asks for a flush once this many
+    /// messages are unflushed.
+    flush_messages: AtomicI64,
+    /// `flush.ms`: the flusher's periodic pass syncs this partition once its last
+    /// flush is at least this old.
+    flush_ms: AtomicI64,
+    /// When the partition was last flushed (ms), for `flush.ms`.
+    last_flush_ms: AtomicI64,
+}
+
+/// How a partition's data reaches stable storage (`flush.messages`, `flush.ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushPolicy {
+    /// `flush.messages` (at least 1).
+    pub messages: i64,
+    /// `flush.ms` (at least 0).
+    pub ms: i64,
+}
+
+impl FlushPolicy {
+    /// Whether acks=all must wait for the fsync.
+    pub fn sync_before_ack(&self) -> bool {
+        self.messages <= 1
+    }
 }
 
 impl Partition {
@@ -131,6 +156,9 @@ impl Partition {
             offline: AtomicBool::new(false),
             health,
             decompressed_bytes_max,
+            flush_messages: AtomicI64::new(1),
+            flush_ms: AtomicI64::new(0),
+            last_flush_ms: AtomicI64::new(crate::clock::now_ms()),
         }
     }
 
@@ -148,7 +176,37 @@ impl Partition {
             offline: AtomicBool::new(true),
             health,
             decompressed_bytes_max: 0,
+            flush_messages: AtomicI64::new(1),
+            flush_ms: AtomicI64::new(0),
+            last_flush_ms: AtomicI64::new(0),
         }
+    }
+
+    /// Sets `flush.messages` and `flush.ms` (a topic config change applies at once).
+    pub fn set_flush_policy(&self, p: FlushPolicy) {
+        self.flush_messages
+            .store(p.messages.max(1), Ordering::Release);
+        self.flush_ms.store(p.ms.max(0), Ordering::Release);
+    }
+
+    /// The partition's `flush.messages` and `flush.ms`.
+    pub fn flush_policy(&self) -> FlushPolicy {
+        FlushPolicy {
+            messages: self.flush_messages.load(Ordering::Acquire),
+            ms: self.flush_ms.load(Ordering::Acquire),
+        }
+    }
+
+    /// Messages appended but not yet fsynced.
+    pub fn unflushed(&self) -> i64 {
+        (self.high_watermark() - self.flushed_offset()).max(0)
+    }
+
+    /// Whether the periodic flush should sync this partition now (`flush.ms`).
+    pub(super) fn flush_due(&self, now_ms: i64) -> bool {
+        self.unflushed() > 0
+            && now_ms.saturating_sub(self.last_flush_ms.load(Ordering::Acquire))
+                >= self.flush_ms.load(Ordering::Acquire)
     }
 
     /// The log lock, poison or not: for callers that only order themselves after
@@ -278,6 +336,11 @@ impl Partition {
         self.with_log(|log| log.set_config(config))
     }
 
+    /// The log settings in force (blocking: takes the log lock briefly).
+    pub fn config_blocking(&self) -> Result<crate::log::LogConfig, PartitionError> {
+        self.with_log(|log| log.config().clone())
+    }
+
     /// Sizes and offsets for the metrics (blocking: takes the log lock briefly).
     pub fn stats_blocking(&self) -> Result<PartitionStats, PartitionError> {
         self.with_log(|log| PartitionStats {
@@ -389,6 +452,8 @@ impl Partition {
         if let Some(log) = log.as_mut() {
             log.mark_flushed(end);
             self.flushed.store(log.flushed_offset(), Ordering::Release);
+            self.last_flush_ms
+                .store(crate::clock::now_ms(), Ordering::Release);
         }
     }
 
