@@ -309,3 +309,42 @@ async fn a_client_vanishing_mid_join_leaves_the_group_consistent() {
     assert_eq!((r.error_code, r.generation_id, r.members.len()), (0, 3, 1));
     b.stop().await;
 }
+
+/// As Kafka: deleting a topic deletes every group's committed offsets for it,
+/// durably, so a topic re-created under the same name starts without them.
+#[tokio::test]
+async fn deleting_a_topic_forgets_its_committed_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let b = TestBroker::start_with(cfg.clone()).await;
+    let mut c = b.client().await;
+    create_topic_n(&mut c, "doomed", 2, &[]).await;
+    create_topic_n(&mut c, "kept", 1, &[]).await;
+    for (group, topic) in [("g1", "doomed"), ("g2", "doomed"), ("g2", "kept")] {
+        let r: OffsetCommitResponse = c
+            .call(ApiKey::OffsetCommit, 8, &commit(group, topic, &[(0, 7)]))
+            .await;
+        assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    }
+    let d: DeleteTopicsResponse = c
+        .call(
+            ApiKey::DeleteTopics,
+            4,
+            &DeleteTopicsRequest::default().with_topic_names(vec![TopicName(s("doomed"))]),
+        )
+        .await;
+    assert_eq!(d.responses[0].error_code, 0);
+    assert!(fetch(&mut c, "g1", "doomed").await.is_empty());
+    assert!(fetch(&mut c, "g2", "doomed").await.is_empty());
+    assert_eq!(fetch(&mut c, "g2", "kept").await, vec![(0, 7)]);
+    b.stop().await;
+    let b = TestBroker::start_with(cfg).await;
+    let mut c = b.client().await;
+    create_topic_n(&mut c, "doomed", 2, &[]).await;
+    assert!(
+        fetch(&mut c, "g1", "doomed").await.is_empty(),
+        "tombstones not durable"
+    );
+    assert_eq!(fetch(&mut c, "g2", "kept").await, vec![(0, 7)]);
+    b.stop().await;
+}

@@ -533,7 +533,8 @@ impl Broker {
         .await
         .map_err(|e| TopicError::Io(io::Error::other(e)))?
         .map_err(TopicError::Io)?;
-        tracing::info!(topic = %topic.name, "topic deleted");
+        let forgotten = self.groups.forget_topic(&topic.name).await;
+        tracing::info!(topic = %topic.name, committed_offsets_removed = forgotten, "topic deleted");
         Ok(())
     }
 

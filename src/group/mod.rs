@@ -839,6 +839,50 @@ impl Coordinator {
         }
     }
 
+    /// Forgets every group's committed offsets for `topic` (it was deleted), as
+    /// Kafka does: tombstones go to the group log, and a topic re-created under
+    /// the same name starts without the old offsets. Returns how many offsets
+    /// were removed; a failed write is logged and leaves them in place.
+    pub async fn forget_topic(self: &Arc<Self>, topic: &str) -> usize {
+        let slots: Vec<Arc<Mutex<Slot>>> = lock(&self.groups).values().cloned().collect();
+        let mut waits = Vec::new();
+        let mut removed = 0;
+        for slot in slots {
+            let mut s = lock(&slot);
+            let keys: Vec<(String, i32)> = s
+                .group
+                .offsets
+                .keys()
+                .filter(|(t, _)| t == topic)
+                .cloned()
+                .collect();
+            if keys.is_empty() {
+                continue;
+            }
+            removed += keys.len();
+            let group_id = s.group.id.clone();
+            let records = keys
+                .iter()
+                .map(|(t, p)| self.entry(records::offset_key(&group_id, t, *p), None))
+                .collect();
+            let changes = keys.into_iter().map(OffsetChange::Delete).collect();
+            waits.push((
+                group_id,
+                self.queue_changes(&slot, &mut s, records, changes),
+            ));
+        }
+        for (group, rx) in waits {
+            if !rx.await.unwrap_or(false) {
+                tracing::warn!(
+                    group,
+                    topic,
+                    "could not forget the offsets of a deleted topic"
+                );
+            }
+        }
+        removed
+    }
+
     /// Every live group with its committed offsets, for the metrics; each group
     /// is locked only while it is copied.
     pub fn metrics_view(&self) -> Vec<GroupMetrics> {
