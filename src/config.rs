@@ -208,6 +208,15 @@ pub struct Config {
     #[arg(long, env = "SLUICE_OFFSET_METADATA_BYTES_MAX", default_value_t = 4096)]
     pub offset_metadata_bytes_max: usize,
 
+    /// Idempotent producers that appended nothing to a partition for this long are
+    /// forgotten there (Kafka's producer.id.expiration.ms); bounds producer state.
+    #[arg(
+        long,
+        env = "SLUICE_PRODUCER_ID_EXPIRATION_MS",
+        default_value_t = 86_400_000
+    )]
+    pub producer_id_expiration_ms: i64,
+
     /// Compact the internal group log once this much was written since the last
     /// snapshot (and more than the snapshot itself): bounds its size and replay time.
     #[arg(long, env = "SLUICE_GROUP_LOG_COMPACT_BYTES", default_value_t = 64 * 1024 * 1024)]
@@ -301,6 +310,9 @@ impl Config {
         if self.group_initial_rebalance_delay_ms < 0 {
             return Err("--group-initial-rebalance-delay-ms must not be negative".into());
         }
+        if self.producer_id_expiration_ms < 1 {
+            return Err("--producer-id-expiration-ms must be at least 1".into());
+        }
         if self.metrics_connections_max == 0 {
             return Err("--metrics-connections-max must be at least 1".into());
         }
@@ -330,6 +342,7 @@ impl Config {
             retention_ms: self.retention_ms,
             retention_bytes: self.retention_bytes,
             max_message_bytes: self.max_message_bytes,
+            producer_id_expiration_ms: self.producer_id_expiration_ms,
             ..LogConfig::default()
         }
     }

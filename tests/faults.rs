@@ -58,6 +58,7 @@ fn log_config() -> LogConfig {
         max_message_bytes: 1 << 20,
         index_interval_bytes: 256,
         index_bytes_max: 240,
+        ..LogConfig::default()
     }
 }
 

@@ -45,6 +45,7 @@ fn config() -> LogConfig {
         max_message_bytes: 1 << 20,
         index_interval_bytes: 100,
         index_bytes_max: 64,
+        ..LogConfig::default()
     }
 }
 

@@ -259,6 +259,15 @@ pub fn assigned_prefix(
     p
 }
 
+/// Makes a built batch an idempotent producer's (tests and tools): producer id,
+/// epoch and base sequence, with the CRC recomputed.
+pub fn set_producer(b: &mut [u8], producer_id: i64, epoch: i16, base_sequence: i32) {
+    b[OFF_PRODUCER_ID..OFF_PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
+    b[OFF_PRODUCER_EPOCH..OFF_PRODUCER_EPOCH + 2].copy_from_slice(&epoch.to_be_bytes());
+    b[OFF_BASE_SEQUENCE..OFF_BASE_SEQUENCE + 4].copy_from_slice(&base_sequence.to_be_bytes());
+    set_crc(b);
+}
+
 /// Recomputes the CRC-32C of the complete batch `b` (after building or changing it).
 pub fn set_crc(b: &mut [u8]) {
     let crc = crc32c::crc32c(&b[OFF_ATTRIBUTES..]);

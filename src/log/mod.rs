@@ -40,6 +40,8 @@ pub struct LogConfig {
     pub index_interval_bytes: u64,
     /// Size each index file is preallocated to (`segment.index.bytes`); a full index rolls the segment.
     pub index_bytes_max: usize,
+    /// Idempotent producers idle this long are forgotten (`producer.id.expiration.ms`).
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -52,6 +54,7 @@ impl Default for LogConfig {
             max_message_bytes: 1024 * 1024 + 12,
             index_interval_bytes: 4096,
             index_bytes_max: 10 * 1024 * 1024,
+            producer_id_expiration_ms: 86_400_000,
         }
     }
 }

@@ -128,6 +128,9 @@ pub struct PartitionLog {
     /// The log start set by DeleteRecords (0 if never): offsets below it are gone
     /// even where their segment remains. Persisted in [`LOG_START_FILE`].
     start_floor: i64,
+    /// The latest time callers passed in (ms): what a close, which is given no
+    /// time, uses to expire idle producers.
+    clock_ms: i64,
 }
 
 /// Holds the log start offset DeleteRecords set, so a restart keeps it instead
@@ -158,6 +161,91 @@ fn read_start_floor(fs: &dyn Fs, dir: &Path, log_end: i64) -> i64 {
             0
         }
     }
+}
+
+/// Extension of producer-state snapshot files, named by the log end they describe.
+const SNAPSHOT_EXT: &str = "snapshot";
+/// Producer snapshots kept per partition: the newest, and one before it in case
+/// the newest is damaged.
+const SNAPSHOTS_KEPT: usize = 2;
+
+/// The offsets of the producer snapshots in `dir`.
+fn list_snapshots(fs: &dyn Fs, dir: &Path) -> io::Result<Vec<i64>> {
+    Ok(fs
+        .list_dir(dir)?
+        .iter()
+        .filter_map(|e| parse_offset_name(&e.name, SNAPSHOT_EXT))
+        .collect())
+}
+
+/// Rebuilds the producer state: the newest readable snapshot at or below the
+/// log end, then every batch after it. Without one (a data directory from
+/// before snapshots), the active segment's batches, as before.
+fn load_producers(
+    fs: &dyn Fs,
+    dir: &Path,
+    entries: &[super::fs::DirEntry],
+    segments: &BTreeMap<i64, Segment>,
+    log_end: i64,
+    now_ms: i64,
+) -> io::Result<ProducerStates> {
+    let mut snaps: Vec<i64> = entries
+        .iter()
+        .filter_map(|e| parse_offset_name(&e.name, SNAPSHOT_EXT))
+        .collect();
+    snaps.sort_unstable_by(|a, b| b.cmp(a));
+    let mut found = None;
+    for s in snaps {
+        let path = dir.join(super::segment::file_name(s, SNAPSHOT_EXT));
+        if s > log_end {
+            // Written before a torn tail was cut: it describes batches that are gone.
+            fs.remove_file(&path)?;
+            continue;
+        }
+        match super::fs::read_file(fs, &path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| ProducerStates::decode(&b))
+        {
+            Ok(p) => {
+                found = Some((s, p));
+                break;
+            }
+            Err(why) => {
+                tracing::warn!(file = %path.display(), %why, "ignoring a damaged producer snapshot");
+            }
+        }
+    }
+    let (from, mut producers) = match found {
+        Some(x) => x,
+        None => {
+            let active = segments
+                .values()
+                .next_back()
+                .expect("a log always has a segment");
+            (active.base_offset, ProducerStates::default())
+        }
+    };
+    let floor = segments
+        .range(..=from)
+        .next_back()
+        .map_or(from, |(b, _)| *b);
+    for seg in segments.range(floor..).map(|(_, s)| s) {
+        seg.for_each_header(|h| {
+            if h.base_offset >= from {
+                producers.record(h, now_ms);
+            }
+        })?;
+    }
+    Ok(producers)
+}
+
+/// The offset in a `<offset:020>.<ext>` file name.
+fn parse_offset_name(name: &str, ext: &str) -> Option<i64> {
+    let stem = name.strip_suffix(ext)?.strip_suffix('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
 }
 
 fn parse_segment_name(name: &str) -> Option<i64> {
@@ -231,12 +319,9 @@ impl PartitionLog {
             .expect("a segment was just inserted if none was found");
         let next_offset = active.next_offset();
         let start_floor = read_start_floor(fs.as_ref(), dir, next_offset);
-        let mut producers = ProducerStates::default();
-        if recover {
-            // Producers may retry batches whose acknowledgement the crash lost:
-            // remember the recent batches so those retries are recognised.
-            active.for_each_header(|h| producers.record(h))?;
-        }
+        // Producers may retry batches whose acknowledgement a restart or crash
+        // lost: the latest snapshot plus the batches after it recognise them.
+        let producers = load_producers(fs.as_ref(), dir, &entries, &segments, next_offset, now_ms)?;
         Ok(PartitionLog {
             fs,
             dir: dir.to_path_buf(),
@@ -248,6 +333,7 @@ impl PartitionLog {
             damaged: false,
             roll_pending: false,
             start_floor,
+            clock_ms: now_ms,
         })
     }
 
@@ -387,8 +473,9 @@ impl PartitionLog {
             return Err(AppendError::Io(e));
         }
         self.next_offset = next;
+        self.clock_ms = self.clock_ms.max(now_ms);
         for (_, h) in &headers {
-            self.producers.record(h);
+            self.producers.record(h, now_ms);
         }
         Ok(AppendInfo {
             base_offset,
@@ -414,7 +501,40 @@ impl PartitionLog {
                 "trimming a sealed segment's indexes failed; they are rebuilt at the next start");
         }
         self.segments.insert(self.next_offset, seg);
+        self.write_producer_snapshot(now_ms);
         Ok(())
+    }
+
+    /// Writes the producer state as of the log end to `<log end>.snapshot` (at a
+    /// roll and at a clean close), so a restart replays only the batches after
+    /// it, and keeps the two newest snapshots. A failure is logged: the state is
+    /// derived, and the previous snapshot plus the log still rebuild it.
+    fn write_producer_snapshot(&mut self, now_ms: i64) {
+        self.clock_ms = self.clock_ms.max(now_ms);
+        self.producers
+            .expire(now_ms, self.config.producer_id_expiration_ms);
+        let existing = list_snapshots(self.fs.as_ref(), &self.dir).unwrap_or_default();
+        if self.producers.is_empty() && existing.is_empty() {
+            return; // never had an idempotent producer: no files
+        }
+        let path = self
+            .dir
+            .join(super::segment::file_name(self.next_offset, SNAPSHOT_EXT));
+        if let Err(e) =
+            super::fs::write_file_atomic(self.fs.as_ref(), &path, &self.producers.encode())
+        {
+            tracing::warn!(file = %path.display(), error = %e, "cannot write a producer snapshot");
+            return;
+        }
+        let mut all = existing;
+        all.push(self.next_offset);
+        all.sort_unstable();
+        all.dedup();
+        for old in all.iter().rev().skip(SNAPSHOTS_KEPT) {
+            let _ = self
+                .fs
+                .remove_file(&self.dir.join(super::segment::file_name(*old, SNAPSHOT_EXT)));
+        }
     }
 
     /// Whole batches from the one holding `offset`, up to `max_bytes` (at least one
@@ -515,12 +635,22 @@ impl PartitionLog {
         self.next_offset = self.active_ref().next_offset();
         self.flushed_offset = self.flushed_offset.min(self.next_offset);
         self.producers.clear();
+        // Snapshots past the cut describe batches that are gone.
+        for s in list_snapshots(self.fs.as_ref(), &self.dir)? {
+            if s > self.next_offset {
+                self.fs
+                    .remove_file(&self.dir.join(super::segment::file_name(s, SNAPSHOT_EXT)))?;
+            }
+        }
         self.fs.sync_dir(&self.dir)
     }
 
     /// Deletes the oldest sealed segments past `retention.ms` or `retention.bytes`.
     /// Returns how many were deleted. The active segment is never deleted.
     pub fn apply_retention(&mut self, now_ms: i64) -> io::Result<usize> {
+        self.clock_ms = self.clock_ms.max(now_ms);
+        self.producers
+            .expire(now_ms, self.config.producer_id_expiration_ms);
         let mut total: u64 = self.segments.values().map(|s| s.size()).sum();
         let mut doomed = Vec::new();
         let sealed = self.segments.len().saturating_sub(1);
@@ -587,9 +717,11 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Flushes and trims the active segment's indexes; the log must not be appended to after.
+    /// Flushes and trims the active segment's indexes, and snapshots the
+    /// producer state; the log must not be appended to after.
     pub fn close(&mut self) -> io::Result<()> {
         self.flush()?;
+        self.write_producer_snapshot(self.clock_ms);
         self.active().finish_seal()
     }
 
@@ -715,6 +847,94 @@ mod tests {
         assert_eq!(log.delete_records(-1).unwrap(), 40);
         drop(log);
         assert_eq!(open().log_start_offset(), 40);
+    }
+
+    /// A one-record batch of producer 7, epoch 0, at `seq`.
+    fn idem(seq: i32) -> Vec<u8> {
+        let mut b = build_test_batch(1, &[&[1u8; 300]]);
+        super::batch::set_producer(&mut b, 7, 0, seq);
+        b
+    }
+
+    fn append_idem(log: &mut PartitionLog, seq: i32) -> AppendInfo {
+        log.append(&validate(&idem(seq), 1 << 20).unwrap(), 0)
+            .unwrap()
+    }
+
+    #[test]
+    fn retried_batches_are_recognised_across_clean_restarts_rolls_and_crashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || PartitionLog::open(Arc::new(RealFs), dir.path(), cfg(), false, 0).unwrap();
+        let mut log = open();
+        for seq in 0..8 {
+            assert_eq!(append_idem(&mut log, seq).base_offset, i64::from(seq));
+        }
+        assert!(log.segment_count() > 2, "small segments roll and snapshot");
+        log.close().unwrap();
+        drop(log);
+        // A clean restart: the snapshot written at close knows the last batches.
+        let mut log = open();
+        let retry = append_idem(&mut log, 6);
+        assert_eq!(
+            (retry.base_offset, log.log_end_offset()),
+            (6, 8),
+            "written twice"
+        );
+        assert!(matches!(
+            log.append(&validate(&idem(10), 1 << 20).unwrap(), 0),
+            Err(AppendError::OutOfOrderSequence {
+                expected: 8,
+                got: 10
+            })
+        ));
+        append_idem(&mut log, 8);
+        // A crash (no close): the snapshot of the last roll plus the batches after it.
+        drop(log);
+        let mut log = PartitionLog::open(Arc::new(RealFs), dir.path(), cfg(), true, 0).unwrap();
+        assert_eq!(
+            append_idem(&mut log, 8).base_offset,
+            8,
+            "retry after a crash"
+        );
+        assert_eq!(log.log_end_offset(), 9);
+        // Only the two newest snapshots are kept.
+        let snapshots = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "snapshot")
+            })
+            .count();
+        assert!(snapshots <= 2, "{snapshots} snapshots");
+    }
+
+    #[test]
+    fn a_damaged_snapshot_falls_back_to_the_one_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || PartitionLog::open(Arc::new(RealFs), dir.path(), cfg(), false, 0).unwrap();
+        let mut log = open();
+        for seq in 0..6 {
+            append_idem(&mut log, seq);
+        }
+        log.close().unwrap();
+        drop(log);
+        let mut snaps: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "snapshot"))
+            .collect();
+        snaps.sort();
+        assert_eq!(snaps.len(), 2);
+        std::fs::write(snaps.last().unwrap(), b"garbage").unwrap();
+        let mut log = open();
+        assert_eq!(
+            append_idem(&mut log, 5).base_offset,
+            5,
+            "the older snapshot and the log after it"
+        );
     }
 
     #[test]

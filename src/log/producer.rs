@@ -34,6 +34,8 @@ struct Entry {
     batches: VecDeque<Seen>,
     /// Logical clock of the last append, for eviction.
     touched: u64,
+    /// Wall time of the last append (ms), for `producer.id.expiration.ms`.
+    last_append_ms: i64,
 }
 
 /// How a batch relates to what the producer sent before.
@@ -113,8 +115,8 @@ impl ProducerStates {
         }
     }
 
-    /// Records an appended batch (offsets assigned).
-    pub fn record(&mut self, h: &BatchHeader) {
+    /// Records an appended batch (offsets assigned) at wall time `now_ms`.
+    pub fn record(&mut self, h: &BatchHeader, now_ms: i64) {
         if h.producer_id < 0 {
             return;
         }
@@ -137,7 +139,9 @@ impl ProducerStates {
                 epoch: h.producer_epoch,
                 batches: VecDeque::new(),
                 touched: clock,
+                last_append_ms: now_ms,
             });
+        e.last_append_ms = e.last_append_ms.max(now_ms);
         if h.producer_epoch != e.epoch {
             e.epoch = h.producer_epoch;
             e.batches.clear();
@@ -158,7 +162,130 @@ impl ProducerStates {
     pub fn clear(&mut self) {
         self.producers.clear();
     }
+
+    /// Forgets producers that appended nothing for `expiration_ms`
+    /// (`producer.id.expiration.ms`); returns how many.
+    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers
+            .retain(|_, e| now_ms.saturating_sub(e.last_append_ms) < expiration_ms);
+        before - self.producers.len()
+    }
+
+    /// Producers remembered.
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    /// Whether no producer is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+
+    /// The snapshot file's bytes: `SNAPSHOT_MAGIC`, a version, the entry count,
+    /// the entries (producer id, epoch, last append time, its batches), and a
+    /// CRC-32C of everything before it.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.producers.len() * 64);
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
+        out.extend_from_slice(&(self.producers.len() as u32).to_be_bytes());
+        let mut ids: Vec<&i64> = self.producers.keys().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let e = &self.producers[id];
+            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(&e.epoch.to_be_bytes());
+            out.extend_from_slice(&e.last_append_ms.to_be_bytes());
+            out.push(e.batches.len() as u8);
+            for b in &e.batches {
+                out.extend_from_slice(&b.first_seq.to_be_bytes());
+                out.extend_from_slice(&b.last_seq.to_be_bytes());
+                out.extend_from_slice(&b.base_offset.to_be_bytes());
+                out.extend_from_slice(&b.last_offset.to_be_bytes());
+            }
+        }
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    /// Reads a snapshot written by [`ProducerStates::encode`]; every count is
+    /// checked against the bytes present before anything is allocated.
+    pub fn decode(b: &[u8]) -> Result<ProducerStates, String> {
+        const HEAD: usize = 4 + 2 + 4;
+        if b.len() < HEAD + 4 {
+            return Err("producer snapshot too short".into());
+        }
+        let (body, crc) = b.split_at(b.len() - 4);
+        let crc = u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]);
+        if crc32c::crc32c(body) != crc {
+            return Err("producer snapshot CRC mismatch".into());
+        }
+        if &body[..4] != SNAPSHOT_MAGIC {
+            return Err("not a producer snapshot".into());
+        }
+        let version = u16::from_be_bytes([body[4], body[5]]);
+        if version != SNAPSHOT_VERSION {
+            return Err(format!(
+                "producer snapshot version {version} is not supported"
+            ));
+        }
+        let count = u32::from_be_bytes([body[6], body[7], body[8], body[9]]) as usize;
+        if count > PRODUCERS_MAX {
+            return Err(format!("producer snapshot claims {count} producers"));
+        }
+        let mut at = HEAD;
+        let mut take = |n: usize| -> Result<&[u8], String> {
+            let s = body
+                .get(at..at + n)
+                .ok_or_else(|| "producer snapshot truncated".to_string())?;
+            at += n;
+            Ok(s)
+        };
+        let mut states = ProducerStates::default();
+        for _ in 0..count {
+            let f = take(8 + 2 + 8 + 1)?;
+            let id = i64::from_be_bytes(f[0..8].try_into().expect("8 bytes"));
+            let epoch = i16::from_be_bytes(f[8..10].try_into().expect("2 bytes"));
+            let last_append_ms = i64::from_be_bytes(f[10..18].try_into().expect("8 bytes"));
+            let n = usize::from(f[18]);
+            if n > BATCHES_PER_PRODUCER {
+                return Err(format!(
+                    "producer snapshot claims {n} batches for one producer"
+                ));
+            }
+            let mut batches = VecDeque::with_capacity(n);
+            for _ in 0..n {
+                let f = take(4 + 4 + 8 + 8)?;
+                batches.push_back(Seen {
+                    first_seq: i32::from_be_bytes(f[0..4].try_into().expect("4 bytes")),
+                    last_seq: i32::from_be_bytes(f[4..8].try_into().expect("4 bytes")),
+                    base_offset: i64::from_be_bytes(f[8..16].try_into().expect("8 bytes")),
+                    last_offset: i64::from_be_bytes(f[16..24].try_into().expect("8 bytes")),
+                });
+            }
+            states.producers.insert(
+                id,
+                Entry {
+                    epoch,
+                    batches,
+                    touched: 0,
+                    last_append_ms,
+                },
+            );
+        }
+        if at != body.len() {
+            return Err("bytes after the last producer in the snapshot".into());
+        }
+        Ok(states)
+    }
 }
+
+/// First bytes of a producer snapshot file.
+const SNAPSHOT_MAGIC: &[u8; 4] = b"SLPS";
+/// Format version of producer snapshots.
+const SNAPSHOT_VERSION: u16 = 1;
 
 #[cfg(test)]
 mod tests {
@@ -186,7 +313,7 @@ mod tests {
         let mut s = ProducerStates::default();
         let a = h(7, 0, 0, 3, 10);
         assert_eq!(s.check(&a), Verdict::Append);
-        s.record(&a);
+        s.record(&a, 0);
         assert_eq!(
             s.check(&h(7, 0, 0, 3, 0)),
             Verdict::Duplicate {
@@ -209,15 +336,59 @@ mod tests {
                 got: 4
             }
         );
-        s.record(&h(7, 1, 0, 1, 20));
+        s.record(&h(7, 1, 0, 1, 20), 0);
         assert_eq!(s.check(&h(7, 0, 3, 1, 0)), Verdict::StaleEpoch);
         assert_eq!(s.check(&h(8, 0, 42, 1, 0)), Verdict::Append);
     }
 
     #[test]
+    fn snapshots_round_trip_and_refuse_damage() {
+        let mut s = ProducerStates::default();
+        for i in 0..7 {
+            s.record(&h(1, 2, i, 1, i64::from(i)), 100);
+        }
+        s.record(&h(9, 0, 0, 4, 50), 200);
+        let bytes = s.encode();
+        let back = ProducerStates::decode(&bytes).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(
+            back.check(&h(1, 2, 6, 1, 0)),
+            Verdict::Duplicate {
+                base_offset: 6,
+                last_offset: 6
+            }
+        );
+        assert_eq!(back.check(&h(1, 1, 7, 1, 0)), Verdict::StaleEpoch);
+        assert_eq!(back.check(&h(9, 0, 4, 1, 0)), Verdict::Append);
+        for cut in [0, 5, bytes.len() - 1] {
+            assert!(
+                ProducerStates::decode(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut flipped = bytes.clone();
+        flipped[12] ^= 1;
+        assert!(ProducerStates::decode(&flipped).is_err());
+    }
+
+    #[test]
+    fn idle_producers_expire() {
+        let mut s = ProducerStates::default();
+        s.record(&h(1, 0, 0, 1, 0), 1_000);
+        s.record(&h(2, 0, 0, 1, 1), 5_000);
+        assert_eq!(s.expire(6_000, 3_000), 1);
+        assert_eq!(
+            s.check(&h(1, 0, 7, 1, 0)),
+            Verdict::Append,
+            "forgotten: lenient"
+        );
+        assert_ne!(s.check(&h(2, 0, 7, 1, 0)), Verdict::Append);
+    }
+
+    #[test]
     fn sequence_wraps_after_max() {
         let mut s = ProducerStates::default();
-        s.record(&h(1, 0, i32::MAX - 1, 2, 0));
+        s.record(&h(1, 0, i32::MAX - 1, 2, 0), 0);
         assert_eq!(s.check(&h(1, 0, 0, 1, 0)), Verdict::Append);
     }
 
@@ -225,7 +396,7 @@ mod tests {
     fn only_five_batches_are_remembered() {
         let mut s = ProducerStates::default();
         for i in 0..6 {
-            s.record(&h(1, 0, i, 1, i64::from(i)));
+            s.record(&h(1, 0, i, 1, i64::from(i)), 0);
         }
         assert_eq!(
             s.check(&h(1, 0, 0, 1, 0)),
