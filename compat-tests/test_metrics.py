@@ -191,3 +191,36 @@ def test_every_metric_is_documented_and_the_dashboard_uses_real_ones(broker):
     used = {re.sub(r"_(bucket|sum|count)$", "", n) for n in used}
     unknown = [n for n in sorted(used) if f"`{n}`" not in doc]
     assert not unknown, unknown
+
+
+def test_series_past_the_budget_are_summed_under_other(tmp_path):
+    from conftest import Broker
+
+    b = Broker(tmp_path / "data", ["--metrics-partitions-max", "1"]).start()
+    try:
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        for f in admin.create_topics([NewTopic("b1", 2, 1), NewTopic("b2", 1, 1)]).values():
+            f.result(timeout=30)
+        p = Producer({"bootstrap.servers": b.bootstrap})
+        for topic, part in [("b1", 0), ("b1", 1), ("b2", 0)]:
+            for i in range(5):
+                p.produce(topic, value=b"x", partition=part)
+        assert p.flush(30) == 0
+        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "budget", "enable.auto.commit": False})
+        c.commit(offsets=[TopicPartition("b1", 0, 1), TopicPartition("b1", 1, 2), TopicPartition("b2", 0, 3)], asynchronous=False)
+        c.close()
+        s = scrape(b)
+
+        def series(name):
+            return {k[1]: v for k, v in s.items() if k[0] == name}
+
+        ends = series("sluice_partition_log_end_offset")
+        assert ends == {(("partition", "0"), ("topic", "b1")): 5, (("partition", "_other"), ("topic", "_other")): 10}
+        lag = series("sluice_consumer_group_lag")
+        assert len(lag) == 2
+        assert lag[(("group", "_other"), ("partition", "_other"), ("topic", "_other"))] == (5 - 2) + (5 - 3)
+        assert len(series("sluice_consumer_group_lag_seconds")) == 1, "lag seconds only for listed pairs"
+        records = series("sluice_topic_records_in_total")
+        assert records == {(("topic", "b1"),): 10, (("topic", "_other"),): 5}
+    finally:
+        b.stop()

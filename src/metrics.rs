@@ -2,8 +2,9 @@
 //!
 //! Counters and histograms recorded on request paths go through the `metrics`
 //! facade into the Prometheus recorder installed by [`install`]; their handles
-//! are cached (per API, per topic) so the hot path pays an atomic add, not a
-//! registry lookup. Gauges that describe state (partitions, lag, groups, the
+//! are cached per API (and per connection), so the hot path pays an atomic add,
+//! not a registry lookup. Per-topic traffic is counted in [`TopicTraffic`],
+//! held by the topic. Gauges that describe state (partitions, lag, groups, the
 //! process) are computed when `/metrics` is scraped, by `http::scrape`, so they
 //! never go stale and cost nothing between scrapes.
 //!
@@ -11,6 +12,7 @@
 //! (`_seconds`, `_bytes`), `_total` on counters, and bounded label sets.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
@@ -253,29 +255,42 @@ pub fn api(api: &'static str, version: i16) -> ApiMetrics {
         .clone()
 }
 
-/// Per-topic traffic counters, held by the topic so the data path never looks them up.
-#[derive(Debug, Clone)]
-pub struct TopicMetrics {
+/// Per-topic traffic counters, held by the topic (shared by every `Topic` value
+/// CreatePartitions makes of it) and rendered at scrape time with the topic, so
+/// a deleted topic's series go with it. The data path pays one atomic add each.
+#[derive(Debug, Default)]
+pub struct TopicTraffic {
     /// Records appended.
-    pub records_in: Counter,
+    pub records_in: AtomicU64,
     /// Batch bytes appended.
-    pub bytes_in: Counter,
+    pub bytes_in: AtomicU64,
     /// Offsets sent by Fetch.
-    pub records_out: Counter,
+    pub records_out: AtomicU64,
     /// Batch bytes sent by Fetch.
-    pub bytes_out: Counter,
+    pub bytes_out: AtomicU64,
 }
 
-impl TopicMetrics {
-    /// Handles labelled with `topic`.
-    pub fn new(topic: &str) -> TopicMetrics {
-        let t = topic.to_string();
-        TopicMetrics {
-            records_in: counter!(TOPIC_RECORDS_IN, "topic" => t.clone()),
-            bytes_in: counter!(TOPIC_BYTES_IN, "topic" => t.clone()),
-            records_out: counter!(TOPIC_RECORDS_OUT, "topic" => t.clone()),
-            bytes_out: counter!(TOPIC_BYTES_OUT, "topic" => t),
-        }
+impl TopicTraffic {
+    /// Counts an append.
+    pub fn appended(&self, records: u64, bytes: u64) {
+        self.records_in.fetch_add(records, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts records sent to a consumer.
+    pub fn fetched(&self, records: u64, bytes: u64) {
+        self.records_out.fetch_add(records, Ordering::Relaxed);
+        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// `(records in, bytes in, records out, bytes out)`.
+    pub fn read(&self) -> [u64; 4] {
+        [
+            self.records_in.load(Ordering::Relaxed),
+            self.bytes_in.load(Ordering::Relaxed),
+            self.records_out.load(Ordering::Relaxed),
+            self.bytes_out.load(Ordering::Relaxed),
+        ]
     }
 }
 

@@ -118,7 +118,7 @@ impl Broker {
             .map_err(io::Error::other)??;
         let groups = Coordinator::open(&config, loaded.group_log.clone(), storage.syncer()).await?;
         let producer_ids = ProducerIds::new(fs, &config.data_dir);
-        Ok(Arc::new(Broker {
+        let b = Arc::new(Broker {
             cluster_id: loaded.cluster_id,
             advertised: OnceLock::new(),
             storage,
@@ -131,12 +131,25 @@ impl Broker {
             shutdown_tx: tokio::sync::watch::channel(false).0,
             dynamic: RwLock::new(loaded.dynamic),
             config,
-        }))
-        .inspect(|b| {
-            for t in b.topics() {
-                t.apply_effective(&b.effective(&t.configs()));
-            }
-        })
+        });
+        for t in b.topics() {
+            t.apply_effective(&b.effective(&t.configs()));
+        }
+        // Offsets of topics that no longer exist (a crash between deleting a
+        // topic and writing its offsets' tombstones) are forgotten now.
+        let gone: std::collections::BTreeSet<String> = b
+            .groups
+            .metrics_view()
+            .into_iter()
+            .flat_map(|g| g.offsets.into_iter().map(|((t, _), _)| t))
+            .filter(|t| b.topic(t).is_none())
+            .collect();
+        for t in gone {
+            let n = b.groups.forget_topic(&t).await;
+            tracing::info!(topic = %t, committed_offsets_removed = n,
+                "forgot the committed offsets of a deleted topic");
+        }
+        Ok(b)
     }
 
     fn load(config: &Config, storage: &Storage) -> io::Result<Loaded> {
@@ -329,22 +342,23 @@ impl Broker {
     }
 
     /// Replaces the dynamic broker configs of one scope (this broker's when
-    /// `node`, else the cluster-wide default) with `values` (by topic config
-    /// name), after checking every topic still gets valid settings; persists them
+    /// `node`, else the cluster-wide default) with what `change` makes of the
+    /// current ones (by topic config name), after checking every topic still gets valid settings; persists them
     /// and applies them to every topic at once.
     pub async fn alter_dynamic(
         &self,
         node: bool,
-        values: BTreeMap<String, String>,
+        change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, TopicError>,
         validate_only: bool,
     ) -> Result<(), TopicError> {
         let _admin = self.admin_lock.lock().await;
         let mut next = self.dynamic();
-        if node {
-            next.node = values;
+        let scope = if node {
+            &mut next.node
         } else {
-            next.cluster = values;
-        }
+            &mut next.cluster
+        };
+        *scope = change(scope)?;
         let defaults = self.config.log_defaults();
         let topics = self.topics();
         let mut plans = Vec::with_capacity(topics.len());
@@ -389,17 +403,21 @@ impl Broker {
         Ok(())
     }
 
-    /// Replaces a topic's config overrides with `configs` (validated first), in
+    /// Replaces a topic's config overrides with what `change` makes of the
+    /// current ones (validated first), in
     /// `topic.meta` and then in every partition: retention, rolling and size
     /// limits apply from the next append or retention pass, without a restart.
     pub async fn alter_topic_configs(
         &self,
         name: &str,
-        configs: BTreeMap<String, String>,
+        change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, TopicError>,
         validate_only: bool,
     ) -> Result<(), TopicError> {
         let _admin = self.admin_lock.lock().await;
         let topic = self.topic(name).ok_or(TopicError::Unknown)?;
+        // Read, change and write under the admin lock: concurrent changes apply
+        // one after the other, none lost.
+        let configs = change(&topic.configs())?;
         let log_config = self.log_config_for(&configs)?;
         if validate_only {
             return Ok(());
@@ -511,13 +529,16 @@ impl Broker {
     /// Deletes a topic: it disappears at once; its files are removed in the background.
     pub async fn delete_topic(&self, topic: &Arc<Topic>) -> Result<(), TopicError> {
         let _admin = self.admin_lock.lock().await;
-        {
+        // The topic as registered now: CreatePartitions may have replaced the
+        // `Topic` the caller looked up with a longer one.
+        let topic = {
             let mut t = self.topics.write().unwrap_or_else(|p| p.into_inner());
-            if t.by_id.remove(&topic.id).is_none() {
+            let Some(current) = t.by_id.remove(&topic.id) else {
                 return Err(TopicError::Unknown);
-            }
-            t.by_name.remove(&topic.name);
-        }
+            };
+            t.by_name.remove(&current.name);
+            current
+        };
         for p in &topic.partitions {
             p.mark_deleted();
         }

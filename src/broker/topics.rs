@@ -14,7 +14,7 @@ use super::topic_config;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::log::LogConfig;
-use crate::metrics::TopicMetrics;
+use crate::metrics::TopicTraffic;
 use crate::storage::{Partition, Storage};
 
 /// A topic's description file; a topic exists on disk once it is written.
@@ -41,6 +41,8 @@ pub enum TopicError {
     InvalidPartitions(String),
     /// A config name or value was refused.
     InvalidConfig(String),
+    /// The request itself is malformed (a null value, a duplicate key).
+    InvalidRequest(String),
     /// The file system failed.
     Io(io::Error),
 }
@@ -50,7 +52,8 @@ impl std::fmt::Display for TopicError {
         match self {
             TopicError::InvalidName(m)
             | TopicError::InvalidPartitions(m)
-            | TopicError::InvalidConfig(m) => write!(f, "{m}"),
+            | TopicError::InvalidConfig(m)
+            | TopicError::InvalidRequest(m) => write!(f, "{m}"),
             TopicError::AlreadyExists => write!(f, "topic already exists"),
             TopicError::Unknown => write!(f, "unknown topic"),
             TopicError::Io(e) => write!(f, "{}", crate::sys::describe_io_error(e)),
@@ -98,8 +101,8 @@ pub struct Topic {
     min_insync_replicas: AtomicI64,
     /// Directory of the topic.
     pub(super) dir: PathBuf,
-    /// Traffic counters labelled with the topic's name.
-    pub metrics: TopicMetrics,
+    /// Traffic counters, shared with the `Topic` values CreatePartitions makes.
+    pub metrics: Arc<TopicTraffic>,
 }
 
 impl Topic {
@@ -142,7 +145,7 @@ impl Topic {
         partitions: Vec<Arc<Partition>>,
         configs: BTreeMap<String, String>,
         dir: PathBuf,
-        metrics: TopicMetrics,
+        metrics: Arc<TopicTraffic>,
     ) -> Topic {
         let flush = topic_config::flush_policy(&configs);
         for p in &partitions {
@@ -309,7 +312,7 @@ pub(super) fn create_topic_files(
     })();
     match made {
         Ok((id, partitions)) => {
-            let metrics = TopicMetrics::new(&name);
+            let metrics = Arc::new(TopicTraffic::default());
             Ok(Topic::build(name, id, partitions, configs, dir, metrics))
         }
         Err(e) => {
@@ -358,7 +361,7 @@ pub(super) fn load_topic(
     let log_config = topic_config::apply(&config.log_defaults(), &dynamic.merged(&configs))
         .map_err(io::Error::other)?;
     let parts = open_partitions(storage, dir, partitions, &log_config, recover)?;
-    let metrics = TopicMetrics::new(&name);
+    let metrics = Arc::new(TopicTraffic::default());
     Ok(Some(Topic::build(
         name,
         id,

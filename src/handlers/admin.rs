@@ -7,7 +7,7 @@
 //! every batch carries epoch 0 and the epoch cache is `{0: log start}`, true
 //! across restarts by construction.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -186,16 +186,25 @@ pub(super) async fn describe_log_dirs(
     req: DescribeLogDirsRequest,
 ) -> ResponseFrame {
     // (topic, partitions) to report; `None` means every partition.
-    let wanted: Vec<(Arc<crate::broker::Topic>, Option<Vec<i32>>)> = match req.topics {
+    // Each topic once, its partitions as a set: the request's lists cost
+    // what they weigh, not their product with the topic's partitions.
+    let wanted: Vec<(Arc<crate::broker::Topic>, Option<HashSet<i32>>)> = match req.topics {
         None => broker.topics().into_iter().map(|t| (t, None)).collect(),
-        Some(ts) => ts
-            .into_iter()
-            .filter_map(|t| {
-                broker
-                    .topic(t.topic.as_str())
-                    .map(|topic| (topic, Some(t.partitions)))
-            })
-            .collect(),
+        Some(ts) => {
+            let mut by_name: HashMap<String, HashSet<i32>> = HashMap::new();
+            for t in ts {
+                by_name
+                    .entry(t.topic.to_string())
+                    .or_default()
+                    .extend(t.partitions);
+            }
+            let mut v: Vec<_> = by_name
+                .into_iter()
+                .filter_map(|(name, parts)| broker.topic(&name).map(|t| (t, Some(parts))))
+                .collect();
+            v.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+            v
+        }
     };
     let dir = broker.config.data_dir.clone();
     let sizes = tokio::task::spawn_blocking(move || {
@@ -353,9 +362,24 @@ pub(super) fn describe_topic_partitions(
     wanted.sort_by(|a, b| a.0.cmp(&b.0));
     wanted.dedup_by(|a, b| a.0 == b.0);
     let (cursor_topic, cursor_partition) = req.cursor.as_ref().map_or((String::new(), 0), |c| {
-        (c.topic_name.to_string(), c.partition_index.max(0))
+        (c.topic_name.to_string(), c.partition_index)
     });
     let mut resp = DescribeTopicPartitionsResponse::default();
+    // As Kafka: a negative cursor partition, or a cursor naming a topic the
+    // request does not list, is an invalid request (every topic says so).
+    let bad_cursor = req.cursor.is_some()
+        && (cursor_partition < 0
+            || (!req.topics.is_empty() && !wanted.iter().any(|(n, _)| *n == cursor_topic)));
+    if bad_cursor {
+        for (name, _) in wanted {
+            let mut t = DescribeTopicPartitionsResponseTopic::default();
+            t.name = Some(kafka_protocol::messages::TopicName(sb(name)));
+            t.error_code = error::INVALID_REQUEST;
+            t.topic_authorized_operations = i32::MIN;
+            resp.topics.push(t);
+        }
+        return ctx.respond(&resp);
+    }
     let mut budget = limit;
     for (name, topic) in wanted {
         if name < cursor_topic {

@@ -5,7 +5,7 @@
 //! time for this broker or the whole cluster (dynamic broker configs, persisted
 //! in the data directory); the rest are set on the command line and read-only.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use kafka_protocol::messages::describe_configs_response::{
@@ -19,7 +19,7 @@ use kafka_protocol::messages::{
 
 use super::{sb, topic_error_code, Ctx};
 use crate::broker::topic_config::{self, Kind, Source};
-use crate::broker::Broker;
+use crate::broker::{Broker, TopicError};
 use crate::protocol::{error, ResponseFrame};
 
 /// Kafka's resource type ids.
@@ -334,9 +334,17 @@ pub(super) fn describe(
 ) -> ResponseFrame {
     let v = ctx.version;
     let mut resp = DescribeConfigsResponse::default();
+    // Each resource is described once: a request repeating one cannot
+    // multiply the response.
+    let mut seen: HashSet<(i8, String)> = HashSet::new();
     for res in req.resources {
         let name = res.resource_name.to_string();
+        let first = seen.insert((res.resource_type, name.clone()));
         let rows = match res.resource_type {
+            _ if !first => Err((
+                error::INVALID_REQUEST,
+                format!("Duplicate resource {name} in the request"),
+            )),
             TOPIC => topic_rows(broker, &name),
             BROKER => broker_rows(broker, &name),
             BROKER_LOGGER => Err((
@@ -351,7 +359,7 @@ pub(super) fn describe(
         match rows {
             Ok(rows) => {
                 // Null or empty: every config, as Kafka.
-                let keys: Option<Vec<String>> = res
+                let keys: Option<HashSet<String>> = res
                     .configuration_keys
                     .filter(|k| !k.is_empty())
                     .map(|k| k.iter().map(|s| s.to_string()).collect());
@@ -442,14 +450,29 @@ fn broker_values(values: BTreeMap<String, String>) -> Result<BTreeMap<String, St
         .collect()
 }
 
+/// A refusal computed inside the broker's admin lock, carried as a `TopicError`.
+fn as_topic_error((code, message): Refusal) -> TopicError {
+    if code == error::INVALID_CONFIG {
+        TopicError::InvalidConfig(message)
+    } else {
+        TopicError::InvalidRequest(message)
+    }
+}
+
+/// Changes one scope of the dynamic broker configs with `change` (run under
+/// the broker's admin lock on the current values, by topic config name).
 async fn alter_broker(
     broker: &Broker,
     node: bool,
-    values: BTreeMap<String, String>,
+    change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Refusal>,
     validate_only: bool,
 ) -> Result<(), Refusal> {
     broker
-        .alter_dynamic(node, values, validate_only)
+        .alter_dynamic(
+            node,
+            |current| change(current).map_err(as_topic_error),
+            validate_only,
+        )
         .await
         .map_err(|e| (topic_error_code(&e), e.to_string()))
 }
@@ -466,14 +489,20 @@ fn checked(configs: BTreeMap<String, String>) -> Result<BTreeMap<String, String>
         .collect()
 }
 
+/// Changes a topic's overrides with `change` (run under the broker's admin
+/// lock on the current overrides).
 async fn alter_topic(
     broker: &Broker,
     name: &str,
-    configs: BTreeMap<String, String>,
+    change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Refusal>,
     validate_only: bool,
 ) -> Result<(), Refusal> {
     broker
-        .alter_topic_configs(name, configs, validate_only)
+        .alter_topic_configs(
+            name,
+            |current| change(current).map_err(as_topic_error),
+            validate_only,
+        )
         .await
         .map_err(|e| (topic_error_code(&e), e.to_string()))
 }
@@ -524,10 +553,14 @@ pub(super) async fn alter(
                 }
             }
             match res.resource_type {
-                TOPIC => alter_topic(broker, &name, checked(configs)?, req.validate_only).await,
+                TOPIC => {
+                    let configs = checked(configs)?;
+                    alter_topic(broker, &name, |_| Ok(configs), req.validate_only).await
+                }
                 BROKER => {
                     let node = broker_scope(broker, &name)?;
-                    alter_broker(broker, node, broker_values(configs)?, req.validate_only).await
+                    let values = broker_values(configs)?;
+                    alter_broker(broker, node, |_| Ok(values), req.validate_only).await
                 }
                 t => Err((
                     error::INVALID_REQUEST,
@@ -725,30 +758,24 @@ pub(super) async fn incremental_alter(
             }
             match res.resource_type {
                 TOPIC => {
-                    let topic = broker.topic(&name).ok_or((
-                        error::UNKNOWN_TOPIC_OR_PARTITION,
-                        format!("Topic {name} does not exist"),
-                    ))?;
-                    let next = checked(incremental(broker, &topic.configs(), &ops)?)?;
-                    alter_topic(broker, &name, next, req.validate_only).await
+                    let change = |current: &BTreeMap<String, String>| {
+                        checked(incremental(broker, current, &ops)?)
+                    };
+                    alter_topic(broker, &name, change, req.validate_only).await
                 }
                 BROKER => {
                     let node = broker_scope(broker, &name)?;
-                    let dynamic = broker.dynamic();
-                    let current = if node {
-                        &dynamic.node
-                    } else {
-                        &dynamic.cluster
+                    let change = |current: &BTreeMap<String, String>| {
+                        // Work in broker names, as the request does.
+                        let current: BTreeMap<String, String> = current
+                            .iter()
+                            .filter_map(|(k, v)| {
+                                topic_config::spec_of(k).map(|s| (s.synonym.to_string(), v.clone()))
+                            })
+                            .collect();
+                        broker_values(incremental_broker(&current, &ops)?)
                     };
-                    // Work in broker names, as the request does.
-                    let current: BTreeMap<String, String> = current
-                        .iter()
-                        .filter_map(|(k, v)| {
-                            topic_config::spec_of(k).map(|s| (s.synonym.to_string(), v.clone()))
-                        })
-                        .collect();
-                    let next = incremental_broker(&current, &ops)?;
-                    alter_broker(broker, node, broker_values(next)?, req.validate_only).await
+                    alter_broker(broker, node, change, req.validate_only).await
                 }
                 t => Err((
                     error::INVALID_REQUEST,

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::{describe, partition_error_code, Ctx};
 use crate::broker::Broker;
 use crate::log::FileSlice;
-use crate::metrics::{self, TopicMetrics};
+use crate::metrics::{self, TopicTraffic};
 use crate::protocol::{
     encode_fetch, error, FetchPartitionReply, FetchReply, FetchTopicReply, ResponseFrame,
 };
@@ -34,7 +34,7 @@ struct Want {
     /// The client's per-partition byte limit.
     partition_max_bytes: i32,
     /// The topic's traffic counters, if the topic exists.
-    metrics: Option<TopicMetrics>,
+    metrics: Option<Arc<TopicTraffic>>,
 }
 
 /// What a read found for one partition.
@@ -212,9 +212,10 @@ pub(super) async fn handle(broker: &Arc<Broker>, ctx: &Ctx, req: FetchRequest) -
     };
     for (w, f) in wants.iter().zip(found) {
         if let (Some(m), Some(r)) = (&w.metrics, &f.records) {
-            m.bytes_out.increment(r.len);
-            m.records_out
-                .increment(u64::try_from(r.next_offset - w.fetch_offset).unwrap_or(0));
+            m.fetched(
+                u64::try_from(r.next_offset - w.fetch_offset).unwrap_or(0),
+                r.len,
+            );
         }
         let (hw, start) = match &w.partition {
             Some(p) if f.error_code != error::KAFKA_STORAGE_ERROR => {

@@ -93,6 +93,7 @@ pub(crate) fn topic_error_code(e: &TopicError) -> i16 {
         TopicError::Unknown => error::UNKNOWN_TOPIC_OR_PARTITION,
         TopicError::InvalidPartitions(_) => error::INVALID_PARTITIONS,
         TopicError::InvalidConfig(_) => error::INVALID_CONFIG,
+        TopicError::InvalidRequest(_) => error::INVALID_REQUEST,
         TopicError::Io(_) => error::KAFKA_STORAGE_ERROR,
     }
 }

@@ -164,10 +164,9 @@ pub(super) async fn handle(
         match result {
             Ok((info, bytes)) => {
                 if let Some(t) = &known[slot.topic] {
-                    t.metrics.records_in.increment(
-                        u64::try_from(info.last_offset - info.base_offset + 1).unwrap_or(0),
-                    );
-                    t.metrics.bytes_in.increment(bytes);
+                    let records =
+                        u64::try_from(info.last_offset - info.base_offset + 1).unwrap_or(0);
+                    t.metrics.appended(records, bytes);
                 }
                 slot.response.base_offset = info.base_offset;
                 slot.response.log_append_time_ms = -1;

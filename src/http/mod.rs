@@ -130,7 +130,7 @@ async fn readyz(State(state): State<Arc<HttpState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
-    let Ok(_permit) = state.scrapes.clone().try_acquire_owned() else {
+    let Ok(permit) = state.scrapes.clone().try_acquire_owned() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "too many scrapes at once\n",
@@ -141,6 +141,9 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
     let ready = state.not_ready().is_none();
     // Partition stats and lag timestamps take log locks and read headers: off the workers.
     let body = tokio::task::spawn_blocking(move || {
+        // Held by the render itself: a client that goes away does not free the
+        // slot while the scrape still runs.
+        let _permit = permit;
         let mut out = crate::metrics::handle()
             .map(|h| h.render())
             .unwrap_or_default();

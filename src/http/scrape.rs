@@ -137,34 +137,73 @@ pub(super) fn render(out: &mut String, broker: Option<&Broker>, ready: bool) {
 }
 
 fn partitions(out: &mut String, topics: &[Arc<Topic>], max: usize) {
-    // (topic, partition label, row), individual partitions first.
+    // (topic, partition label, row): the first `max` partitions one by one,
+    // every other partition summed into one `_other` row.
     let mut rows: Vec<(&str, String, PartitionRow)> = Vec::new();
-    let mut listed = 0usize;
+    let mut other: Option<PartitionRow> = None;
     for t in topics {
-        let mut other: Option<PartitionRow> = None;
         for p in &t.partitions {
             let row = PartitionRow::of(p);
-            if listed < max {
-                listed += 1;
+            if rows.len() < max {
                 rows.push((&t.name, p.index.to_string(), row));
             } else {
                 other.get_or_insert_with(PartitionRow::default).add(&row);
             }
         }
-        if let Some(o) = other {
-            rows.push((&t.name, OTHER.to_string(), o));
-        }
+    }
+    if let Some(o) = other {
+        rows.push((OTHER, OTHER.to_string(), o));
     }
     let mut f = Family::new(out, "sluice_topics", "gauge", "Topics.");
     f.sample(&[], topics.len() as f64);
+    // Per-topic series: the first `max` topics, the rest summed under `_other`.
+    let (listed, rest) = topics.split_at(topics.len().min(max));
     let mut f = Family::new(
         out,
         "sluice_topic_partitions",
         "gauge",
         "Partitions of each topic.",
     );
-    for t in topics {
+    for t in listed {
         f.sample(&[("topic", &t.name)], t.partitions.len() as f64);
+    }
+    if !rest.is_empty() {
+        let n: usize = rest.iter().map(|t| t.partitions.len()).sum();
+        f.sample(&[("topic", OTHER)], n as f64);
+    }
+    let traffic: [(&'static str, &str); 4] = [
+        (
+            "sluice_topic_records_in_total",
+            "Records appended, by topic.",
+        ),
+        (
+            "sluice_topic_bytes_in_total",
+            "Record batch bytes appended, by topic.",
+        ),
+        (
+            "sluice_topic_records_out_total",
+            "Offsets sent to consumers by Fetch, counted from each fetch offset, by topic.",
+        ),
+        (
+            "sluice_topic_bytes_out_total",
+            "Record batch bytes sent by Fetch, by topic.",
+        ),
+    ];
+    let counts: Vec<[u64; 4]> = listed.iter().map(|t| t.metrics.read()).collect();
+    let mut rest_counts = [0u64; 4];
+    for t in rest {
+        for (sum, v) in rest_counts.iter_mut().zip(t.metrics.read()) {
+            *sum += v;
+        }
+    }
+    for (i, (name, help)) in traffic.into_iter().enumerate() {
+        let mut f = Family::new(out, name, "counter", help);
+        for (t, c) in listed.iter().zip(&counts) {
+            f.sample(&[("topic", &t.name)], c[i] as f64);
+        }
+        if !rest.is_empty() {
+            f.sample(&[("topic", OTHER)], rest_counts[i] as f64);
+        }
     }
     type Get = fn(&PartitionRow) -> f64;
     let families: [(&'static str, &str, Get); 6] = [
@@ -214,14 +253,14 @@ struct LagRow {
     group: String,
     /// Topic.
     topic: String,
-    /// Partition number, or [`OTHER`].
+    /// Partition number, or [`OTHER`] for the sum of the rest.
     partition: String,
     /// Committed offset (summed for [`OTHER`]).
     committed: i64,
     /// High watermark minus committed offset.
     lag: i64,
-    /// Age of the first uncommitted record in seconds (max for [`OTHER`]).
-    lag_seconds: f64,
+    /// Age of the first uncommitted record in seconds; not computed for [`OTHER`].
+    lag_seconds: Option<f64>,
 }
 
 fn groups(out: &mut String, broker: &Broker, topics: &[Arc<Topic>], max: usize) {
@@ -247,16 +286,21 @@ fn groups(out: &mut String, broker: &Broker, topics: &[Arc<Topic>], max: usize) 
         "gauge",
         "Members of each consumer group.",
     );
-    for g in &view {
+    let (listed, rest) = view.split_at(view.len().min(max));
+    for g in listed {
         f.sample(&[("group", &g.group_id)], g.members as f64);
+    }
+    if !rest.is_empty() {
+        let n: usize = rest.iter().map(|g| g.members).sum();
+        f.sample(&[("group", OTHER)], n as f64);
     }
     let by_name: HashMap<&str, &Arc<Topic>> = topics.iter().map(|t| (t.name.as_str(), t)).collect();
     let now = now_ms();
+    // The first `max` (group, partition) pairs one by one, with lag in seconds
+    // (one header read each); every other pair summed into one `_other` row
+    // without it, so a scrape's reads and series stay bounded.
     let mut rows: Vec<LagRow> = Vec::new();
-    let mut others: Vec<LagRow> = Vec::new();
-    // Index in `others` by (group, topic).
-    let mut other_at: HashMap<(String, String), usize> = HashMap::new();
-    let mut listed = 0usize;
+    let mut other: Option<LagRow> = None;
     for g in &view {
         for ((topic, index), committed) in &g.offsets {
             let Some(p) = by_name
@@ -268,8 +312,20 @@ fn groups(out: &mut String, broker: &Broker, topics: &[Arc<Topic>], max: usize) 
             if p.is_offline() {
                 continue;
             }
-            let hw = p.high_watermark();
-            let lag = (hw - committed).max(0);
+            let lag = (p.high_watermark() - committed).max(0);
+            if rows.len() >= max {
+                let o = other.get_or_insert_with(|| LagRow {
+                    group: OTHER.to_string(),
+                    topic: OTHER.to_string(),
+                    partition: OTHER.to_string(),
+                    committed: 0,
+                    lag: 0,
+                    lag_seconds: None,
+                });
+                o.committed += committed;
+                o.lag += lag;
+                continue;
+            }
             let lag_seconds = if lag == 0 {
                 0.0
             } else {
@@ -280,49 +336,28 @@ fn groups(out: &mut String, broker: &Broker, topics: &[Arc<Topic>], max: usize) 
                     _ => 0.0,
                 }
             };
-            let row = LagRow {
+            rows.push(LagRow {
                 group: g.group_id.clone(),
                 topic: topic.clone(),
                 partition: index.to_string(),
                 committed: *committed,
                 lag,
-                lag_seconds,
-            };
-            if listed < max {
-                listed += 1;
-                rows.push(row);
-            } else {
-                let key = (row.group.clone(), row.topic.clone());
-                match other_at.get(&key) {
-                    Some(&i) => {
-                        let o = &mut others[i];
-                        o.committed += row.committed;
-                        o.lag += row.lag;
-                        o.lag_seconds = o.lag_seconds.max(row.lag_seconds);
-                    }
-                    None => {
-                        other_at.insert(key, others.len());
-                        others.push(LagRow {
-                            partition: OTHER.to_string(),
-                            ..row
-                        });
-                    }
-                }
-            }
+                lag_seconds: Some(lag_seconds),
+            });
         }
     }
-    rows.extend(others);
-    type Get = fn(&LagRow) -> f64;
+    rows.extend(other);
+    type Get = fn(&LagRow) -> Option<f64>;
     let families: [(&'static str, &str, Get); 3] = [
         (
             "sluice_consumer_group_committed_offset",
             "Committed offset of a group on a partition.",
-            |r| r.committed as f64,
+            |r| Some(r.committed as f64),
         ),
         (
             "sluice_consumer_group_lag",
             "Records not yet consumed: high watermark minus committed offset.",
-            |r| r.lag as f64,
+            |r| Some(r.lag as f64),
         ),
         (
             "sluice_consumer_group_lag_seconds",
@@ -333,14 +368,16 @@ fn groups(out: &mut String, broker: &Broker, topics: &[Arc<Topic>], max: usize) 
     for (name, help, get) in families {
         let mut f = Family::new(out, name, "gauge", help);
         for r in &rows {
-            f.sample(
-                &[
-                    ("group", &r.group),
-                    ("topic", &r.topic),
-                    ("partition", &r.partition),
-                ],
-                get(r),
-            );
+            if let Some(v) = get(r) {
+                f.sample(
+                    &[
+                        ("group", &r.group),
+                        ("topic", &r.topic),
+                        ("partition", &r.partition),
+                    ],
+                    v,
+                );
+            }
         }
     }
 }

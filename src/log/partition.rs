@@ -140,27 +140,32 @@ pub const LOG_START_FILE: &str = "log-start-offset";
 /// The log start DeleteRecords persisted in `dir`, if any and sane (at most
 /// the log end; a damaged file is logged and ignored, which only shows records
 /// DeleteRecords had hidden).
-fn read_start_floor(fs: &dyn Fs, dir: &Path, log_end: i64) -> i64 {
+fn read_start_floor(fs: &dyn Fs, dir: &Path, log_end: i64) -> io::Result<i64> {
     let path = dir.join(LOG_START_FILE);
     if !fs.exists(&path) {
-        return 0;
+        return Ok(0);
     }
     let text = super::fs::read_file(fs, &path).unwrap_or_default();
-    match std::str::from_utf8(&text)
-        .ok()
-        .and_then(|t| t.trim().parse::<i64>().ok())
-    {
-        Some(n) if (0..=log_end).contains(&n) => n,
-        Some(n) if n > log_end => {
-            tracing::warn!(dir = %dir.display(), start = n, log_end,
+    Ok(
+        match std::str::from_utf8(&text)
+            .ok()
+            .and_then(|t| t.trim().parse::<i64>().ok())
+        {
+            Some(n) if (0..=log_end).contains(&n) => n,
+            Some(n) if n > log_end => {
+                tracing::warn!(dir = %dir.display(), start = n, log_end,
                 "the stored log start is past the log end (a torn tail was cut); using the log end");
-            log_end
-        }
-        _ => {
-            tracing::warn!(dir = %dir.display(), "ignoring an unreadable log-start-offset file");
-            0
-        }
-    }
+                // Written back, so that records appended from here on do not fall
+                // below a start that a later restart would read again.
+                super::fs::write_file_atomic(fs, &path, format!("{log_end}\n").as_bytes())?;
+                log_end
+            }
+            _ => {
+                tracing::warn!(dir = %dir.display(), "ignoring an unreadable log-start-offset file");
+                0
+            }
+        },
+    )
 }
 
 /// Extension of producer-state snapshot files, named by the log end they describe.
@@ -318,7 +323,7 @@ impl PartitionLog {
             .next_back()
             .expect("a segment was just inserted if none was found");
         let next_offset = active.next_offset();
-        let start_floor = read_start_floor(fs.as_ref(), dir, next_offset);
+        let start_floor = read_start_floor(fs.as_ref(), dir, next_offset)?;
         // Producers may retry batches whose acknowledgement a restart or crash
         // lost: the latest snapshot plus the batches after it recognise them.
         let producers = load_producers(fs.as_ref(), dir, &entries, &segments, next_offset, now_ms)?;
@@ -584,10 +589,12 @@ impl PartitionLog {
         Ok(None)
     }
 
-    /// The first batch whose max timestamp is `>= timestamp`, if any.
+    /// The first batch at or after the log start whose max timestamp is
+    /// `>= timestamp`, if any.
     pub fn find_by_timestamp(&self, timestamp: i64) -> io::Result<Option<FileSlice>> {
+        let start = self.log_start_offset();
         for seg in self.segments.values() {
-            if let Some(slice) = seg.find_by_timestamp(timestamp)? {
+            if let Some(slice) = seg.find_by_timestamp(timestamp, start)? {
                 return Ok(Some(slice));
             }
         }

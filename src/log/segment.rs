@@ -460,8 +460,13 @@ impl Segment {
         }
     }
 
-    /// The first batch whose max timestamp is `>= timestamp`.
-    pub fn find_by_timestamp(&self, timestamp: i64) -> io::Result<Option<FileSlice>> {
+    /// The first batch whose max timestamp is `>= timestamp` and that holds
+    /// offsets at or after `min_offset` (the log start).
+    pub fn find_by_timestamp(
+        &self,
+        timestamp: i64,
+        min_offset: i64,
+    ) -> io::Result<Option<FileSlice>> {
         if self.max_timestamp < timestamp {
             return Ok(None);
         }
@@ -469,7 +474,7 @@ impl Segment {
         let (_, pos) = self.index.lookup(rel);
         let mut pos = u64::from(pos);
         while let Some(h) = read_header(self.file.as_ref(), pos, self.size)? {
-            if h.max_timestamp >= timestamp {
+            if h.max_timestamp >= timestamp && h.next_offset() > min_offset {
                 return Ok(Some(self.slice(
                     pos,
                     h.total_bytes() as u64,

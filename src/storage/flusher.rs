@@ -67,8 +67,9 @@ impl Syncer {
 
 impl Syncer {
     /// Asks for `targets` to be made durable without waiting (`flush.messages`
-    /// reached). If the queue is full a flush is already on its way, so the
-    /// request is dropped rather than waited for.
+    /// reached). If the queue is full the request is dropped rather than waited
+    /// for: the flusher is busy, and the partition's `flush.ms` still bounds how
+    /// long its data stays unflushed.
     pub fn request_flush(&self, targets: Vec<(Arc<Partition>, i64)>) {
         let (done, _) = oneshot::channel();
         let _ = self.tx.try_send(SyncRequest { targets, done });
@@ -165,6 +166,9 @@ async fn sync_round(parts: Vec<Arc<Partition>>, s: Settings) -> std::io::Result<
 pub(super) async fn run(mut rx: mpsc::Receiver<SyncRequest>, storage: Weak<Storage>, s: Settings) {
     let mut tick = tokio::time::interval(s.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When partitions were last checked against their `flush.ms`: under steady
+    // acks=all traffic the round is never empty, so the check rides along.
+    let mut last_pass = tokio::time::Instant::now();
     loop {
         let mut batch = Vec::new();
         tokio::select! {
@@ -181,22 +185,27 @@ pub(super) async fn run(mut rx: mpsc::Receiver<SyncRequest>, storage: Weak<Stora
         let Some(storage) = storage.upgrade() else {
             return;
         };
-        let parts: Vec<Arc<Partition>> = if batch.is_empty() {
-            // The periodic pass: partitions whose `flush.ms` has come round.
-            let now = crate::clock::now_ms();
-            storage
-                .partitions()
-                .into_iter()
-                .filter(|p| p.flush_due(now))
-                .collect()
-        } else {
+        let parts: Vec<Arc<Partition>> = {
+            // Raw pointers identify partitions; the set ends before any await.
             let mut seen = HashSet::new();
-            batch
+            let mut parts: Vec<Arc<Partition>> = batch
                 .iter()
                 .flat_map(|r| r.targets.iter())
                 .filter(|(p, _)| seen.insert(Arc::as_ptr(p)))
                 .map(|(p, _)| p.clone())
-                .collect()
+                .collect();
+            if batch.is_empty() || last_pass.elapsed() >= s.interval {
+                // The periodic pass: partitions whose `flush.ms` has come round.
+                last_pass = tokio::time::Instant::now();
+                let now = crate::clock::now_ms();
+                parts.extend(
+                    storage
+                        .partitions()
+                        .into_iter()
+                        .filter(|p| p.flush_due(now) && seen.insert(Arc::as_ptr(p))),
+                );
+            }
+            parts
         };
         if requests > 0 {
             crate::metrics::group_commit(requests, parts.len(), rx.len());
