@@ -141,3 +141,36 @@ def test_cut_connections_and_a_restart_write_each_message_once(broker):
         proxy.close()
     assert high == n, f"{high} records stored for {n} produced: duplicates or losses"
     assert got == list(range(n)), "messages out of order, duplicated or missing"
+
+
+def test_describe_producers_lists_idempotent_producers_across_a_restart(broker):
+    from kafka import TopicPartition as KpTopicPartition
+    from kafka.admin import KafkaAdminClient
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic("described-producers", 1, 1)])["described-producers"].result(timeout=30)
+    p = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True, "linger.ms": 0})
+    for i in range(10):
+        p.produce("described-producers", value=b"%d" % i, partition=0, timestamp=1_700_000_000_000 + i)
+        p.flush(30)
+    tp = KpTopicPartition("described-producers", 0)
+
+    def describe():
+        a = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+        try:
+            return a.describe_producers([tp])[tp]
+        finally:
+            a.close()
+
+    before = describe()
+    state = before.active_producers if hasattr(before, "active_producers") else before["active_producers"]
+    assert len(state) == 1, state
+    s = state[0]
+    get = (lambda k: getattr(s, k)) if hasattr(s, "producer_id") else (lambda k: s[k])
+    assert get("producer_id") >= 0 and get("producer_epoch") == 0
+    assert get("last_sequence") == 9
+    assert get("last_timestamp") == 1_700_000_000_009
+    broker.restart()
+    after = describe()
+    state2 = after.active_producers if hasattr(after, "active_producers") else after["active_producers"]
+    assert [repr(x) for x in state2] == [repr(x) for x in state], "producer state not kept across the restart"

@@ -167,6 +167,14 @@ async fn every_advertised_version_decodes_and_answers() {
                     ]));
                     c.send(key, v, &r).await
                 }
+                ApiKey::DescribeProducers => {
+                    let r = DescribeProducersRequest::default().with_topics(vec![
+                        describe_producers_request::TopicRequest::default()
+                            .with_name(t("wire-cfg"))
+                            .with_partition_indexes(vec![0, 7]),
+                    ]);
+                    c.send(key, v, &r).await
+                }
                 other => panic!("add {other:?} to this test"),
             };
             let mut frame = c
@@ -396,6 +404,11 @@ fn check_body(key: ApiKey, v: i16, mut frame: bytes::Bytes) {
             let r: ElectLeadersResponse = decode(key, v, &mut frame);
             let p = &r.replica_election_results[0].partition_result[0];
             assert_eq!(p.error_code, 84, "{at}: ELECTION_NOT_NEEDED");
+        }
+        ApiKey::DescribeProducers => {
+            let r: DescribeProducersResponse = decode(key, v, &mut frame);
+            let p = &r.topics[0].partitions;
+            assert_eq!((p[0].error_code, p[1].error_code), (0, 3), "{at}");
         }
         other => panic!("add {other:?} to check_body"),
     }

@@ -1,7 +1,7 @@
 //! Cluster and partition admin: CreatePartitions v0-v3, DeleteRecords v0-v2,
 //! DescribeCluster v0-v1, DescribeLogDirs v1-v4, OffsetForLeaderEpoch v2-v4 (the versions
 //! kafka-protocol carries, as Kafka 4),
-//! DescribeTopicPartitions v0 and ElectLeaders v0-v2, answered as a single-node Kafka broker answers them.
+//! DescribeTopicPartitions v0, ElectLeaders v0-v2 and DescribeProducers v0, answered as a single-node Kafka broker answers them.
 //!
 //! Leader epochs: this broker is the only replica and never changes leader, so
 //! every batch carries epoch 0 and the epoch cache is `{0: log start}`, true
@@ -25,9 +25,9 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::messages::{
     BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, DeleteRecordsRequest,
     DeleteRecordsResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeLogDirsRequest,
-    DescribeLogDirsResponse, DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse,
-    ElectLeadersRequest, ElectLeadersResponse, OffsetForLeaderEpochRequest,
-    OffsetForLeaderEpochResponse,
+    DescribeLogDirsResponse, DescribeProducersRequest, DescribeProducersResponse,
+    DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse, ElectLeadersRequest,
+    ElectLeadersResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
 
 use super::{describe as describe_error, partition_error_code, sb, topic_error_code, Ctx};
@@ -428,6 +428,78 @@ pub(super) fn describe_topic_partitions(
         if resp.next_cursor.is_some() {
             break;
         }
+    }
+    ctx.respond(&resp)
+}
+
+/// DescribeProducers v0: the idempotent producers each partition remembers
+/// (last 5 batches per producer, snapshotted across restarts). No transactions
+/// yet, so no coordinator epoch and no open transaction start offset.
+pub(super) async fn describe_producers(
+    broker: &Arc<Broker>,
+    ctx: &Ctx,
+    req: DescribeProducersRequest,
+) -> ResponseFrame {
+    use kafka_protocol::messages::describe_producers_response::{
+        PartitionResponse, ProducerState, TopicResponse,
+    };
+    // (topic index in the response, partition index, the partition if it exists)
+    let mut wanted = Vec::new();
+    let mut resp = DescribeProducersResponse::default();
+    for (ti, t) in req.topics.into_iter().enumerate() {
+        let topic = broker.topic(t.name.as_str());
+        let mut tr = TopicResponse::default();
+        tr.name = t.name;
+        resp.topics.push(tr);
+        let mut seen = HashSet::new();
+        for p in t.partition_indexes {
+            if seen.insert(p) {
+                wanted.push((ti, p, topic.as_ref().and_then(|t| t.partition(p)).cloned()));
+            }
+        }
+    }
+    let read = tokio::task::spawn_blocking(move || {
+        wanted
+            .into_iter()
+            .map(|(ti, index, p)| {
+                let r = match &p {
+                    None => Err(error::UNKNOWN_TOPIC_OR_PARTITION),
+                    Some(p) => p.producers_blocking().map_err(|e| partition_error_code(&e)),
+                };
+                (ti, index, r)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    let Ok(read) = read else {
+        tracing::error!("describe producers task failed");
+        for t in &mut resp.topics {
+            t.partitions.clear();
+        }
+        return ctx.respond(&resp);
+    };
+    for (ti, index, r) in read {
+        let mut pr = PartitionResponse::default();
+        pr.partition_index = index;
+        match r {
+            Ok(producers) => {
+                pr.active_producers = producers
+                    .into_iter()
+                    .map(|p| {
+                        let mut s = ProducerState::default();
+                        s.producer_id = kafka_protocol::messages::ProducerId(p.producer_id);
+                        s.producer_epoch = i32::from(p.epoch);
+                        s.last_sequence = p.last_sequence;
+                        s.last_timestamp = p.last_timestamp;
+                        s.coordinator_epoch = -1;
+                        s.current_txn_start_offset = -1;
+                        s
+                    })
+                    .collect();
+            }
+            Err(code) => pr.error_code = code,
+        }
+        resp.topics[ti].partitions.push(pr);
     }
     ctx.respond(&resp)
 }

@@ -65,6 +65,7 @@ pub async fn dispatch(broker: &Arc<Broker>, req: RequestFrame) -> Option<Respons
             Some(admin::describe_topic_partitions(broker, &ctx, r))
         }
         Request::ElectLeaders(r) => Some(admin::elect_leaders(broker, &ctx, r)),
+        Request::DescribeProducers(r) => Some(admin::describe_producers(broker, &ctx, r).await),
     }
 }
 

@@ -388,6 +388,11 @@ impl PartitionLog {
             .expect("a log always has a segment")
     }
 
+    /// The idempotent producers this partition remembers (DescribeProducers).
+    pub fn producers(&self) -> Vec<super::producer::ProducerSummary> {
+        self.producers.summaries()
+    }
+
     /// Whether a failed write could not be cut off (see the `damaged` field).
     pub fn is_damaged(&self) -> bool {
         self.damaged

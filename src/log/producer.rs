@@ -36,6 +36,21 @@ struct Entry {
     touched: u64,
     /// Wall time of the last append (ms), for `producer.id.expiration.ms`.
     last_append_ms: i64,
+    /// The max timestamp of its last batch (DescribeProducers' `last_timestamp`).
+    last_timestamp: i64,
+}
+
+/// One producer as DescribeProducers reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerSummary {
+    /// Producer id.
+    pub producer_id: i64,
+    /// Its current epoch.
+    pub epoch: i16,
+    /// Sequence of the last record it appended.
+    pub last_sequence: i32,
+    /// Max timestamp of its last batch.
+    pub last_timestamp: i64,
 }
 
 /// How a batch relates to what the producer sent before.
@@ -140,8 +155,10 @@ impl ProducerStates {
                 batches: VecDeque::new(),
                 touched: clock,
                 last_append_ms: now_ms,
+                last_timestamp: h.max_timestamp,
             });
         e.last_append_ms = e.last_append_ms.max(now_ms);
+        e.last_timestamp = h.max_timestamp;
         if h.producer_epoch != e.epoch {
             e.epoch = h.producer_epoch;
             e.batches.clear();
@@ -172,6 +189,24 @@ impl ProducerStates {
         before - self.producers.len()
     }
 
+    /// The producers remembered, by id, with what DescribeProducers reports.
+    pub fn summaries(&self) -> Vec<ProducerSummary> {
+        let mut out: Vec<ProducerSummary> = self
+            .producers
+            .iter()
+            .filter_map(|(id, e)| {
+                e.batches.back().map(|b| ProducerSummary {
+                    producer_id: *id,
+                    epoch: e.epoch,
+                    last_sequence: b.last_seq,
+                    last_timestamp: e.last_timestamp,
+                })
+            })
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
+    }
+
     /// Producers remembered.
     pub fn len(&self) -> usize {
         self.producers.len()
@@ -197,6 +232,7 @@ impl ProducerStates {
             out.extend_from_slice(&id.to_be_bytes());
             out.extend_from_slice(&e.epoch.to_be_bytes());
             out.extend_from_slice(&e.last_append_ms.to_be_bytes());
+            out.extend_from_slice(&e.last_timestamp.to_be_bytes());
             out.push(e.batches.len() as u8);
             for b in &e.batches {
                 out.extend_from_slice(&b.first_seq.to_be_bytes());
@@ -245,11 +281,12 @@ impl ProducerStates {
         };
         let mut states = ProducerStates::default();
         for _ in 0..count {
-            let f = take(8 + 2 + 8 + 1)?;
+            let f = take(8 + 2 + 8 + 8 + 1)?;
             let id = i64::from_be_bytes(f[0..8].try_into().expect("8 bytes"));
             let epoch = i16::from_be_bytes(f[8..10].try_into().expect("2 bytes"));
             let last_append_ms = i64::from_be_bytes(f[10..18].try_into().expect("8 bytes"));
-            let n = usize::from(f[18]);
+            let last_timestamp = i64::from_be_bytes(f[18..26].try_into().expect("8 bytes"));
+            let n = usize::from(f[26]);
             if n > BATCHES_PER_PRODUCER {
                 return Err(format!(
                     "producer snapshot claims {n} batches for one producer"
@@ -272,6 +309,7 @@ impl ProducerStates {
                     batches,
                     touched: 0,
                     last_append_ms,
+                    last_timestamp,
                 },
             );
         }
@@ -351,6 +389,16 @@ mod tests {
         let bytes = s.encode();
         let back = ProducerStates::decode(&bytes).unwrap();
         assert_eq!(back.len(), 2);
+        assert_eq!(back.summaries(), s.summaries());
+        assert_eq!(
+            back.summaries()[0],
+            ProducerSummary {
+                producer_id: 1,
+                epoch: 2,
+                last_sequence: 6,
+                last_timestamp: 0
+            }
+        );
         assert_eq!(
             back.check(&h(1, 2, 6, 1, 0)),
             Verdict::Duplicate {

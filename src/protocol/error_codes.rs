@@ -227,6 +227,14 @@ impl ErrorCodes for ElectLeadersResponse {
     }
 }
 
+impl ErrorCodes for DescribeProducersResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        for topic in &self.topics {
+            topic.partitions.iter().for_each(|p| t.add(p.error_code));
+        }
+    }
+}
+
 /// Kafka's name of an error code (`UNKNOWN_TOPIC_OR_PARTITION`), for metric labels.
 /// Names are made once per code and kept: at most one per i16.
 pub fn error_name(code: i16) -> &'static str {

@@ -21,11 +21,12 @@ use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
     DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
     DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
-    DescribeTopicPartitionsRequest, ElectLeadersRequest, FetchRequest, FindCoordinatorRequest,
-    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
-    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
-    RequestHeader, ResponseHeader, SyncGroupRequest,
+    DescribeProducersRequest, DescribeTopicPartitionsRequest, ElectLeadersRequest, FetchRequest,
+    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
+    OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader, ResponseHeader,
+    SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -92,6 +93,8 @@ pub enum Request {
     DescribeTopicPartitions(DescribeTopicPartitionsRequest),
     /// ElectLeaders.
     ElectLeaders(ElectLeadersRequest),
+    /// DescribeProducers.
+    DescribeProducers(DescribeProducersRequest),
 }
 
 /// A request with the header fields handlers and encoders need.
@@ -272,6 +275,9 @@ fn decode_frame(mut frame: Bytes) -> Result<RequestFrame, DecodeError> {
         }
         ApiKey::ElectLeaders => {
             Request::ElectLeaders(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::DescribeProducers => {
+            Request::DescribeProducers(decode_body(&mut frame, v).map_err(malformed)?)
         }
         _ => return Err(unsupported),
     };

@@ -336,6 +336,13 @@ impl Partition {
         self.with_log(|log| log.set_config(config))
     }
 
+    /// The idempotent producers of this partition (blocking: takes the log lock).
+    pub fn producers_blocking(
+        &self,
+    ) -> Result<Vec<crate::log::producer::ProducerSummary>, PartitionError> {
+        self.with_log(|log| log.producers())
+    }
+
     /// The log settings in force (blocking: takes the log lock briefly).
     pub fn config_blocking(&self) -> Result<crate::log::LogConfig, PartitionError> {
         self.with_log(|log| log.config().clone())

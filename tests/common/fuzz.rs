@@ -421,6 +421,11 @@ pub fn request(
             .with_topic(TopicName(s(topic(rng))))
             .with_partitions(vec![0])]))
             .encode(&mut buf, v),
+        ApiKey::DescribeProducers => DescribeProducersRequest::default()
+            .with_topics(vec![describe_producers_request::TopicRequest::default()
+                .with_name(TopicName(s(topic(rng))))
+                .with_partition_indexes(vec![0, 1])])
+            .encode(&mut buf, v),
         other => panic!("add {other:?} to the fuzz corpus"),
     };
     r.ok().map(|()| buf)
@@ -607,6 +612,7 @@ fn check_response(case: u64, key: ApiKey, v: i16, correlation_id: i32, mut frame
         ApiKey::OffsetForLeaderEpoch => body!(OffsetForLeaderEpochResponse),
         ApiKey::DescribeTopicPartitions => body!(DescribeTopicPartitionsResponse),
         ApiKey::ElectLeaders => body!(ElectLeadersResponse),
+        ApiKey::DescribeProducers => body!(DescribeProducersResponse),
         other => panic!("case {case}: a response to unsupported {other:?}"),
     }
     assert!(
