@@ -9,6 +9,7 @@
 //!   the internal state log.
 //! - `group`: the group coordinator: a pure state machine per group, its async
 //!   shell, its records in the state log.
+//! - `txn`: the transaction coordinator's state machine (the shell comes next).
 //! - `broker`: the shared handle: topic registry and admin, metadata files, producer ids.
 //! - `protocol`: the bridge to `kafka-protocol`: the version table, decoding, encoding.
 //! - `handlers`: one file per API family; Kafka error codes are chosen here.
@@ -33,3 +34,4 @@ pub mod protocol;
 pub mod server;
 pub mod storage;
 pub mod sys;
+pub mod txn;
