@@ -9,7 +9,8 @@
 //! after one, the page cache can no longer be trusted, so nothing more is
 //! acknowledged, and the broker stops (as Kafka does when its last log dir fails).
 
-pub mod flusher;
+pub mod codec;
+mod flusher;
 pub mod guarded;
 pub mod partition;
 pub mod retention;
