@@ -590,6 +590,29 @@ const APPEND: i8 = 2;
 /// Remove from a list.
 const SUBTRACT: i8 = 3;
 
+/// APPEND (items not there yet, in order) or SUBTRACT `value`'s comma-separated
+/// items to or from the list `base`.
+fn list_op(base: &str, op: i8, value: Option<&str>) -> String {
+    let list = |v: &str| -> Vec<String> {
+        v.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    let mut items = list(base);
+    let change = list(value.unwrap_or(""));
+    if op == APPEND {
+        for c in change {
+            if !items.contains(&c) {
+                items.push(c);
+            }
+        }
+    } else {
+        items.retain(|i| !change.contains(i));
+    }
+    items.join(",")
+}
+
 /// Applies incremental operations to a topic's current overrides.
 fn incremental(
     broker: &Broker,
@@ -603,12 +626,6 @@ fn incremental(
             error::INVALID_CONFIG,
             format!("Unknown topic config name: {name}"),
         ))?;
-        let list = |v: &str| -> Vec<String> {
-            v.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
-        };
         match *op {
             SET => {
                 let v = value.clone().ok_or((
@@ -633,18 +650,7 @@ fn incremental(
                     .cloned()
                     .or_else(|| defaults.get(name).map(|d| d.value.clone()))
                     .unwrap_or_default();
-                let mut items = list(&base);
-                let change = list(value.as_deref().unwrap_or(""));
-                if *op == APPEND {
-                    for c in change {
-                        if !items.contains(&c) {
-                            items.push(c);
-                        }
-                    }
-                } else {
-                    items.retain(|i| !change.contains(i));
-                }
-                out.insert(name.clone(), items.join(","));
+                out.insert(name.clone(), list_op(&base, *op, value.as_deref()));
             }
             other => {
                 return Err((
@@ -680,22 +686,8 @@ fn incremental_broker(
                 out.remove(name);
             }
             APPEND | SUBTRACT if spec.kind == Kind::List => {
-                let mut items: Vec<String> = out
-                    .get(name)
-                    .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
-                    .unwrap_or_default();
-                items.retain(|i| !i.is_empty());
-                for c in value.as_deref().unwrap_or("").split(',').map(str::trim) {
-                    if c.is_empty() {
-                        continue;
-                    }
-                    if *op == APPEND && !items.iter().any(|i| i == c) {
-                        items.push(c.to_string());
-                    } else if *op == SUBTRACT {
-                        items.retain(|i| i != c);
-                    }
-                }
-                out.insert(name.clone(), items.join(","));
+                let base = out.get(name).cloned().unwrap_or_default();
+                out.insert(name.clone(), list_op(&base, *op, value.as_deref()));
             }
             APPEND | SUBTRACT => {
                 return Err((

@@ -560,18 +560,22 @@ impl PartitionLog {
         if offset == self.next_offset {
             return Ok(None);
         }
-        let floor = self
-            .segments
-            .range(..=offset)
-            .next_back()
-            .map(|(b, _)| *b)
-            .unwrap_or(start);
-        for (_, seg) in self.segments.range(floor..) {
+        for seg in self.segments_from(offset) {
             if let Some(slice) = seg.read(offset, max_bytes)? {
                 return Ok(Some(slice));
             }
         }
         Ok(None)
+    }
+
+    /// The segments from the one that would hold `offset` on, in order.
+    fn segments_from(&self, offset: i64) -> impl Iterator<Item = &Segment> {
+        let floor = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map_or(offset, |(b, _)| *b);
+        self.segments.range(floor..).map(|(_, s)| s)
     }
 
     /// The header of the batch holding `offset` (or the first after it, past a
@@ -580,13 +584,7 @@ impl PartitionLog {
         if offset < self.log_start_offset() || offset >= self.next_offset {
             return Ok(None);
         }
-        let floor = self
-            .segments
-            .range(..=offset)
-            .next_back()
-            .map(|(b, _)| *b)
-            .unwrap_or(offset);
-        for (_, seg) in self.segments.range(floor..) {
+        for seg in self.segments_from(offset) {
             if let Some(h) = seg.header_at(offset)? {
                 return Ok(Some(h));
             }
