@@ -32,7 +32,7 @@ pub const REQUEST_SECONDS: &str = "sluice_request_duration_seconds";
 pub const REQUEST_BYTES: &str = "sluice_request_bytes_total";
 /// Response bytes sent, by API.
 pub const RESPONSE_BYTES: &str = "sluice_response_bytes_total";
-/// Records appended, by topic.
+/// Records appended, by topic (rendered at scrape time from [`TopicTraffic`]).
 pub const TOPIC_RECORDS_IN: &str = "sluice_topic_records_in_total";
 /// Record batch bytes appended, by topic.
 pub const TOPIC_BYTES_IN: &str = "sluice_topic_bytes_in_total";
@@ -144,21 +144,6 @@ fn describe() {
         "Request bytes received, by API."
     );
     describe_counter!(RESPONSE_BYTES, Unit::Bytes, "Response bytes sent, by API.");
-    describe_counter!(TOPIC_RECORDS_IN, "Records appended, by topic.");
-    describe_counter!(
-        TOPIC_BYTES_IN,
-        Unit::Bytes,
-        "Record batch bytes appended, by topic."
-    );
-    describe_counter!(
-        TOPIC_RECORDS_OUT,
-        "Offsets sent to consumers by Fetch, counted from each fetch offset, by topic."
-    );
-    describe_counter!(
-        TOPIC_BYTES_OUT,
-        Unit::Bytes,
-        "Record batch bytes sent by Fetch, by topic."
-    );
     describe_counter!(PRODUCE_REJECTED, "Produced batches refused, by reason.");
     describe_counter!(FETCH_PARKED, "Fetches that parked waiting for data.");
     describe_counter!(

@@ -307,11 +307,11 @@ impl Broker {
             TopicError::Io(e)
         })?;
         let topic = Arc::new(topic);
+        topic.apply_effective(&self.effective(&topic.configs()));
         self.topics
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(topic.clone());
-        topic.apply_effective(&self.effective(&topic.configs()));
         tracing::info!(topic = %topic.name, id = %topic.id, partitions, "topic created");
         log_not_applied(&topic.name, &topic.configs());
         Ok(topic)

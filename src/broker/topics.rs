@@ -147,12 +147,10 @@ impl Topic {
         dir: PathBuf,
         metrics: Arc<TopicTraffic>,
     ) -> Topic {
-        let flush = topic_config::flush_policy(&configs);
-        for p in &partitions {
-            p.set_flush_policy(flush);
-        }
         Topic {
-            min_insync_replicas: AtomicI64::new(topic_config::min_insync_replicas(&configs)),
+            // Set with the flush policy by `apply_effective`, which the broker
+            // calls before it serves the topic (the dynamic defaults count too).
+            min_insync_replicas: AtomicI64::new(1),
             name,
             id,
             partitions,

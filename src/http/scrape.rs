@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::broker::{Broker, Topic};
 use crate::clock::now_ms;
+use crate::metrics;
 use crate::storage::Partition;
 
 /// One metric family being written.
@@ -171,21 +172,19 @@ fn partitions(out: &mut String, topics: &[Arc<Topic>], max: usize) {
         let n: usize = rest.iter().map(|t| t.partitions.len()).sum();
         f.sample(&[("topic", OTHER)], n as f64);
     }
+    // In the order `TopicTraffic::read` returns them.
     let traffic: [(&'static str, &str); 4] = [
+        (metrics::TOPIC_RECORDS_IN, "Records appended, by topic."),
         (
-            "sluice_topic_records_in_total",
-            "Records appended, by topic.",
-        ),
-        (
-            "sluice_topic_bytes_in_total",
+            metrics::TOPIC_BYTES_IN,
             "Record batch bytes appended, by topic.",
         ),
         (
-            "sluice_topic_records_out_total",
+            metrics::TOPIC_RECORDS_OUT,
             "Offsets sent to consumers by Fetch, counted from each fetch offset, by topic.",
         ),
         (
-            "sluice_topic_bytes_out_total",
+            metrics::TOPIC_BYTES_OUT,
             "Record batch bytes sent by Fetch, by topic.",
         ),
     ];
