@@ -43,60 +43,70 @@ struct Found {
     error_code: i16,
     /// Whole batches to send, if any.
     records: Option<FileSlice>,
+    /// read_committed: the aborted transactions overlapping `records`, as
+    /// (producer id, first offset).
+    aborted: Vec<(i64, i64)>,
 }
 
-/// Reads every wanted partition once, within the response budget (blocking).
-fn read_all(wants: &[Want], max_bytes: u64) -> Vec<Found> {
+impl Found {
+    /// No records, with this error code.
+    fn empty(error_code: i16) -> Found {
+        Found {
+            error_code,
+            records: None,
+            aborted: Vec::new(),
+        }
+    }
+}
+
+/// Reads every wanted partition once, within the response budget (blocking);
+/// read_committed reads stop at each partition's last stable offset.
+fn read_all(wants: &[Want], max_bytes: u64, read_committed: bool) -> Vec<Found> {
     let mut remaining = max_bytes;
     let mut first = true;
     wants
         .iter()
         .map(|w| {
             let Some(p) = &w.partition else {
-                return Found {
-                    error_code: w.unknown_code,
-                    records: None,
-                };
+                return Found::empty(w.unknown_code);
             };
             let limit = u64::try_from(w.partition_max_bytes.max(0))
                 .unwrap_or(0)
                 .min(remaining);
             if limit == 0 && !first {
-                return Found {
-                    error_code: error::NONE,
-                    records: None,
-                };
+                return Found::empty(error::NONE);
             }
-            match p.read_blocking(w.fetch_offset, limit.max(1)) {
-                Ok(Some(slice)) => {
+            let read = if read_committed {
+                p.read_committed_blocking(w.fetch_offset, limit.max(1))
+            } else {
+                p.read_blocking(w.fetch_offset, limit.max(1))
+                    .map(|s| (s, Vec::new()))
+            };
+            match read {
+                Ok((Some(slice), aborted)) => {
                     // Kafka's rule: the first partition with data always gets one whole
                     // batch, so a consumer never stalls on a batch above its limits.
                     if !first && slice.len > limit {
-                        return Found {
-                            error_code: error::NONE,
-                            records: None,
-                        };
+                        return Found::empty(error::NONE);
                     }
                     first = false;
                     remaining = remaining.saturating_sub(slice.len);
                     Found {
                         error_code: error::NONE,
                         records: Some(slice),
+                        aborted: aborted
+                            .iter()
+                            .map(|a| (a.producer_id, a.first_offset))
+                            .collect(),
                     }
                 }
-                Ok(None) => Found {
-                    error_code: error::NONE,
-                    records: None,
-                },
+                Ok((None, _)) => Found::empty(error::NONE),
                 Err(e) => {
                     let error_code = partition_error_code(&e);
                     if e.io_error().is_some() {
                         tracing::error!(partition = p.index, error = %describe(&e), "fetch read failed");
                     }
-                    Found {
-                        error_code,
-                        records: None,
-                    }
+                    Found::empty(error_code)
                 }
             }
         })
@@ -166,17 +176,18 @@ pub(super) async fn handle(broker: &Arc<Broker>, ctx: &Ctx, req: FetchRequest) -
             }
         }
         let ws = wants.clone();
-        let found = match tokio::task::spawn_blocking(move || read_all(&ws, max_bytes)).await {
+        let found = match tokio::task::spawn_blocking(move || {
+            read_all(&ws, max_bytes, read_committed)
+        })
+        .await
+        {
             Ok(f) => f,
             Err(e) => {
                 // A panic while reading: the partition it held is offline now.
                 tracing::error!(error = %e, "fetch task failed");
                 wants
                     .iter()
-                    .map(|_| Found {
-                        error_code: error::KAFKA_STORAGE_ERROR,
-                        records: None,
-                    })
+                    .map(|_| Found::empty(error::KAFKA_STORAGE_ERROR))
                     .collect()
             }
         };
@@ -217,23 +228,21 @@ pub(super) async fn handle(broker: &Arc<Broker>, ctx: &Ctx, req: FetchRequest) -
                 r.len,
             );
         }
-        let (hw, start) = match &w.partition {
-            Some(p) if f.error_code != error::KAFKA_STORAGE_ERROR => {
-                (p.high_watermark(), p.log_start_offset())
-            }
-            _ => (-1, -1),
+        let (hw, lso, start) = match &w.partition {
+            Some(p) if f.error_code != error::KAFKA_STORAGE_ERROR => (
+                p.high_watermark(),
+                p.last_stable_offset(),
+                p.log_start_offset(),
+            ),
+            _ => (-1, -1, -1),
         };
         reply.topics[w.topic].partitions.push(FetchPartitionReply {
             index: w.index,
             error_code: f.error_code,
             high_watermark: hw,
-            last_stable_offset: hw,
+            last_stable_offset: lso,
             log_start_offset: start,
-            aborted: if read_committed {
-                Some(Vec::new())
-            } else {
-                None
-            },
+            aborted: read_committed.then_some(f.aborted),
             records: f.records,
         });
     }

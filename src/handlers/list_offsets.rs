@@ -58,11 +58,31 @@ fn search_batch(
     }
 }
 
-/// `(timestamp, offset)` for one partition query (blocking).
-fn lookup(p: &Partition, ts: i64, limit: u64) -> Result<(i64, i64), PartitionError> {
+/// `(timestamp, offset)` for one partition query (blocking). Under
+/// read_committed, the latest offset is the last stable offset and nothing at
+/// or past it is found by timestamp, as Kafka answers.
+fn lookup(
+    p: &Partition,
+    ts: i64,
+    limit: u64,
+    read_committed: bool,
+) -> Result<(i64, i64), PartitionError> {
     if p.is_offline() {
         return Err(PartitionError::Offline);
     }
+    let found = lookup_uncommitted(p, ts, limit)?;
+    if !read_committed {
+        return Ok(found);
+    }
+    let lso = p.last_stable_offset();
+    Ok(match ts {
+        LATEST => (-1, lso),
+        ts if (ts >= 0 || ts == MAX_TIMESTAMP) && found.1 >= lso => (-1, -1),
+        _ => found,
+    })
+}
+
+fn lookup_uncommitted(p: &Partition, ts: i64, limit: u64) -> Result<(i64, i64), PartitionError> {
     Ok(match ts {
         LATEST => (-1, p.high_watermark()),
         EARLIEST | EARLIEST_LOCAL => (-1, p.log_start_offset()),
@@ -121,6 +141,7 @@ pub(super) async fn handle(
         }
     }
     let limit = broker.config.decompressed_batch_bytes_max;
+    let read_committed = v >= 2 && req.isolation_level == 1;
     // Every queried partition is answered, by the task or, if it failed, here.
     let fallback: Vec<(usize, i32)> = queries.iter().map(|q| (q.0, q.1)).collect();
     let answers = tokio::task::spawn_blocking(move || {
@@ -131,7 +152,7 @@ pub(super) async fn handle(
                 match (partition, valid) {
                     (None, _) => r.error_code = error::UNKNOWN_TOPIC_OR_PARTITION,
                     (Some(_), false) => r.error_code = error::INVALID_REQUEST,
-                    (Some(p), true) => match lookup(&p, ts, limit) {
+                    (Some(p), true) => match lookup(&p, ts, limit, read_committed) {
                         Ok((t, o)) => {
                             r.timestamp = t;
                             r.offset = o;

@@ -16,6 +16,7 @@ pub mod partition;
 pub mod producer;
 pub mod records;
 pub mod segment;
+pub mod txn_index;
 pub mod sim;
 
 pub use batch::{BatchError, BatchHeader};

@@ -10,6 +10,7 @@ use super::batch::{self, add_sequence};
 use super::fs::Fs;
 use super::producer::{ProducerStates, Verdict};
 use super::records::{InvalidBatch, Validated};
+use super::txn_index::{self, AbortedIndex, AbortedTxn, TXN_INDEX_EXT};
 use super::segment::{FileSlice, OpenError, Role, Segment, RELATIVE_OFFSET_MAX};
 use super::LogConfig;
 
@@ -25,8 +26,11 @@ pub enum AppendError {
         /// The configured maximum.
         max: u64,
     },
-    /// An idempotent producer's epoch is older than its current one.
+    /// An idempotent producer's epoch is older than its current one (or a
+    /// transaction marker's is).
     InvalidProducerEpoch,
+    /// A producer with an open transaction sent a batch outside it.
+    InvalidTxnState,
     /// An idempotent producer skipped or reordered sequence numbers.
     OutOfOrderSequence {
         /// Sequence the broker expected.
@@ -51,6 +55,12 @@ impl fmt::Display for AppendError {
             }
             AppendError::InvalidProducerEpoch => {
                 write!(f, "producer epoch is older than the current one")
+            }
+            AppendError::InvalidTxnState => {
+                write!(
+                    f,
+                    "a non-transactional batch from a producer with an open transaction"
+                )
             }
             AppendError::OutOfOrderSequence { expected, got } => {
                 write!(
@@ -116,8 +126,11 @@ pub struct PartitionLog {
     next_offset: i64,
     /// Every offset below this is on stable storage.
     flushed_offset: i64,
-    /// Idempotent producers' recent batches, for duplicate and sequence checks.
+    /// Idempotent producers' recent batches, for duplicate and sequence checks,
+    /// and their open transactions.
     producers: ProducerStates,
+    /// Aborted transactions, for read_committed fetches.
+    aborted: AbortedIndex,
     /// A failed write could not be cut off: the file holds bytes memory does not
     /// account for, so the caller must stop serving this log.
     damaged: bool,
@@ -183,6 +196,41 @@ fn list_snapshots(fs: &dyn Fs, dir: &Path) -> io::Result<Vec<i64>> {
         .collect())
 }
 
+/// What start-up rebuilt from snapshots and the log.
+struct Loaded {
+    /// Producer state as of the log end.
+    producers: ProducerStates,
+    /// The offset the replay began at (the snapshot's).
+    replayed_from: i64,
+    /// Aborts whose markers the replay met.
+    aborted: Vec<AbortedTxn>,
+}
+
+/// Feeds one stored batch to the producer state; an ABORT marker that ends an
+/// open transaction is returned as the abort the transaction index records.
+fn replay_batch(
+    producers: &mut ProducerStates,
+    h: &super::BatchHeader,
+    body: Option<&[u8]>,
+    now_ms: i64,
+) -> Option<AbortedTxn> {
+    if h.attributes & batch::ATTR_CONTROL == 0 {
+        producers.record(h, now_ms);
+        return None;
+    }
+    let commit = body.and_then(super::records::marker_kind)?;
+    let lso = producers
+        .first_unstable_offset()
+        .unwrap_or(h.base_offset);
+    let first = producers.end_txn(h.producer_id, h.producer_epoch, now_ms)?;
+    (!commit).then_some(AbortedTxn {
+        producer_id: h.producer_id,
+        first_offset: first,
+        last_offset: h.base_offset,
+        last_stable_offset: lso,
+    })
+}
+
 /// Rebuilds the producer state: the newest readable snapshot at or below the
 /// log end, then every batch after it. Without one (a data directory from
 /// before snapshots), the active segment's batches, as before.
@@ -193,7 +241,7 @@ fn load_producers(
     segments: &BTreeMap<i64, Segment>,
     log_end: i64,
     now_ms: i64,
-) -> io::Result<ProducerStates> {
+) -> io::Result<Loaded> {
     let mut snaps: Vec<i64> = entries
         .iter()
         .filter_map(|e| parse_offset_name(&e.name, SNAPSHOT_EXT))
@@ -234,14 +282,71 @@ fn load_producers(
         .range(..=from)
         .next_back()
         .map_or(from, |(b, _)| *b);
+    let mut aborted = Vec::new();
     for seg in segments.range(floor..).map(|(_, s)| s) {
-        seg.for_each_header(|h| {
+        seg.for_each_header(|h, body| {
             if h.base_offset >= from {
-                producers.record(h, now_ms);
+                aborted.extend(replay_batch(&mut producers, h, body, now_ms));
             }
         })?;
     }
-    Ok(producers)
+    Ok(Loaded {
+        producers,
+        replayed_from: from,
+        aborted,
+    })
+}
+
+/// Builds the aborted-transaction index: each sealed segment's file, the
+/// active segment's file below where the replay began, and what the replay
+/// found. A damaged file is rebuilt by replaying the whole log, and rewritten.
+fn load_aborted(
+    fs: &dyn Fs,
+    dir: &Path,
+    segments: &BTreeMap<i64, Segment>,
+    loaded: &Loaded,
+    now_ms: i64,
+) -> io::Result<AbortedIndex> {
+    let mut index = AbortedIndex::default();
+    let active = *segments.keys().next_back().expect("a log always has a segment");
+    let mut missing = Vec::new();
+    for base in segments.keys() {
+        match txn_index::read(fs, dir, *base) {
+            Some(v) if *base == active => v
+                .into_iter()
+                .filter(|a| a.last_offset < loaded.replayed_from)
+                .for_each(|a| index.push(a)),
+            Some(v) => v.into_iter().for_each(|a| index.push(a)),
+            None => missing.push(*base),
+        }
+    }
+    for a in &loaded.aborted {
+        index.push(*a);
+    }
+    if missing.is_empty() {
+        return Ok(index);
+    }
+    tracing::info!(dir = %dir.display(), segments = missing.len(),
+        "rebuilding transaction indexes from the log");
+    let mut producers = ProducerStates::default();
+    let mut rebuilt = AbortedIndex::default();
+    for seg in segments.values() {
+        seg.for_each_header(|h, body| {
+            if let Some(a) = replay_batch(&mut producers, h, body, now_ms) {
+                rebuilt.push(a);
+            }
+        })?;
+    }
+    let bounds: Vec<i64> = segments.keys().copied().chain([i64::MAX]).collect();
+    for pair in bounds.windows(2) {
+        let (base, end) = (pair[0], pair[1]);
+        let found = rebuilt.in_range(base, end);
+        if missing.contains(&base) {
+            found.iter().for_each(|a| index.push(*a));
+            txn_index::store(fs, dir, base, &found)?;
+        }
+    }
+    Ok(index)
 }
 
 /// The offset in a `<offset:020>.<ext>` file name.
@@ -280,7 +385,10 @@ impl PartitionLog {
             let name = entry.name.as_str();
             if let Some(base) = parse_segment_name(name) {
                 bases.push(base);
-            } else if name.ends_with(".index") || name.ends_with(".timeindex") {
+            } else if name.ends_with(".index")
+                || name.ends_with(".timeindex")
+                || name.ends_with(TXN_INDEX_EXT)
+            {
                 // An index without its log is garbage from an interrupted delete.
                 let stem = name.split('.').next().unwrap_or("");
                 if !entries.iter().any(|e| e.name == format!("{stem}.log")) {
@@ -326,7 +434,9 @@ impl PartitionLog {
         let start_floor = read_start_floor(fs.as_ref(), dir, next_offset)?;
         // Producers may retry batches whose acknowledgement a restart or crash
         // lost: the latest snapshot plus the batches after it recognise them.
-        let producers = load_producers(fs.as_ref(), dir, &entries, &segments, next_offset, now_ms)?;
+        let loaded = load_producers(fs.as_ref(), dir, &entries, &segments, next_offset, now_ms)?;
+        let aborted = load_aborted(fs.as_ref(), dir, &segments, &loaded, now_ms)?;
+        let producers = loaded.producers;
         Ok(PartitionLog {
             fs,
             dir: dir.to_path_buf(),
@@ -335,6 +445,7 @@ impl PartitionLog {
             next_offset,
             flushed_offset: next_offset,
             producers,
+            aborted,
             damaged: false,
             roll_pending: false,
             start_floor,
@@ -403,7 +514,7 @@ impl PartitionLog {
     /// written beside them.
     pub fn append(&mut self, v: &Validated<'_>, now_ms: i64) -> Result<AppendInfo, AppendError> {
         let records = v.bytes;
-        let mut headers = v.batches.clone();
+        let headers = v.batches.clone();
         for (_, h) in &headers {
             let size = h.total_bytes() as u64;
             if size > self.config.max_message_bytes {
@@ -415,10 +526,19 @@ impl PartitionLog {
         }
         let mut prev: Option<&batch::BatchHeader> = None;
         for (_, h) in &headers {
-            if h.attributes & (batch::ATTR_TRANSACTIONAL | batch::ATTR_CONTROL) != 0 {
-                return Err(AppendError::Unsupported(
-                    "transactional and control batches",
-                ));
+            if h.attributes & batch::ATTR_CONTROL != 0 {
+                return Err(AppendError::Unsupported("control batches from clients"));
+            }
+            let transactional = h.attributes & batch::ATTR_TRANSACTIONAL != 0;
+            if transactional && h.producer_id < 0 {
+                return Err(AppendError::Invalid(InvalidBatch::Records(
+                    super::records::RecordError::NotAllowed(
+                        "a transactional batch needs a producer id",
+                    ),
+                )));
+            }
+            if !transactional && self.producers.in_transaction(h.producer_id) {
+                return Err(AppendError::InvalidTxnState);
             }
             match prev {
                 // Later batches of one request must continue the first one's sequence.
@@ -455,6 +575,64 @@ impl PartitionLog {
             }
             prev = Some(h);
         }
+        self.write_batches(records, headers, now_ms)
+    }
+
+    /// Appends a COMMIT (`commit`) or ABORT marker for `producer_id`'s open
+    /// transaction, as the transaction coordinator asks (written even if the
+    /// producer wrote nothing here: a newer epoch fences the old producer). An
+    /// abort that ends a transaction goes into the aborted-transaction index.
+    pub fn append_marker(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, AppendError> {
+        if self.producers.check_marker(producer_id, epoch).is_err() {
+            return Err(AppendError::InvalidProducerEpoch);
+        }
+        let bytes = super::records::build_marker(producer_id, epoch, commit, coordinator_epoch, now_ms);
+        let headers = batch::split_batches(&bytes)
+            .map_err(|e| AppendError::Invalid(InvalidBatch::Header(e)))?;
+        let lso = self.last_stable_offset();
+        let info = self.write_batches(&bytes, headers, now_ms)?;
+        if let Some(first) = self.producers.end_txn(producer_id, epoch, now_ms) {
+            if !commit {
+                self.aborted.push(AbortedTxn {
+                    producer_id,
+                    first_offset: first,
+                    last_offset: info.base_offset,
+                    last_stable_offset: lso,
+                });
+            }
+        }
+        Ok(info)
+    }
+
+    /// The last stable offset: below it every transaction is decided (the
+    /// first offset of the oldest open transaction, else the log end).
+    pub fn last_stable_offset(&self) -> i64 {
+        self.producers
+            .first_unstable_offset()
+            .unwrap_or(self.next_offset)
+            .min(self.next_offset)
+    }
+
+    /// The aborted transactions a read_committed fetch of `[from, upper)` must report.
+    pub fn aborted_overlapping(&self, from: i64, upper: i64) -> Vec<AbortedTxn> {
+        self.aborted.overlapping(from, upper)
+    }
+
+    /// Assigns offsets to checked batches, rolls if needed, writes them and
+    /// records them in the producer state.
+    fn write_batches(
+        &mut self,
+        records: &[u8],
+        mut headers: Vec<(usize, batch::BatchHeader)>,
+        now_ms: i64,
+    ) -> Result<AppendInfo, AppendError> {
         let base_offset = self.next_offset;
         let mut next = base_offset;
         for (_, h) in headers.iter_mut() {
@@ -485,7 +663,9 @@ impl PartitionLog {
         self.next_offset = next;
         self.clock_ms = self.clock_ms.max(now_ms);
         for (_, h) in &headers {
-            self.producers.record(h, now_ms);
+            if h.attributes & batch::ATTR_CONTROL == 0 {
+                self.producers.record(h, now_ms);
+            }
         }
         Ok(AppendInfo {
             base_offset,
@@ -504,6 +684,10 @@ impl PartitionLog {
         }
         self.active_ref().sync()?;
         self.roll_pending = true;
+        // The sealed segment's aborts are on disk before the next segment exists.
+        let sealed = self.active_ref().base_offset;
+        let aborts = self.aborted.in_range(sealed, self.next_offset);
+        txn_index::store(self.fs.as_ref(), &self.dir, sealed, &aborts)?;
         let seg = Segment::create(&self.fs, &self.dir, self.next_offset, &self.config, now_ms)?;
         self.roll_pending = false;
         if let Err(e) = self.active().finish_seal() {
@@ -550,6 +734,17 @@ impl PartitionLog {
     /// Whole batches from the one holding `offset`, up to `max_bytes` (at least one
     /// batch). `Ok(None)` when `offset` is the log end.
     pub fn read(&self, offset: i64, max_bytes: u64) -> Result<Option<FileSlice>, ReadError> {
+        self.read_below(offset, max_bytes, i64::MAX)
+    }
+
+    /// As [`PartitionLog::read`], but no batch at or past `max_offset` (the last
+    /// stable offset, for read_committed).
+    pub fn read_below(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+        max_offset: i64,
+    ) -> Result<Option<FileSlice>, ReadError> {
         let start = self.log_start_offset();
         if offset < start || offset > self.next_offset {
             return Err(ReadError::OutOfRange {
@@ -561,7 +756,10 @@ impl PartitionLog {
             return Ok(None);
         }
         for seg in self.segments_from(offset) {
-            if let Some(slice) = seg.read(offset, max_bytes)? {
+            if seg.base_offset >= max_offset {
+                break;
+            }
+            if let Some(slice) = seg.read(offset, max_bytes, max_offset)? {
                 return Ok(Some(slice));
             }
         }
@@ -635,8 +833,13 @@ impl PartitionLog {
         for base in doomed {
             if let Some(seg) = self.segments.remove(&base) {
                 seg.delete()?;
+                txn_index::store(self.fs.as_ref(), &self.dir, base, &[])?;
             }
         }
+        self.aborted.forget_from(offset);
+        let active = self.active_ref().base_offset;
+        let kept = self.aborted.in_range(active, offset);
+        txn_index::store(self.fs.as_ref(), &self.dir, active, &kept)?;
         let seg = self.active();
         seg.truncate_to(offset).map_err(|e| match e {
             OpenError::Io(e) => e,
@@ -683,7 +886,11 @@ impl PartitionLog {
         for base in bases {
             if let Some(seg) = self.segments.remove(base) {
                 seg.delete()?;
+                txn_index::store(self.fs.as_ref(), &self.dir, *base, &[])?;
             }
+        }
+        if let Some(first) = self.segments.keys().next() {
+            self.aborted.forget_before(*first);
         }
         if !bases.is_empty() {
             self.fs.sync_dir(&self.dir)?;
@@ -731,6 +938,11 @@ impl PartitionLog {
     /// producer state; the log must not be appended to after.
     pub fn close(&mut self) -> io::Result<()> {
         self.flush()?;
+        // The active segment's aborts first: a snapshot at the log end means
+        // start-up replays nothing before it.
+        let active = self.active_ref().base_offset;
+        let aborts = self.aborted.in_range(active, self.next_offset);
+        txn_index::store(self.fs.as_ref(), &self.dir, active, &aborts)?;
         self.write_producer_snapshot(self.clock_ms);
         self.active().finish_seal()
     }
@@ -919,6 +1131,97 @@ mod tests {
             })
             .count();
         assert!(snapshots <= 2, "{snapshots} snapshots");
+    }
+
+    /// A one-record transactional batch of producer `pid`, epoch 0, at `seq`.
+    fn txn_batch(pid: i64, seq: i32) -> Vec<u8> {
+        let payload = crate::log::records::encode_records(&[(None, Some(&[2u8; 300][..]))]);
+        let mut b = crate::log::records::build_raw_batch(1, batch::ATTR_TRANSACTIONAL, 1, &payload);
+        super::batch::set_producer(&mut b, pid, 0, seq);
+        b
+    }
+
+    fn append_txn(log: &mut PartitionLog, pid: i64, seq: i32) -> i64 {
+        log.append(&validate(&txn_batch(pid, seq), 1 << 20).unwrap(), 0)
+            .unwrap()
+            .base_offset
+    }
+
+    #[test]
+    fn transactions_bound_the_stable_offset_and_aborts_are_indexed_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |recover| {
+            PartitionLog::open(Arc::new(RealFs), dir.path(), cfg(), recover, 0).unwrap()
+        };
+        let mut log = open(false);
+        assert_eq!(append_txn(&mut log, 1, 0), 0); // pid 1 opens at 0
+        assert_eq!(append_txn(&mut log, 2, 0), 1); // pid 2 opens at 1
+        assert_eq!(log.last_stable_offset(), 0);
+        // Nothing at or past the LSO is read.
+        assert!(log.read_below(0, 1 << 20, 0).unwrap().is_none());
+        assert_eq!(append_txn(&mut log, 1, 1), 2);
+        // A non-transactional batch from a producer inside a transaction is refused.
+        let mut plain = build_test_batch(1, &[b"x"]);
+        super::batch::set_producer(&mut plain, 1, 0, 2);
+        assert!(matches!(
+            log.append(&validate(&plain, 1 << 20).unwrap(), 0),
+            Err(AppendError::InvalidTxnState)
+        ));
+        let commit = log.append_marker(1, 0, true, 0, 0).unwrap();
+        assert_eq!(commit.base_offset, 3);
+        assert_eq!(log.last_stable_offset(), 1, "pid 2 is still open");
+        let slice = log.read_below(0, 1 << 20, 1).unwrap().unwrap();
+        assert_eq!(slice.next_offset, 1, "only the batch below the LSO");
+        append_txn(&mut log, 2, 1); // 4
+        assert!(log.segment_count() > 1, "small segments roll");
+        let abort = log.append_marker(2, 0, false, 0, 0).unwrap();
+        assert_eq!(abort.base_offset, 5);
+        assert_eq!(log.last_stable_offset(), 6);
+        let want = vec![AbortedTxn {
+            producer_id: 2,
+            first_offset: 1,
+            last_offset: 5,
+            last_stable_offset: 1,
+        }];
+        assert_eq!(log.aborted_overlapping(0, 6), want);
+        assert_eq!(log.aborted_overlapping(6, 10), vec![]);
+        // A marker from an older epoch is refused; a newer one fences.
+        log.append_marker(2, 3, false, 0, 0).unwrap();
+        assert!(matches!(
+            log.append_marker(2, 2, false, 0, 0),
+            Err(AppendError::InvalidProducerEpoch)
+        ));
+        assert!(matches!(
+            log.append(&validate(&txn_batch(2, 2), 1 << 20).unwrap(), 0),
+            Err(AppendError::InvalidProducerEpoch)
+        ));
+        // pid 3 opens a transaction that stays open over restarts.
+        let open_at = append_txn(&mut log, 3, 0);
+        log.close().unwrap();
+        drop(log);
+        let mut log = open(false);
+        assert_eq!(log.aborted_overlapping(0, 100), want, "after a clean restart");
+        assert_eq!(log.last_stable_offset(), open_at);
+        append_txn(&mut log, 3, 1);
+        log.append_marker(3, 0, false, 0, 0).unwrap();
+        append_txn(&mut log, 4, 0);
+        let lso = log.last_stable_offset();
+        let aborts = log.aborted_overlapping(0, 100);
+        assert_eq!(aborts.len(), 2);
+        drop(log); // a crash
+        let log = open(true);
+        assert_eq!(log.aborted_overlapping(0, 100), aborts, "after a crash");
+        assert_eq!(log.last_stable_offset(), lso);
+        drop(log);
+        // A damaged index file is rebuilt from the log.
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "txnindex") {
+                std::fs::write(&p, b"junk").unwrap();
+            }
+        }
+        let log = open(true);
+        assert_eq!(log.aborted_overlapping(0, 100), aborts, "rebuilt");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Idempotent producer state of one partition: the last batches of each producer,
-//! so retries are recognised as duplicates and gaps as out-of-order sequences.
+//! so retries are recognised as duplicates and gaps as out-of-order sequences,
+//! and the first offset of each producer's open transaction, which bounds the
+//! last stable offset.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use super::batch::{add_sequence, BatchHeader};
 
@@ -38,6 +40,8 @@ struct Entry {
     last_append_ms: i64,
     /// The max timestamp of its last batch (DescribeProducers' `last_timestamp`).
     last_timestamp: i64,
+    /// First offset of its open transaction in this partition, -1 if none.
+    txn_first: i64,
 }
 
 /// One producer as DescribeProducers reports it.
@@ -51,6 +55,8 @@ pub struct ProducerSummary {
     pub last_sequence: i32,
     /// Max timestamp of its last batch.
     pub last_timestamp: i64,
+    /// First offset of its open transaction, -1 if none.
+    pub txn_start_offset: i64,
 }
 
 /// How a batch relates to what the producer sent before.
@@ -83,7 +89,14 @@ pub struct ProducerStates {
     producers: HashMap<i64, Entry>,
     /// Counts appends, to find the least recently active producer.
     clock: u64,
+    /// Open transactions as (first offset, producer id): the first bounds the
+    /// last stable offset.
+    open: BTreeSet<(i64, i64)>,
 }
+
+/// Why a COMMIT/ABORT marker was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaleMarker;
 
 impl ProducerStates {
     /// Judges a batch without changing state. Batches without a producer id always append.
@@ -138,9 +151,12 @@ impl ProducerStates {
         self.clock += 1;
         let clock = self.clock;
         if !self.producers.contains_key(&h.producer_id) && self.producers.len() >= PRODUCERS_MAX {
+            // A producer with an open transaction is never forgotten: the last
+            // stable offset waits for its marker.
             if let Some(oldest) = self
                 .producers
                 .iter()
+                .filter(|(_, e)| e.txn_first < 0)
                 .min_by_key(|(_, e)| e.touched)
                 .map(|(k, _)| *k)
             {
@@ -156,7 +172,12 @@ impl ProducerStates {
                 touched: clock,
                 last_append_ms: now_ms,
                 last_timestamp: h.max_timestamp,
+                txn_first: -1,
             });
+        if h.attributes & super::batch::ATTR_TRANSACTIONAL != 0 && e.txn_first < 0 {
+            e.txn_first = h.base_offset;
+            self.open.insert((h.base_offset, h.producer_id));
+        }
         e.last_append_ms = e.last_append_ms.max(now_ms);
         e.last_timestamp = h.max_timestamp;
         if h.producer_epoch != e.epoch {
@@ -178,14 +199,66 @@ impl ProducerStates {
     /// Forgets everything (after a truncation the remembered offsets may be gone).
     pub fn clear(&mut self) {
         self.producers.clear();
+        self.open.clear();
+    }
+
+    /// Checks a COMMIT/ABORT marker's epoch: older than the producer's is refused.
+    pub fn check_marker(&self, producer_id: i64, epoch: i16) -> Result<(), StaleMarker> {
+        match self.producers.get(&producer_id) {
+            Some(e) if epoch < e.epoch => Err(StaleMarker),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a COMMIT/ABORT marker of `producer_id` at `epoch`: its open
+    /// transaction (if any) ends; returns that transaction's first offset. A
+    /// newer epoch (a fenced producer's transaction aborted by the coordinator)
+    /// becomes the producer's, so the fenced one can no longer write.
+    pub fn end_txn(&mut self, producer_id: i64, epoch: i16, now_ms: i64) -> Option<i64> {
+        self.clock += 1;
+        let clock = self.clock;
+        let e = self.producers.entry(producer_id).or_insert_with(|| Entry {
+            epoch,
+            batches: VecDeque::new(),
+            touched: clock,
+            last_append_ms: now_ms,
+            last_timestamp: -1,
+            txn_first: -1,
+        });
+        if epoch > e.epoch {
+            e.epoch = epoch;
+            e.batches.clear();
+        }
+        e.touched = clock;
+        e.last_append_ms = e.last_append_ms.max(now_ms);
+        let first = std::mem::replace(&mut e.txn_first, -1);
+        if first < 0 {
+            return None;
+        }
+        self.open.remove(&(first, producer_id));
+        Some(first)
+    }
+
+    /// The first offset of the oldest open transaction: the last stable offset
+    /// when there is one.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.open.first().map(|(o, _)| *o)
+    }
+
+    /// Whether `producer_id` has an open transaction here.
+    pub fn in_transaction(&self, producer_id: i64) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_some_and(|e| e.txn_first >= 0)
     }
 
     /// Forgets producers that appended nothing for `expiration_ms`
     /// (`producer.id.expiration.ms`); returns how many.
     pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
         let before = self.producers.len();
-        self.producers
-            .retain(|_, e| now_ms.saturating_sub(e.last_append_ms) < expiration_ms);
+        self.producers.retain(|_, e| {
+            e.txn_first >= 0 || now_ms.saturating_sub(e.last_append_ms) < expiration_ms
+        });
         before - self.producers.len()
     }
 
@@ -194,13 +267,12 @@ impl ProducerStates {
         let mut out: Vec<ProducerSummary> = self
             .producers
             .iter()
-            .filter_map(|(id, e)| {
-                e.batches.back().map(|b| ProducerSummary {
-                    producer_id: *id,
-                    epoch: e.epoch,
-                    last_sequence: b.last_seq,
-                    last_timestamp: e.last_timestamp,
-                })
+            .map(|(id, e)| ProducerSummary {
+                producer_id: *id,
+                epoch: e.epoch,
+                last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp: e.last_timestamp,
+                txn_start_offset: e.txn_first,
             })
             .collect();
         out.sort_by_key(|p| p.producer_id);
@@ -218,8 +290,9 @@ impl ProducerStates {
     }
 
     /// The snapshot file's bytes: `SNAPSHOT_MAGIC`, a version, the entry count,
-    /// the entries (producer id, epoch, last append time, its batches), and a
-    /// CRC-32C of everything before it.
+    /// the entries (producer id, epoch, last append time, last timestamp, open
+    /// transaction's first offset, its batches), and a CRC-32C of everything
+    /// before it.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 + self.producers.len() * 64);
         out.extend_from_slice(SNAPSHOT_MAGIC);
@@ -233,6 +306,7 @@ impl ProducerStates {
             out.extend_from_slice(&e.epoch.to_be_bytes());
             out.extend_from_slice(&e.last_append_ms.to_be_bytes());
             out.extend_from_slice(&e.last_timestamp.to_be_bytes());
+            out.extend_from_slice(&e.txn_first.to_be_bytes());
             out.push(e.batches.len() as u8);
             for b in &e.batches {
                 out.extend_from_slice(&b.first_seq.to_be_bytes());
@@ -262,7 +336,7 @@ impl ProducerStates {
             return Err("not a producer snapshot".into());
         }
         let version = u16::from_be_bytes([body[4], body[5]]);
-        if version != SNAPSHOT_VERSION {
+        if !(1..=SNAPSHOT_VERSION).contains(&version) {
             return Err(format!(
                 "producer snapshot version {version} is not supported"
             ));
@@ -281,12 +355,18 @@ impl ProducerStates {
         };
         let mut states = ProducerStates::default();
         for _ in 0..count {
-            let f = take(8 + 2 + 8 + 8 + 1)?;
+            let f = take(8 + 2 + 8 + 8)?;
             let id = i64::from_be_bytes(f[0..8].try_into().expect("8 bytes"));
             let epoch = i16::from_be_bytes(f[8..10].try_into().expect("2 bytes"));
             let last_append_ms = i64::from_be_bytes(f[10..18].try_into().expect("8 bytes"));
             let last_timestamp = i64::from_be_bytes(f[18..26].try_into().expect("8 bytes"));
-            let n = usize::from(f[26]);
+            // Version 1 had no transactions.
+            let txn_first = if version >= 2 {
+                i64::from_be_bytes(take(8)?.try_into().expect("8 bytes"))
+            } else {
+                -1
+            };
+            let n = usize::from(take(1)?[0]);
             if n > BATCHES_PER_PRODUCER {
                 return Err(format!(
                     "producer snapshot claims {n} batches for one producer"
@@ -310,8 +390,12 @@ impl ProducerStates {
                     touched: 0,
                     last_append_ms,
                     last_timestamp,
+                    txn_first,
                 },
             );
+            if txn_first >= 0 {
+                states.open.insert((txn_first, id));
+            }
         }
         if at != body.len() {
             return Err("bytes after the last producer in the snapshot".into());
@@ -322,8 +406,8 @@ impl ProducerStates {
 
 /// First bytes of a producer snapshot file.
 const SNAPSHOT_MAGIC: &[u8; 4] = b"SLPS";
-/// Format version of producer snapshots.
-const SNAPSHOT_VERSION: u16 = 1;
+/// Format version of producer snapshots (2 added the open transaction's first offset).
+const SNAPSHOT_VERSION: u16 = 2;
 
 #[cfg(test)]
 mod tests {
@@ -396,7 +480,8 @@ mod tests {
                 producer_id: 1,
                 epoch: 2,
                 last_sequence: 6,
-                last_timestamp: 0
+                last_timestamp: 0,
+                txn_start_offset: -1,
             }
         );
         assert_eq!(

@@ -788,6 +788,42 @@ pub fn build_raw_batch(
     b
 }
 
+/// A COMMIT or ABORT control batch (KIP-98's transaction marker) of
+/// `producer_id` at `epoch`: one record whose key is (version 0, type: 0 abort,
+/// 1 commit) and whose value is (version 0, coordinator epoch).
+pub fn build_marker(
+    producer_id: i64,
+    epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> Vec<u8> {
+    let key = [0, 0, 0, u8::from(commit)];
+    let mut value = vec![0u8, 0];
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    let payload = encode_records(&[(Some(&key[..]), Some(&value[..]))]);
+    let mut b = build_raw_batch(
+        timestamp,
+        batch::ATTR_CONTROL | batch::ATTR_TRANSACTIONAL,
+        1,
+        &payload,
+    );
+    batch::set_producer(&mut b, producer_id, epoch, -1);
+    b
+}
+
+/// What a control batch marks: `Some(true)` COMMIT, `Some(false)` ABORT,
+/// `None` for anything else (another control type, or unreadable).
+pub fn marker_kind(b: &[u8]) -> Option<bool> {
+    let records = uncompressed(b)?;
+    let (key, _) = records.first()?;
+    match (*key)? {
+        [_, _, 0, 0, ..] => Some(false),
+        [_, _, 0, 1, ..] => Some(true),
+        _ => None,
+    }
+}
+
 /// Builds a valid uncompressed, non-idempotent batch of `(key, value)` records, all
 /// stamped `base_timestamp`. The broker's own internal logs are written with it.
 pub fn build_batch(base_timestamp: i64, records: &[KeyValue<'_>]) -> Vec<u8> {

@@ -345,12 +345,27 @@ impl Segment {
         u32::try_from(offset - self.base_offset).unwrap_or(u32::MAX)
     }
 
-    /// Calls `f` with every batch header in order (blocking reads of 61 bytes each).
-    pub fn for_each_header(&self, mut f: impl FnMut(&BatchHeader)) -> io::Result<()> {
+    /// Calls `f` with every batch header in order, and the batch itself for
+    /// control batches (transaction markers, a few dozen bytes each); blocking
+    /// reads of 61 bytes per batch.
+    pub fn for_each_header(
+        &self,
+        mut f: impl FnMut(&BatchHeader, Option<&[u8]>),
+    ) -> io::Result<()> {
+        /// Control batches are one small record; a larger one is not read.
+        const CONTROL_BATCH_BYTES_MAX: usize = 4096;
         let mut pos = 0u64;
+        let mut buf = Vec::new();
         while let Some(h) = read_header(self.file.as_ref(), pos, self.size)? {
-            f(&h);
-            pos += h.total_bytes() as u64;
+            let total = h.total_bytes();
+            if h.attributes & batch::ATTR_CONTROL != 0 && total <= CONTROL_BATCH_BYTES_MAX {
+                buf.resize(total, 0);
+                self.file.read_exact_at(&mut buf, pos)?;
+                f(&h, Some(&buf));
+            } else {
+                f(&h, None);
+            }
+            pos += total as u64;
         }
         Ok(())
     }
@@ -417,14 +432,29 @@ impl Segment {
     }
 
     /// Whole batches starting with the one that holds `offset`, up to `max_bytes`
-    /// (but always at least that first batch).
-    pub fn read(&self, offset: i64, max_bytes: u64) -> io::Result<Option<FileSlice>> {
+    /// (but always at least that first batch), and none from `max_offset` on
+    /// (a batch boundary: the last stable offset).
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+        max_offset: i64,
+    ) -> io::Result<Option<FileSlice>> {
         let Some((start, first)) = self.locate(offset)? else {
             return Ok(None);
         };
+        if first.base_offset >= max_offset {
+            return Ok(None);
+        }
         let mut end = start + first.total_bytes() as u64;
         let mut next_offset = first.next_offset();
-        let limit = start.saturating_add(max_bytes).min(self.size);
+        let mut stop = self.size;
+        if max_offset < self.next_offset {
+            if let Some((pos, _)) = self.locate(max_offset)? {
+                stop = pos;
+            }
+        }
+        let limit = start.saturating_add(max_bytes).min(stop);
         if end < limit {
             // Jump near the limit with the index, then walk batch headers.
             let rel_limit = u64::from(

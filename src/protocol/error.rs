@@ -81,3 +81,23 @@ pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
 pub const ELECTION_NOT_NEEDED: i16 = 84;
 /// DescribeCluster: this endpoint does not serve that endpoint type.
 pub const UNSUPPORTED_ENDPOINT_TYPE: i16 = 115;
+/// The producer has an open transaction and sent a batch outside it, or the
+/// transaction request does not fit the transaction's state.
+pub const INVALID_TXN_STATE: i16 = 48;
+/// The producer id is not the one the transactional id holds.
+pub const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+/// `transaction.timeout.ms` is above the broker's maximum.
+pub const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
+/// A previous transaction of this transactional id is still completing: retry.
+pub const CONCURRENT_TRANSACTIONS: i16 = 51;
+/// The transactional id is not authorized (unused until ACLs).
+pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+/// OffsetFetch with require_stable: a transactional offset commit is pending.
+pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+/// A newer producer with the same transactional id exists (newer API versions;
+/// older ones get INVALID_PRODUCER_EPOCH).
+pub const PRODUCER_FENCED: i16 = 90;
+/// DescribeTransactions: the transactional id is not known.
+pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
+/// The coordinator is loading its state: retry.
+pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;

@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 use super::Health;
 use crate::clock::now_ms;
 use crate::log::records;
+use crate::log::txn_index::AbortedTxn;
 use crate::log::{AppendError, AppendInfo, FileSlice, FsFile, PartitionLog, ReadError};
 
 /// Why a partition operation did not happen. `handlers` maps each to a Kafka error.
@@ -96,6 +97,8 @@ pub struct Partition {
     log_end: AtomicI64,
     /// Log start offset, readable lock-free.
     log_start: AtomicI64,
+    /// Last stable offset (below it every transaction is decided), readable lock-free.
+    lso: AtomicI64,
     /// Every offset below this is fsynced; read lock-free by producers waiting on acks=all.
     flushed: AtomicI64,
     /// Fetches parked until this partition gets data. Each connection parks at most
@@ -149,6 +152,7 @@ impl Partition {
             index,
             log_end: AtomicI64::new(log.log_end_offset()),
             log_start: AtomicI64::new(log.log_start_offset()),
+            lso: AtomicI64::new(log.last_stable_offset()),
             flushed: AtomicI64::new(log.flushed_offset()),
             log: Mutex::new(Some(log)),
             waiters: Mutex::new(Vec::new()),
@@ -169,6 +173,7 @@ impl Partition {
             index,
             log_end: AtomicI64::new(-1),
             log_start: AtomicI64::new(-1),
+            lso: AtomicI64::new(-1),
             flushed: AtomicI64::new(-1),
             log: Mutex::new(None),
             waiters: Mutex::new(Vec::new()),
@@ -247,6 +252,11 @@ impl Partition {
         self.log_end.load(Ordering::Acquire)
     }
 
+    /// Last stable offset: what read_committed consumers may read up to.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.lso.load(Ordering::Acquire)
+    }
+
     /// First offset still stored.
     pub fn log_start_offset(&self) -> i64 {
         self.log_start.load(Ordering::Acquire)
@@ -306,12 +316,70 @@ impl Partition {
                         "a failed write could not be cut off; the partition is offline until restart");
                 }
             }
-            self.log_end.store(log.log_end_offset(), Ordering::Release);
+            self.publish_offsets(log);
             result
         })?;
         let info = info.map_err(PartitionError::Append)?;
         self.wake_waiters();
         Ok(info)
+    }
+
+    /// Stores the offsets readers see without the lock (after a write).
+    fn publish_offsets(&self, log: &PartitionLog) {
+        self.log_end.store(log.log_end_offset(), Ordering::Release);
+        self.lso.store(log.last_stable_offset(), Ordering::Release);
+    }
+
+    /// Appends a COMMIT or ABORT marker for `producer_id`'s transaction
+    /// (blocking); parked fetches wake, since the last stable offset may move.
+    pub fn append_marker_blocking(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Result<AppendInfo, PartitionError> {
+        let info = self.with_log(|log| {
+            let result = log.append_marker(producer_id, epoch, commit, coordinator_epoch, now_ms());
+            if let Err(AppendError::Io(e)) = &result {
+                if log.is_damaged() {
+                    self.offline.store(true, Ordering::Release);
+                    tracing::error!(partition = self.index, error = %e,
+                        "a failed write could not be cut off; the partition is offline until restart");
+                }
+            }
+            self.publish_offsets(log);
+            result
+        })?;
+        let info = info.map_err(PartitionError::Append)?;
+        self.wake_waiters();
+        Ok(info)
+    }
+
+    /// read_committed: whole batches from `offset` below the last stable
+    /// offset, with the aborted transactions overlapping what is returned
+    /// (blocking).
+    pub fn read_committed_blocking(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+    ) -> Result<(Option<FileSlice>, Vec<AbortedTxn>), PartitionError> {
+        let (slice, aborted) = self
+            .with_log(|log| {
+                let lso = log.last_stable_offset();
+                log.read_below(offset, max_bytes, lso).map(|slice| {
+                    let aborted = slice
+                        .as_ref()
+                        .map(|s| log.aborted_overlapping(offset, s.next_offset))
+                        .unwrap_or_default();
+                    (slice, aborted)
+                })
+            })?
+            .map_err(PartitionError::Read)?;
+        if let Some(s) = &slice {
+            s.file.readahead(s.position, s.len);
+        }
+        Ok((slice, aborted))
     }
 
     /// Reads whole batches from `offset` (blocking: index lookup and header reads).
