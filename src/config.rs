@@ -222,6 +222,29 @@ pub struct Config {
     #[arg(long, env = "SLUICE_GROUP_LOG_COMPACT_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub group_log_compact_bytes: u64,
 
+    /// Longest `transaction.timeout.ms` a transactional producer may ask for
+    /// (Kafka's `transaction.max.timeout.ms`): bounds how long an abandoned
+    /// transaction holds back read_committed consumers.
+    #[arg(long, env = "SLUICE_TRANSACTION_MAX_TIMEOUT_MS", default_value_t = 900_000)]
+    pub transaction_max_timeout_ms: i32,
+
+    /// A transactional id unused this long is forgotten (Kafka's
+    /// `transactional.id.expiration.ms`, 7 days).
+    #[arg(long, env = "SLUICE_TRANSACTIONAL_ID_EXPIRATION_MS", default_value_t = 604_800_000)]
+    pub transactional_id_expiration_ms: i64,
+
+    /// How often open transactions are checked for their timeout and idle
+    /// transactional ids for expiry (Kafka's
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`).
+    #[arg(long, env = "SLUICE_TRANSACTION_CHECK_INTERVAL_MS", default_value_t = 10_000)]
+    pub transaction_check_interval_ms: u64,
+
+    /// Most transactional ids remembered at once: each costs memory and a
+    /// record in the state log; past it a new id is refused
+    /// (COORDINATOR_NOT_AVAILABLE) until idle ones expire.
+    #[arg(long, env = "SLUICE_TRANSACTIONAL_IDS_MAX", default_value_t = 100_000)]
+    pub transactional_ids_max: usize,
+
     /// Settings given on the command line or in the environment (by field name),
     /// so DescribeConfigs can tell STATIC_BROKER_CONFIG from DEFAULT_CONFIG.
     #[arg(skip)]
@@ -309,6 +332,18 @@ impl Config {
         }
         if self.group_initial_rebalance_delay_ms < 0 {
             return Err("--group-initial-rebalance-delay-ms must not be negative".into());
+        }
+        if self.transaction_max_timeout_ms < 1 || self.transactional_id_expiration_ms < 1 {
+            return Err(
+                "--transaction-max-timeout-ms and --transactional-id-expiration-ms must be at least 1"
+                    .into(),
+            );
+        }
+        if self.transaction_check_interval_ms == 0 || self.transactional_ids_max == 0 {
+            return Err(
+                "--transaction-check-interval-ms and --transactional-ids-max must be at least 1"
+                    .into(),
+            );
         }
         if self.producer_id_expiration_ms < 1 {
             return Err("--producer-id-expiration-ms must be at least 1".into());

@@ -64,6 +64,10 @@ pub const GROUP_COMMIT_PARTITIONS: &str = "sluice_group_commit_partitions";
 pub const FLUSHER_QUEUE_DEPTH: &str = "sluice_flusher_queue_depth";
 /// Rebalances begun, by cause.
 pub const GROUP_REBALANCES: &str = "sluice_group_rebalances_total";
+/// Transactions completed, by outcome (commit or abort).
+pub const TXN_COMPLETED: &str = "sluice_transactions_completed_total";
+/// COMMIT/ABORT markers written to partitions.
+pub const TXN_MARKERS: &str = "sluice_transaction_markers_total";
 /// Time a JoinGroup waited for its answer.
 pub const JOIN_PARKED_SECONDS: &str = "sluice_group_join_parked_seconds";
 /// Time a SyncGroup waited for its answer.
@@ -146,6 +150,8 @@ fn describe() {
     describe_counter!(RESPONSE_BYTES, Unit::Bytes, "Response bytes sent, by API.");
     describe_counter!(PRODUCE_REJECTED, "Produced batches refused, by reason.");
     describe_counter!(FETCH_PARKED, "Fetches that parked waiting for data.");
+    describe_counter!(TXN_COMPLETED, "Transactions completed, by outcome.");
+    describe_counter!(TXN_MARKERS, "COMMIT/ABORT markers written to partitions.");
     describe_counter!(
         FETCH_WOKEN,
         "Parked fetches that ended, by what ended them."
@@ -324,6 +330,13 @@ pub fn group_commit(requests: usize, partitions: usize, queued: usize) {
     histogram!(GROUP_COMMIT_REQUESTS).record(requests as f64);
     histogram!(GROUP_COMMIT_PARTITIONS).record(partitions as f64);
     gauge!(FLUSHER_QUEUE_DEPTH).set(queued as f64);
+}
+
+/// Counts a completed transaction and the markers it wrote.
+pub fn txn_markers(commit: bool, markers: usize) {
+    let outcome = if commit { "commit" } else { "abort" };
+    counter!(TXN_COMPLETED, "outcome" => outcome).increment(1);
+    counter!(TXN_MARKERS).increment(markers as u64);
 }
 
 /// Counts a rebalance begun for `cause`.

@@ -10,6 +10,7 @@ pub mod meta;
 pub mod producer_ids;
 pub mod topic_config;
 pub mod topics;
+mod txn_markers;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -23,11 +24,12 @@ use uuid::Uuid;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::group::Coordinator;
+use crate::txn::TxnCoordinator;
 use crate::log::{Fs, LogConfig, RealFs};
 use crate::storage::{Partition, PartitionError, Storage};
 use producer_ids::ProducerIds;
 use topic_config::{BrokerDefaults, Dynamic};
-pub use topics::{validate_topic_name, Topic, TopicError, GROUP_LOG_DIR};
+pub use topics::{is_internal, validate_topic_name, Topic, TopicError, GROUP_LOG_DIR, TXN_LOG_DIR};
 use topics::{Topics, DELETED_PREFIX};
 
 /// Present in the data directory only after a clean shutdown.
@@ -69,12 +71,16 @@ pub struct Broker {
     pub groups: Arc<Coordinator>,
     /// The internal log holding group state, closed with the topics on shutdown.
     group_log: Arc<Partition>,
+    /// The transaction coordinator: transactional ids, markers, timeouts.
+    pub txns: Arc<TxnCoordinator>,
+    /// The internal log holding transaction state, closed with the topics.
+    txn_log: Arc<Partition>,
     /// Serialises topic creation and deletion (directory changes).
     admin_lock: tokio::sync::Mutex<()>,
     /// Set once shutdown has closed the logs.
     closed: AtomicBool,
     /// Producer ids.
-    producer_ids: ProducerIds,
+    producer_ids: Arc<ProducerIds>,
     /// Dynamic broker configs (AlterConfigs on a BROKER resource), persisted in
     /// [`topic_config::DYNAMIC_FILE`]; changed under `admin_lock`.
     dynamic: RwLock<Dynamic>,
@@ -98,6 +104,8 @@ struct Loaded {
     topics: Topics,
     /// The internal group log, recovered.
     group_log: Arc<Partition>,
+    /// The internal transaction log, recovered.
+    txn_log: Arc<Partition>,
     /// Dynamic broker configs.
     dynamic: Dynamic,
 }
@@ -117,7 +125,19 @@ impl Broker {
             .await
             .map_err(io::Error::other)??;
         let groups = Coordinator::open(&config, loaded.group_log.clone(), storage.syncer()).await?;
-        let producer_ids = ProducerIds::new(fs, &config.data_dir);
+        let producer_ids = Arc::new(ProducerIds::new(fs, &config.data_dir));
+        let ids = producer_ids.clone();
+        let fresh_pid: crate::txn::FreshPid = Arc::new(move || {
+            let ids = ids.clone();
+            Box::pin(async move { ids.next().await })
+        });
+        let txns = TxnCoordinator::open(
+            &config,
+            loaded.txn_log.clone(),
+            storage.syncer(),
+            fresh_pid,
+        )
+        .await?;
         let b = Arc::new(Broker {
             cluster_id: loaded.cluster_id,
             advertised: OnceLock::new(),
@@ -125,6 +145,8 @@ impl Broker {
             topics: RwLock::new(loaded.topics),
             groups,
             group_log: loaded.group_log,
+            txns,
+            txn_log: loaded.txn_log,
             admin_lock: tokio::sync::Mutex::new(()),
             closed: AtomicBool::new(false),
             producer_ids,
@@ -135,6 +157,8 @@ impl Broker {
         for t in b.topics() {
             t.apply_effective(&b.effective(&t.configs()));
         }
+        b.txns
+            .start(Arc::new(txn_markers::BrokerMarkers::new(&b)));
         // Offsets of topics that no longer exist (a crash between deleting a
         // topic and writing its offsets' tombstones) are forgotten now.
         let gone: std::collections::BTreeSet<String> = b
@@ -179,7 +203,7 @@ impl Broker {
                 fs.remove_dir_all(&path)?;
                 continue;
             }
-            if !entry.is_dir || entry.name == GROUP_LOG_DIR {
+            if !entry.is_dir || is_internal(&entry.name) {
                 continue;
             }
             match topics::load_topic(storage, &path, config, &dynamic, recover)? {
@@ -196,6 +220,18 @@ impl Broker {
             recover,
             now_ms(),
         )?;
+        let txn_log = storage.open_partition(
+            &dir.join(TXN_LOG_DIR),
+            0,
+            group_log_config(config),
+            recover,
+            now_ms(),
+        )?;
+        if txn_log.is_offline() {
+            return Err(io::Error::other(
+                "the transaction log is corrupt; repair or remove __transaction_state to start",
+            ));
+        }
         if group_log.is_offline() {
             return Err(io::Error::other(
                 "the group log is corrupt; repair or remove __consumer_offsets to start",
@@ -211,6 +247,7 @@ impl Broker {
             cluster_id,
             topics,
             group_log,
+            txn_log,
             dynamic,
         })
     }
@@ -257,9 +294,9 @@ impl Broker {
         configs: &BTreeMap<String, String>,
     ) -> Result<(i32, LogConfig), TopicError> {
         validate_topic_name(name)?;
-        if name == GROUP_LOG_DIR {
+        if is_internal(name) {
             return Err(TopicError::InvalidName(format!(
-                "{name} is reserved for the broker's group state"
+                "{name} is reserved for the broker's internal state"
             )));
         }
         let partitions = if partitions == -1 {
@@ -516,7 +553,7 @@ impl Broker {
         if let Some(t) = self.topic(name) {
             return Ok(t);
         }
-        if !self.config.auto_create_topics || name == GROUP_LOG_DIR {
+        if !self.config.auto_create_topics || is_internal(name) {
             validate_topic_name(name)?;
             return Err(TopicError::Unknown);
         }
@@ -577,6 +614,7 @@ impl Broker {
     pub fn begin_shutdown(&self) {
         self.shutdown_tx.send_replace(true);
         self.groups.begin_shutdown();
+        self.txns.begin_shutdown();
     }
 
     /// A receiver that becomes true when shutdown starts.
@@ -592,13 +630,13 @@ impl Broker {
         }
         let topics = self.topics();
         let dir = self.config.data_dir.clone();
-        let group_log = self.group_log.clone();
+        let internal = [self.group_log.clone(), self.txn_log.clone()];
         let storage = self.storage.clone();
         tokio::task::spawn_blocking(move || -> io::Result<()> {
             let fs = storage.fs.as_ref();
             let parts = topics.iter().flat_map(|t| t.partitions.iter());
             let mut clean = !storage.health.is_offline();
-            for p in parts.chain(std::iter::once(&group_log)) {
+            for p in parts.chain(internal.iter()) {
                 if let Err(e) = p.close_blocking() {
                     tracing::warn!(partition = p.index, error = %e, "not closed cleanly");
                     clean = false;

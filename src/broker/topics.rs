@@ -23,6 +23,13 @@ pub const TOPIC_META_FILE: &str = "topic.meta";
 pub const DELETED_PREFIX: &str = ".deleted-";
 /// Directory of the internal group log; the name is reserved, as in Kafka.
 pub const GROUP_LOG_DIR: &str = "__consumer_offsets";
+/// Directory of the internal transaction state log (Kafka's topic name; not a topic here).
+pub const TXN_LOG_DIR: &str = "__transaction_state";
+
+/// Whether `name` is one of the broker's internal logs, never a topic.
+pub fn is_internal(name: &str) -> bool {
+    name == GROUP_LOG_DIR || name == TXN_LOG_DIR
+}
 
 /// Partition count a topic read from disk may have: what `--partitions-max`
 /// allows at most (a larger count in `topic.meta` is damage).

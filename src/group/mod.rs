@@ -100,6 +100,11 @@ enum OffsetChange {
     Commit((String, i32), Committed, u64),
     /// Forget one.
     Delete((String, i32)),
+    /// Store a pending transactional offset of a producer, written at this version.
+    TxnPending(i64, (String, i32), Committed, u64),
+    /// A producer's pending offsets for these partitions were decided (and, on
+    /// commit, written as committed offsets by `Commit` changes beside this one).
+    TxnDone(i64, Vec<(String, i32)>),
     /// The group (marked Dead when queued) goes, with all its offsets; if the
     /// write fails it comes back as Empty.
     RemoveGroup,
@@ -138,6 +143,8 @@ struct Slot {
     queued: u64,
     /// The last queued change applied (or failed).
     applied: u64,
+    /// Transactional offset commits waiting for their transaction's outcome.
+    txn_offsets: records::TxnOffsets,
 }
 
 impl Slot {
@@ -151,6 +158,7 @@ impl Slot {
             versions,
             queued: 0,
             applied: 0,
+            txn_offsets: HashMap::new(),
         }
     }
 
@@ -248,7 +256,11 @@ impl Coordinator {
                 .await
                 .map_err(io::Error::other)?
                 .map_err(|e| io::Error::other(format!("replaying the group log: {e}")))?;
-        let (groups, mut versions) = records::build_groups(snapshot, now_ms());
+        let records::Replayed {
+            groups,
+            mut versions,
+            mut txn_offsets,
+        } = records::build_groups(snapshot, now_ms());
         tracing::info!(groups = groups.len(), "group log replayed");
         let limits = Limits {
             initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
@@ -277,7 +289,9 @@ impl Coordinator {
         for (id, group) in groups {
             coordinator.schedule(&group);
             let v = versions.remove(&id).unwrap_or_default();
-            lock(&coordinator.groups).insert(id, Arc::new(Mutex::new(Slot::new(group, v))));
+            let mut slot = Slot::new(group, v);
+            slot.txn_offsets = txn_offsets.remove(&id).unwrap_or_default();
+            lock(&coordinator.groups).insert(id, Arc::new(Mutex::new(slot)));
         }
         tokio::spawn(timer_task(
             Arc::downgrade(&coordinator),
@@ -501,7 +515,26 @@ impl Coordinator {
                 }
             }
             (OffsetChange::RemoveGroup, false) => s.group.undo_dead(now_ms()),
-            (OffsetChange::Commit(..) | OffsetChange::Delete(_), false) => {}
+            (OffsetChange::TxnPending(pid, key, c, version), true) => {
+                s.txn_offsets.entry(pid).or_default().insert(key, (c, version));
+            }
+            (OffsetChange::TxnDone(pid, keys), true) => {
+                if let Some(m) = s.txn_offsets.get_mut(&pid) {
+                    for k in &keys {
+                        m.remove(k);
+                    }
+                    if m.is_empty() {
+                        s.txn_offsets.remove(&pid);
+                    }
+                }
+            }
+            (
+                OffsetChange::Commit(..)
+                | OffsetChange::Delete(_)
+                | OffsetChange::TxnPending(..)
+                | OffsetChange::TxnDone(..),
+                false,
+            ) => {}
         }
     }
 
@@ -574,6 +607,15 @@ impl Coordinator {
                     version,
                     value: Some(records::offset_value(c)),
                 });
+            }
+            for (pid, pending) in &s.txn_offsets {
+                for ((topic, partition), (c, version)) in pending {
+                    records.push(Entry {
+                        key: records::txn_offset_key(&g.id, *pid, topic, *partition),
+                        version: *version,
+                        value: Some(records::offset_value(c)),
+                    });
+                }
             }
         }
         if let Err(e) = self.store.finish_snapshot(base, records).await {
@@ -839,6 +881,137 @@ impl Coordinator {
         }
     }
 
+    /// TxnOffsetCommit: stores offsets of `producer_id`'s open transaction,
+    /// durably but invisible to OffsetFetch until the transaction commits
+    /// ([`Coordinator::complete_txn`]). Member checks as OffsetCommit's when a
+    /// generation is given (v3+).
+    pub async fn txn_commit(
+        self: &Arc<Self>,
+        group_id: &str,
+        producer_id: i64,
+        member_id: &str,
+        instance_id: &Option<String>,
+        generation: i32,
+        offsets: Vec<(String, i32, i64, i32, String)>,
+    ) -> Vec<Result<(), GroupError>> {
+        let all = |e: GroupError| offsets.iter().map(|_| Err(e)).collect::<Vec<_>>();
+        if self.closing.load(Ordering::Acquire) {
+            return all(GroupError::NotCoordinator);
+        }
+        if group_id.is_empty() {
+            return all(GroupError::InvalidGroupId);
+        }
+        let slot = match self.slot(group_id) {
+            Some(s) => s,
+            None if generation < 0 => match self.slot_or_create(group_id) {
+                Ok(s) => s,
+                Err(e) => return all(e),
+            },
+            None => return all(GroupError::IllegalGeneration),
+        };
+        let now = now_ms();
+        let mut results = Vec::with_capacity(offsets.len());
+        let mut entries = Vec::new();
+        let mut changes = Vec::new();
+        let rx = {
+            let mut s = lock(&slot);
+            if generation >= 0 || !member_id.is_empty() {
+                if let Err(e) = s
+                    .group
+                    .check_commit(now, member_id, instance_id, generation)
+                {
+                    return all(e);
+                }
+            }
+            for (topic, partition, offset, leader_epoch, metadata) in offsets {
+                if metadata.len() > self.settings.offset_metadata_bytes_max {
+                    results.push(Err(GroupError::OffsetMetadataTooLarge));
+                    continue;
+                }
+                let c = Committed {
+                    offset,
+                    leader_epoch,
+                    metadata,
+                    commit_timestamp: now,
+                    expire_timestamp: None,
+                };
+                let entry = self.entry(
+                    records::txn_offset_key(group_id, producer_id, &topic, partition),
+                    Some(records::offset_value(&c)),
+                );
+                changes.push(OffsetChange::TxnPending(
+                    producer_id,
+                    (topic, partition),
+                    c,
+                    entry.version,
+                ));
+                entries.push(entry);
+                results.push(Ok(()));
+            }
+            (!entries.is_empty()).then(|| self.queue_changes(&slot, &mut s, entries, changes))
+        };
+        Self::await_changes(rx, results).await
+    }
+
+    /// The transaction of `producer_id` ended: on commit its pending offsets
+    /// become the groups' committed offsets, on abort they are dropped. True
+    /// once that is durable in every group (idempotent: a repeat finds nothing).
+    pub async fn complete_txn(self: &Arc<Self>, producer_id: i64, commit: bool) -> bool {
+        let slots: Vec<Arc<Mutex<Slot>>> = lock(&self.groups).values().cloned().collect();
+        let mut waits = Vec::new();
+        for slot in slots {
+            let mut s = lock(&slot);
+            let Some(pending) = s.txn_offsets.get(&producer_id).cloned() else {
+                continue;
+            };
+            let group_id = s.group.id.clone();
+            let mut entries = Vec::new();
+            let mut changes = Vec::new();
+            for ((topic, partition), (c, _)) in &pending {
+                entries.push(self.entry(
+                    records::txn_offset_key(&group_id, producer_id, topic, *partition),
+                    None,
+                ));
+                if commit {
+                    let e = self.entry(
+                        records::offset_key(&group_id, topic, *partition),
+                        Some(records::offset_value(c)),
+                    );
+                    changes.push(OffsetChange::Commit(
+                        (topic.clone(), *partition),
+                        c.clone(),
+                        e.version,
+                    ));
+                    entries.push(e);
+                }
+            }
+            changes.push(OffsetChange::TxnDone(
+                producer_id,
+                pending.keys().cloned().collect(),
+            ));
+            waits.push(self.queue_changes(&slot, &mut s, entries, changes));
+        }
+        let mut ok = true;
+        for rx in waits {
+            ok &= rx.await.unwrap_or(false);
+        }
+        ok
+    }
+
+    /// The partitions of `group_id` with a transactional offset commit pending
+    /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT for them).
+    pub fn unstable_partitions(&self, group_id: &str) -> BTreeSet<(String, i32)> {
+        self.slot(group_id)
+            .map(|slot| {
+                lock(&slot)
+                    .txn_offsets
+                    .values()
+                    .flat_map(|m| m.keys().cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Forgets every group's committed offsets for `topic` (it was deleted), as
     /// Kafka does: tombstones go to the group log, and a topic re-created under
     /// the same name starts without the old offsets. Returns how many offsets
@@ -1072,7 +1245,10 @@ impl Coordinator {
                 // Offsets are changing right now; the next pass looks again.
                 continue;
             }
-            if s.group.state == GroupState::Empty && s.group.offsets.is_empty() {
+            if s.group.state == GroupState::Empty
+                && s.group.offsets.is_empty()
+                && s.txn_offsets.is_empty()
+            {
                 waits.push(self.remove_group(&slot, &mut s));
                 continue;
             }

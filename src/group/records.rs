@@ -2,7 +2,7 @@
 //! keys naming a group or a (group, topic, partition), values holding a group's
 //! membership or one committed offset. See docs/on-disk-format.md.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 
@@ -12,6 +12,9 @@ use crate::storage::state_log::Snapshot;
 
 const KIND_OFFSET: u8 = 0;
 const KIND_GROUP: u8 = 1;
+/// A transactional offset commit not yet decided (kind 2 is the transaction
+/// coordinator's, in its own log; kept distinct anyway).
+const KIND_TXN_OFFSET: u8 = 3;
 
 /// The key of a group's membership record.
 pub fn group_key(group: &str) -> Vec<u8> {
@@ -26,6 +29,21 @@ pub fn offset_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
     e.u8(KIND_OFFSET).str(group).str(topic).i32(partition);
     e.0
 }
+
+/// The key of a pending transactional offset commit of `producer_id`.
+pub fn txn_offset_key(group: &str, producer_id: i64, topic: &str, partition: i32) -> Vec<u8> {
+    let mut e = Enc::default();
+    e.u8(KIND_TXN_OFFSET)
+        .str(group)
+        .i64(producer_id)
+        .str(topic)
+        .i32(partition);
+    e.0
+}
+
+/// Pending transactional offsets of one group: by producer id, by (topic,
+/// partition), the offset and the version its record was written with.
+pub type TxnOffsets = HashMap<i64, BTreeMap<(String, i32), (Committed, u64)>>;
 
 /// An offset commit's value.
 pub fn offset_value(c: &Committed) -> Vec<u8> {
@@ -129,15 +147,24 @@ fn decode_committed(d: &mut Dec<'_>) -> Option<Committed> {
 /// The version each committed offset of a group was written with.
 pub type OffsetVersions = HashMap<(String, i32), u64>;
 
+/// What the group log replays into.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    /// Groups by id.
+    pub groups: HashMap<String, Group>,
+    /// The versions of each group's committed offsets.
+    pub versions: HashMap<String, OffsetVersions>,
+    /// Each group's pending transactional offsets.
+    pub txn_offsets: HashMap<String, TxnOffsets>,
+}
+
 /// Turns the newest value of every key into groups, with the versions of their
-/// offsets. Unreadable records are skipped with a warning: they can only come
-/// from a newer, incompatible version.
-pub fn build_groups(
-    snapshot: Snapshot,
-    now: i64,
-) -> (HashMap<String, Group>, HashMap<String, OffsetVersions>) {
+/// offsets and their pending transactional offsets. Unreadable records are
+/// skipped with a warning: they can only come from a newer, incompatible version.
+pub fn build_groups(snapshot: Snapshot, now: i64) -> Replayed {
     let mut groups: HashMap<String, Group> = HashMap::new();
     let mut versions: HashMap<String, OffsetVersions> = HashMap::new();
+    let mut txn_offsets: HashMap<String, TxnOffsets> = HashMap::new();
     let mut offsets = Vec::new();
     for (key, (version, value)) in snapshot {
         let mut k = Dec(&key);
@@ -152,6 +179,23 @@ pub fn build_groups(
                 let topic = k.str()?;
                 let partition = k.i32()?;
                 offsets.push((group, topic, partition, version, decode_committed(&mut v)?));
+                Some(())
+            })(),
+            Some(KIND_TXN_OFFSET) => (|| {
+                let group = k.str()?;
+                let producer_id = k.i64()?;
+                let topic = k.str()?;
+                let partition = k.i32()?;
+                let c = decode_committed(&mut v)?;
+                groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(&group, c.commit_timestamp));
+                txn_offsets
+                    .entry(group)
+                    .or_default()
+                    .entry(producer_id)
+                    .or_default()
+                    .insert((topic, partition), (c, version));
                 Some(())
             })(),
             _ => None,
@@ -171,7 +215,11 @@ pub fn build_groups(
             .offsets
             .insert((topic, partition), c);
     }
-    (groups, versions)
+    Replayed {
+        groups,
+        versions,
+        txn_offsets,
+    }
 }
 
 #[cfg(test)]
@@ -189,9 +237,11 @@ mod tests {
         };
         let mut snap = HashMap::new();
         snap.insert(offset_key("g", "t", 0), (7, offset_value(&c)));
-        let (groups, versions) = build_groups(snap, 0);
-        assert_eq!(groups["g"].offsets[&("t".to_string(), 0)], c);
-        assert_eq!(versions["g"][&("t".to_string(), 0)], 7);
+        snap.insert(txn_offset_key("g", 9, "t", 1), (8, offset_value(&c)));
+        let r = build_groups(snap, 0);
+        assert_eq!(r.groups["g"].offsets[&("t".to_string(), 0)], c);
+        assert_eq!(r.versions["g"][&("t".to_string(), 0)], 7);
+        assert_eq!(r.txn_offsets["g"][&9][&("t".to_string(), 1)], (c, 8));
     }
 
     #[test]
@@ -217,7 +267,7 @@ mod tests {
         );
         let mut snap = HashMap::new();
         snap.insert(group_key("g"), (1, group_value(&g)));
-        let back = &build_groups(snap, 100).0["g"];
+        let back = &build_groups(snap, 100).groups["g"];
         assert_eq!(back.generation, 4);
         assert_eq!(back.state, crate::group::GroupState::Stable);
         assert_eq!(back.leader.as_deref(), Some("m1"));

@@ -433,8 +433,9 @@ pub(super) fn describe_topic_partitions(
 }
 
 /// DescribeProducers v0: the idempotent producers each partition remembers
-/// (last 5 batches per producer, snapshotted across restarts). No transactions
-/// yet, so no coordinator epoch and no open transaction start offset.
+/// (last 5 batches per producer, snapshotted across restarts) with the first
+/// offset of each one's open transaction. Markers carry no coordinator epoch
+/// here (one coordinator, never moved), so it is reported as -1.
 pub(super) async fn describe_producers(
     broker: &Arc<Broker>,
     ctx: &Ctx,
@@ -492,7 +493,7 @@ pub(super) async fn describe_producers(
                         s.last_sequence = p.last_sequence;
                         s.last_timestamp = p.last_timestamp;
                         s.coordinator_epoch = -1;
-                        s.current_txn_start_offset = -1;
+                        s.current_txn_start_offset = p.txn_start_offset;
                         s
                     })
                     .collect();

@@ -36,7 +36,7 @@ use crate::group::{Committed, GroupError, JoinRequest};
 use crate::protocol::{error, ResponseFrame};
 
 /// The Kafka error code of a group error.
-fn code(e: GroupError) -> i16 {
+pub(super) fn group_error_code(e: GroupError) -> i16 {
     match e {
         GroupError::CoordinatorNotAvailable | GroupError::TooManyGroups => {
             error::COORDINATOR_NOT_AVAILABLE
@@ -59,7 +59,7 @@ fn code(e: GroupError) -> i16 {
 }
 
 fn code_of(r: &Result<(), GroupError>) -> i16 {
-    r.err().map_or(error::NONE, code)
+    r.err().map_or(error::NONE, group_error_code)
 }
 
 fn opt_string(s: &Option<StrBytes>) -> Option<String> {
@@ -152,7 +152,7 @@ pub(super) async fn join(
     crate::metrics::group_parked(true, started);
     let old = ctx.version < 7;
     let mut resp = JoinGroupResponse::default()
-        .with_error_code(r.error.map_or(error::NONE, code))
+        .with_error_code(r.error.map_or(error::NONE, group_error_code))
         .with_generation_id(r.generation)
         .with_protocol_name(match (r.protocol_name, old) {
             (Some(p), _) => Some(sb(p)),
@@ -199,7 +199,7 @@ pub(super) async fn sync(broker: &Arc<Broker>, ctx: &Ctx, req: SyncGroupRequest)
         .await;
     crate::metrics::group_parked(false, started);
     let mut resp = SyncGroupResponse::default()
-        .with_error_code(r.error.map_or(error::NONE, code))
+        .with_error_code(r.error.map_or(error::NONE, group_error_code))
         .with_assignment(r.assignment);
     if ctx.version >= 5 {
         resp.protocol_type = r.protocol_type.map(sb);
@@ -234,7 +234,7 @@ pub(super) async fn leave(
         vec![(req.member_id.to_string(), None)]
     };
     let resp = match broker.groups.leave(&req.group_id, &members).await {
-        Err(e) => LeaveGroupResponse::default().with_error_code(code(e)),
+        Err(e) => LeaveGroupResponse::default().with_error_code(group_error_code(e)),
         Ok(results) if ctx.version < 3 => {
             LeaveGroupResponse::default().with_error_code(results.first().map_or(0, code_of))
         }
@@ -330,14 +330,23 @@ pub(super) async fn offset_commit(
 }
 
 /// Committed offsets (or none) by partition, grouped by topic.
-type TopicOffsets = Vec<(String, Vec<(i32, Option<Committed>)>)>;
+/// By topic: (partition, committed offset, partition error code).
+type TopicOffsets = Vec<(String, Vec<(i32, Option<Committed>, i16)>)>;
 
 /// One group's committed offsets, grouped by topic in request order (or all).
+/// With `require_stable` (v7+), a partition with a transactional commit
+/// pending answers UNSTABLE_OFFSET_COMMIT, as Kafka does.
 fn fetch_group(
     broker: &Arc<Broker>,
     group: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> TopicOffsets {
+    let unstable = if require_stable {
+        broker.groups.unstable_partitions(group)
+    } else {
+        Default::default()
+    };
     let flat = wanted.as_ref().map(|w| {
         w.iter()
             .flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), *p)))
@@ -346,9 +355,14 @@ fn fetch_group(
     let found = broker.groups.fetch_offsets(group, flat);
     let mut out: TopicOffsets = Vec::new();
     for ((topic, partition), c) in found {
+        let entry = if unstable.contains(&(topic.clone(), partition)) {
+            (partition, None, error::UNSTABLE_OFFSET_COMMIT)
+        } else {
+            (partition, c, error::NONE)
+        };
         match out.last_mut() {
-            Some((t, ps)) if *t == topic => ps.push((partition, c)),
-            _ => out.push((topic, vec![(partition, c)])),
+            Some((t, ps)) if *t == topic => ps.push(entry),
+            _ => out.push((topic, vec![entry])),
         }
     }
     out
@@ -377,20 +391,21 @@ pub(super) fn offset_fetch(
                         .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
                         .collect()
                 });
-                let topics = fetch_group(broker, &g.group_id, wanted)
+                let topics = fetch_group(broker, &g.group_id, wanted, req.require_stable)
                     .into_iter()
                     .map(|(topic, ps)| {
                         OffsetFetchResponseTopics::default()
                             .with_name(TopicName(sb(topic)))
                             .with_partitions(
                                 ps.into_iter()
-                                    .map(|(p, c)| {
+                                    .map(|(p, c, code)| {
                                         let (offset, epoch, metadata) = committed_fields(c);
                                         OffsetFetchResponsePartitions::default()
                                             .with_partition_index(p)
                                             .with_committed_offset(offset)
                                             .with_committed_leader_epoch(epoch)
                                             .with_metadata(Some(sb(metadata)))
+                                            .with_error_code(code)
                                     })
                                     .collect(),
                             )
@@ -408,19 +423,21 @@ pub(super) fn offset_fetch(
             .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    let topics = fetch_group(broker, &req.group_id, wanted)
+    let require_stable = ctx.version >= 7 && req.require_stable;
+    let topics = fetch_group(broker, &req.group_id, wanted, require_stable)
         .into_iter()
         .map(|(topic, ps)| {
             OffsetFetchResponseTopic::default()
                 .with_name(TopicName(sb(topic)))
                 .with_partitions(
                     ps.into_iter()
-                        .map(|(p, c)| {
+                        .map(|(p, c, code)| {
                             let (offset, epoch, metadata) = committed_fields(c);
                             let mut part = OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)
                                 .with_committed_offset(offset)
-                                .with_metadata(Some(sb(metadata)));
+                                .with_metadata(Some(sb(metadata)))
+                                .with_error_code(code);
                             if ctx.version >= 5 {
                                 part.committed_leader_epoch = epoch;
                             }
@@ -553,7 +570,7 @@ pub(super) async fn offset_delete(
         .delete_offsets(&req.group_id, partitions)
         .await
     {
-        Err(e) => OffsetDeleteResponse::default().with_error_code(code(e)),
+        Err(e) => OffsetDeleteResponse::default().with_error_code(group_error_code(e)),
         Ok(results) => {
             let mut results = results.into_iter();
             let topics = req
@@ -572,7 +589,7 @@ pub(super) async fn offset_delete(
                                         tp.partition(p.partition_index).is_some()
                                     });
                                     let err = match r {
-                                        Some(Err(e)) => code(e),
+                                        Some(Err(e)) => group_error_code(e),
                                         _ if !known => error::UNKNOWN_TOPIC_OR_PARTITION,
                                         _ => error::NONE,
                                     };

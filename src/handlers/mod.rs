@@ -11,6 +11,7 @@ mod metadata;
 mod produce;
 mod producer_id;
 mod topics;
+mod txn;
 
 use std::sync::Arc;
 
@@ -66,6 +67,12 @@ pub async fn dispatch(broker: &Arc<Broker>, req: RequestFrame) -> Option<Respons
         }
         Request::ElectLeaders(r) => Some(admin::elect_leaders(broker, &ctx, r)),
         Request::DescribeProducers(r) => Some(admin::describe_producers(broker, &ctx, r).await),
+        Request::AddPartitionsToTxn(r) => Some(txn::add_partitions(broker, &ctx, r).await),
+        Request::AddOffsetsToTxn(r) => Some(txn::add_offsets(broker, &ctx, r).await),
+        Request::EndTxn(r) => Some(txn::end(broker, &ctx, r).await),
+        Request::TxnOffsetCommit(r) => Some(txn::offset_commit(broker, &ctx, r).await),
+        Request::DescribeTransactions(r) => Some(txn::describe(broker, &ctx, r)),
+        Request::ListTransactions(r) => Some(txn::list(broker, &ctx, r)),
     }
 }
 

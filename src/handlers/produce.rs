@@ -79,14 +79,6 @@ pub(super) async fn handle(
                     ),
                     None,
                 ),
-                _ if req.transactional_id.is_some() => (
-                    partition_error(
-                        pd.index,
-                        error::INVALID_REQUEST,
-                        "transactions are not supported yet",
-                    ),
-                    None,
-                ),
                 (None, _) => (
                     partition_error(
                         pd.index,

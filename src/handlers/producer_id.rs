@@ -1,5 +1,6 @@
-//! InitProducerId v0-v5 for idempotent producers. Transactional ids are refused
-//! until the transaction coordinator exists.
+//! InitProducerId v0-v5: a fresh producer id (or a KIP-360 epoch bump) for
+//! idempotent producers; for a transactional id, the transaction coordinator's
+//! producer id and epoch (fencing older producers of the id).
 
 use std::sync::Arc;
 
@@ -18,15 +19,32 @@ pub(super) async fn handle(
     let mut resp = InitProducerIdResponse::default();
     resp.producer_id = ProducerId(-1);
     resp.producer_epoch = -1;
-    if req
-        .transactional_id
-        .as_ref()
-        .is_some_and(|t| !t.0.is_empty())
-    {
-        resp.error_code = error::UNSUPPORTED_VERSION;
-        tracing::info!(
-            "refusing InitProducerId with a transactional id: transactions are not supported yet"
-        );
+    if let Some(id) = &req.transactional_id {
+        if id.is_empty() {
+            // As Kafka: null means idempotent; an empty id is an error.
+            resp.error_code = error::INVALID_REQUEST;
+            return ctx.respond(&resp);
+        }
+        let expected = (ctx.version >= 3 && req.producer_id.0 >= 0 && req.producer_epoch >= 0)
+            .then_some((req.producer_id.0, req.producer_epoch));
+        match broker
+            .txns
+            .init_producer_id(id.as_str(), req.transaction_timeout_ms, expected)
+            .await
+        {
+            Ok((pid, epoch)) => {
+                resp.producer_id = ProducerId(pid);
+                resp.producer_epoch = epoch;
+            }
+            Err(e) => {
+                let fenced = if ctx.version >= 4 {
+                    error::PRODUCER_FENCED
+                } else {
+                    error::INVALID_PRODUCER_EPOCH
+                };
+                resp.error_code = super::txn::coord_code(e, fenced);
+            }
+        }
         return ctx.respond(&resp);
     }
     let bump =

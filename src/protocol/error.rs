@@ -101,3 +101,5 @@ pub const PRODUCER_FENCED: i16 = 90;
 pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
 /// The coordinator is loading its state: retry.
 pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+/// The partition was not tried because another in the request failed.
+pub const OPERATION_NOT_ATTEMPTED: i16 = 55;

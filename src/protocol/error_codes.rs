@@ -55,7 +55,40 @@ top_level!(
     SyncGroupResponse,
     JoinGroupResponse,
     ListGroupsResponse,
+    AddOffsetsToTxnResponse,
+    EndTxnResponse,
+    ListTransactionsResponse,
 );
+
+impl ErrorCodes for AddPartitionsToTxnResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        t.add(self.error_code);
+        let topics = self
+            .results_by_topic_v3_and_below
+            .iter()
+            .chain(self.results_by_transaction.iter().flat_map(|r| &r.topic_results));
+        for topic in topics {
+            topic
+                .results_by_partition
+                .iter()
+                .for_each(|p| t.add(p.partition_error_code));
+        }
+    }
+}
+
+impl ErrorCodes for TxnOffsetCommitResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        for topic in &self.topics {
+            topic.partitions.iter().for_each(|p| t.add(p.error_code));
+        }
+    }
+}
+
+impl ErrorCodes for DescribeTransactionsResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        self.transaction_states.iter().for_each(|s| t.add(s.error_code));
+    }
+}
 
 impl ErrorCodes for FindCoordinatorResponse {
     fn error_codes(&self, t: &mut ErrorTally) {

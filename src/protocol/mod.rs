@@ -18,6 +18,8 @@ pub use versions::{
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, DescribeTransactionsRequest, EndTxnRequest,
+    ListTransactionsRequest, TxnOffsetCommitRequest,
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
     DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
     DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
@@ -95,6 +97,18 @@ pub enum Request {
     ElectLeaders(ElectLeadersRequest),
     /// DescribeProducers.
     DescribeProducers(DescribeProducersRequest),
+    /// AddPartitionsToTxn.
+    AddPartitionsToTxn(AddPartitionsToTxnRequest),
+    /// AddOffsetsToTxn.
+    AddOffsetsToTxn(AddOffsetsToTxnRequest),
+    /// EndTxn.
+    EndTxn(EndTxnRequest),
+    /// TxnOffsetCommit.
+    TxnOffsetCommit(TxnOffsetCommitRequest),
+    /// DescribeTransactions.
+    DescribeTransactions(DescribeTransactionsRequest),
+    /// ListTransactions.
+    ListTransactions(ListTransactionsRequest),
 }
 
 /// A request with the header fields handlers and encoders need.
@@ -278,6 +292,22 @@ fn decode_frame(mut frame: Bytes) -> Result<RequestFrame, DecodeError> {
         }
         ApiKey::DescribeProducers => {
             Request::DescribeProducers(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::AddPartitionsToTxn => {
+            Request::AddPartitionsToTxn(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::AddOffsetsToTxn => {
+            Request::AddOffsetsToTxn(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::EndTxn => Request::EndTxn(decode_body(&mut frame, v).map_err(malformed)?),
+        ApiKey::TxnOffsetCommit => {
+            Request::TxnOffsetCommit(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::DescribeTransactions => {
+            Request::DescribeTransactions(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::ListTransactions => {
+            Request::ListTransactions(decode_body(&mut frame, v).map_err(malformed)?)
         }
         _ => return Err(unsupported),
     };
