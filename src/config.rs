@@ -225,18 +225,30 @@ pub struct Config {
     /// Longest `transaction.timeout.ms` a transactional producer may ask for
     /// (Kafka's `transaction.max.timeout.ms`): bounds how long an abandoned
     /// transaction holds back read_committed consumers.
-    #[arg(long, env = "SLUICE_TRANSACTION_MAX_TIMEOUT_MS", default_value_t = 900_000)]
+    #[arg(
+        long,
+        env = "SLUICE_TRANSACTION_MAX_TIMEOUT_MS",
+        default_value_t = 900_000
+    )]
     pub transaction_max_timeout_ms: i32,
 
     /// A transactional id unused this long is forgotten (Kafka's
     /// `transactional.id.expiration.ms`, 7 days).
-    #[arg(long, env = "SLUICE_TRANSACTIONAL_ID_EXPIRATION_MS", default_value_t = 604_800_000)]
+    #[arg(
+        long,
+        env = "SLUICE_TRANSACTIONAL_ID_EXPIRATION_MS",
+        default_value_t = 604_800_000
+    )]
     pub transactional_id_expiration_ms: i64,
 
     /// How often open transactions are checked for their timeout and idle
     /// transactional ids for expiry (Kafka's
     /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`).
-    #[arg(long, env = "SLUICE_TRANSACTION_CHECK_INTERVAL_MS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        env = "SLUICE_TRANSACTION_CHECK_INTERVAL_MS",
+        default_value_t = 10_000
+    )]
     pub transaction_check_interval_ms: u64,
 
     /// Most transactional ids remembered at once: each costs memory and a

@@ -732,6 +732,7 @@ async fn regression_a_retried_batch_after_a_clean_restart_is_not_written_twice()
             ApiKey::InitProducerId,
             4,
             &InitProducerIdRequest::default()
+                .with_transactional_id(None)
                 .with_transaction_timeout_ms(60_000)
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1),

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{create_topic, fetch_req, name, produce, produce_req, Client, TestBroker};
+use common::{create_topic, fetch_req, name, produce, produce_req, s, Client, TestBroker};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -47,7 +47,14 @@ async fn every_advertised_version_decodes_and_answers() {
                 }
                 ApiKey::CreateTopics => c.send(key, v, &CreateTopicsRequest::default()).await,
                 ApiKey::DeleteTopics => c.send(key, v, &DeleteTopicsRequest::default()).await,
-                ApiKey::InitProducerId => c.send(key, v, &InitProducerIdRequest::default()).await,
+                ApiKey::InitProducerId => {
+                    c.send(
+                        key,
+                        v,
+                        &InitProducerIdRequest::default().with_transactional_id(None),
+                    )
+                    .await
+                }
                 ApiKey::FindCoordinator => {
                     let g = StrBytes::from_static_str("g");
                     let r = if v >= 4 {
@@ -173,6 +180,66 @@ async fn every_advertised_version_decodes_and_answers() {
                             .with_name(t("wire-cfg"))
                             .with_partition_indexes(vec![0, 7]),
                     ]);
+                    c.send(key, v, &r).await
+                }
+                ApiKey::AddPartitionsToTxn => {
+                    let topics = vec![
+                        add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                            .with_name(t("wire-cfg"))
+                            .with_partitions(vec![0]),
+                    ];
+                    let r = if v <= 3 {
+                        AddPartitionsToTxnRequest::default()
+                            .with_v3_and_below_transactional_id(TransactionalId(s("wire-txn")))
+                            .with_v3_and_below_producer_id(ProducerId(5))
+                            .with_v3_and_below_topics(topics)
+                    } else {
+                        AddPartitionsToTxnRequest::default().with_transactions(vec![
+                            add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+                                .with_transactional_id(TransactionalId(s("wire-txn")))
+                                .with_producer_id(ProducerId(5))
+                                .with_topics(topics),
+                        ])
+                    };
+                    c.send(key, v, &r).await
+                }
+                ApiKey::AddOffsetsToTxn => {
+                    let r = AddOffsetsToTxnRequest::default()
+                        .with_transactional_id(TransactionalId(s("wire-txn")))
+                        .with_producer_id(ProducerId(5))
+                        .with_group_id(GroupId(s("wire-g")));
+                    c.send(key, v, &r).await
+                }
+                ApiKey::EndTxn => {
+                    let r = EndTxnRequest::default()
+                        .with_transactional_id(TransactionalId(s("wire-txn")))
+                        .with_producer_id(ProducerId(5))
+                        .with_committed(true);
+                    c.send(key, v, &r).await
+                }
+                ApiKey::TxnOffsetCommit => {
+                    let r = TxnOffsetCommitRequest::default()
+                        .with_transactional_id(TransactionalId(s("wire-txn")))
+                        .with_group_id(GroupId(s("wire-g")))
+                        .with_producer_id(ProducerId(5))
+                        .with_topics(vec![
+                            txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                                .with_name(t("wire-cfg"))
+                                .with_partitions(vec![
+                                    txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                                        .with_committed_offset(1),
+                                ]),
+                        ]);
+                    c.send(key, v, &r).await
+                }
+                ApiKey::DescribeTransactions => {
+                    let r = DescribeTransactionsRequest::default()
+                        .with_transactional_ids(vec![TransactionalId(s("wire-txn"))]);
+                    c.send(key, v, &r).await
+                }
+                ApiKey::ListTransactions => {
+                    let r = ListTransactionsRequest::default()
+                        .with_state_filters(vec![s("Ongoing"), s("Nonsense")]);
                     c.send(key, v, &r).await
                 }
                 other => panic!("add {other:?} to this test"),
@@ -409,6 +476,45 @@ fn check_body(key: ApiKey, v: i16, mut frame: bytes::Bytes) {
             let r: DescribeProducersResponse = decode(key, v, &mut frame);
             let p = &r.topics[0].partitions;
             assert_eq!((p[0].error_code, p[1].error_code), (0, 3), "{at}");
+        }
+        // No transactional id "wire-txn" exists: Kafka's errors for an unknown mapping.
+        ApiKey::AddPartitionsToTxn => {
+            let r: AddPartitionsToTxnResponse = decode(key, v, &mut frame);
+            let topics = if v <= 3 {
+                &r.results_by_topic_v3_and_below
+            } else {
+                &r.results_by_transaction[0].topic_results
+            };
+            let p = &topics[0].results_by_partition[0];
+            assert_eq!(
+                p.partition_error_code, 49,
+                "{at}: INVALID_PRODUCER_ID_MAPPING"
+            );
+        }
+        ApiKey::AddOffsetsToTxn => {
+            let r: AddOffsetsToTxnResponse = decode(key, v, &mut frame);
+            assert_eq!(r.error_code, 49, "{at}");
+        }
+        ApiKey::EndTxn => {
+            let r: EndTxnResponse = decode(key, v, &mut frame);
+            assert_eq!(r.error_code, 49, "{at}");
+        }
+        ApiKey::TxnOffsetCommit => {
+            let r: TxnOffsetCommitResponse = decode(key, v, &mut frame);
+            assert_eq!(r.topics[0].partitions[0].error_code, 49, "{at}");
+        }
+        ApiKey::DescribeTransactions => {
+            let r: DescribeTransactionsResponse = decode(key, v, &mut frame);
+            assert_eq!(
+                r.transaction_states[0].error_code, 105,
+                "{at}: TRANSACTIONAL_ID_NOT_FOUND"
+            );
+        }
+        ApiKey::ListTransactions => {
+            let r: ListTransactionsResponse = decode(key, v, &mut frame);
+            assert_eq!(r.error_code, 0, "{at}");
+            assert!(r.transaction_states.is_empty(), "{at}");
+            assert_eq!(r.unknown_state_filters.len(), 1, "{at}");
         }
         other => panic!("add {other:?} to check_body"),
     }
@@ -858,7 +964,9 @@ async fn idempotent_retries_are_deduplicated() {
         .call(
             ApiKey::InitProducerId,
             4,
-            &InitProducerIdRequest::default().with_transaction_timeout_ms(1000),
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(1000),
         )
         .await;
     assert_eq!(r.error_code, 0);

@@ -24,9 +24,9 @@ use uuid::Uuid;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::group::Coordinator;
-use crate::txn::TxnCoordinator;
 use crate::log::{Fs, LogConfig, RealFs};
 use crate::storage::{Partition, PartitionError, Storage};
+use crate::txn::TxnCoordinator;
 use producer_ids::ProducerIds;
 use topic_config::{BrokerDefaults, Dynamic};
 pub use topics::{is_internal, validate_topic_name, Topic, TopicError, GROUP_LOG_DIR, TXN_LOG_DIR};
@@ -131,13 +131,9 @@ impl Broker {
             let ids = ids.clone();
             Box::pin(async move { ids.next().await })
         });
-        let txns = TxnCoordinator::open(
-            &config,
-            loaded.txn_log.clone(),
-            storage.syncer(),
-            fresh_pid,
-        )
-        .await?;
+        let txns =
+            TxnCoordinator::open(&config, loaded.txn_log.clone(), storage.syncer(), fresh_pid)
+                .await?;
         let b = Arc::new(Broker {
             cluster_id: loaded.cluster_id,
             advertised: OnceLock::new(),
@@ -157,8 +153,7 @@ impl Broker {
         for t in b.topics() {
             t.apply_effective(&b.effective(&t.configs()));
         }
-        b.txns
-            .start(Arc::new(txn_markers::BrokerMarkers::new(&b)));
+        b.txns.start(Arc::new(txn_markers::BrokerMarkers::new(&b)));
         // Offsets of topics that no longer exist (a crash between deleting a
         // topic and writing its offsets' tombstones) are forgotten now.
         let gone: std::collections::BTreeSet<String> = b

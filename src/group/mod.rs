@@ -516,7 +516,10 @@ impl Coordinator {
             }
             (OffsetChange::RemoveGroup, false) => s.group.undo_dead(now_ms()),
             (OffsetChange::TxnPending(pid, key, c, version), true) => {
-                s.txn_offsets.entry(pid).or_default().insert(key, (c, version));
+                s.txn_offsets
+                    .entry(pid)
+                    .or_default()
+                    .insert(key, (c, version));
             }
             (OffsetChange::TxnDone(pid, keys), true) => {
                 if let Some(m) = s.txn_offsets.get_mut(&pid) {

@@ -176,21 +176,20 @@ pub(super) async fn handle(broker: &Arc<Broker>, ctx: &Ctx, req: FetchRequest) -
             }
         }
         let ws = wants.clone();
-        let found = match tokio::task::spawn_blocking(move || {
-            read_all(&ws, max_bytes, read_committed)
-        })
-        .await
-        {
-            Ok(f) => f,
-            Err(e) => {
-                // A panic while reading: the partition it held is offline now.
-                tracing::error!(error = %e, "fetch task failed");
-                wants
-                    .iter()
-                    .map(|_| Found::empty(error::KAFKA_STORAGE_ERROR))
-                    .collect()
-            }
-        };
+        let found =
+            match tokio::task::spawn_blocking(move || read_all(&ws, max_bytes, read_committed))
+                .await
+            {
+                Ok(f) => f,
+                Err(e) => {
+                    // A panic while reading: the partition it held is offline now.
+                    tracing::error!(error = %e, "fetch task failed");
+                    wants
+                        .iter()
+                        .map(|_| Found::empty(error::KAFKA_STORAGE_ERROR))
+                        .collect()
+                }
+            };
         let bytes: u64 = found
             .iter()
             .filter_map(|f| f.records.as_ref())

@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
 };
-use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::describe_transactions_response::{self, TopicData};
 use kafka_protocol::messages::list_transactions_response;
 use kafka_protocol::messages::txn_offset_commit_response::{
@@ -93,7 +93,12 @@ async fn add_one(
         .collect();
     let unknown: Vec<&(String, i32)> = partitions
         .iter()
-        .filter(|(t, p)| broker.topic(t).and_then(|t| t.partition(*p).cloned()).is_none())
+        .filter(|(t, p)| {
+            broker
+                .topic(t)
+                .and_then(|t| t.partition(*p).cloned())
+                .is_none()
+        })
         .collect();
     if !unknown.is_empty() {
         // As Kafka: nothing is added; the others were not attempted.
@@ -377,7 +382,10 @@ pub(super) fn list(broker: &Arc<Broker>, ctx: &Ctx, req: ListTransactionsRequest
         .into_iter()
         .filter(|t| {
             req.state_filters.is_empty()
-                || req.state_filters.iter().any(|s| s.as_str() == t.state.name())
+                || req
+                    .state_filters
+                    .iter()
+                    .any(|s| s.as_str() == t.state.name())
         })
         .filter(|t| {
             req.producer_id_filters.is_empty()

@@ -16,8 +16,8 @@ pub mod partition;
 pub mod producer;
 pub mod records;
 pub mod segment;
-pub mod txn_index;
 pub mod sim;
+pub mod txn_index;
 
 pub use batch::{BatchError, BatchHeader};
 pub use fs::{Fs, FsFile, RealFs};

@@ -10,8 +10,8 @@ use super::batch::{self, add_sequence};
 use super::fs::Fs;
 use super::producer::{ProducerStates, Verdict};
 use super::records::{InvalidBatch, Validated};
-use super::txn_index::{self, AbortedIndex, AbortedTxn, TXN_INDEX_EXT};
 use super::segment::{FileSlice, OpenError, Role, Segment, RELATIVE_OFFSET_MAX};
+use super::txn_index::{self, AbortedIndex, AbortedTxn, TXN_INDEX_EXT};
 use super::LogConfig;
 
 /// Why an append was refused. Nothing was written in any case.
@@ -219,9 +219,7 @@ fn replay_batch(
         return None;
     }
     let commit = body.and_then(super::records::marker_kind)?;
-    let lso = producers
-        .first_unstable_offset()
-        .unwrap_or(h.base_offset);
+    let lso = producers.first_unstable_offset().unwrap_or(h.base_offset);
     let first = producers.end_txn(h.producer_id, h.producer_epoch, now_ms)?;
     (!commit).then_some(AbortedTxn {
         producer_id: h.producer_id,
@@ -308,7 +306,10 @@ fn load_aborted(
     now_ms: i64,
 ) -> io::Result<AbortedIndex> {
     let mut index = AbortedIndex::default();
-    let active = *segments.keys().next_back().expect("a log always has a segment");
+    let active = *segments
+        .keys()
+        .next_back()
+        .expect("a log always has a segment");
     let mut missing = Vec::new();
     for base in segments.keys() {
         match txn_index::read(fs, dir, *base) {
@@ -593,7 +594,8 @@ impl PartitionLog {
         if self.producers.check_marker(producer_id, epoch).is_err() {
             return Err(AppendError::InvalidProducerEpoch);
         }
-        let bytes = super::records::build_marker(producer_id, epoch, commit, coordinator_epoch, now_ms);
+        let bytes =
+            super::records::build_marker(producer_id, epoch, commit, coordinator_epoch, now_ms);
         let headers = batch::split_batches(&bytes)
             .map_err(|e| AppendError::Invalid(InvalidBatch::Header(e)))?;
         let lso = self.last_stable_offset();
@@ -1150,9 +1152,8 @@ mod tests {
     #[test]
     fn transactions_bound_the_stable_offset_and_aborts_are_indexed_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
-        let open = |recover| {
-            PartitionLog::open(Arc::new(RealFs), dir.path(), cfg(), recover, 0).unwrap()
-        };
+        let open =
+            |recover| PartitionLog::open(Arc::new(RealFs), dir.path(), cfg(), recover, 0).unwrap();
         let mut log = open(false);
         assert_eq!(append_txn(&mut log, 1, 0), 0); // pid 1 opens at 0
         assert_eq!(append_txn(&mut log, 2, 0), 1); // pid 2 opens at 1
@@ -1200,7 +1201,11 @@ mod tests {
         log.close().unwrap();
         drop(log);
         let mut log = open(false);
-        assert_eq!(log.aborted_overlapping(0, 100), want, "after a clean restart");
+        assert_eq!(
+            log.aborted_overlapping(0, 100),
+            want,
+            "after a clean restart"
+        );
         assert_eq!(log.last_stable_offset(), open_at);
         append_txn(&mut log, 3, 1);
         log.append_marker(3, 0, false, 0, 0).unwrap();

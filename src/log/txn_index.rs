@@ -101,7 +101,11 @@ pub fn encode(entries: &[AbortedTxn]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEAD_BYTES + entries.len() * ENTRY_BYTES + 4);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_be_bytes());
-    out.extend_from_slice(&u32::try_from(entries.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(
+        &u32::try_from(entries.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
     for a in entries {
         for v in [
             a.producer_id,
@@ -137,9 +141,8 @@ pub fn decode(b: &[u8]) -> Result<Vec<AbortedTxn>, String> {
             body.len()
         ));
     }
-    let field = |e: &[u8], i: usize| {
-        i64::from_be_bytes(e[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
-    };
+    let field =
+        |e: &[u8], i: usize| i64::from_be_bytes(e[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
     Ok(body[HEAD_BYTES..]
         .chunks_exact(ENTRY_BYTES)
         .map(|e| AbortedTxn {

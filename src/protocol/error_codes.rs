@@ -63,10 +63,11 @@ top_level!(
 impl ErrorCodes for AddPartitionsToTxnResponse {
     fn error_codes(&self, t: &mut ErrorTally) {
         t.add(self.error_code);
-        let topics = self
-            .results_by_topic_v3_and_below
-            .iter()
-            .chain(self.results_by_transaction.iter().flat_map(|r| &r.topic_results));
+        let topics = self.results_by_topic_v3_and_below.iter().chain(
+            self.results_by_transaction
+                .iter()
+                .flat_map(|r| &r.topic_results),
+        );
         for topic in topics {
             topic
                 .results_by_partition
@@ -86,7 +87,9 @@ impl ErrorCodes for TxnOffsetCommitResponse {
 
 impl ErrorCodes for DescribeTransactionsResponse {
     fn error_codes(&self, t: &mut ErrorTally) {
-        self.transaction_states.iter().for_each(|s| t.add(s.error_code));
+        self.transaction_states
+            .iter()
+            .for_each(|s| t.add(s.error_code));
     }
 }
 

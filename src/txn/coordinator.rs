@@ -185,7 +185,10 @@ impl TxnCoordinator {
             let me = self.clone();
             tokio::spawn(async move { me.complete(id, m, None).await });
         }
-        tokio::spawn(check_task(Arc::downgrade(self), self.settings.check_interval));
+        tokio::spawn(check_task(
+            Arc::downgrade(self),
+            self.settings.check_interval,
+        ));
     }
 
     /// Stops taking requests (shutdown); marker retries end.
@@ -273,11 +276,7 @@ impl TxnCoordinator {
 
     /// Runs a step: persists it, answers, and completes its markers if any
     /// (`wait_markers`: answer only after the first marker attempt).
-    async fn run(
-        self: &Arc<Self>,
-        step: Step,
-        wait_markers: bool,
-    ) -> Result<Answer, CoordError> {
+    async fn run(self: &Arc<Self>, step: Step, wait_markers: bool) -> Result<Answer, CoordError> {
         let id = step.next.id.clone();
         if !self.persist(&step.next).await {
             self.end_pending(&id);

@@ -240,6 +240,10 @@ pub fn request(
             r.encode(&mut buf, v)
         }
         ApiKey::InitProducerId => InitProducerIdRequest::default()
+            .with_transactional_id(match rng.below(3) {
+                0 => Some(TransactionalId(s(&format!("fz-txn-{}", rng.below(3))))),
+                _ => None,
+            })
             .with_transaction_timeout_ms(1000)
             .encode(&mut buf, v),
         ApiKey::FindCoordinator => {
@@ -425,6 +429,70 @@ pub fn request(
             .with_topics(vec![describe_producers_request::TopicRequest::default()
                 .with_name(TopicName(s(topic(rng))))
                 .with_partition_indexes(vec![0, 1])])
+            .encode(&mut buf, v),
+        ApiKey::AddPartitionsToTxn => {
+            let topics = vec![
+                add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                    .with_name(TopicName(s(topic(rng))))
+                    .with_partitions(vec![0, 1]),
+            ];
+            let id = TransactionalId(s(&format!("fz-txn-{}", rng.below(3))));
+            let pid = ProducerId(rng.below(4) as i64 - 1);
+            if v <= 3 {
+                AddPartitionsToTxnRequest::default()
+                    .with_v3_and_below_transactional_id(id)
+                    .with_v3_and_below_producer_id(pid)
+                    .with_v3_and_below_topics(topics)
+                    .encode(&mut buf, v)
+            } else {
+                AddPartitionsToTxnRequest::default()
+                    .with_transactions(vec![
+                        add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+                            .with_transactional_id(id)
+                            .with_producer_id(pid)
+                            .with_verify_only(rng.below(2) == 0)
+                            .with_topics(topics),
+                    ])
+                    .encode(&mut buf, v)
+            }
+        }
+        ApiKey::AddOffsetsToTxn => AddOffsetsToTxnRequest::default()
+            .with_transactional_id(TransactionalId(s("fz-txn-0")))
+            .with_producer_id(ProducerId(rng.below(4) as i64 - 1))
+            .with_group_id(GroupId(s("fz-g")))
+            .encode(&mut buf, v),
+        ApiKey::EndTxn => EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(s(&format!("fz-txn-{}", rng.below(3)))))
+            .with_producer_id(ProducerId(rng.below(4) as i64 - 1))
+            .with_committed(rng.below(2) == 0)
+            .encode(&mut buf, v),
+        ApiKey::TxnOffsetCommit => TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(s("fz-txn-0")))
+            .with_group_id(GroupId(s("fz-g")))
+            .with_producer_id(ProducerId(rng.below(4) as i64 - 1))
+            .with_topics(vec![
+                txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                    .with_name(TopicName(s(topic(rng))))
+                    .with_partitions(vec![
+                        txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(rng.below(10) as i64),
+                    ]),
+            ])
+            .encode(&mut buf, v),
+        ApiKey::DescribeTransactions => DescribeTransactionsRequest::default()
+            .with_transactional_ids(vec![
+                TransactionalId(s("fz-txn-0")),
+                TransactionalId(s("fz-txn-1")),
+            ])
+            .encode(&mut buf, v),
+        ApiKey::ListTransactions => ListTransactionsRequest::default()
+            .with_state_filters(if rng.below(2) == 0 {
+                vec![s("Ongoing"), s("Bogus")]
+            } else {
+                vec![]
+            })
+            .with_duration_filter(rng.below(3) as i64 - 1)
             .encode(&mut buf, v),
         other => panic!("add {other:?} to the fuzz corpus"),
     };
@@ -613,6 +681,12 @@ fn check_response(case: u64, key: ApiKey, v: i16, correlation_id: i32, mut frame
         ApiKey::DescribeTopicPartitions => body!(DescribeTopicPartitionsResponse),
         ApiKey::ElectLeaders => body!(ElectLeadersResponse),
         ApiKey::DescribeProducers => body!(DescribeProducersResponse),
+        ApiKey::AddPartitionsToTxn => body!(AddPartitionsToTxnResponse),
+        ApiKey::AddOffsetsToTxn => body!(AddOffsetsToTxnResponse),
+        ApiKey::EndTxn => body!(EndTxnResponse),
+        ApiKey::TxnOffsetCommit => body!(TxnOffsetCommitResponse),
+        ApiKey::DescribeTransactions => body!(DescribeTransactionsResponse),
+        ApiKey::ListTransactions => body!(ListTransactionsResponse),
         other => panic!("case {case}: a response to unsupported {other:?}"),
     }
     assert!(
