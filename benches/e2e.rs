@@ -320,6 +320,166 @@ fn produce_run(
     elapsed
 }
 
+/// Produces `count` records of `size` bytes to partition 0 with an idempotent
+/// producer (acks=all); with `per_txn`, in transactions of that many records,
+/// each committed before the next begins. Returns the elapsed time.
+fn txn_produce_run(
+    addr: &str,
+    topic: &str,
+    size: usize,
+    count: u64,
+    per_txn: Option<u64>,
+) -> Duration {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", addr)
+        .set("enable.idempotence", "true");
+    if per_txn.is_some() {
+        cfg.set("transactional.id", format!("bench-{topic}"));
+    }
+    let p: BaseProducer<Counting> = cfg
+        .create_with_context(Counting::default())
+        .expect("producer");
+    p.client()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    if per_txn.is_some() {
+        p.init_transactions(Duration::from_secs(30))
+            .expect("init_transactions");
+    }
+    let payload = payload(size);
+    let t0 = Instant::now();
+    let mut i = 0;
+    while i < count {
+        let n = per_txn.unwrap_or(count).min(count - i);
+        if per_txn.is_some() {
+            p.begin_transaction().expect("begin");
+        }
+        for j in 0..n {
+            send(&p, topic, 0, &payload);
+            if j % 1024 == 0 {
+                p.poll(Duration::ZERO);
+            }
+        }
+        if per_txn.is_some() {
+            // Deliver everything first, polling briskly: librdkafka's own flush
+            // inside commit waits in 100 ms steps when reports are pending.
+            while p.in_flight_count() > 0 {
+                p.poll(Duration::from_millis(1));
+            }
+            p.commit_transaction(Duration::from_secs(60))
+                .expect("commit");
+        }
+        i += n;
+    }
+    p.flush(Duration::from_secs(300)).expect("flush");
+    let elapsed = t0.elapsed();
+    assert_eq!(p.context().failed.load(Ordering::Relaxed), 0);
+    elapsed
+}
+
+/// Reads partition 0 of `topic` from the beginning with `isolation`; returns
+/// the elapsed time.
+fn isolated_consume_run(addr: &str, topic: &str, count: u64, isolation: &str) -> Duration {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", "sluice-bench-txn")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", isolation)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("partition");
+    c.assign(&tpl).expect("assign");
+    let t0 = Instant::now();
+    let mut got = 0;
+    while got < count {
+        if let Some(m) = c.poll(Duration::from_secs(10)) {
+            m.expect("message");
+            got += 1;
+        } else {
+            panic!("consume stalled at {got} of {count}");
+        }
+    }
+    t0.elapsed()
+}
+
+/// Transactions (issue 11): an idempotent producer without transactions next
+/// to transactional ones committing every 10,000, 1,000 and 100 records (1 KiB,
+/// acks=all, one partition), then the transactional topic read with
+/// read_committed and read_uncommitted. Medians of `rounds`.
+fn transactions_section(md: &mut String, work: &Path) {
+    let size = 1024;
+    let count = scaled(2.5e8 / size as f64);
+    let rounds = 3;
+    let _ = writeln!(
+        md,
+        "## Transactions (issue 11)
+"
+    );
+    let _ = writeln!(
+        md,
+        "One producer, {size} B records to one partition, acks=all, idempotent in every row;          {} MB per run, {rounds} runs per row, medians. A commit writes the transaction's state          (fsynced), a COMMIT marker to the partition and the group log when offsets are sent          (fsynced), and the completion record.
+",
+        count * size as u64 / 1_000_000
+    );
+    let _ = writeln!(
+        md,
+        "| records per transaction | msgs/s | MB/s | transactions/s | broker CPU s/GB |\n|---|---|---|---|---|"
+    );
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let mut consume = (Vec::new(), Vec::new());
+    for per_txn in [None, Some(10_000u64), Some(1_000), Some(100)] {
+        let mut rate = Vec::new();
+        let mut cpu = Vec::new();
+        for round in 0..rounds {
+            let dir = work.join("txn");
+            let _ = std::fs::remove_dir_all(&dir);
+            let (broker, _) = Broker::start(&dir, free_port());
+            let addr = broker.addr.clone();
+            create_topic(&addr, "tx", 1);
+            let b0 = broker.stat();
+            let elapsed = txn_produce_run(&addr, "tx", size, count, per_txn);
+            let b1 = broker.stat();
+            let gb = (count * size as u64) as f64 / 1e9;
+            rate.push(count as f64 / elapsed.as_secs_f64());
+            cpu.push((b1.cpu_s - b0.cpu_s) / gb);
+            if per_txn == Some(1_000) && round == 0 {
+                for (isolation, out) in [
+                    ("read_committed", &mut consume.0),
+                    ("read_uncommitted", &mut consume.1),
+                ] {
+                    for _ in 0..rounds {
+                        let t = isolated_consume_run(&addr, "tx", count, isolation);
+                        out.push(gb * 1e9 / t.as_secs_f64());
+                    }
+                }
+            }
+            broker.stop();
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let msgs = median(&mut rate);
+        let label = per_txn.map_or("none (idempotent only)".to_string(), |n| n.to_string());
+        let txns = per_txn.map_or("-".to_string(), |n| format!("{:.0}", msgs / n as f64));
+        let _ = writeln!(
+            md,
+            "| {label} | {msgs:.0} | {} | {txns} | {:.2} |",
+            mb(msgs * size as f64),
+            median(&mut cpu)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nReading the 1,000-per-transaction topic back ({} MB, markers included, {rounds} runs):          read_committed {} MB/s, read_uncommitted {} MB/s.\n",
+        count * size as u64 / 1_000_000,
+        mb(median(&mut consume.0)),
+        mb(median(&mut consume.1)),
+    );
+}
+
 /// Record values: not all one byte, so nothing downstream can cheat on them.
 fn payload(size: usize) -> Vec<u8> {
     (0..size).map(|i| (i * 31 % 251) as u8).collect()
@@ -646,6 +806,13 @@ fn main() {
     // `SLUICE_BENCH_CONSUME_MARK` is written when the consume starts.
     if let Ok(only) = std::env::var("SLUICE_BENCH_ONLY") {
         profile_one(&work, &only);
+        return;
+    }
+    // `SLUICE_BENCH_TXN_ONLY=1` runs only the transactions section and prints it.
+    if std::env::var("SLUICE_BENCH_TXN_ONLY").is_ok() {
+        let mut md = String::new();
+        transactions_section(&mut md, &work);
+        println!("{md}");
         return;
     }
     // `SLUICE_BENCH_BASELINE_ONLY=1` runs only the comparison against
@@ -1002,6 +1169,7 @@ fn main() {
     if let Ok(baseline) = std::env::var("SLUICE_BENCH_BASELINE") {
         baseline_section(&mut md, &work, &baseline);
     }
+    transactions_section(&mut md, &work);
     let _ = writeln!(md, "## Targets (issue 4)\n");
     let _ = writeln!(md, "| target | measured | met |\n|---|---|---|");
     for (t, m, ok) in &targets {

@@ -287,3 +287,66 @@ def test_consume_transform_produce_is_exactly_once_through_sigkills(tmp_path):
         assert set(counts) == {b"T:in-%d" % i for i in range(n)}
     finally:
         broker.stop()
+
+
+def test_a_read_committed_consumer_reaches_zero_lag_after_a_commit(txbroker):
+    from confluent_kafka import TopicPartition
+
+    topic = "tx-lag"
+    create(txbroker.bootstrap, topic, 1)
+    p = txn_producer(txbroker.bootstrap, "tx-lag")
+    c = Consumer({
+        "bootstrap.servers": txbroker.bootstrap,
+        "group.id": "tx-lag-group",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+    })
+    c.subscribe([topic])
+    for round_ in range(3):
+        p.begin_transaction()
+        for i in range(10):
+            p.produce(topic, value=b"r%d-%d" % (round_, i))
+        p.commit_transaction(30)
+        got, deadline = 0, time.time() + 30
+        while got < 10 and time.time() < deadline:
+            m = c.poll(0.2)
+            if m is not None and not m.error():
+                got += 1
+        assert got == 10
+        tp = TopicPartition(topic, 0)
+        # The COMMIT marker is past the last record: the position must move
+        # past it too, so the lag reaches 0.
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            c.poll(0.1)
+            _, high = c.get_watermark_offsets(tp, timeout=10)
+            position = c.position([tp])[0].offset
+            if position == high:
+                break
+        assert high == 11 * (round_ + 1), "ten records and a marker per transaction"
+        assert position == high, f"lag {high - position} after the commit"
+        c.commit(asynchronous=False)
+        assert c.committed([tp], timeout=10)[0].offset == high
+    c.close()
+
+
+def test_misuse_gets_kafkas_errors(tmp_path):
+    # A broker whose maximum transaction timeout is below what the client asks for.
+    b = Broker(tmp_path / "data", ARGS + ["--transaction-max-timeout-ms", "30000"]).start()
+    try:
+        p = Producer({
+            "bootstrap.servers": b.bootstrap,
+            "transactional.id": "tx-misuse",
+            "transaction.timeout.ms": 60000,
+        })
+        with pytest.raises(KafkaException) as e:
+            p.init_transactions(30)
+        assert e.value.args[0].name() == "INVALID_TRANSACTION_TIMEOUT", e.value.args[0]
+        ok = txn_producer(b.bootstrap, "tx-ok", **{"transaction.timeout.ms": 10000})
+        # Commit without begin: refused before anything is sent, as with Kafka.
+        with pytest.raises(KafkaException) as e:
+            ok.commit_transaction(10)
+        assert e.value.args[0].name() == "_STATE", e.value.args[0]
+    finally:
+        b.stop()

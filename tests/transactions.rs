@@ -96,12 +96,12 @@ async fn end_ok(c: &mut Client, id: &str, pid: i64, epoch: i16, commit: bool) {
     panic!("EndTxn kept answering CONCURRENT_TRANSACTIONS");
 }
 
-async fn produce_txn(c: &mut Client, topic: &str, part: i32, b: Vec<u8>) -> (i16, i64) {
+async fn produce_txn(c: &mut Client, id: &str, topic: &str, part: i32, b: Vec<u8>) -> (i16, i64) {
     let r: ProduceResponse = c
         .call(
             ApiKey::Produce,
             9,
-            &produce_req(topic, part, b, -1).with_transactional_id(Some(TransactionalId(s("x")))),
+            &produce_req(topic, part, b, -1).with_transactional_id(Some(TransactionalId(s(id)))),
         )
         .await;
     let p = &r.responses[0].partition_responses[0];
@@ -161,10 +161,28 @@ async fn aborted_records_are_hidden_from_read_committed_and_committed_ones_shown
     create_topic(&mut c, "t", &[]).await;
     let (e, pid, epoch) = init(&mut c, "tx-a", 60_000).await;
     assert_eq!((e, epoch), (0, 0));
-    // Producing before the partition is added is not checked (protocol v1);
-    // here the client adds first, as clients do.
+    // A transactional batch for a partition not in the transaction is refused
+    // (KIP-890 part 1's check), so no stray batch opens a transaction that no
+    // marker would end; so is one without the request's transactional id.
+    let (e, _) = produce_txn(&mut c, "tx-a", "t", 0, txn_batch(pid, epoch, 0, &[b"x"])).await;
+    assert_eq!(e, 48, "INVALID_TXN_STATE");
+    let r: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req("t", 0, txn_batch(pid, epoch, 0, &[b"x"]), -1),
+        )
+        .await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 87);
     assert_eq!(add(&mut c, "tx-a", pid, epoch, "t", &[0]).await, 0);
-    let (e, base) = produce_txn(&mut c, "t", 0, txn_batch(pid, epoch, 0, &[b"a1", b"a2"])).await;
+    let (e, base) = produce_txn(
+        &mut c,
+        "tx-a",
+        "t",
+        0,
+        txn_batch(pid, epoch, 0, &[b"a1", b"a2"]),
+    )
+    .await;
     assert_eq!((e, base), (0, 0));
     // Open: nothing is stable; a read_committed consumer sees nothing yet.
     assert_eq!(latest(&mut c, "t", true).await, 0);
@@ -194,7 +212,7 @@ async fn aborted_records_are_hidden_from_read_committed_and_committed_ones_shown
     );
     // Committed: visible, and not in any aborted list.
     assert_eq!(add(&mut c, "tx-a", pid, epoch, "t", &[0]).await, 0);
-    let (e, base) = produce_txn(&mut c, "t", 0, txn_batch(pid, epoch, 2, &[b"c1"])).await;
+    let (e, base) = produce_txn(&mut c, "tx-a", "t", 0, txn_batch(pid, epoch, 2, &[b"c1"])).await;
     assert_eq!((e, base), (0, 3));
     end_ok(&mut c, "tx-a", pid, epoch, true).await;
     let (hw, lso, aborted, _) = fetch(&mut c, "t", 3, true).await;
@@ -240,7 +258,7 @@ async fn a_new_producer_fences_the_old_one_and_aborts_its_transaction() {
     let (_, pid, e0) = init(&mut c, "tx-f", 60_000).await;
     assert_eq!(add(&mut c, "tx-f", pid, e0, "f", &[0]).await, 0);
     assert_eq!(
-        produce_txn(&mut c, "f", 0, txn_batch(pid, e0, 0, &[b"z"]))
+        produce_txn(&mut c, "tx-f", "f", 0, txn_batch(pid, e0, 0, &[b"z"]))
             .await
             .0,
         0
@@ -259,7 +277,7 @@ async fn a_new_producer_fences_the_old_one_and_aborts_its_transaction() {
     assert_eq!((err, pid2), (0, pid));
     assert!(e2 > e0 + 1, "fenced by a bump, then bumped again: {e2}");
     // The zombie is fenced everywhere.
-    let (code, _) = produce_txn(&mut c, "f", 0, txn_batch(pid, e0, 1, &[b"zombie"])).await;
+    let (code, _) = produce_txn(&mut c, "tx-f", "f", 0, txn_batch(pid, e0, 1, &[b"zombie"])).await;
     assert_eq!(code, 47, "INVALID_PRODUCER_EPOCH");
     assert_eq!(
         end(&mut c, 3, "tx-f", pid, e0, true).await,
@@ -354,11 +372,12 @@ async fn after_a_crash_an_open_transaction_times_out_and_aborts() {
     let (_, pid, epoch) = init(&mut c, "tx-k", 60_000).await;
     // A committed transaction, then an open one with pending offsets.
     assert_eq!(add(&mut c, "tx-k", pid, epoch, "k", &[0]).await, 0);
-    produce_txn(&mut c, "k", 0, txn_batch(pid, epoch, 0, &[b"c"])).await;
+    produce_txn(&mut c, "tx-k", "k", 0, txn_batch(pid, epoch, 0, &[b"c"])).await;
     end_ok(&mut c, "tx-k", pid, epoch, true).await;
     let (_, pid2, epoch2) = init(&mut c, "tx-k2", 1_000).await;
     assert_eq!(add(&mut c, "tx-k2", pid2, epoch2, "k", &[0]).await, 0);
-    let (e, open_at) = produce_txn(&mut c, "k", 0, txn_batch(pid2, epoch2, 0, &[b"o"])).await;
+    let (e, open_at) =
+        produce_txn(&mut c, "tx-k2", "k", 0, txn_batch(pid2, epoch2, 0, &[b"o"])).await;
     assert_eq!((e, open_at), (0, 2));
     drop(c);
     let broker = b.broker.clone();
@@ -381,7 +400,14 @@ async fn after_a_crash_an_open_transaction_times_out_and_aborts() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(aborted, vec![(pid2, open_at)]);
-    let (code, _) = produce_txn(&mut c, "k", 0, txn_batch(pid2, epoch2, 1, &[b"late"])).await;
+    let (code, _) = produce_txn(
+        &mut c,
+        "tx-k2",
+        "k",
+        0,
+        txn_batch(pid2, epoch2, 1, &[b"late"]),
+    )
+    .await;
     assert_eq!(code, 47);
     let r: DescribeTransactionsResponse = c
         .call(

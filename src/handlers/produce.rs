@@ -51,6 +51,50 @@ pub(super) fn invalid_batch_code(e: &InvalidBatch) -> i16 {
     }
 }
 
+/// A transactional batch is accepted only inside its producer's open
+/// transaction: the request names the transactional id, which this producer
+/// id and epoch hold, and the partition was added to the transaction (the
+/// verification of KIP-890 part 1, which keeps a zombie's or a stray batch
+/// from opening a transaction no marker will ever end). `None` when the batch
+/// may go on (non-transactional ones always).
+fn check_transactional(
+    broker: &Broker,
+    transactional_id: Option<&str>,
+    topic: &str,
+    partition: i32,
+    records: &[u8],
+) -> Option<(i16, &'static str)> {
+    let h = crate::log::BatchHeader::parse(records).ok()?;
+    if h.attributes & crate::log::batch::ATTR_TRANSACTIONAL == 0 {
+        return None;
+    }
+    let Some(id) = transactional_id.filter(|id| !id.is_empty()) else {
+        return Some((
+            error::INVALID_RECORD,
+            "a transactional batch needs the request's transactional id",
+        ));
+    };
+    let p = [(topic.to_string(), partition)];
+    match broker
+        .txns
+        .missing_partitions(id, h.producer_id, h.producer_epoch, &p)
+    {
+        Ok(missing) if missing.is_empty() => None,
+        Ok(_) => Some((
+            error::INVALID_TXN_STATE,
+            "the partition is not in the producer's open transaction",
+        )),
+        Err(crate::txn::CoordError::Txn(crate::txn::state::TxnError::Fenced)) => Some((
+            error::INVALID_PRODUCER_EPOCH,
+            "the producer's epoch is not the transactional id's",
+        )),
+        Err(_) => Some((
+            error::INVALID_PRODUCER_ID_MAPPING,
+            "the transactional id is not held by this producer id",
+        )),
+    }
+}
+
 /// Handles a Produce request; `None` for acks=0.
 pub(super) async fn handle(
     broker: &Arc<Broker>,
@@ -62,7 +106,9 @@ pub(super) async fn handle(
     // The topic of each response entry, for its traffic counters.
     let mut known = Vec::with_capacity(req.topic_data.len());
     let mut slots = Vec::new();
+    let txn_id = req.transactional_id.as_ref().map(|t| t.to_string());
     for (ti, td) in req.topic_data.into_iter().enumerate() {
+        let topic_name = td.name.0.to_string();
         let topic = broker.topic(td.name.0.as_str());
         known.push(topic.clone());
         let mut tr = TopicProduceResponse::default();
@@ -110,13 +156,22 @@ pub(super) async fn handle(
                         partition_error(pd.index, invalid_batch_code(&e), e.to_string()),
                         None,
                     ),
-                    Ok(()) => {
-                        let mut r = PartitionProduceResponse::default();
-                        r.index = pd.index;
-                        // The records stay in the request buffer: the log writes them
-                        // from there beside their assigned headers.
-                        (r, Some((p.clone(), records)))
-                    }
+                    Ok(()) => match check_transactional(
+                        broker,
+                        txn_id.as_deref(),
+                        &topic_name,
+                        pd.index,
+                        &records,
+                    ) {
+                        Some((code, why)) => (partition_error(pd.index, code, why), None),
+                        None => {
+                            let mut r = PartitionProduceResponse::default();
+                            r.index = pd.index;
+                            // The records stay in the request buffer: the log writes them
+                            // from there beside their assigned headers.
+                            (r, Some((p.clone(), records)))
+                        }
+                    },
                 },
             };
             slots.push(Slot {

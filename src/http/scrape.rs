@@ -135,6 +135,32 @@ pub(super) fn render(out: &mut String, broker: Option<&Broker>, ready: bool) {
     let topics = broker.topics();
     partitions(out, &topics, max);
     groups(out, broker, &topics, max);
+    transactions(out, broker);
+}
+
+/// Transactional ids by state (every state always listed, 0 when none).
+fn transactions(out: &mut String, broker: &Broker) {
+    let counts = broker.txns.state_counts();
+    let mut f = Family::new(
+        out,
+        "sluice_transactional_ids",
+        "gauge",
+        "Transactional ids by the state of their transaction.",
+    );
+    for state in [
+        "Empty",
+        "Ongoing",
+        "PrepareCommit",
+        "PrepareAbort",
+        "CompleteCommit",
+        "CompleteAbort",
+    ] {
+        let n = counts
+            .iter()
+            .find(|(s, _)| *s == state)
+            .map_or(0, |(_, n)| *n);
+        f.sample(&[("state", state)], n as f64);
+    }
 }
 
 fn partitions(out: &mut String, topics: &[Arc<Topic>], max: usize) {
