@@ -419,8 +419,10 @@ fn transactions_section(md: &mut String, work: &Path) {
     );
     let _ = writeln!(
         md,
-        "One producer, {size} B records to one partition, acks=all, idempotent in every row;          {} MB per run, {rounds} runs per row, medians. A commit writes the transaction's state          (fsynced), a COMMIT marker to the partition and the group log when offsets are sent          (fsynced), and the completion record.
-",
+        "One producer, {size} B records to one partition, acks=all, idempotent in every row; \
+         {} MB per run, {rounds} runs per row, medians. Each commit makes the transaction's \
+         state durable, writes and fsyncs a COMMIT marker in the partition, and records the \
+         transaction complete.\n",
         count * size as u64 / 1_000_000
     );
     let _ = writeln!(
@@ -473,7 +475,8 @@ fn transactions_section(md: &mut String, work: &Path) {
     }
     let _ = writeln!(
         md,
-        "\nReading the 1,000-per-transaction topic back ({} MB, markers included, {rounds} runs):          read_committed {} MB/s, read_uncommitted {} MB/s.\n",
+        "\nReading the 1,000-per-transaction topic back ({} MB, markers included, {rounds} runs): \
+         read_committed {} MB/s, read_uncommitted {} MB/s.\n",
         count * size as u64 / 1_000_000,
         mb(median(&mut consume.0)),
         mb(median(&mut consume.1)),
