@@ -219,6 +219,11 @@ async fn aborted_records_are_hidden_from_read_committed_and_committed_ones_shown
     assert_eq!((hw, lso), (5, 5));
     assert!(aborted.is_empty());
     assert_eq!(latest(&mut c, "t", true).await, 5);
+    // After the commit, a late batch of the finished transaction (same epoch)
+    // cannot open a new one without AddPartitionsToTxn.
+    let (e, _) = produce_txn(&mut c, "tx-a", "t", 0, txn_batch(pid, epoch, 3, &[b"late"])).await;
+    assert_eq!(e, 48, "INVALID_TXN_STATE");
+    assert_eq!(latest(&mut c, "t", true).await, 5);
     // Retrying the commit is fine; aborting what was committed is not.
     assert_eq!(end(&mut c, 3, "tx-a", pid, epoch, true).await, 0);
     assert_eq!(end(&mut c, 3, "tx-a", pid, epoch, false).await, 48);
@@ -301,6 +306,22 @@ async fn transactional_offsets_become_visible_only_on_commit() {
     let mut c = b.client().await;
     create_topic(&mut c, "o", &[]).await;
     let (_, pid, epoch) = init(&mut c, "tx-o", 60_000).await;
+    let early = TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(s("tx-o")))
+        .with_group_id(GroupId(s("og")))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_generation_id(-1)
+        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+            .with_name(TopicName(s("o")))
+            .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(3)])]);
+    let r: TxnOffsetCommitResponse = c.call(ApiKey::TxnOffsetCommit, 3, &early).await;
+    assert_eq!(
+        r.topics[0].partitions[0].error_code, 48,
+        "INVALID_TXN_STATE before AddOffsetsToTxn"
+    );
     let r: AddOffsetsToTxnResponse = c
         .call(
             ApiKey::AddOffsetsToTxn,

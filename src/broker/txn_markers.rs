@@ -39,27 +39,32 @@ impl MarkerSink for BrokerMarkers {
                     continue;
                 }
                 // A deleted topic's partitions need no marker, as in Kafka.
-                if let Some(p) = b.topic(topic).and_then(|t| t.partition(*index).cloned()) {
-                    parts.push(p);
+                if let Some(t) = b.topic(topic) {
+                    if let Some(p) = t.partition(*index).cloned() {
+                        parts.push((t, p));
+                    }
                 }
             }
             let (pid, epoch, commit) = (m.producer_id, m.epoch, m.commit);
             let written = tokio::task::spawn_blocking(move || {
                 parts
                     .into_iter()
-                    .map(|p| {
+                    .map(|(t, p)| {
                         let r = p.append_marker_blocking(pid, epoch, commit, 0);
-                        (p, r)
+                        (t, p, r)
                     })
                     .collect::<Vec<_>>()
             })
             .await
             .map_err(|e| format!("marker task: {e}"))?;
             let mut durable = Vec::with_capacity(written.len());
-            for (p, r) in written {
+            for (t, p, r) in written {
                 match r {
                     Ok(info) => durable.push((p, info.last_offset + 1)),
-                    Err(PartitionError::Deleted) => {}
+                    // Deleted meanwhile: no marker needed. Closed for shutdown
+                    // (the topic still registered): not written, so a failure.
+                    Err(PartitionError::Deleted)
+                        if b.topic(&t.name).is_none_or(|now| !Arc::ptr_eq(&now, &t)) => {}
                     Err(PartitionError::Append(AppendError::InvalidProducerEpoch)) => {
                         // A newer epoch's marker is there already: this one is moot.
                         tracing::warn!(

@@ -503,6 +503,7 @@ impl Coordinator {
             (OffsetChange::RemoveGroup, true) => {
                 s.group.offsets.clear();
                 s.versions.clear();
+                s.txn_offsets.clear();
                 let id = s.group.id.clone();
                 let mut groups = lock(&self.groups);
                 if groups.get(&id).is_some_and(|g| Arc::ptr_eq(g, slot)) {
@@ -887,8 +888,11 @@ impl Coordinator {
     /// TxnOffsetCommit: stores offsets of `producer_id`'s open transaction,
     /// durably but invisible to OffsetFetch until the transaction commits
     /// ([`Coordinator::complete_txn`]). Member checks as OffsetCommit's when a
-    /// generation is given (v3+).
-    pub async fn txn_commit(
+    /// generation is given (v3+). `verify` (the transaction is open and holds
+    /// the group) runs under the group's lock, so the change is queued before
+    /// any completion of that transaction looks at the group.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn txn_commit<E>(
         self: &Arc<Self>,
         group_id: &str,
         producer_id: i64,
@@ -896,8 +900,9 @@ impl Coordinator {
         instance_id: &Option<String>,
         generation: i32,
         offsets: Vec<(String, i32, i64, i32, String)>,
-    ) -> Vec<Result<(), GroupError>> {
-        let all = |e: GroupError| offsets.iter().map(|_| Err(e)).collect::<Vec<_>>();
+        verify: impl FnOnce() -> Result<(), E>,
+    ) -> Result<Vec<Result<(), GroupError>>, E> {
+        let all = |e: GroupError| Ok(offsets.iter().map(|_| Err(e)).collect::<Vec<_>>());
         if self.closing.load(Ordering::Acquire) {
             return all(GroupError::NotCoordinator);
         }
@@ -918,6 +923,7 @@ impl Coordinator {
         let mut changes = Vec::new();
         let rx = {
             let mut s = lock(&slot);
+            verify()?;
             if generation >= 0 || !member_id.is_empty() {
                 if let Err(e) = s
                     .group
@@ -953,7 +959,20 @@ impl Coordinator {
             }
             (!entries.is_empty()).then(|| self.queue_changes(&slot, &mut s, entries, changes))
         };
-        Self::await_changes(rx, results).await
+        Ok(Self::await_changes(rx, results).await)
+    }
+
+    /// Waits until every change queued on `slot` so far is applied (or failed).
+    async fn wait_applied(&self, slot: &Arc<Mutex<Slot>>) {
+        let target = lock(slot).queued;
+        loop {
+            let waiting = self.writes_done.notified();
+            if lock(slot).applied >= target {
+                return;
+            }
+            // Bounded: the group's writer finishes its queue in order.
+            let _ = tokio::time::timeout(Duration::from_millis(100), waiting).await;
+        }
     }
 
     /// The transaction of `producer_id` ended: on commit its pending offsets
@@ -963,6 +982,9 @@ impl Coordinator {
         let slots: Vec<Arc<Mutex<Slot>>> = lock(&self.groups).values().cloned().collect();
         let mut waits = Vec::new();
         for slot in slots {
+            // A TxnOffsetCommit queued before the transaction left Ongoing may
+            // still be in flight: its offsets are part of this outcome.
+            self.wait_applied(&slot).await;
             let mut s = lock(&slot);
             let Some(pending) = s.txn_offsets.get(&producer_id).cloned() else {
                 continue;
@@ -1161,6 +1183,14 @@ impl Coordinator {
         let mut records = vec![self.entry(records::group_key(&id), None)];
         for (topic, partition) in s.group.offsets.keys() {
             records.push(self.entry(records::offset_key(&id, topic, *partition), None));
+        }
+        // Pending transactional offsets go with the group (their
+        // transaction's marker then finds nothing).
+        for (pid, pending) in &s.txn_offsets {
+            for (topic, partition) in pending.keys() {
+                records
+                    .push(self.entry(records::txn_offset_key(&id, *pid, topic, *partition), None));
+            }
         }
         self.queue_changes(slot, s, records, vec![OffsetChange::RemoveGroup])
     }

@@ -10,13 +10,15 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{describe, partition_error_code, sb, Ctx};
 use crate::broker::Broker;
-use crate::log::records::{self, InvalidBatch};
+use crate::log::records::{self, InvalidBatch, RecordError};
+use crate::log::AppendError;
 use crate::log::BatchError;
 use crate::protocol::{error, ResponseFrame};
 use crate::storage::{Partition, PartitionError};
 
-/// An append to do: the partition and its records, still in the request buffer.
-type Job = (Arc<Partition>, Bytes);
+/// An append to do: the partition, its records (still in the request buffer)
+/// and its topic's name.
+type Job = (Arc<Partition>, Bytes, String);
 
 /// One partition's slot in the response: either an early error or an append to do.
 struct Slot {
@@ -55,43 +57,34 @@ pub(super) fn invalid_batch_code(e: &InvalidBatch) -> i16 {
 /// transaction: the request names the transactional id, which this producer
 /// id and epoch hold, and the partition was added to the transaction (the
 /// verification of KIP-890 part 1, which keeps a zombie's or a stray batch
-/// from opening a transaction no marker will ever end). `None` when the batch
-/// may go on (non-transactional ones always).
-fn check_transactional(
+/// from opening a transaction no marker will ever end). Runs under the
+/// partition's log lock, so no marker lands between it and the append.
+fn verify_transactional(
     broker: &Broker,
     transactional_id: Option<&str>,
     topic: &str,
     partition: i32,
-    records: &[u8],
-) -> Option<(i16, &'static str)> {
-    let h = crate::log::BatchHeader::parse(records).ok()?;
+    h: &crate::log::BatchHeader,
+) -> Result<(), AppendError> {
+    use crate::txn::state::TxnError;
+    use crate::txn::CoordError;
     if h.attributes & crate::log::batch::ATTR_TRANSACTIONAL == 0 {
-        return None;
+        return Ok(());
     }
     let Some(id) = transactional_id.filter(|id| !id.is_empty()) else {
-        return Some((
-            error::INVALID_RECORD,
-            "a transactional batch needs the request's transactional id",
-        ));
+        return Err(AppendError::Invalid(InvalidBatch::Records(
+            RecordError::NotAllowed("a transactional batch needs the request's transactional id"),
+        )));
     };
     let p = [(topic.to_string(), partition)];
     match broker
         .txns
         .missing_partitions(id, h.producer_id, h.producer_epoch, &p)
     {
-        Ok(missing) if missing.is_empty() => None,
-        Ok(_) => Some((
-            error::INVALID_TXN_STATE,
-            "the partition is not in the producer's open transaction",
-        )),
-        Err(crate::txn::CoordError::Txn(crate::txn::state::TxnError::Fenced)) => Some((
-            error::INVALID_PRODUCER_EPOCH,
-            "the producer's epoch is not the transactional id's",
-        )),
-        Err(_) => Some((
-            error::INVALID_PRODUCER_ID_MAPPING,
-            "the transactional id is not held by this producer id",
-        )),
+        Ok(missing) if missing.is_empty() => Ok(()),
+        Ok(_) => Err(AppendError::InvalidTxnState),
+        Err(CoordError::Txn(TxnError::Fenced)) => Err(AppendError::InvalidProducerEpoch),
+        Err(_) => Err(AppendError::InvalidProducerIdMapping),
     }
 }
 
@@ -156,22 +149,13 @@ pub(super) async fn handle(
                         partition_error(pd.index, invalid_batch_code(&e), e.to_string()),
                         None,
                     ),
-                    Ok(()) => match check_transactional(
-                        broker,
-                        txn_id.as_deref(),
-                        &topic_name,
-                        pd.index,
-                        &records,
-                    ) {
-                        Some((code, why)) => (partition_error(pd.index, code, why), None),
-                        None => {
-                            let mut r = PartitionProduceResponse::default();
-                            r.index = pd.index;
-                            // The records stay in the request buffer: the log writes them
-                            // from there beside their assigned headers.
-                            (r, Some((p.clone(), records)))
-                        }
-                    },
+                    Ok(()) => {
+                        let mut r = PartitionProduceResponse::default();
+                        r.index = pd.index;
+                        // The records stay in the request buffer: the log writes them
+                        // from there beside their assigned headers.
+                        (r, Some((p.clone(), records, topic_name.clone())))
+                    }
                 },
             };
             slots.push(Slot {
@@ -187,12 +171,16 @@ pub(super) async fn handle(
     let (parts, jobs): (Vec<(usize, Arc<Partition>)>, Vec<Job>) = slots
         .iter_mut()
         .enumerate()
-        .filter_map(|(i, s)| s.job.take().map(|(p, b)| ((i, p.clone()), (p, b))))
+        .filter_map(|(i, s)| s.job.take().map(|(p, b, t)| ((i, p.clone()), (p, b, t))))
         .unzip();
+    let b = broker.clone();
     let appended = tokio::task::spawn_blocking(move || {
         jobs.into_iter()
-            .map(|(p, bytes)| {
-                p.append_blocking(&bytes)
+            .map(|(p, bytes, topic)| {
+                let check = |h: &crate::log::BatchHeader| {
+                    verify_transactional(&b, txn_id.as_deref(), &topic, p.index, h)
+                };
+                p.append_checked(&bytes, Some(&check))
                     .map(|info| (info, bytes.len() as u64))
             })
             .collect::<Vec<_>>()

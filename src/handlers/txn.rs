@@ -232,7 +232,8 @@ pub(super) async fn end(broker: &Arc<Broker>, ctx: &Ctx, req: EndTxnRequest) -> 
 
 /// TxnOffsetCommit: offsets held pending in the group until the transaction
 /// ends. The producer must hold the transactional id at this epoch (a stale
-/// epoch is INVALID_PRODUCER_EPOCH, as Kafka's log check answers).
+/// epoch is INVALID_PRODUCER_EPOCH, as Kafka's log check answers) with the
+/// group added to its open transaction (else INVALID_TXN_STATE).
 pub(super) async fn offset_commit(
     broker: &Arc<Broker>,
     ctx: &Ctx,
@@ -257,33 +258,41 @@ pub(super) async fn offset_commit(
         })
         .collect();
     let keys: Vec<(String, i32)> = flat.iter().map(|f| (f.0.clone(), f.1)).collect();
-    let check = broker.txns.check_producer(
-        req.transactional_id.as_str(),
-        req.producer_id.0,
-        req.producer_epoch,
-    );
-    let codes: Vec<i16> = match check {
-        Err(e) => vec![coord_code(e, error::INVALID_PRODUCER_EPOCH); keys.len()],
-        Ok(()) => {
-            let instance = req.group_instance_id.as_ref().map(|s| s.to_string());
-            broker
-                .groups
-                .txn_commit(
-                    req.group_id.as_str(),
-                    req.producer_id.0,
-                    req.member_id.as_str(),
-                    &instance,
-                    req.generation_id,
-                    flat,
-                )
-                .await
-                .into_iter()
-                .map(|r| match r {
-                    Ok(()) => error::NONE,
-                    Err(e) => super::groups::group_error_code(e),
-                })
-                .collect()
-        }
+    let id = req.transactional_id.as_str();
+    let (pid, epoch) = (req.producer_id.0, req.producer_epoch);
+    // The transaction must be open with the group added (AddOffsetsToTxn),
+    // checked under the group's lock so no completion slips in between.
+    let verify =
+        || match broker
+            .txns
+            .missing_partitions(id, pid, epoch, &[(GROUP_LOG_DIR.to_string(), 0)])
+        {
+            Ok(missing) if missing.is_empty() => Ok(()),
+            Ok(_) => Err(error::INVALID_TXN_STATE),
+            Err(e) => Err(coord_code(e, error::INVALID_PRODUCER_EPOCH)),
+        };
+    let instance = req.group_instance_id.as_ref().map(|s| s.to_string());
+    let codes: Vec<i16> = match broker
+        .groups
+        .txn_commit(
+            req.group_id.as_str(),
+            pid,
+            req.member_id.as_str(),
+            &instance,
+            req.generation_id,
+            flat,
+            verify,
+        )
+        .await
+    {
+        Err(code) => vec![code; keys.len()],
+        Ok(results) => results
+            .into_iter()
+            .map(|r| match r {
+                Ok(()) => error::NONE,
+                Err(e) => super::groups::group_error_code(e),
+            })
+            .collect(),
     };
     let mut by_topic: BTreeMap<String, Vec<TxnOffsetCommitResponsePartition>> = BTreeMap::new();
     let mut order = Vec::new();

@@ -29,8 +29,12 @@ pub enum AppendError {
     /// An idempotent producer's epoch is older than its current one (or a
     /// transaction marker's is).
     InvalidProducerEpoch,
-    /// A producer with an open transaction sent a batch outside it.
+    /// A producer with an open transaction sent a batch outside it (or a
+    /// transactional batch for a partition not in its transaction).
     InvalidTxnState,
+    /// A transactional batch from a producer id that does not hold the
+    /// request's transactional id.
+    InvalidProducerIdMapping,
     /// An idempotent producer skipped or reordered sequence numbers.
     OutOfOrderSequence {
         /// Sequence the broker expected.
@@ -59,8 +63,11 @@ impl fmt::Display for AppendError {
             AppendError::InvalidTxnState => {
                 write!(
                     f,
-                    "a non-transactional batch from a producer with an open transaction"
+                    "the batch does not fit the producer's transaction (not added to it, or outside it)"
                 )
+            }
+            AppendError::InvalidProducerIdMapping => {
+                write!(f, "the transactional id is not held by this producer id")
             }
             AppendError::OutOfOrderSequence { expected, got } => {
                 write!(

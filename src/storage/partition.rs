@@ -81,6 +81,10 @@ pub struct PartitionStats {
     pub segments: usize,
 }
 
+/// A check of one batch header an append runs under the log lock (the
+/// transaction verification of Produce).
+pub type BatchCheck<'a> = dyn Fn(&crate::log::BatchHeader) -> Result<(), AppendError> + 'a;
+
 /// Fetches parked on one partition are at most one per connection; past this many
 /// entries, dead ones are pruned before another is added.
 const WAITERS_PRUNE_AT: usize = 64;
@@ -305,9 +309,25 @@ impl Partition {
     /// Validates `records` completely (outside the log lock), then appends them
     /// (blocking; call from a blocking task).
     pub fn append_blocking(&self, records: &[u8]) -> Result<AppendInfo, PartitionError> {
+        self.append_checked(records, None)
+    }
+
+    /// As [`Partition::append_blocking`], with `check` run on each batch header
+    /// under the log lock first: nothing else is appended to this partition
+    /// (a transaction marker included) between the check and the append.
+    pub fn append_checked(
+        &self,
+        records: &[u8],
+        check: Option<&BatchCheck<'_>>,
+    ) -> Result<AppendInfo, PartitionError> {
         let valid = records::validate(records, self.decompressed_bytes_max)
             .map_err(|e| PartitionError::Append(AppendError::Invalid(e)))?;
         let info = self.with_log(|log| {
+            if let Some(check) = check {
+                for (_, h) in valid.batches() {
+                    check(h)?;
+                }
+            }
             let result = log.append(&valid, now_ms());
             if let Err(AppendError::Io(e)) = &result {
                 if log.is_damaged() {

@@ -330,6 +330,11 @@ impl TxnCoordinator {
                 }
             }
         }
+        if self.closing.load(Ordering::Acquire) {
+            // Some partitions may have closed before their marker: the next
+            // start writes them all again (they are idempotent) and completes.
+            return;
+        }
         let done = lock(&self.txns)
             .get(&id)
             .and_then(|s| s.txn.as_ref())
@@ -457,22 +462,6 @@ impl TxnCoordinator {
         }
     }
 
-    /// TxnOffsetCommit's check: the producer holds the id at this epoch.
-    pub fn check_producer(&self, id: &str, producer_id: i64, epoch: i16) -> Result<(), CoordError> {
-        let txns = lock(&self.txns);
-        let t = txns
-            .get(id)
-            .and_then(|s| s.txn.as_ref())
-            .ok_or(CoordError::Txn(TxnError::InvalidProducerIdMapping))?;
-        if t.producer_id != producer_id {
-            return Err(CoordError::Txn(TxnError::InvalidProducerIdMapping));
-        }
-        if t.epoch != epoch {
-            return Err(CoordError::Txn(TxnError::Fenced));
-        }
-        Ok(())
-    }
-
     /// The record of one transactional id (DescribeTransactions).
     pub fn describe(&self, id: &str) -> Option<Txn> {
         lock(&self.txns)
@@ -497,13 +486,20 @@ impl TxnCoordinator {
     async fn check(self: &Arc<Self>) {
         let now = now_ms();
         let (due, idle): (Vec<String>, Vec<String>) = {
-            let txns = lock(&self.txns);
+            let mut txns = lock(&self.txns);
             let mut due = Vec::new();
             let mut idle = Vec::new();
-            for (id, s) in txns.iter() {
+            let mut stuck = Vec::new();
+            for (id, s) in txns.iter_mut() {
                 let Some(t) = s.txn.as_ref().filter(|_| !s.pending) else {
                     continue;
                 };
+                // Markers written but the completion record failed: try again.
+                if let Some(m) = state::recover(t) {
+                    s.pending = true;
+                    stuck.push((id.clone(), m));
+                    continue;
+                }
                 match t.state {
                     TxnState::Ongoing
                         if now >= t.start_ms.saturating_add(i64::from(t.timeout_ms)) =>
@@ -517,6 +513,11 @@ impl TxnCoordinator {
                     }
                     _ => {}
                 }
+            }
+            drop(txns);
+            for (id, m) in stuck {
+                let me = self.clone();
+                tokio::spawn(async move { me.complete(id, m, None).await });
             }
             (due, idle)
         };
@@ -546,12 +547,26 @@ impl TxnCoordinator {
         }
     }
 
-    /// Forgets an idle transactional id: a tombstone, then removal.
+    /// Forgets an idle transactional id: a tombstone, then removal. Checked
+    /// again under the lock: it may have been used since it was found idle.
     async fn expire_id(&self, id: &str) {
         {
             let mut txns = lock(&self.txns);
+            let now = now_ms();
             match txns.get_mut(id) {
-                Some(s) if !s.pending => s.pending = true,
+                Some(s)
+                    if !s.pending
+                        && s.txn.as_ref().is_some_and(|t| {
+                            matches!(
+                                t.state,
+                                TxnState::Empty
+                                    | TxnState::CompleteCommit
+                                    | TxnState::CompleteAbort
+                            ) && now.saturating_sub(t.updated_ms) >= self.settings.id_expiration_ms
+                        }) =>
+                {
+                    s.pending = true
+                }
                 _ => return,
             }
         }

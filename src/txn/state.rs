@@ -178,6 +178,10 @@ pub fn init_producer_id(
     if req.timeout_ms <= 0 || req.timeout_ms > timeout_max_ms {
         return Err(TxnError::InvalidTransactionTimeout);
     }
+    if pending {
+        // A change is in flight, the id's first record included.
+        return Err(TxnError::ConcurrentTransactions);
+    }
     let Some(t) = cur.filter(|t| t.state != TxnState::Dead) else {
         let next = Txn {
             id: id.to_string(),
@@ -198,9 +202,6 @@ pub fn init_producer_id(
             answer,
         });
     };
-    if pending {
-        return Err(TxnError::ConcurrentTransactions);
-    }
     if let Some((pid, epoch)) = req.expected {
         if !known_pair(t, pid, epoch) {
             return Err(TxnError::Fenced);
@@ -546,7 +547,11 @@ mod tests {
                 Err(TxnError::InvalidTransactionTimeout)
             );
         }
-        // A write in flight: everything waits.
+        // A write in flight: everything waits, a new id's first one too.
+        assert_eq!(
+            init(None, true, None, 5),
+            Err(TxnError::ConcurrentTransactions)
+        );
         let o = ongoing();
         assert_eq!(
             init(Some(&o), true, None, 5),
