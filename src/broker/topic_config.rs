@@ -125,12 +125,12 @@ pub const SPECS: &[Spec] = &[
         "Whether old fetch versions may be down-converted; Sluice serves Fetch v4+ only, which never needs it."),
     spec("message.format.version", Kind::String, "log.message.format.version", true, Check::Any,
         "Deprecated; Sluice always stores record batch format v2 (magic 2)."),
-    spec("message.timestamp.after.max.ms", Kind::Long, "log.message.timestamp.after.max.ms", false, Check::Range(0, I64),
-        "Largest allowed amount a record timestamp may be ahead of the broker's clock (stored, not applied yet)."),
-    spec("message.timestamp.before.max.ms", Kind::Long, "log.message.timestamp.before.max.ms", false, Check::Range(0, I64),
-        "Largest allowed amount a record timestamp may be behind the broker's clock (stored, not applied yet)."),
-    spec("message.timestamp.difference.max.ms", Kind::Long, "log.message.timestamp.difference.max.ms", false, Check::Range(0, I64),
-        "Deprecated form of message.timestamp.before.max.ms (stored, not applied yet)."),
+    spec("message.timestamp.after.max.ms", Kind::Long, "log.message.timestamp.after.max.ms", true, Check::Range(0, I64),
+        "Largest allowed amount a record timestamp may be ahead of the broker's clock (INVALID_TIMESTAMP past it)."),
+    spec("message.timestamp.before.max.ms", Kind::Long, "log.message.timestamp.before.max.ms", true, Check::Range(0, I64),
+        "Largest allowed amount a record timestamp may be behind the broker's clock (INVALID_TIMESTAMP past it)."),
+    spec("message.timestamp.difference.max.ms", Kind::Long, "log.message.timestamp.difference.max.ms", true, Check::Range(0, I64),
+        "Deprecated form of message.timestamp.before.max.ms, used when that is not set."),
     spec("message.timestamp.type", Kind::String, "log.message.timestamp.type", false, Check::OneOf(&["CreateTime", "LogAppendTime"]),
         "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's (stored, not applied yet)."),
     spec("min.cleanable.dirty.ratio", Kind::Double, "log.cleaner.min.cleanable.ratio", false, Check::Real(0.0, 1.0),
@@ -444,6 +444,14 @@ pub fn apply(
                 c.segment_bytes = n;
             }
             "segment.ms" => c.segment_ms = num(name, &v)?,
+            "message.timestamp.after.max.ms" => c.timestamp_after_max_ms = num(name, &v)?,
+            "message.timestamp.before.max.ms" => c.timestamp_before_max_ms = num(name, &v)?,
+            // Deprecated: applies only where before.max.ms is not set, as Kafka.
+            "message.timestamp.difference.max.ms"
+                if !configs.contains_key("message.timestamp.before.max.ms") =>
+            {
+                c.timestamp_before_max_ms = num(name, &v)?
+            }
             "max.message.bytes" => c.max_message_bytes = num(name, &v)? as u64,
             "index.interval.bytes" => c.index_interval_bytes = num(name, &v)? as u64,
             "segment.index.bytes" => {
@@ -458,6 +466,12 @@ pub fn apply(
             }
             _ => {}
         }
+    }
+    // LogAppendTime replaces the producer's timestamps, so Kafka does not
+    // check them (stamping is not applied yet; the check is skipped anyway).
+    if configs.get("message.timestamp.type").map(String::as_str) == Some("LogAppendTime") {
+        c.timestamp_before_max_ms = i64::MAX;
+        c.timestamp_after_max_ms = i64::MAX;
     }
     // A compacted-only topic is never trimmed by retention (and Sluice does not
     // compact yet, so it keeps every record).

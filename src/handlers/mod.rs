@@ -120,6 +120,7 @@ pub(crate) fn partition_error_code(e: &PartitionError) -> i16 {
             AppendError::InvalidProducerEpoch => error::INVALID_PRODUCER_EPOCH,
             AppendError::InvalidTxnState => error::INVALID_TXN_STATE,
             AppendError::InvalidProducerIdMapping => error::INVALID_PRODUCER_ID_MAPPING,
+            AppendError::InvalidTimestamp { .. } => error::INVALID_TIMESTAMP,
             AppendError::OutOfOrderSequence { .. } => error::OUT_OF_ORDER_SEQUENCE_NUMBER,
             AppendError::Unsupported(_) | AppendError::OffsetOverflow => error::INVALID_RECORD,
             AppendError::Io(_) => error::KAFKA_STORAGE_ERROR,

@@ -43,6 +43,12 @@ pub struct LogConfig {
     pub index_bytes_max: usize,
     /// Idempotent producers idle this long are forgotten (`producer.id.expiration.ms`).
     pub producer_id_expiration_ms: i64,
+    /// A record timestamp further behind the broker's clock is refused
+    /// (`message.timestamp.before.max.ms`; `i64::MAX` accepts any).
+    pub timestamp_before_max_ms: i64,
+    /// A record timestamp further ahead of the broker's clock is refused
+    /// (`message.timestamp.after.max.ms`; Kafka 4's default is one hour).
+    pub timestamp_after_max_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -56,6 +62,8 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             index_bytes_max: 10 * 1024 * 1024,
             producer_id_expiration_ms: 86_400_000,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: 3_600_000,
         }
     }
 }

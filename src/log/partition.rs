@@ -46,6 +46,14 @@ pub enum AppendError {
     Unsupported(&'static str),
     /// The batches of one append span more offsets than a segment can index.
     OffsetOverflow,
+    /// A record's timestamp is outside `message.timestamp.before.max.ms` /
+    /// `message.timestamp.after.max.ms` of the broker's clock.
+    InvalidTimestamp {
+        /// The offending timestamp.
+        timestamp: i64,
+        /// The broker's clock.
+        now_ms: i64,
+    },
     /// The file system failed; the caller treats this as fatal for durability.
     Io(io::Error),
 }
@@ -76,6 +84,10 @@ impl fmt::Display for AppendError {
                 )
             }
             AppendError::Unsupported(what) => write!(f, "{what} are not supported"),
+            AppendError::InvalidTimestamp { timestamp, now_ms } => write!(
+                f,
+                "timestamp {timestamp} of a record is out of the topic's range around the broker's clock ({now_ms})"
+            ),
             AppendError::OffsetOverflow => {
                 write!(
                     f,
@@ -529,6 +541,21 @@ impl PartitionLog {
                 return Err(AppendError::TooLarge {
                     size,
                     max: self.config.max_message_bytes,
+                });
+            }
+        }
+        if let Some((lo, hi)) = v.timestamps {
+            // CreateTime (the only type applied so far), as Kafka's validator.
+            if now_ms.saturating_sub(lo) > self.config.timestamp_before_max_ms {
+                return Err(AppendError::InvalidTimestamp {
+                    timestamp: lo,
+                    now_ms,
+                });
+            }
+            if hi.saturating_sub(now_ms) > self.config.timestamp_after_max_ms {
+                return Err(AppendError::InvalidTimestamp {
+                    timestamp: hi,
+                    now_ms,
                 });
             }
         }
@@ -1237,6 +1264,33 @@ mod tests {
     }
 
     #[test]
+    fn timestamps_outside_the_topics_window_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            timestamp_before_max_ms: 1_000,
+            timestamp_after_max_ms: 500,
+            ..cfg()
+        };
+        let mut log = PartitionLog::open(Arc::new(RealFs), dir.path(), config, false, 0).unwrap();
+        let now = 10_000;
+        let at = |ts: i64| build_test_batch(ts, &[b"v"]);
+        for ts in [9_000, 10_500, 10_000] {
+            log.append(&validate(&at(ts), 1 << 20).unwrap(), now)
+                .unwrap_or_else(|e| panic!("{ts}: {e}"));
+        }
+        for ts in [8_999, 10_501] {
+            assert!(
+                matches!(
+                    log.append(&validate(&at(ts), 1 << 20).unwrap(), now),
+                    Err(AppendError::InvalidTimestamp { timestamp, .. }) if timestamp == ts
+                ),
+                "{ts}"
+            );
+        }
+        assert_eq!(log.log_end_offset(), 3, "nothing refused was written");
+    }
+
+    #[test]
     fn a_damaged_snapshot_falls_back_to_the_one_before() {
         let dir = tempfile::tempdir().unwrap();
         let open = || PartitionLog::open(Arc::new(RealFs), dir.path(), cfg(), false, 0).unwrap();
@@ -1328,6 +1382,7 @@ mod tests {
         let single = Validated {
             bytes: &one,
             batches: vec![(0, h)],
+            timestamps: None,
         };
         log.append(&single, 0).unwrap();
         log.append(&single, 0).unwrap();
@@ -1338,6 +1393,7 @@ mod tests {
         let double = Validated {
             bytes: &two,
             batches: vec![(0, h), (one.len(), h)],
+            timestamps: None,
         };
         assert!(matches!(
             log.append(&double, 0),

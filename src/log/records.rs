@@ -140,6 +140,9 @@ pub struct Validated<'a> {
     pub(super) bytes: &'a [u8],
     /// Where each batch starts, with its header.
     pub(super) batches: Vec<(usize, BatchHeader)>,
+    /// The smallest and largest record timestamps (-1, Kafka's "no
+    /// timestamp", left out), if any record has one.
+    pub(super) timestamps: Option<(i64, i64)>,
 }
 
 impl Validated<'_> {
@@ -155,11 +158,17 @@ impl Validated<'_> {
 /// inflating compressed payloads up to `decompressed_bytes_max`.
 pub fn validate(bytes: &[u8], decompressed_bytes_max: u64) -> Result<Validated<'_>, InvalidBatch> {
     let batches = batch::split_batches(bytes).map_err(InvalidBatch::Header)?;
+    let mut timestamps: Option<(i64, i64)> = None;
     for (start, h) in &batches {
         let b = &bytes[*start..*start + h.total_bytes()];
-        check_batch(b, h, decompressed_bytes_max).map_err(InvalidBatch::Records)?;
+        check_batch(b, h, decompressed_bytes_max, &mut timestamps)
+            .map_err(InvalidBatch::Records)?;
     }
-    Ok(Validated { bytes, batches })
+    Ok(Validated {
+        bytes,
+        batches,
+        timestamps,
+    })
 }
 
 /// Checks that `bytes` is exactly one whole batch, as Kafka requires of each
@@ -184,7 +193,12 @@ pub fn validate_own(bytes: &[u8]) -> Result<Validated<'_>, InvalidBatch> {
     validate(bytes, u64::MAX)
 }
 
-fn check_batch(b: &[u8], h: &BatchHeader, limit: u64) -> Result<(), RecordError> {
+fn check_batch(
+    b: &[u8],
+    h: &BatchHeader,
+    limit: u64,
+    timestamps: &mut Option<(i64, i64)>,
+) -> Result<(), RecordError> {
     if h.base_offset != 0 {
         return Err(RecordError::BaseOffset(h.base_offset));
     }
@@ -198,7 +212,16 @@ fn check_batch(b: &[u8], h: &BatchHeader, limit: u64) -> Result<(), RecordError>
             "an idempotent batch needs a sequence number",
         ));
     }
-    walk(b, h, limit, &mut |_: &Record| Ok(())).map(|_| ())
+    walk(b, h, limit, &mut |r: &Record| {
+        if r.timestamp != -1 {
+            *timestamps = Some(match *timestamps {
+                None => (r.timestamp, r.timestamp),
+                Some((lo, hi)) => (lo.min(r.timestamp), hi.max(r.timestamp)),
+            });
+        }
+        Ok(())
+    })
+    .map(|_| ())
 }
 
 /// What validation and timestamp lookups need of one record.

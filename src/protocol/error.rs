@@ -103,3 +103,5 @@ pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
 pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
 /// The partition was not tried because another in the request failed.
 pub const OPERATION_NOT_ATTEMPTED: i16 = 55;
+/// A record's timestamp is outside the topic's allowed range around the broker's clock.
+pub const INVALID_TIMESTAMP: i16 = 32;
