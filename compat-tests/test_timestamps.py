@@ -58,3 +58,44 @@ def test_kafka_python_gets_invalid_timestamp(broker):
     p.send("ts-kp", b"v").get(timeout=30)
     p.close()
     assert high_watermark(broker.bootstrap, "ts-kp") == 1
+
+
+def test_log_append_time_topics_give_consumers_the_brokers_timestamp(broker):
+    from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    for f in admin.create_topics([
+        NewTopic("ts-lat", 1, 1, config={"message.timestamp.type": "LogAppendTime"}),
+    ]).values():
+        f.result()
+    before = int(time.time() * 1000)
+    for codec in ["none", "gzip", "lz4", "zstd"]:
+        p = Producer({"bootstrap.servers": broker.bootstrap, "compression.type": codec})
+        for i in range(20):
+            # A producer timestamp far away: LogAppendTime neither checks nor keeps it.
+            p.produce("ts-lat", value=b"%s-%d" % (codec.encode(), i), timestamp=1_000)
+        p.flush(30)
+    after = int(time.time() * 1000)
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "ts-lat", "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition("ts-lat", 0, 0)])
+    got, deadline = [], time.time() + 30
+    while len(got) < 80 and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m.timestamp())
+    c.close()
+    assert len(got) == 80
+    for kind, ts in got:
+        assert kind == TIMESTAMP_LOG_APPEND_TIME
+        assert before <= ts <= after
+
+    from kafka import KafkaConsumer
+
+    kc = KafkaConsumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=3000)
+    from kafka import TopicPartition as KTP
+
+    kc.assign([KTP("ts-lat", 0)])
+    records = list(kc)
+    kc.close()
+    assert len(records) == 80
+    assert all(r.timestamp_type == 1 and before <= r.timestamp <= after for r in records)

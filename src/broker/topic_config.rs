@@ -131,8 +131,8 @@ pub const SPECS: &[Spec] = &[
         "Largest allowed amount a record timestamp may be behind the broker's clock (INVALID_TIMESTAMP past it)."),
     spec("message.timestamp.difference.max.ms", Kind::Long, "log.message.timestamp.difference.max.ms", true, Check::Range(0, I64),
         "Deprecated form of message.timestamp.before.max.ms, used when that is not set."),
-    spec("message.timestamp.type", Kind::String, "log.message.timestamp.type", false, Check::OneOf(&["CreateTime", "LogAppendTime"]),
-        "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's (stored, not applied yet)."),
+    spec("message.timestamp.type", Kind::String, "log.message.timestamp.type", true, Check::OneOf(&["CreateTime", "LogAppendTime"]),
+        "CreateTime keeps the producer's timestamps; LogAppendTime stamps each batch with the broker's clock on append."),
     spec("min.cleanable.dirty.ratio", Kind::Double, "log.cleaner.min.cleanable.ratio", false, Check::Real(0.0, 1.0),
         "Dirty share of the log before compaction runs (stored; applied with compaction)."),
     spec("min.compaction.lag.ms", Kind::Long, "log.cleaner.min.compaction.lag.ms", false, Check::Range(0, I64),
@@ -468,8 +468,10 @@ pub fn apply(
         }
     }
     // LogAppendTime replaces the producer's timestamps, so Kafka does not
-    // check them (stamping is not applied yet; the check is skipped anyway).
-    if configs.get("message.timestamp.type").map(String::as_str) == Some("LogAppendTime") {
+    // check them.
+    c.log_append_time =
+        configs.get("message.timestamp.type").map(String::as_str) == Some("LogAppendTime");
+    if c.log_append_time {
         c.timestamp_before_max_ms = i64::MAX;
         c.timestamp_after_max_ms = i64::MAX;
     }

@@ -204,7 +204,7 @@ pub(super) async fn handle(
                     t.metrics.appended(records, bytes);
                 }
                 slot.response.base_offset = info.base_offset;
-                slot.response.log_append_time_ms = -1;
+                slot.response.log_append_time_ms = info.log_append_time;
                 slot.response.log_start_offset = p.log_start_offset();
                 written.push((i, p, info.last_offset + 1));
             }

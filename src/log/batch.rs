@@ -259,6 +259,34 @@ pub fn assigned_prefix(
     p
 }
 
+/// The stored header of batch `b` when the log rewrites more than the assigned
+/// prefix: `h` (as assigned) differs from `b` in its attributes or max
+/// timestamp (LogAppendTime stamping). The CRC is recomputed over the new
+/// header fields and the records, which stay in `b` and are written from
+/// there. `None` when the assigned prefix suffices.
+pub fn stamped_header(b: &[u8], h: &BatchHeader) -> Option<[u8; HEADER_BYTES]> {
+    let attributes = i16::from_be_bytes([b[OFF_ATTRIBUTES], b[OFF_ATTRIBUTES + 1]]);
+    let max_timestamp = i64::from_be_bytes(
+        b[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8]
+            .try_into()
+            .expect("8 bytes"),
+    );
+    if attributes == h.attributes && max_timestamp == h.max_timestamp {
+        return None;
+    }
+    let mut head = [0u8; HEADER_BYTES];
+    head.copy_from_slice(&b[..HEADER_BYTES]);
+    assign(&mut head, h.base_offset, 0);
+    head[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&h.attributes.to_be_bytes());
+    head[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&h.max_timestamp.to_be_bytes());
+    let crc = crc32c::crc32c_append(
+        crc32c::crc32c(&head[OFF_ATTRIBUTES..]),
+        &b[HEADER_BYTES..h.total_bytes()],
+    );
+    head[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    Some(head)
+}
+
 /// Makes a built batch an idempotent producer's (tests and tools): producer id,
 /// epoch and base sequence, with the CRC recomputed.
 pub fn set_producer(b: &mut [u8], producer_id: i64, epoch: i16, base_sequence: i32) {

@@ -49,6 +49,9 @@ pub struct LogConfig {
     /// A record timestamp further ahead of the broker's clock is refused
     /// (`message.timestamp.after.max.ms`; Kafka 4's default is one hour).
     pub timestamp_after_max_ms: i64,
+    /// `message.timestamp.type=LogAppendTime`: each appended batch is stamped
+    /// with the broker's clock (its max timestamp and timestamp-type bit).
+    pub log_append_time: bool,
 }
 
 impl Default for LogConfig {
@@ -64,6 +67,7 @@ impl Default for LogConfig {
             producer_id_expiration_ms: 86_400_000,
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: 3_600_000,
+            log_append_time: false,
         }
     }
 }

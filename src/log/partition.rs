@@ -128,6 +128,9 @@ pub struct AppendInfo {
     pub base_offset: i64,
     /// Offset of the last record appended.
     pub last_offset: i64,
+    /// The broker's timestamp stamped on the batches (LogAppendTime topics),
+    /// -1 otherwise (Produce's `log_append_time_ms`).
+    pub log_append_time: i64,
 }
 
 /// One partition's segmented log.
@@ -544,8 +547,8 @@ impl PartitionLog {
                 });
             }
         }
-        if let Some((lo, hi)) = v.timestamps {
-            // CreateTime (the only type applied so far), as Kafka's validator.
+        // CreateTime only: LogAppendTime replaces the producer's timestamps.
+        if let Some((lo, hi)) = v.timestamps.filter(|_| !self.config.log_append_time) {
             if now_ms.saturating_sub(lo) > self.config.timestamp_before_max_ms {
                 return Err(AppendError::InvalidTimestamp {
                     timestamp: lo,
@@ -595,6 +598,7 @@ impl PartitionLog {
                         return Ok(AppendInfo {
                             base_offset,
                             last_offset,
+                            log_append_time: -1,
                         });
                     }
                     Verdict::Duplicate { .. } => {
@@ -671,9 +675,16 @@ impl PartitionLog {
     ) -> Result<AppendInfo, AppendError> {
         let base_offset = self.next_offset;
         let mut next = base_offset;
+        // LogAppendTime: the broker's clock replaces the producer's (control
+        // batches keep theirs, as Kafka's).
+        let stamp = self.config.log_append_time;
         for (_, h) in headers.iter_mut() {
             h.base_offset = next;
             next = h.next_offset();
+            if stamp && h.attributes & batch::ATTR_CONTROL == 0 {
+                h.attributes |= batch::ATTR_LOG_APPEND_TIME;
+                h.max_timestamp = now_ms;
+            }
         }
         let last_offset = next - 1;
         if last_offset - base_offset > RELATIVE_OFFSET_MAX {
@@ -706,6 +717,7 @@ impl PartitionLog {
         Ok(AppendInfo {
             base_offset,
             last_offset,
+            log_append_time: if stamp { now_ms } else { -1 },
         })
     }
 
@@ -1261,6 +1273,44 @@ mod tests {
         }
         let log = open(true);
         assert_eq!(log.aborted_overlapping(0, 100), aborts, "rebuilt");
+    }
+
+    #[test]
+    fn log_append_time_stamps_the_stored_batch_with_a_valid_crc() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            log_append_time: true,
+            ..cfg()
+        };
+        let mut log = PartitionLog::open(Arc::new(RealFs), dir.path(), config, false, 0).unwrap();
+        let b = build_test_batch(1_000, &[b"a", b"bc"]);
+        let info = log.append(&validate(&b, 1 << 20).unwrap(), 50_000).unwrap();
+        assert_eq!(info.log_append_time, 50_000);
+        let stored = log
+            .read(0, 1 << 20)
+            .unwrap()
+            .unwrap()
+            .read_to_vec()
+            .unwrap();
+        let h = batch::validate(&stored).expect("the stored CRC matches the new header");
+        assert_eq!(h.max_timestamp, 50_000);
+        assert_ne!(h.attributes & batch::ATTR_LOG_APPEND_TIME, 0);
+        let mut seen = Vec::new();
+        crate::log::records::for_each_record(&stored, &h, 1 << 20, &mut |r| {
+            seen.push(r.timestamp);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            seen,
+            vec![50_000, 50_000],
+            "consumers read the broker's time"
+        );
+        assert!(log.find_by_timestamp(50_000).unwrap().is_some());
+        // The producer's timestamps are not checked against the window.
+        let future = build_test_batch(50_000 + 36_000_000, &[b"x"]);
+        log.append(&validate(&future, 1 << 20).unwrap(), 50_000)
+            .unwrap();
     }
 
     #[test]

@@ -615,17 +615,31 @@ fn write_batches_at(
     headers: &[(usize, BatchHeader)],
     offset: u64,
 ) -> io::Result<()> {
+    // Most batches change only in the assigned prefix; a stamped one
+    // (LogAppendTime) gets a whole new header with its CRC recomputed.
     let prefixes: Vec<[u8; batch::ASSIGNED_PREFIX_BYTES]> = headers
         .iter()
         .map(|(start, h)| batch::assigned_prefix(&bytes[*start..], h.base_offset, 0))
         .collect();
+    let stamped: Vec<Option<[u8; batch::HEADER_BYTES]>> = headers
+        .iter()
+        .map(|(start, h)| batch::stamped_header(&bytes[*start..], h))
+        .collect();
     let mut slices = Vec::with_capacity(2 * headers.len());
-    for ((start, h), prefix) in headers.iter().zip(&prefixes) {
+    for (((start, h), prefix), stamped) in headers.iter().zip(&prefixes).zip(&stamped) {
         let end = start + h.total_bytes();
-        slices.push(IoSlice::new(prefix));
-        slices.push(IoSlice::new(
-            &bytes[start + batch::ASSIGNED_PREFIX_BYTES..end],
-        ));
+        match stamped {
+            Some(head) => {
+                slices.push(IoSlice::new(head));
+                slices.push(IoSlice::new(&bytes[start + batch::HEADER_BYTES..end]));
+            }
+            None => {
+                slices.push(IoSlice::new(prefix));
+                slices.push(IoSlice::new(
+                    &bytes[start + batch::ASSIGNED_PREFIX_BYTES..end],
+                ));
+            }
+        }
     }
     file.write_all_vectored_at(&mut slices, offset)
 }
