@@ -306,18 +306,20 @@ async fn transactional_offsets_become_visible_only_on_commit() {
     let mut c = b.client().await;
     create_topic(&mut c, "o", &[]).await;
     let (_, pid, epoch) = init(&mut c, "tx-o", 60_000).await;
-    let early = TxnOffsetCommitRequest::default()
-        .with_transactional_id(TransactionalId(s("tx-o")))
-        .with_group_id(GroupId(s("og")))
-        .with_producer_id(ProducerId(pid))
-        .with_producer_epoch(epoch)
-        .with_generation_id(-1)
-        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
-            .with_name(TopicName(s("o")))
-            .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
-                .with_partition_index(0)
-                .with_committed_offset(3)])]);
-    let r: TxnOffsetCommitResponse = c.call(ApiKey::TxnOffsetCommit, 3, &early).await;
+    let commit = |offset: i64, epoch: i16| {
+        TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(s("tx-o")))
+            .with_group_id(GroupId(s("og")))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_generation_id(-1)
+            .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("o")))
+                .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(offset)])])
+    };
+    let r: TxnOffsetCommitResponse = c.call(ApiKey::TxnOffsetCommit, 3, &commit(3, epoch)).await;
     assert_eq!(
         r.topics[0].partitions[0].error_code, 48,
         "INVALID_TXN_STATE before AddOffsetsToTxn"
@@ -334,19 +336,6 @@ async fn transactional_offsets_become_visible_only_on_commit() {
         )
         .await;
     assert_eq!(r.error_code, 0);
-    let commit = |offset: i64, epoch: i16| {
-        TxnOffsetCommitRequest::default()
-            .with_transactional_id(TransactionalId(s("tx-o")))
-            .with_group_id(GroupId(s("og")))
-            .with_producer_id(ProducerId(pid))
-            .with_producer_epoch(epoch)
-            .with_generation_id(-1)
-            .with_topics(vec![TxnOffsetCommitRequestTopic::default()
-                .with_name(TopicName(s("o")))
-                .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
-                    .with_partition_index(0)
-                    .with_committed_offset(offset)])])
-    };
     let r: TxnOffsetCommitResponse = c.call(ApiKey::TxnOffsetCommit, 3, &commit(7, epoch)).await;
     assert_eq!(r.topics[0].partitions[0].error_code, 0);
     let r: TxnOffsetCommitResponse = c

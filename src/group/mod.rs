@@ -797,6 +797,19 @@ impl Coordinator {
         Ok(results)
     }
 
+    /// The group an offset commit goes to: NOT_COORDINATOR while stopping; an
+    /// unknown group is created only by a commit without a generation (-1).
+    fn commit_slot(&self, group_id: &str, generation: i32) -> Result<Arc<Mutex<Slot>>, GroupError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(GroupError::NotCoordinator);
+        }
+        match self.slot(group_id) {
+            Some(s) => Ok(s),
+            None if generation < 0 => self.slot_or_create(group_id),
+            None => Err(GroupError::IllegalGeneration),
+        }
+    }
+
     /// Handles OffsetCommit. `offsets` are (topic, partition, offset, leader epoch,
     /// metadata); the result has one entry per offset. Answers once durable.
     pub async fn commit(
@@ -809,22 +822,12 @@ impl Coordinator {
         offsets: Vec<(String, i32, i64, i32, String)>,
     ) -> Vec<Result<(), GroupError>> {
         let all = |e: GroupError| offsets.iter().map(|_| Err(e)).collect::<Vec<_>>();
-        if self.closing.load(Ordering::Acquire) {
-            return all(GroupError::NotCoordinator);
-        }
-        let slot = match self.slot(group_id) {
-            Some(s) => s,
-            None if generation < 0 => match self.slot_or_create(group_id) {
-                Ok(s) => s,
-                Err(e) => return all(e),
-            },
-            None => return all(GroupError::IllegalGeneration),
+        let slot = match self.commit_slot(group_id, generation) {
+            Ok(s) => s,
+            Err(e) => return all(e),
         };
         let now = now_ms();
-        let mut results = Vec::with_capacity(offsets.len());
-        let mut records = Vec::new();
-        let mut changes = Vec::new();
-        let rx = {
+        let (rx, results) = {
             let mut s = lock(&slot);
             if let Err(e) = s
                 .group
@@ -832,30 +835,53 @@ impl Coordinator {
             {
                 return all(e);
             }
-            for (topic, partition, offset, leader_epoch, metadata) in offsets {
-                if metadata.len() > self.settings.offset_metadata_bytes_max {
-                    results.push(Err(GroupError::OffsetMetadataTooLarge));
-                    continue;
-                }
-                let c = Committed {
-                    offset,
-                    leader_epoch,
-                    metadata,
-                    commit_timestamp: now,
-                    expire_timestamp: retention_ms.map(|r| now.saturating_add(r)),
-                };
-                let entry = self.entry(
-                    records::offset_key(group_id, &topic, partition),
-                    Some(records::offset_value(&c)),
-                );
-                changes.push(OffsetChange::Commit((topic, partition), c, entry.version));
-                records.push(entry);
-                results.push(Ok(()));
-            }
+            let (results, records, changes) = self.offset_changes(
+                offsets,
+                now,
+                retention_ms.map(|r| now.saturating_add(r)),
+                |t, p| records::offset_key(group_id, t, p),
+                OffsetChange::Commit,
+            );
             self.schedule(&s.group);
-            (!records.is_empty()).then(|| self.queue_changes(&slot, &mut s, records, changes))
+            let rx =
+                (!records.is_empty()).then(|| self.queue_changes(&slot, &mut s, records, changes));
+            (rx, results)
         };
         Self::await_changes(rx, results).await
+    }
+
+    /// The records and changes of committed offsets (OffsetCommit's, or a
+    /// transaction's pending ones, keyed and changed by the caller), with one
+    /// result per offset: metadata over `offset.metadata.max.bytes` is refused.
+    fn offset_changes(
+        &self,
+        offsets: Vec<(String, i32, i64, i32, String)>,
+        now: i64,
+        expire_timestamp: Option<i64>,
+        key: impl Fn(&str, i32) -> Vec<u8>,
+        change: impl Fn((String, i32), Committed, u64) -> OffsetChange,
+    ) -> (Vec<Result<(), GroupError>>, Vec<Entry>, Vec<OffsetChange>) {
+        let mut results = Vec::with_capacity(offsets.len());
+        let mut entries = Vec::new();
+        let mut changes = Vec::new();
+        for (topic, partition, offset, leader_epoch, metadata) in offsets {
+            if metadata.len() > self.settings.offset_metadata_bytes_max {
+                results.push(Err(GroupError::OffsetMetadataTooLarge));
+                continue;
+            }
+            let c = Committed {
+                offset,
+                leader_epoch,
+                metadata,
+                commit_timestamp: now,
+                expire_timestamp,
+            };
+            let entry = self.entry(key(&topic, partition), Some(records::offset_value(&c)));
+            changes.push(change((topic, partition), c, entry.version));
+            entries.push(entry);
+            results.push(Ok(()));
+        }
+        (results, entries, changes)
     }
 
     /// Committed offsets of a group: the given partitions, or all of them.
@@ -903,25 +929,15 @@ impl Coordinator {
         verify: impl FnOnce() -> Result<(), E>,
     ) -> Result<Vec<Result<(), GroupError>>, E> {
         let all = |e: GroupError| Ok(offsets.iter().map(|_| Err(e)).collect::<Vec<_>>());
-        if self.closing.load(Ordering::Acquire) {
-            return all(GroupError::NotCoordinator);
-        }
-        if group_id.is_empty() {
+        if group_id.is_empty() && !self.closing.load(Ordering::Acquire) {
             return all(GroupError::InvalidGroupId);
         }
-        let slot = match self.slot(group_id) {
-            Some(s) => s,
-            None if generation < 0 => match self.slot_or_create(group_id) {
-                Ok(s) => s,
-                Err(e) => return all(e),
-            },
-            None => return all(GroupError::IllegalGeneration),
+        let slot = match self.commit_slot(group_id, generation) {
+            Ok(s) => s,
+            Err(e) => return all(e),
         };
         let now = now_ms();
-        let mut results = Vec::with_capacity(offsets.len());
-        let mut entries = Vec::new();
-        let mut changes = Vec::new();
-        let rx = {
+        let (rx, results) = {
             let mut s = lock(&slot);
             verify()?;
             if generation >= 0 || !member_id.is_empty() {
@@ -932,32 +948,16 @@ impl Coordinator {
                     return all(e);
                 }
             }
-            for (topic, partition, offset, leader_epoch, metadata) in offsets {
-                if metadata.len() > self.settings.offset_metadata_bytes_max {
-                    results.push(Err(GroupError::OffsetMetadataTooLarge));
-                    continue;
-                }
-                let c = Committed {
-                    offset,
-                    leader_epoch,
-                    metadata,
-                    commit_timestamp: now,
-                    expire_timestamp: None,
-                };
-                let entry = self.entry(
-                    records::txn_offset_key(group_id, producer_id, &topic, partition),
-                    Some(records::offset_value(&c)),
-                );
-                changes.push(OffsetChange::TxnPending(
-                    producer_id,
-                    (topic, partition),
-                    c,
-                    entry.version,
-                ));
-                entries.push(entry);
-                results.push(Ok(()));
-            }
-            (!entries.is_empty()).then(|| self.queue_changes(&slot, &mut s, entries, changes))
+            let (results, entries, changes) = self.offset_changes(
+                offsets,
+                now,
+                None,
+                |t, p| records::txn_offset_key(group_id, producer_id, t, p),
+                |key, c, version| OffsetChange::TxnPending(producer_id, key, c, version),
+            );
+            let rx =
+                (!entries.is_empty()).then(|| self.queue_changes(&slot, &mut s, entries, changes));
+            (rx, results)
         };
         Ok(Self::await_changes(rx, results).await)
     }

@@ -26,7 +26,7 @@ use kafka_protocol::messages::{
 use super::{sb, Ctx};
 use crate::broker::{Broker, GROUP_LOG_DIR};
 use crate::protocol::{error, ResponseFrame};
-use crate::txn::state::TxnError;
+use crate::txn::state::{TxnError, TxnState};
 use crate::txn::CoordError;
 
 /// The Kafka error code of a coordinator error; `fenced_code` is what a fenced
@@ -362,21 +362,11 @@ pub(super) fn describe(
 /// ListTransactions v0-v1: filtered by state, producer id and (v1) by how
 /// long the transaction has been open.
 pub(super) fn list(broker: &Arc<Broker>, ctx: &Ctx, req: ListTransactionsRequest) -> ResponseFrame {
-    const STATES: [&str; 8] = [
-        "Empty",
-        "Ongoing",
-        "PrepareCommit",
-        "PrepareAbort",
-        "CompleteCommit",
-        "CompleteAbort",
-        "PrepareEpochFence",
-        "Dead",
-    ];
     let mut resp = ListTransactionsResponse::default();
     resp.unknown_state_filters = req
         .state_filters
         .iter()
-        .filter(|s| !STATES.contains(&s.as_str()))
+        .filter(|s| !TxnState::ALL.iter().any(|t| t.name() == s.as_str()))
         .cloned()
         .collect();
     let now = crate::clock::now_ms();

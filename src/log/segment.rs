@@ -609,6 +609,23 @@ impl Segment {
 /// Writes the batches of `bytes` at `offset` with vectored writes: each batch's
 /// assigned prefix from a small buffer, its remainder straight from the request
 /// buffer (no copy of the records in user space).
+/// What a batch's stored bytes begin with in place of the request's.
+enum Head {
+    /// The assigned base offset and leader epoch; the rest is the request's.
+    Prefix([u8; batch::ASSIGNED_PREFIX_BYTES]),
+    /// A whole rewritten header (LogAppendTime stamping, CRC recomputed).
+    Full([u8; batch::HEADER_BYTES]),
+}
+
+impl Head {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Head::Prefix(p) => p,
+            Head::Full(h) => h,
+        }
+    }
+}
+
 fn write_batches_at(
     file: &dyn FsFile,
     bytes: &[u8],
@@ -617,29 +634,22 @@ fn write_batches_at(
 ) -> io::Result<()> {
     // Most batches change only in the assigned prefix; a stamped one
     // (LogAppendTime) gets a whole new header with its CRC recomputed.
-    let prefixes: Vec<[u8; batch::ASSIGNED_PREFIX_BYTES]> = headers
+    let heads: Vec<Head> = headers
         .iter()
-        .map(|(start, h)| batch::assigned_prefix(&bytes[*start..], h.base_offset, 0))
-        .collect();
-    let stamped: Vec<Option<[u8; batch::HEADER_BYTES]>> = headers
-        .iter()
-        .map(|(start, h)| batch::stamped_header(&bytes[*start..], h))
+        .map(
+            |(start, h)| match batch::stamped_header(&bytes[*start..], h) {
+                Some(full) => Head::Full(full),
+                None => Head::Prefix(batch::assigned_prefix(&bytes[*start..], h.base_offset, 0)),
+            },
+        )
         .collect();
     let mut slices = Vec::with_capacity(2 * headers.len());
-    for (((start, h), prefix), stamped) in headers.iter().zip(&prefixes).zip(&stamped) {
-        let end = start + h.total_bytes();
-        match stamped {
-            Some(head) => {
-                slices.push(IoSlice::new(head));
-                slices.push(IoSlice::new(&bytes[start + batch::HEADER_BYTES..end]));
-            }
-            None => {
-                slices.push(IoSlice::new(prefix));
-                slices.push(IoSlice::new(
-                    &bytes[start + batch::ASSIGNED_PREFIX_BYTES..end],
-                ));
-            }
-        }
+    for ((start, h), head) in headers.iter().zip(&heads) {
+        let head = head.bytes();
+        slices.push(IoSlice::new(head));
+        slices.push(IoSlice::new(
+            &bytes[start + head.len()..start + h.total_bytes()],
+        ));
     }
     file.write_all_vectored_at(&mut slices, offset)
 }

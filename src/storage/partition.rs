@@ -322,13 +322,25 @@ impl Partition {
     ) -> Result<AppendInfo, PartitionError> {
         let valid = records::validate(records, self.decompressed_bytes_max)
             .map_err(|e| PartitionError::Append(AppendError::Invalid(e)))?;
-        let info = self.with_log(|log| {
+        self.write_with(|log| {
             if let Some(check) = check {
                 for (_, h) in valid.batches() {
                     check(h)?;
                 }
             }
-            let result = log.append(&valid, now_ms());
+            log.append(&valid, now_ms())
+        })
+    }
+
+    /// Runs one write on the log: a failed write that could not be cut off
+    /// takes the partition offline; the offsets readers see are published and
+    /// parked fetches wake once it succeeded.
+    fn write_with(
+        &self,
+        write: impl FnOnce(&mut PartitionLog) -> Result<AppendInfo, AppendError>,
+    ) -> Result<AppendInfo, PartitionError> {
+        let info = self.with_log(|log| {
+            let result = write(log);
             if let Err(AppendError::Io(e)) = &result {
                 if log.is_damaged() {
                     self.offline.store(true, Ordering::Release);
@@ -359,21 +371,9 @@ impl Partition {
         commit: bool,
         coordinator_epoch: i32,
     ) -> Result<AppendInfo, PartitionError> {
-        let info = self.with_log(|log| {
-            let result = log.append_marker(producer_id, epoch, commit, coordinator_epoch, now_ms());
-            if let Err(AppendError::Io(e)) = &result {
-                if log.is_damaged() {
-                    self.offline.store(true, Ordering::Release);
-                    tracing::error!(partition = self.index, error = %e,
-                        "a failed write could not be cut off; the partition is offline until restart");
-                }
-            }
-            self.publish_offsets(log);
-            result
-        })?;
-        let info = info.map_err(PartitionError::Append)?;
-        self.wake_waiters();
-        Ok(info)
+        self.write_with(|log| {
+            log.append_marker(producer_id, epoch, commit, coordinator_epoch, now_ms())
+        })
     }
 
     /// read_committed: whole batches from `offset` below the last stable

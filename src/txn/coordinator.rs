@@ -8,7 +8,7 @@
 //! markers are being written the id stays pending, and requests for it answer
 //! CONCURRENT_TRANSACTIONS (clients retry), as Kafka's coordinator does.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -425,16 +425,11 @@ impl TxnCoordinator {
         partitions: &[(String, i32)],
     ) -> Result<Vec<(String, i32)>, CoordError> {
         let txns = lock(&self.txns);
-        let t = txns
-            .get(id)
-            .and_then(|s| s.txn.as_ref())
-            .ok_or(CoordError::Txn(TxnError::InvalidProducerIdMapping))?;
-        if t.producer_id != producer_id {
-            return Err(CoordError::Txn(TxnError::InvalidProducerIdMapping));
-        }
-        if t.epoch != epoch {
-            return Err(CoordError::Txn(TxnError::Fenced));
-        }
+        let t = state::check_producer(
+            txns.get(id).and_then(|s| s.txn.as_ref()),
+            producer_id,
+            epoch,
+        )?;
         Ok(partitions
             .iter()
             .filter(|p| t.state != TxnState::Ongoing || !t.partitions.contains(*p))
@@ -623,16 +618,6 @@ impl TxnCoordinator {
         let mut v: Vec<_> = counts.into_iter().collect();
         v.sort();
         v
-    }
-
-    /// The partitions of every open transaction (for tests and admin).
-    pub fn open_partitions(&self) -> BTreeSet<(String, i32)> {
-        lock(&self.txns)
-            .values()
-            .filter_map(|s| s.txn.as_ref())
-            .filter(|t| t.state == TxnState::Ongoing)
-            .flat_map(|t| t.partitions.iter().cloned())
-            .collect()
     }
 }
 

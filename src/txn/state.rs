@@ -41,6 +41,18 @@ pub enum TxnState {
 }
 
 impl TxnState {
+    /// Every state, in Kafka's order (ListTransactions' filter names).
+    pub const ALL: [TxnState; 8] = [
+        TxnState::Empty,
+        TxnState::Ongoing,
+        TxnState::PrepareCommit,
+        TxnState::PrepareAbort,
+        TxnState::CompleteCommit,
+        TxnState::CompleteAbort,
+        TxnState::PrepareEpochFence,
+        TxnState::Dead,
+    ];
+
     /// The name Kafka reports (DescribeTransactions, ListTransactions).
     pub fn name(self) -> &'static str {
         match self {
@@ -265,8 +277,9 @@ fn fence_and_abort(t: &Txn, fresh_pid: &mut dyn FnMut() -> i64, now: i64) -> Ste
     }
 }
 
-/// The checks AddPartitionsToTxn, AddOffsetsToTxn and EndTxn share.
-fn check_producer(cur: Option<&Txn>, pid: i64, epoch: i16) -> Result<&Txn, TxnError> {
+/// The checks AddPartitionsToTxn, AddOffsetsToTxn, EndTxn and the
+/// coordinator's partition verification share.
+pub fn check_producer(cur: Option<&Txn>, pid: i64, epoch: i16) -> Result<&Txn, TxnError> {
     let t = cur
         .filter(|t| t.state != TxnState::Dead)
         .ok_or(TxnError::InvalidProducerIdMapping)?;
