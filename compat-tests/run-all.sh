@@ -35,8 +35,9 @@ venv=compat-tests/.venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r compat-tests/requirements.txt
 cd compat-tests
-# kafkajs, pinned by package-lock.json.
-npm ci --no-audit --no-fund --silent
+# kafkajs and lz4js (kafkajs's LZ4 codec, pure JavaScript), pinned by
+# package-lock.json; neither has install scripts.
+npm ci --no-audit --no-fund --silent --ignore-scripts
 echo "== compat tests (kcat, confluent-kafka, kafka-python, aiokafka, kafkajs, fuzz read-back)"
 # pytest captures each test's output itself; what reaches stderr outside that is
 # librdkafka's teardown chatter after the summary. Keep it, but show it only on failure,

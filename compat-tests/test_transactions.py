@@ -5,7 +5,6 @@ with the same transactional.id fences the first; and a consume-transform-produce
 loop writes every input exactly once through a SIGKILL of the worker and of the
 broker."""
 
-import asyncio
 import collections
 import json
 import pathlib
@@ -20,6 +19,7 @@ from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import CODECS, Broker
+from readers import read_aiokafka, read_confluent, read_kafka_python
 
 WORKERS = pathlib.Path(__file__).resolve().parent / "workers"
 # Open transactions time out fast, so an abandoned one does not hold
@@ -38,80 +38,6 @@ def create(bootstrap, topic, partitions=3):
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for f in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
         f.result()
-
-
-def read_confluent(bootstrap, topic, isolation, want, group=None, idle=3.0):
-    c = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": group or f"rd-{topic}-{isolation}-{time.time()}",
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-        "isolation.level": isolation,
-    })
-    c.subscribe([topic])
-    got, deadline, last = [], time.time() + 60, time.time()
-    while time.time() < deadline:
-        m = c.poll(0.2)
-        if m is None:
-            if len(got) >= want and time.time() - last > idle:
-                break
-            continue
-        if m.error():
-            continue
-        got.append(m.value())
-        last = time.time()
-    c.close()
-    return got
-
-
-def read_kafka_python(bootstrap, topic, want):
-    from kafka import KafkaConsumer
-
-    c = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        consumer_timeout_ms=3000,
-    )
-    got, deadline = [], time.time() + 60
-    while time.time() < deadline:
-        batch = [m.value for m in c]
-        got += batch
-        if len(got) >= want and not batch:
-            break
-    c.close()
-    return got
-
-
-def read_aiokafka(bootstrap, topic, want):
-    from aiokafka import AIOKafkaConsumer
-
-    async def run():
-        c = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=bootstrap,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-        )
-        await c.start()
-        got, deadline, idle = [], time.time() + 60, 0
-        try:
-            while time.time() < deadline:
-                batches = await c.getmany(timeout_ms=500)
-                n = sum(len(v) for v in batches.values())
-                for msgs in batches.values():
-                    got += [m.value for m in msgs]
-                idle = idle + 1 if n == 0 else 0
-                if len(got) >= want and idle >= 4:
-                    break
-        finally:
-            await c.stop()
-        return got
-
-    return asyncio.run(run())
 
 
 def txn_producer(bootstrap, txn_id, **extra):

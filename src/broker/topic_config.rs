@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 
 use crate::config::{check_segment_bytes, Config};
+use crate::log::compress::Compression;
+use crate::log::records::Codec;
 use crate::log::LogConfig;
 
 /// Where a reported config value comes from (Kafka's ConfigSource ids).
@@ -90,15 +92,15 @@ pub const FLUSH_NEVER: i64 = i64::MAX;
 pub const SPECS: &[Spec] = &[
     spec("cleanup.policy", Kind::List, "log.cleanup.policy", true, Check::ListOf(&["delete", "compact"]),
         "delete: old segments are removed by retention.ms and retention.bytes. compact keeps the latest value per key; Sluice does not compact yet, so a compact-only topic keeps everything (no retention deletes)."),
-    spec("compression.gzip.level", Kind::Int, "compression.gzip.level", false, Check::Range(-1, 9),
-        "Compression level for gzip when compression.type is gzip (stored; applied with broker-side compression)."),
-    spec("compression.lz4.level", Kind::Int, "compression.lz4.level", false, Check::Range(1, 17),
-        "Compression level for lz4 when compression.type is lz4 (stored; applied with broker-side compression)."),
-    spec("compression.type", Kind::String, "compression.type", false,
+    spec("compression.gzip.level", Kind::Int, "compression.gzip.level", true, Check::Range(-1, 9),
+        "Compression level for gzip when compression.type is gzip (applied on append when batches are recompressed)."),
+    spec("compression.lz4.level", Kind::Int, "compression.lz4.level", true, Check::Range(1, 17),
+        "Compression level for lz4 when compression.type is lz4 (applied on append when batches are recompressed)."),
+    spec("compression.type", Kind::String, "compression.type", true,
         Check::OneOf(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]),
-        "Final compression of the topic's data; producer keeps the producer's codec. Sluice stores batches as produced (stored, not applied yet)."),
-    spec("compression.zstd.level", Kind::Int, "compression.zstd.level", false, Check::Range(-131_072, 22),
-        "Compression level for zstd when compression.type is zstd (stored; applied with broker-side compression)."),
+        "Final compression of the topic's data: batches in another codec are recompressed on append; producer keeps the producer's codec."),
+    spec("compression.zstd.level", Kind::Int, "compression.zstd.level", true, Check::Range(-131_072, 22),
+        "Compression level for zstd when compression.type is zstd (applied on append when batches are recompressed)."),
     spec("delete.retention.ms", Kind::Long, "log.cleaner.delete.retention.ms", false, Check::Range(0, I64),
         "How long tombstones are kept on compacted topics (stored; applied with compaction)."),
     spec("file.delete.delay.ms", Kind::Long, "log.segment.delete.delay.ms", false, Check::Range(0, I64),
@@ -475,6 +477,7 @@ pub fn apply(
         c.timestamp_before_max_ms = i64::MAX;
         c.timestamp_after_max_ms = i64::MAX;
     }
+    c.compression = compression(configs);
     // A compacted-only topic is never trimmed by retention (and Sluice does not
     // compact yet, so it keeps every record).
     if let Some(p) = configs.get("cleanup.policy") {
@@ -484,6 +487,30 @@ pub fn apply(
         }
     }
     Ok(c)
+}
+
+/// The codec and level `compression.type` and `compression.<codec>.level`
+/// ask for; `None` for `producer` (keep the producer's codec).
+fn compression(configs: &BTreeMap<String, String>) -> Option<Compression> {
+    let codec = match configs.get("compression.type").map(String::as_str) {
+        Some("uncompressed") => Codec::None,
+        Some("gzip") => Codec::Gzip,
+        Some("snappy") => Codec::Snappy,
+        Some("lz4") => Codec::Lz4,
+        Some("zstd") => Codec::Zstd,
+        _ => return None,
+    };
+    let level_key = match codec {
+        Codec::Gzip => "compression.gzip.level",
+        Codec::Lz4 => "compression.lz4.level",
+        Codec::Zstd => "compression.zstd.level",
+        Codec::None | Codec::Snappy => "",
+    };
+    let level = configs
+        .get(level_key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(Compression::default_level(codec));
+    Some(Compression { codec, level })
 }
 
 /// The values of `configs` that are stored but not acted on yet, for a log line.

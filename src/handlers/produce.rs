@@ -53,6 +53,12 @@ pub(super) fn invalid_batch_code(e: &InvalidBatch) -> i16 {
     }
 }
 
+/// Whether the (single, header-checked) batch is zstd-compressed.
+fn is_zstd(batch: &[u8]) -> bool {
+    crate::log::BatchHeader::parse(batch)
+        .is_ok_and(|h| records::Codec::of(h.attributes) == Ok(records::Codec::Zstd))
+}
+
 /// A transactional batch is accepted only inside its producer's open
 /// transaction: the request names the transactional id, which this producer
 /// id and epoch hold, and the partition was added to the transaction (the
@@ -147,6 +153,15 @@ pub(super) async fn handle(
                 (Some(p), Some(records)) => match records::single_batch(&records) {
                     Err(e) => (
                         partition_error(pd.index, invalid_batch_code(&e), e.to_string()),
+                        None,
+                    ),
+                    Ok(()) if ctx.version < 7 && is_zstd(&records) => (
+                        // As Kafka: zstd came with Produce v7 (KIP-110).
+                        partition_error(
+                            pd.index,
+                            error::UNSUPPORTED_COMPRESSION_TYPE,
+                            "zstd needs Produce v7 or later",
+                        ),
                         None,
                     ),
                     Ok(()) => {

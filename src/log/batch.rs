@@ -296,6 +296,13 @@ pub fn set_producer(b: &mut [u8], producer_id: i64, epoch: i16, base_sequence: i
     set_crc(b);
 }
 
+/// Sets the batch length and attributes of batch `b` (after its records were
+/// re-encoded); the CRC is then stale until [`set_crc`].
+pub fn set_length_and_attributes(b: &mut [u8], length: i32, attributes: i16) {
+    b[OFF_BATCH_LENGTH..OFF_BATCH_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+    b[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+}
+
 /// Recomputes the CRC-32C of the complete batch `b` (after building or changing it).
 pub fn set_crc(b: &mut [u8]) {
     let crc = crc32c::crc32c(&b[OFF_ATTRIBUTES..]);

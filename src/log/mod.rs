@@ -10,6 +10,7 @@
 //! only the last segment of a log can hold a torn write.
 
 pub mod batch;
+pub mod compress;
 pub mod fs;
 pub mod index;
 pub mod partition;
@@ -52,6 +53,9 @@ pub struct LogConfig {
     /// `message.timestamp.type=LogAppendTime`: each appended batch is stamped
     /// with the broker's clock (its max timestamp and timestamp-type bit).
     pub log_append_time: bool,
+    /// `compression.type`: batches in another codec are recompressed into
+    /// this one on append; `None` keeps the producer's (`producer`).
+    pub compression: Option<compress::Compression>,
 }
 
 impl Default for LogConfig {
@@ -68,6 +72,7 @@ impl Default for LogConfig {
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: 3_600_000,
             log_append_time: false,
+            compression: None,
         }
     }
 }

@@ -145,10 +145,41 @@ pub struct Validated<'a> {
     pub(super) timestamps: Option<(i64, i64)>,
 }
 
-impl Validated<'_> {
+impl<'a> Validated<'a> {
     /// Where each batch starts, with its header.
     pub fn batches(&self) -> &[(usize, BatchHeader)] {
         &self.batches
+    }
+
+    /// The batches recompressed into the topic's codec (`compression.type`),
+    /// or these unchanged when every batch already has it. The records are
+    /// the same, so the checks already made (and the timestamps) still hold.
+    pub fn recompressed<'b>(
+        self,
+        target: super::compress::Compression,
+        decompressed_bytes_max: u64,
+        buf: &'b mut Vec<u8>,
+    ) -> Result<Validated<'b>, RecordError>
+    where
+        'a: 'b,
+    {
+        match super::compress::recompress(
+            self.bytes,
+            &self.batches,
+            target,
+            decompressed_bytes_max,
+        )? {
+            None => Ok(self),
+            Some(out) => {
+                *buf = out;
+                let batches = split_stored(buf);
+                Ok(Validated {
+                    bytes: buf,
+                    batches,
+                    timestamps: self.timestamps,
+                })
+            }
+        }
     }
 }
 
@@ -296,7 +327,10 @@ thread_local! {
 }
 
 /// A streaming decompressor for `payload`.
-fn decoder<'a>(codec: Codec, payload: &'a [u8]) -> Result<Box<dyn Read + 'a>, RecordError> {
+pub(super) fn decoder<'a>(
+    codec: Codec,
+    payload: &'a [u8],
+) -> Result<Box<dyn Read + 'a>, RecordError> {
     let bad = |e: std::io::Error| RecordError::Decompress(e.to_string());
     Ok(match codec {
         Codec::None => Box::new(payload),

@@ -69,6 +69,8 @@ pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
 pub const KAFKA_STORAGE_ERROR: i16 = 56;
 /// A record in the batch is invalid.
 pub const INVALID_RECORD: i16 = 87;
+/// A Produce request older than v7 carries zstd, which only v7+ may.
+pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
 /// The topic id is not known.
 pub const UNKNOWN_TOPIC_ID: i16 = 100;
 /// An unexpected server error.

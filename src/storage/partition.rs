@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 
 use super::Health;
 use crate::clock::now_ms;
+use crate::log::compress::Compression;
 use crate::log::records;
 use crate::log::txn_index::AbortedTxn;
 use crate::log::{AppendError, AppendInfo, FileSlice, FsFile, PartitionLog, ReadError};
@@ -126,6 +127,9 @@ pub struct Partition {
     flush_ms: AtomicI64,
     /// When the partition was last flushed (ms), for `flush.ms`.
     last_flush_ms: AtomicI64,
+    /// The topic's `compression.type` (a copy of the log config's), read
+    /// before the log lock so recompression runs outside it.
+    compression: Mutex<Option<Compression>>,
 }
 
 /// How a partition's data reaches stable storage (`flush.messages`, `flush.ms`).
@@ -158,6 +162,7 @@ impl Partition {
             log_start: AtomicI64::new(log.log_start_offset()),
             lso: AtomicI64::new(log.last_stable_offset()),
             flushed: AtomicI64::new(log.flushed_offset()),
+            compression: Mutex::new(log.config().compression),
             log: Mutex::new(Some(log)),
             waiters: Mutex::new(Vec::new()),
             deleted: AtomicBool::new(false),
@@ -188,6 +193,7 @@ impl Partition {
             flush_messages: AtomicI64::new(1),
             flush_ms: AtomicI64::new(0),
             last_flush_ms: AtomicI64::new(0),
+            compression: Mutex::new(None),
         }
     }
 
@@ -320,8 +326,17 @@ impl Partition {
         records: &[u8],
         check: Option<&BatchCheck<'_>>,
     ) -> Result<AppendInfo, PartitionError> {
-        let valid = records::validate(records, self.decompressed_bytes_max)
-            .map_err(|e| PartitionError::Append(AppendError::Invalid(e)))?;
+        let invalid = |e| PartitionError::Append(AppendError::Invalid(e));
+        let mut valid = records::validate(records, self.decompressed_bytes_max).map_err(invalid)?;
+        // Recompression (a topic codec other than the batch's) runs here,
+        // outside the log lock, into a buffer this append owns.
+        let mut recompressed = Vec::new();
+        let target = *self.compression.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(target) = target {
+            valid = valid
+                .recompressed(target, self.decompressed_bytes_max, &mut recompressed)
+                .map_err(|e| invalid(records::InvalidBatch::Records(e)))?;
+        }
         self.write_with(|log| {
             if let Some(check) = check {
                 for (_, h) in valid.batches() {
@@ -421,6 +436,7 @@ impl Partition {
     /// Replaces the log settings (a topic config change); they apply from the
     /// next append, roll or retention pass (blocking: takes the log lock).
     pub fn set_config_blocking(&self, config: crate::log::LogConfig) -> Result<(), PartitionError> {
+        *self.compression.lock().unwrap_or_else(|p| p.into_inner()) = config.compression;
         self.with_log(|log| log.set_config(config))
     }
 
