@@ -122,6 +122,32 @@ pub struct Config {
     )]
     pub retention_check_interval_ms: u64,
 
+    /// Log cleaner threads compacting `cleanup.policy=compact` topics; 0 turns
+    /// compaction off (Kafka's log.cleaner.threads; log.cleaner.enable=false).
+    #[arg(long, env = "SLUICE_LOG_CLEANER_THREADS", default_value_t = 1)]
+    pub log_cleaner_threads: usize,
+
+    /// Memory for the cleaner's key -> offset maps, shared by its threads; a
+    /// cleaning covers as much of the dirty log as fits (Kafka's
+    /// log.cleaner.dedupe.buffer.size, 128 MiB: about 2.8 million keys).
+    #[arg(long, env = "SLUICE_LOG_CLEANER_DEDUPE_BUFFER_BYTES", default_value_t = 128 * 1024 * 1024)]
+    pub log_cleaner_dedupe_buffer_bytes: u64,
+
+    /// Bytes per second the cleaner may read plus write, so compaction does not
+    /// starve produce and fetch of disk bandwidth; 0 is unlimited (Kafka's
+    /// log.cleaner.io.max.bytes.per.second, unlimited by default).
+    #[arg(
+        long,
+        env = "SLUICE_LOG_CLEANER_IO_BYTES_PER_SECOND",
+        default_value_t = 0
+    )]
+    pub log_cleaner_io_bytes_per_second: u64,
+
+    /// Pause of an idle cleaner thread before it looks for dirty logs again
+    /// (Kafka's log.cleaner.backoff.ms).
+    #[arg(long, env = "SLUICE_LOG_CLEANER_BACKOFF_MS", default_value_t = 15_000)]
+    pub log_cleaner_backoff_ms: u64,
+
     /// Largest record batch accepted (default max.message.bytes for topics).
     #[arg(long, env = "SLUICE_MAX_MESSAGE_BYTES", default_value_t = 1024 * 1024 + 12)]
     pub max_message_bytes: u64,
@@ -314,6 +340,18 @@ impl Config {
         }
         if !(64..=u64::from(GIB)).contains(&self.max_message_bytes) {
             return Err("--max-message-bytes must be between 64 and 1073741824".into());
+        }
+        if self.log_cleaner_threads > 64 {
+            return Err("--log-cleaner-threads must be at most 64".into());
+        }
+        if self.log_cleaner_threads > 0
+            && self.log_cleaner_dedupe_buffer_bytes
+                < crate::log::cleaner::MAP_ENTRY_BYTES * 1024 * self.log_cleaner_threads as u64
+        {
+            return Err(format!(
+                "--log-cleaner-dedupe-buffer-bytes must give each cleaner thread room for 1024 keys ({} bytes per thread)",
+                crate::log::cleaner::MAP_ENTRY_BYTES * 1024
+            ));
         }
         if self.decompressed_batch_bytes_max < 1024 {
             return Err("--decompressed-batch-bytes-max must be at least 1024".into());

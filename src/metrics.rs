@@ -68,6 +68,14 @@ pub const GROUP_REBALANCES: &str = "sluice_group_rebalances_total";
 pub const TXN_COMPLETED: &str = "sluice_transactions_completed_total";
 /// COMMIT/ABORT markers written to partitions.
 pub const TXN_MARKERS: &str = "sluice_transaction_markers_total";
+/// Log cleanings completed.
+pub const CLEANER_CLEANINGS: &str = "sluice_log_cleaner_cleanings_total";
+/// Bytes of segments the cleaner replaced.
+pub const CLEANER_BYTES_READ: &str = "sluice_log_cleaner_bytes_read_total";
+/// Bytes of the cleaned segments that replaced them.
+pub const CLEANER_BYTES_WRITTEN: &str = "sluice_log_cleaner_bytes_written_total";
+/// Time of each cleaning of a partition.
+pub const CLEANER_SECONDS: &str = "sluice_log_cleaner_cleaning_seconds";
 /// Time a JoinGroup waited for its answer.
 pub const JOIN_PARKED_SECONDS: &str = "sluice_group_join_parked_seconds";
 /// Time a SyncGroup waited for its answer.
@@ -152,6 +160,22 @@ fn describe() {
     describe_counter!(FETCH_PARKED, "Fetches that parked waiting for data.");
     describe_counter!(TXN_COMPLETED, "Transactions completed, by outcome.");
     describe_counter!(TXN_MARKERS, "COMMIT/ABORT markers written to partitions.");
+    describe_counter!(CLEANER_CLEANINGS, "Log cleanings completed.");
+    describe_counter!(
+        CLEANER_BYTES_READ,
+        Unit::Bytes,
+        "Bytes of the segments the log cleaner replaced."
+    );
+    describe_counter!(
+        CLEANER_BYTES_WRITTEN,
+        Unit::Bytes,
+        "Bytes of the cleaned segments that replaced them."
+    );
+    describe_histogram!(
+        CLEANER_SECONDS,
+        Unit::Seconds,
+        "Time of each cleaning of a partition."
+    );
     describe_counter!(
         FETCH_WOKEN,
         "Parked fetches that ended, by what ended them."
@@ -337,6 +361,14 @@ pub fn txn_markers(commit: bool, markers: usize) {
     let outcome = if commit { "commit" } else { "abort" };
     counter!(TXN_COMPLETED, "outcome" => outcome).increment(1);
     counter!(TXN_MARKERS).increment(markers as u64);
+}
+
+/// Records one cleaning: bytes replaced, bytes written, its duration.
+pub fn cleaning_done(before: u64, after: u64, seconds: f64) {
+    counter!(CLEANER_CLEANINGS).increment(1);
+    counter!(CLEANER_BYTES_READ).increment(before);
+    counter!(CLEANER_BYTES_WRITTEN).increment(after);
+    histogram!(CLEANER_SECONDS).record(seconds);
 }
 
 /// Counts a rebalance begun for `cause`.

@@ -623,6 +623,7 @@ impl Broker {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        self.storage.stop_cleaner();
         let topics = self.topics();
         let dir = self.config.data_dir.clone();
         let internal = [self.group_log.clone(), self.txn_log.clone()];

@@ -91,7 +91,7 @@ pub const FLUSH_NEVER: i64 = i64::MAX;
 /// Every topic config Kafka accepts (3.x and 4.x), sorted by name, as reported.
 pub const SPECS: &[Spec] = &[
     spec("cleanup.policy", Kind::List, "log.cleanup.policy", true, Check::ListOf(&["delete", "compact"]),
-        "delete: old segments are removed by retention.ms and retention.bytes. compact keeps the latest value per key; Sluice does not compact yet, so a compact-only topic keeps everything (no retention deletes)."),
+        "delete: old segments are removed by retention.ms and retention.bytes. compact: the log cleaner keeps the latest value per key (keyless records are refused); compact,delete does both."),
     spec("compression.gzip.level", Kind::Int, "compression.gzip.level", true, Check::Range(-1, 9),
         "Compression level for gzip when compression.type is gzip (applied on append when batches are recompressed)."),
     spec("compression.lz4.level", Kind::Int, "compression.lz4.level", true, Check::Range(1, 17),
@@ -101,8 +101,8 @@ pub const SPECS: &[Spec] = &[
         "Final compression of the topic's data: batches in another codec are recompressed on append; producer keeps the producer's codec."),
     spec("compression.zstd.level", Kind::Int, "compression.zstd.level", true, Check::Range(-131_072, 22),
         "Compression level for zstd when compression.type is zstd (applied on append when batches are recompressed)."),
-    spec("delete.retention.ms", Kind::Long, "log.cleaner.delete.retention.ms", false, Check::Range(0, I64),
-        "How long tombstones are kept on compacted topics (stored; applied with compaction)."),
+    spec("delete.retention.ms", Kind::Long, "log.cleaner.delete.retention.ms", true, Check::Range(0, I64),
+        "How long the cleaner keeps tombstones and transaction markers after it first sees them (KIP-534 delete horizon)."),
     spec("file.delete.delay.ms", Kind::Long, "log.segment.delete.delay.ms", false, Check::Range(0, I64),
         "Delay before a deleted segment's files are removed. Sluice removes them at once; readers keep open files valid."),
     spec("flush.messages", Kind::Long, "log.flush.interval.messages", true, Check::Range(1, I64),
@@ -119,8 +119,8 @@ pub const SPECS: &[Spec] = &[
         "Local retention with tiered storage (stored; Sluice has no tiered storage)."),
     spec("local.retention.ms", Kind::Long, "log.local.retention.ms", false, Check::Range(-2, I64),
         "Local retention with tiered storage (stored; Sluice has no tiered storage)."),
-    spec("max.compaction.lag.ms", Kind::Long, "log.cleaner.max.compaction.lag.ms", false, Check::Range(1, I64),
-        "Longest a record stays ineligible for compaction (stored; applied with compaction)."),
+    spec("max.compaction.lag.ms", Kind::Long, "log.cleaner.max.compaction.lag.ms", true, Check::Range(1, I64),
+        "A dirty record older than this makes its log due for cleaning whatever the dirty ratio; the active segment also rolls at this age."),
     spec("max.message.bytes", Kind::Int, "message.max.bytes", true, Check::Range(0, I32),
         "Largest record batch the topic accepts."),
     spec("message.downconversion.enable", Kind::Boolean, "log.message.downconversion.enable", true, Check::Bool,
@@ -135,10 +135,10 @@ pub const SPECS: &[Spec] = &[
         "Deprecated form of message.timestamp.before.max.ms, used when that is not set."),
     spec("message.timestamp.type", Kind::String, "log.message.timestamp.type", true, Check::OneOf(&["CreateTime", "LogAppendTime"]),
         "CreateTime keeps the producer's timestamps; LogAppendTime stamps each batch with the broker's clock on append."),
-    spec("min.cleanable.dirty.ratio", Kind::Double, "log.cleaner.min.cleanable.ratio", false, Check::Real(0.0, 1.0),
-        "Dirty share of the log before compaction runs (stored; applied with compaction)."),
-    spec("min.compaction.lag.ms", Kind::Long, "log.cleaner.min.compaction.lag.ms", false, Check::Range(0, I64),
-        "Shortest time a record stays uncompacted (stored; applied with compaction)."),
+    spec("min.cleanable.dirty.ratio", Kind::Double, "log.cleaner.min.cleanable.ratio", true, Check::Real(0.0, 1.0),
+        "Dirty share of the log (bytes not yet cleaned over all cleanable bytes) at which the cleaner compacts it."),
+    spec("min.compaction.lag.ms", Kind::Long, "log.cleaner.min.compaction.lag.ms", true, Check::Range(0, I64),
+        "Segments holding records younger than this are not cleaned."),
     spec("min.insync.replicas", Kind::Int, "min.insync.replicas", true, Check::Range(1, I32),
         "Replicas that must acknowledge an acks=all write. With one replica, values above 1 make acks=all produce fail with NOT_ENOUGH_REPLICAS, as in Kafka."),
     spec("preallocate", Kind::Boolean, "log.preallocate", false, Check::Bool,
@@ -455,6 +455,13 @@ pub fn apply(
                 c.timestamp_before_max_ms = num(name, &v)?
             }
             "max.message.bytes" => c.max_message_bytes = num(name, &v)? as u64,
+            "delete.retention.ms" => c.delete_retention_ms = num(name, &v)?,
+            "min.compaction.lag.ms" => c.min_compaction_lag_ms = num(name, &v)?,
+            "max.compaction.lag.ms" => c.max_compaction_lag_ms = num(name, &v)?,
+            "min.cleanable.dirty.ratio" => {
+                c.min_cleanable_dirty_ratio =
+                    v.parse().map_err(|_| format!("{name} must be a number"))?
+            }
             "index.interval.bytes" => c.index_interval_bytes = num(name, &v)? as u64,
             "segment.index.bytes" => {
                 c.index_bytes_max =
@@ -478,12 +485,30 @@ pub fn apply(
         c.timestamp_after_max_ms = i64::MAX;
     }
     c.compression = compression(configs);
-    // A compacted-only topic is never trimmed by retention (and Sluice does not
-    // compact yet, so it keeps every record).
+    // A compacted-only topic is never trimmed by retention.
     if let Some(p) = configs.get("cleanup.policy") {
-        if !p.split(',').any(|x| x.trim() == "delete") {
+        let policy = |name: &str| p.split(',').any(|x| x.trim() == name);
+        c.compact = policy("compact");
+        if !policy("delete") {
             c.retention_ms = -1;
             c.retention_bytes = -1;
+        }
+    }
+    if c.compact {
+        if c.min_compaction_lag_ms > c.max_compaction_lag_ms {
+            return Err(format!(
+                "min.compaction.lag.ms ({}) must not exceed max.compaction.lag.ms ({})",
+                c.min_compaction_lag_ms, c.max_compaction_lag_ms
+            ));
+        }
+        // As Kafka: the active segment, which is never cleaned, rolls by
+        // max.compaction.lag.ms too, so no record waits longer than that.
+        if c.max_compaction_lag_ms < i64::MAX {
+            c.segment_ms = if c.segment_ms < 0 {
+                c.max_compaction_lag_ms
+            } else {
+                c.segment_ms.min(c.max_compaction_lag_ms)
+            };
         }
     }
     Ok(c)
@@ -517,10 +542,7 @@ fn compression(configs: &BTreeMap<String, String>) -> Option<Compression> {
 pub fn not_applied(configs: &BTreeMap<String, String>) -> Vec<String> {
     configs
         .iter()
-        .filter(|(k, v)| match k.as_str() {
-            "cleanup.policy" => v.split(',').any(|x| x.trim() == "compact"),
-            name => spec_of(name).is_some_and(|s| !s.applied),
-        })
+        .filter(|(k, _)| spec_of(k).is_some_and(|s| !s.applied))
         .map(|(k, v)| format!("{k}={v}"))
         .collect()
 }
@@ -685,12 +707,53 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.retention_ms, LogConfig::default().retention_ms);
-        assert_eq!(
-            not_applied(&map(&[
+        assert!(c.compact);
+        assert!(not_applied(&map(&[
+            ("cleanup.policy", "compact"),
+            ("retention.ms", "5")
+        ]))
+        .is_empty());
+    }
+
+    #[test]
+    fn compaction_settings_are_applied() {
+        let c = apply(
+            &LogConfig::default(),
+            &map(&[
                 ("cleanup.policy", "compact"),
-                ("retention.ms", "5")
-            ])),
-            vec!["cleanup.policy=compact".to_string()]
+                ("delete.retention.ms", "100"),
+                ("min.cleanable.dirty.ratio", "0.25"),
+                ("min.compaction.lag.ms", "10"),
+                ("max.compaction.lag.ms", "5000"),
+            ]),
+        )
+        .unwrap();
+        assert!(c.compact);
+        assert_eq!(c.delete_retention_ms, 100);
+        assert_eq!(c.min_cleanable_dirty_ratio, 0.25);
+        assert_eq!(
+            (c.min_compaction_lag_ms, c.max_compaction_lag_ms),
+            (10, 5000)
         );
+        assert_eq!(
+            c.segment_ms, 5000,
+            "the active segment rolls by max.compaction.lag.ms"
+        );
+        let bad = apply(
+            &LogConfig::default(),
+            &map(&[
+                ("cleanup.policy", "compact"),
+                ("min.compaction.lag.ms", "10"),
+                ("max.compaction.lag.ms", "5"),
+            ]),
+        );
+        assert!(bad.is_err());
+        let plain = apply(
+            &LogConfig::default(),
+            &map(&[("max.compaction.lag.ms", "5")]),
+        )
+        .unwrap();
+        assert!(!plain.compact);
+        assert_eq!(plain.segment_ms, LogConfig::default().segment_ms);
     }
 }

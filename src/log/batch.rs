@@ -35,6 +35,9 @@ pub const ATTR_LOG_APPEND_TIME: i16 = 0x08;
 pub const ATTR_TRANSACTIONAL: i16 = 0x10;
 /// Attributes bit marking a control batch (transaction marker).
 pub const ATTR_CONTROL: i16 = 0x20;
+/// Attributes bit: the base timestamp is the batch's delete horizon (KIP-534),
+/// after which the cleaner may drop its tombstones and markers.
+pub const ATTR_DELETE_HORIZON: i16 = 0x40;
 
 /// Why a batch was rejected. Each maps to one Kafka error in `handlers`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +195,16 @@ pub fn add_sequence(seq: i32, delta: i32) -> i32 {
 /// Kafka's log validator) a positive record count equal to `last_offset_delta + 1`.
 /// `b` must be exactly the batch (as split by [`split_batches`]).
 pub fn validate(b: &[u8]) -> Result<BatchHeader, BatchError> {
+    check(b, false)
+}
+
+/// As [`validate`] for a batch read back from the log, where compaction may
+/// have removed records: the count may be below `last_offset_delta + 1`.
+pub fn validate_stored(b: &[u8]) -> Result<BatchHeader, BatchError> {
+    check(b, true)
+}
+
+fn check(b: &[u8], stored: bool) -> Result<BatchHeader, BatchError> {
     let h = BatchHeader::parse(b)?;
     let total = h.check_length()?;
     if total != b.len() {
@@ -207,10 +220,10 @@ pub fn validate(b: &[u8]) -> Result<BatchHeader, BatchError> {
             computed,
         });
     }
-    if h.records_count < 1
-        || h.last_offset_delta < 0
-        || i64::from(h.records_count) != i64::from(h.last_offset_delta) + 1
-    {
+    let full = i64::from(h.last_offset_delta) + 1;
+    let count = i64::from(h.records_count);
+    let counted = if stored { count <= full } else { count == full };
+    if h.records_count < 1 || h.last_offset_delta < 0 || !counted {
         return Err(BatchError::BadCount {
             records: h.records_count,
             last_offset_delta: h.last_offset_delta,
@@ -301,6 +314,17 @@ pub fn set_producer(b: &mut [u8], producer_id: i64, epoch: i16, base_sequence: i
 pub fn set_length_and_attributes(b: &mut [u8], length: i32, attributes: i16) {
     b[OFF_BATCH_LENGTH..OFF_BATCH_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
     b[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+}
+
+/// Gives a batch the cleaner rebuilt `h`'s offsets and producer
+/// fields, the given timestamps, and its CRC.
+pub fn set_fields(b: &mut [u8], h: &BatchHeader, base_timestamp: i64, max_timestamp: i64) {
+    assign(b, h.base_offset, 0);
+    b[OFF_LAST_OFFSET_DELTA..OFF_LAST_OFFSET_DELTA + 4]
+        .copy_from_slice(&h.last_offset_delta.to_be_bytes());
+    b[OFF_BASE_TIMESTAMP..OFF_BASE_TIMESTAMP + 8].copy_from_slice(&base_timestamp.to_be_bytes());
+    b[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&max_timestamp.to_be_bytes());
+    set_producer(b, h.producer_id, h.producer_epoch, h.base_sequence);
 }
 
 /// Recomputes the CRC-32C of the complete batch `b` (after building or changing it).

@@ -10,6 +10,7 @@
 //! only the last segment of a log can hold a torn write.
 
 pub mod batch;
+pub mod cleaner;
 pub mod compress;
 pub mod fs;
 pub mod index;
@@ -26,7 +27,7 @@ pub use partition::{AppendError, AppendInfo, PartitionLog, ReadError};
 pub use segment::{FileSlice, OpenError};
 
 /// Per-partition log settings, from broker defaults overridden by topic configs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// Roll to a new segment once the active one would exceed this (`segment.bytes`).
     pub segment_bytes: u64,
@@ -56,6 +57,19 @@ pub struct LogConfig {
     /// `compression.type`: batches in another codec are recompressed into
     /// this one on append; `None` keeps the producer's (`producer`).
     pub compression: Option<compress::Compression>,
+    /// `cleanup.policy` includes `compact`: the cleaner keeps the latest
+    /// record per key, and keyless records are refused.
+    pub compact: bool,
+    /// How long the cleaner keeps tombstones and transaction markers after
+    /// it first saw them (`delete.retention.ms`).
+    pub delete_retention_ms: i64,
+    /// Dirty share of the log at which it is cleaned (`min.cleanable.dirty.ratio`).
+    pub min_cleanable_dirty_ratio: f64,
+    /// Records younger than this are not cleaned (`min.compaction.lag.ms`).
+    pub min_compaction_lag_ms: i64,
+    /// A dirty record older than this forces a cleaning, whatever the ratio
+    /// (`max.compaction.lag.ms`).
+    pub max_compaction_lag_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -73,6 +87,11 @@ impl Default for LogConfig {
             timestamp_after_max_ms: 3_600_000,
             log_append_time: false,
             compression: None,
+            compact: false,
+            delete_retention_ms: 86_400_000,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::batch::{self, add_sequence};
+use super::cleaner::{self, Plan, SegmentView, Staged};
 use super::fs::Fs;
 use super::producer::{ProducerStates, Verdict};
 use super::records::{InvalidBatch, Validated};
@@ -166,6 +167,21 @@ pub struct PartitionLog {
     /// The latest time callers passed in (ms): what a close, which is given no
     /// time, uses to expire idle producers.
     clock_ms: i64,
+    /// First offset the cleaner has not cleaned (compacted topics), kept in
+    /// [`cleaner::CHECKPOINT_FILE`].
+    first_dirty: i64,
+}
+
+/// How much of a compacted log awaits the cleaner.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dirtiness {
+    /// Dirty bytes over all cleanable bytes (Kafka's cleanable ratio).
+    pub ratio: f64,
+    /// Bytes of the segments not cleaned yet (below the cleanable end).
+    pub dirty_bytes: u64,
+    /// Whether a cleaning is due: the ratio reached `min.cleanable.dirty.ratio`
+    /// or a dirty record is older than `max.compaction.lag.ms`.
+    pub due: bool,
 }
 
 /// Holds the log start offset DeleteRecords set, so a restart keeps it instead
@@ -402,6 +418,9 @@ impl PartitionLog {
         now_ms: i64,
     ) -> Result<PartitionLog, OpenError> {
         super::fs::create_dir_durable(fs.as_ref(), dir)?;
+        // A cleaning interrupted by a crash is finished or undone first.
+        cleaner::recover(fs.as_ref(), dir)?;
+        let first_dirty = cleaner::read_checkpoint(fs.as_ref(), dir).unwrap_or(0);
         let mut bases = Vec::new();
         let entries = fs.list_dir(dir)?;
         for entry in &entries {
@@ -473,6 +492,7 @@ impl PartitionLog {
             roll_pending: false,
             start_floor,
             clock_ms: now_ms,
+            first_dirty,
         })
     }
 
@@ -546,6 +566,13 @@ impl PartitionLog {
                     max: self.config.max_message_bytes,
                 });
             }
+        }
+        if self.config.compact && v.keyless {
+            return Err(AppendError::Invalid(InvalidBatch::Records(
+                super::records::RecordError::NotAllowed(
+                    "Compacted topic cannot accept message without key",
+                ),
+            )));
         }
         // CreateTime only: LogAppendTime replaces the producer's timestamps.
         if let Some((lo, hi)) = v.timestamps.filter(|_| !self.config.log_append_time) {
@@ -719,6 +746,136 @@ impl PartitionLog {
             last_offset,
             log_append_time: if stamp { now_ms } else { -1 },
         })
+    }
+
+    /// The first offset the cleaner may not touch: the active segment's base,
+    /// or an earlier segment's holding an open transaction (past the last
+    /// stable offset) or records younger than `min.compaction.lag.ms`.
+    fn cleanable_end(&self, now_ms: i64) -> i64 {
+        let lso = self.last_stable_offset();
+        let lag = self.config.min_compaction_lag_ms;
+        let sealed = self.segments.len() - 1;
+        self.segments
+            .values()
+            .take(sealed)
+            .find(|s| s.next_offset() > lso || (lag > 0 && s.max_timestamp() > now_ms - lag))
+            .unwrap_or(self.active_ref())
+            .base_offset
+    }
+
+    /// The base of the segment after the one at `base` (the log end for the last).
+    fn next_base(&self, base: i64) -> i64 {
+        self.segments
+            .range(base + 1..)
+            .next()
+            .map_or(self.next_offset, |(b, _)| *b)
+    }
+
+    /// How much of a compacted log is dirty; `None` for other logs.
+    pub fn dirtiness(&self, now_ms: i64) -> Option<Dirtiness> {
+        if !self.config.compact {
+            return None;
+        }
+        let end = self.cleanable_end(now_ms);
+        let first_dirty = self.first_dirty.max(self.log_start_offset());
+        let (mut clean, mut dirty) = (0u64, 0u64);
+        for (base, seg) in self.segments.range(..end) {
+            if self.next_base(*base) <= first_dirty {
+                clean += seg.size();
+            } else {
+                dirty += seg.size();
+            }
+        }
+        let total = clean + dirty;
+        let ratio = if total == 0 {
+            0.0
+        } else {
+            dirty as f64 / total as f64
+        };
+        let lag = self.config.max_compaction_lag_ms;
+        let overdue = dirty > 0
+            && lag < i64::MAX
+            && self.header_at(first_dirty).ok().flatten().is_some_and(|h| {
+                h.base_offset < end && h.max_timestamp < now_ms.saturating_sub(lag)
+            });
+        Some(Dirtiness {
+            ratio,
+            dirty_bytes: dirty,
+            due: dirty > 0 && (ratio >= self.config.min_cleanable_dirty_ratio || overdue),
+        })
+    }
+
+    /// What a cleaning of this (compacted) log works on: the sealed segments
+    /// below the cleanable end, with their files; `None` if there are none.
+    pub fn plan_cleaning(&self, now_ms: i64, decompressed_bytes_max: u64) -> Option<Plan> {
+        if !self.config.compact {
+            return None;
+        }
+        let end = self.cleanable_end(now_ms);
+        let segments: Vec<SegmentView> = self
+            .segments
+            .range(..end)
+            .map(|(base, s)| SegmentView {
+                base: *base,
+                size: s.size(),
+                file: s.file(),
+            })
+            .collect();
+        let first = segments.first()?.base;
+        Some(Plan {
+            fs: self.fs.clone(),
+            dir: self.dir.clone(),
+            config: self.config.clone(),
+            first_dirty: self.first_dirty.max(first),
+            aborted: self.aborted.overlapping(first, end),
+            decompressed_bytes_max,
+            segments,
+            end,
+        })
+    }
+
+    /// Swaps a staged cleaning in (see [`cleaner`]): if the replaced segments
+    /// are still as planned, their files give way to the staged ones and the
+    /// new segment is opened; otherwise the staging is discarded and false
+    /// returned. `upto` (after the last group) becomes the first dirty
+    /// offset. A failure half-way marks the log damaged: the next start
+    /// finishes the swap from the manifest.
+    pub fn commit_cleaning(&mut self, staged: &Staged, upto: Option<i64>) -> io::Result<bool> {
+        let active = self.active_ref().base_offset;
+        let current =
+            staged.replaced.iter().all(|(b, size)| {
+                *b != active && self.segments.get(b).map(|s| s.size()) == Some(*size)
+            }) && self.next_base(staged.replaced.last().map_or(staged.base, |r| r.0)) == staged.end;
+        if !current {
+            cleaner::discard(self.fs.as_ref(), &self.dir)?;
+            return Ok(false);
+        }
+        let swapped = cleaner::commit(self.fs.as_ref(), &self.dir, staged).and_then(|()| {
+            for (b, _) in &staged.replaced {
+                self.segments.remove(b);
+            }
+            let mut seg = Segment::open(
+                &self.fs,
+                &self.dir,
+                staged.base,
+                &self.config,
+                Role::Sealed,
+                self.clock_ms,
+            )
+            .map_err(|e| io::Error::other(e.to_string()))?;
+            seg.finish_seal()?;
+            self.segments.insert(staged.base, seg);
+            Ok(())
+        });
+        if let Err(e) = swapped {
+            self.damaged = true;
+            return Err(e);
+        }
+        if let Some(upto) = upto {
+            self.first_dirty = upto;
+            cleaner::write_checkpoint(self.fs.as_ref(), &self.dir, upto);
+        }
+        Ok(true)
     }
 
     /// Seals the active segment and starts a new one at the log end offset. The
@@ -1433,6 +1590,7 @@ mod tests {
             bytes: &one,
             batches: vec![(0, h)],
             timestamps: None,
+            keyless: true,
         };
         log.append(&single, 0).unwrap();
         log.append(&single, 0).unwrap();
@@ -1444,6 +1602,7 @@ mod tests {
             bytes: &two,
             batches: vec![(0, h), (one.len(), h)],
             timestamps: None,
+            keyless: true,
         };
         assert!(matches!(
             log.append(&double, 0),

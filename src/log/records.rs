@@ -143,6 +143,8 @@ pub struct Validated<'a> {
     /// The smallest and largest record timestamps (-1, Kafka's "no
     /// timestamp", left out), if any record has one.
     pub(super) timestamps: Option<(i64, i64)>,
+    /// Some record has a null key (refused on compacted topics).
+    pub(super) keyless: bool,
 }
 
 impl<'a> Validated<'a> {
@@ -177,6 +179,7 @@ impl<'a> Validated<'a> {
                     bytes: buf,
                     batches,
                     timestamps: self.timestamps,
+                    keyless: self.keyless,
                 })
             }
         }
@@ -190,15 +193,17 @@ impl<'a> Validated<'a> {
 pub fn validate(bytes: &[u8], decompressed_bytes_max: u64) -> Result<Validated<'_>, InvalidBatch> {
     let batches = batch::split_batches(bytes).map_err(InvalidBatch::Header)?;
     let mut timestamps: Option<(i64, i64)> = None;
+    let mut keyless = false;
     for (start, h) in &batches {
         let b = &bytes[*start..*start + h.total_bytes()];
-        check_batch(b, h, decompressed_bytes_max, &mut timestamps)
+        check_batch(b, h, decompressed_bytes_max, &mut timestamps, &mut keyless)
             .map_err(InvalidBatch::Records)?;
     }
     Ok(Validated {
         bytes,
         batches,
         timestamps,
+        keyless,
     })
 }
 
@@ -229,6 +234,7 @@ fn check_batch(
     h: &BatchHeader,
     limit: u64,
     timestamps: &mut Option<(i64, i64)>,
+    keyless: &mut bool,
 ) -> Result<(), RecordError> {
     if h.base_offset != 0 {
         return Err(RecordError::BaseOffset(h.base_offset));
@@ -243,7 +249,8 @@ fn check_batch(
             "an idempotent batch needs a sequence number",
         ));
     }
-    walk(b, h, limit, &mut |r: &Record| {
+    walk(b, h, limit, false, &mut |r: &Record| {
+        *keyless |= !r.keyed;
         if r.timestamp != -1 {
             *timestamps = Some(match *timestamps {
                 None => (r.timestamp, r.timestamp),
@@ -262,17 +269,21 @@ pub struct Record {
     pub offset: i64,
     /// Its timestamp (the batch's max timestamp under LogAppendTime).
     pub timestamp: i64,
+    /// Whether its key is not null.
+    pub keyed: bool,
 }
 
-/// Calls `visit` for each record of batch `b`, checking framing as it goes;
-/// `visit` returning `Err(())` stops early (not an error). Returns whether it stopped.
+/// Calls `visit` for each record of stored batch `b`, checking framing as it
+/// goes; `visit` returning `Err(())` stops early (not an error). Returns
+/// whether it stopped. Stored batches may have gaps in their offset deltas
+/// (the cleaner removed records), so only increasing deltas are required.
 pub fn for_each_record(
     b: &[u8],
     h: &BatchHeader,
     decompressed_bytes_max: u64,
     visit: &mut dyn FnMut(&Record) -> Result<(), ()>,
 ) -> Result<bool, RecordError> {
-    walk(b, h, decompressed_bytes_max, visit)
+    walk(b, h, decompressed_bytes_max, true, visit)
 }
 
 /// [`for_each_record`], generic over the visitor so validation's (which does
@@ -281,13 +292,14 @@ fn walk<V: FnMut(&Record) -> Result<(), ()> + ?Sized>(
     b: &[u8],
     h: &BatchHeader,
     decompressed_bytes_max: u64,
+    stored: bool,
     visit: &mut V,
 ) -> Result<bool, RecordError> {
     let codec = Codec::of(h.attributes)?;
     let payload = &b[HEADER_BYTES.min(b.len())..];
     let stream = |reader: Box<dyn Read + '_>, visit: &mut V| {
         let mut src = StreamSource::new(reader, decompressed_bytes_max);
-        let parsed = parse_records(&mut src, h, visit);
+        let parsed = parse_records(&mut src, h, stored, visit);
         // A decompressor failure explains whatever the parser then saw.
         match src.error.take() {
             Some(e) => Err(e),
@@ -297,7 +309,7 @@ fn walk<V: FnMut(&Record) -> Result<(), ()> + ?Sized>(
     match codec {
         Codec::None => {
             let mut src = SliceSource { b: payload, at: 0 };
-            parse_records(&mut src, h, visit)
+            parse_records(&mut src, h, stored, visit)
         }
         Codec::Zstd => ZSTD_CONTEXT.with(|ctx| {
             // One decompression context per thread, reset for each batch:
@@ -522,31 +534,32 @@ fn varint32<S: Source + ?Sized>(src: &mut S) -> Option<i32> {
 }
 
 /// Skips a length-prefixed field of the record that began at `start` and is
-/// `len` bytes long: the field must lie inside it; null (-1) only if `nullable`.
-fn skip_field<S: Source>(src: &mut S, start: u64, len: u64, nullable: bool) -> bool {
-    let Some(n) = varint32(src) else {
-        return false;
-    };
+/// `len` bytes long: the field must lie inside it; null (-1) only if
+/// `nullable`. `Some(is_null)` when it is well formed.
+fn skip_field<S: Source>(src: &mut S, start: u64, len: u64, nullable: bool) -> Option<bool> {
+    let n = varint32(src)?;
     if n == -1 && nullable {
-        return true;
+        return Some(true);
     }
-    let Ok(n) = u64::try_from(n) else {
-        return false;
-    };
+    let n = u64::try_from(n).ok()?;
     let used = src.position() - start;
-    n <= len.saturating_sub(used) && src.skip(n as usize)
+    (n <= len.saturating_sub(used) && src.skip(n as usize)).then_some(false)
 }
 
 /// Parses `h.records_count` records from `src`, checking what Kafka checks and
-/// that each offset delta is the record's position, then that nothing is left.
+/// that each offset delta is the record's position (`stored`: that the deltas
+/// increase up to the batch's last offset delta, as compaction leaves them),
+/// then that nothing is left.
 /// Generic over the source, so reading a byte is inlined (a record is a dozen
 /// varint reads: small records would pay a call for each).
 fn parse_records<S: Source, V: FnMut(&Record) -> Result<(), ()> + ?Sized>(
     src: &mut S,
     h: &BatchHeader,
+    stored: bool,
     visit: &mut V,
 ) -> Result<bool, RecordError> {
     let log_append_time = h.attributes & batch::ATTR_LOG_APPEND_TIME != 0;
+    let mut prev_delta = -1;
     for i in 0..h.records_count {
         let bad = |why| RecordError::Framing { record: i, why };
         let len = varint32(src).ok_or_else(|| bad("unreadable record length"))?;
@@ -562,17 +575,19 @@ fn parse_records<S: Source, V: FnMut(&Record) -> Result<(), ()> + ?Sized>(
         }
         let ts_delta = varint(src, 10).ok_or_else(|| bad("unreadable timestamp delta"))?;
         let delta = varint32(src).ok_or_else(|| bad("unreadable offset delta"))?;
-        if delta != i {
+        let in_place = if stored {
+            delta > prev_delta && delta <= h.last_offset_delta
+        } else {
+            delta == i
+        };
+        if !in_place {
             return Err(RecordError::OffsetDelta { record: i, delta });
         }
+        prev_delta = delta;
         let field = |src: &mut S, nullable: bool, what| {
-            if skip_field(src, start, len, nullable) {
-                Ok(())
-            } else {
-                Err(bad(what))
-            }
+            skip_field(src, start, len, nullable).ok_or_else(|| bad(what))
         };
-        field(src, true, "bad key length")?;
+        let key_null = field(src, true, "bad key length")?;
         field(src, true, "bad value length")?;
         let headers = varint32(src).ok_or_else(|| bad("unreadable header count"))?;
         if headers < 0 || u64::try_from(headers).unwrap_or(0) > len {
@@ -591,8 +606,9 @@ fn parse_records<S: Source, V: FnMut(&Record) -> Result<(), ()> + ?Sized>(
             h.base_timestamp.wrapping_add(ts_delta)
         };
         let r = Record {
-            offset: h.base_offset + i64::from(i),
+            offset: h.base_offset + i64::from(delta),
             timestamp,
+            keyed: !key_null,
         };
         if visit(&r).is_err() {
             return Ok(true);
@@ -728,14 +744,14 @@ pub fn split_stored(b: &[u8]) -> Vec<(usize, BatchHeader)> {
 /// A record's key and value, borrowed from its batch (`None` is null).
 pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
-fn get_varint(b: &[u8], at: &mut usize) -> Option<i64> {
+pub(super) fn get_varint(b: &[u8], at: &mut usize) -> Option<i64> {
     let mut src = SliceSource { b, at: *at };
     let v = varint(&mut src, 10);
     *at = src.at;
     v
 }
 
-fn get_bytes<'a>(b: &'a [u8], at: &mut usize) -> Option<Option<&'a [u8]>> {
+pub(super) fn get_bytes<'a>(b: &'a [u8], at: &mut usize) -> Option<Option<&'a [u8]>> {
     let len = get_varint(b, at)?;
     if len < 0 {
         return Some(None);
@@ -775,7 +791,7 @@ pub fn uncompressed(b: &[u8]) -> Option<Vec<KeyValue<'_>>> {
     Some(out)
 }
 
-fn put_varint(out: &mut Vec<u8>, v: i64) {
+pub(super) fn put_varint(out: &mut Vec<u8>, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
     loop {
         if z < 0x80 {
@@ -1083,7 +1099,8 @@ mod tests {
             seen[1],
             Record {
                 offset: 1,
-                timestamp: 100
+                timestamp: 100,
+                keyed: false,
             }
         );
     }

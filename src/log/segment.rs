@@ -293,7 +293,7 @@ impl Segment {
             if check_crc {
                 buf.resize(total as usize, 0);
                 self.file.read_exact_at(&mut buf, pos)?;
-                if batch::validate(&buf).is_err() {
+                if batch::validate_stored(&buf).is_err() {
                     break;
                 }
             }

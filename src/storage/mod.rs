@@ -9,6 +9,7 @@
 //! after one, the page cache can no longer be trusted, so nothing more is
 //! acknowledged, and the broker stops (as Kafka does when its last log dir fails).
 
+pub mod cleaner;
 pub mod codec;
 mod flusher;
 pub mod guarded;
@@ -81,6 +82,8 @@ pub struct Storage {
     partitions: Mutex<Vec<Weak<Partition>>>,
     /// `decompressed_batch_bytes_max`, given to every partition's validation.
     decompressed_bytes_max: u64,
+    /// Stops the log cleaner threads (at shutdown, before logs close).
+    cleaner_stop: Arc<cleaner::CleanerStop>,
 }
 
 impl Storage {
@@ -96,7 +99,18 @@ impl Storage {
             syncer,
             partitions: Mutex::new(Vec::new()),
             decompressed_bytes_max: config.decompressed_batch_bytes_max,
+            cleaner_stop: Arc::new(cleaner::CleanerStop::default()),
         });
+        cleaner::spawn(
+            Arc::downgrade(&storage),
+            cleaner::CleanerConfig {
+                threads: config.log_cleaner_threads,
+                dedupe_buffer_bytes: config.log_cleaner_dedupe_buffer_bytes,
+                io_bytes_per_second: config.log_cleaner_io_bytes_per_second,
+                backoff: std::time::Duration::from_millis(config.log_cleaner_backoff_ms.max(1)),
+            },
+            storage.cleaner_stop.clone(),
+        );
         tokio::spawn(flusher::run(
             rx,
             Arc::downgrade(&storage),
@@ -134,6 +148,12 @@ impl Storage {
         all.retain(|w| w.strong_count() > 0);
         all.push(Arc::downgrade(&p));
         Ok(p)
+    }
+
+    /// Stops the log cleaner threads; a cleaning in progress is abandoned
+    /// and its staged files removed at the next start.
+    pub fn stop_cleaner(&self) {
+        self.cleaner_stop.stop();
     }
 
     /// Every live partition.

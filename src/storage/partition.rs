@@ -2,7 +2,7 @@
 //! readers need without that lock, and the fetches parked on it.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::sync::Notify;
@@ -130,6 +130,11 @@ pub struct Partition {
     /// The topic's `compression.type` (a copy of the log config's), read
     /// before the log lock so recompression runs outside it.
     compression: Mutex<Option<Compression>>,
+    /// A cleaner thread is cleaning this partition (one at a time).
+    cleaning: AtomicBool,
+    /// The dirty ratio the cleaner last saw (f64 bits; NaN for logs that are
+    /// not compacted), for the metrics.
+    dirty_ratio: AtomicU64,
 }
 
 /// How a partition's data reaches stable storage (`flush.messages`, `flush.ms`).
@@ -172,6 +177,8 @@ impl Partition {
             flush_messages: AtomicI64::new(1),
             flush_ms: AtomicI64::new(0),
             last_flush_ms: AtomicI64::new(crate::clock::now_ms()),
+            cleaning: AtomicBool::new(false),
+            dirty_ratio: AtomicU64::new(f64::NAN.to_bits()),
         }
     }
 
@@ -194,6 +201,8 @@ impl Partition {
             flush_ms: AtomicI64::new(0),
             last_flush_ms: AtomicI64::new(0),
             compression: Mutex::new(None),
+            cleaning: AtomicBool::new(false),
+            dirty_ratio: AtomicU64::new(f64::NAN.to_bits()),
         }
     }
 
@@ -231,7 +240,10 @@ impl Partition {
     }
 
     /// Runs `f` on the log if the partition can be served.
-    fn with_log<R>(&self, f: impl FnOnce(&mut PartitionLog) -> R) -> Result<R, PartitionError> {
+    pub(super) fn with_log<R>(
+        &self,
+        f: impl FnOnce(&mut PartitionLog) -> R,
+    ) -> Result<R, PartitionError> {
         let mut guard = match self.log.lock() {
             Ok(g) => g,
             Err(_) => {
@@ -433,6 +445,63 @@ impl Partition {
         Ok(slice)
     }
 
+    /// How much of this compacted log awaits the cleaner (`None` for other
+    /// logs; blocking: takes the log lock and may read a batch header).
+    pub fn dirtiness_blocking(
+        &self,
+        now_ms: i64,
+    ) -> Result<Option<crate::log::partition::Dirtiness>, PartitionError> {
+        self.with_log(|log| log.dirtiness(now_ms))
+    }
+
+    /// `--decompressed-batch-bytes-max`, which bounds what the cleaner inflates too.
+    pub(super) fn decompressed_bytes_max(&self) -> u64 {
+        self.decompressed_bytes_max
+    }
+
+    /// Records the dirty ratio the cleaner saw, for the metrics.
+    pub(super) fn note_dirty_ratio(&self, ratio: f64) {
+        self.dirty_ratio.store(ratio.to_bits(), Ordering::Release);
+    }
+
+    /// The dirty ratio the cleaner last saw; `None` if it never looked (a
+    /// log that is not compacted).
+    pub fn dirty_ratio(&self) -> Option<f64> {
+        let r = f64::from_bits(self.dirty_ratio.load(Ordering::Acquire));
+        (!r.is_nan()).then_some(r)
+    }
+
+    /// Claims this partition for one cleaner thread; false if another has it.
+    pub(super) fn begin_cleaning(&self) -> bool {
+        !self.cleaning.swap(true, Ordering::AcqRel)
+    }
+
+    /// Releases the claim of [`Partition::begin_cleaning`].
+    pub(super) fn end_cleaning(&self) {
+        self.cleaning.store(false, Ordering::Release);
+    }
+
+    /// Swaps a staged cleaning in (blocking); false if the plan went stale. A
+    /// swap that failed half-way takes the partition offline: the next start
+    /// finishes it from its manifest.
+    pub(super) fn commit_cleaning_blocking(
+        &self,
+        staged: &crate::log::cleaner::Staged,
+        upto: Option<i64>,
+    ) -> Result<bool, PartitionError> {
+        let done = self.with_log(|log| {
+            let r = log.commit_cleaning(staged, upto);
+            self.publish_offsets(log);
+            r
+        })?;
+        done.map_err(|e| {
+            self.offline.store(true, Ordering::Release);
+            tracing::error!(partition = self.index, error = %e,
+                "a cleaning's swap failed half-way; the partition is offline until restart");
+            PartitionError::Io(e)
+        })
+    }
+
     /// Replaces the log settings (a topic config change); they apply from the
     /// next append, roll or retention pass (blocking: takes the log lock).
     pub fn set_config_blocking(&self, config: crate::log::LogConfig) -> Result<(), PartitionError> {
@@ -466,7 +535,14 @@ impl Partition {
     /// log holds it (blocking: one index lookup and a header read).
     pub fn timestamp_at_blocking(&self, offset: i64) -> Result<Option<i64>, PartitionError> {
         let h = self.with_log(|log| log.header_at(offset))??;
-        Ok(h.map(|h| h.base_timestamp))
+        // A cleaned batch's base timestamp may be its delete horizon (KIP-534).
+        Ok(h.map(|h| {
+            if h.attributes & crate::log::batch::ATTR_DELETE_HORIZON != 0 {
+                h.max_timestamp
+            } else {
+                h.base_timestamp
+            }
+        }))
     }
 
     /// First batch with max timestamp `>= ts`, read into memory (blocking).
