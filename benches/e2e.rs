@@ -108,6 +108,22 @@ impl Broker {
 
     /// Starts the broker binary `exe`.
     fn start_exe(exe: &str, data_dir: &Path, port: u16) -> (Broker, Duration) {
+        Broker::start_full(exe, data_dir, port, &[], "warn")
+    }
+
+    /// Starts this build with extra flags and log filter.
+    fn start_with(data_dir: &Path, port: u16, args: &[&str], rust_log: &str) -> (Broker, Duration) {
+        Broker::start_full(env!("CARGO_BIN_EXE_sluice"), data_dir, port, args, rust_log)
+    }
+
+    /// Starts the broker binary `exe` with extra flags and log filter.
+    fn start_full(
+        exe: &str,
+        data_dir: &Path,
+        port: u16,
+        args: &[&str],
+        rust_log: &str,
+    ) -> (Broker, Duration) {
         let addr = format!("127.0.0.1:{port}");
         let log_path = data_dir.with_extension("log");
         let log = std::fs::OpenOptions::new()
@@ -121,7 +137,8 @@ impl Broker {
             .arg(data_dir)
             .arg("--listen")
             .arg(&addr)
-            .env("RUST_LOG", "warn")
+            .args(args)
+            .env("RUST_LOG", rust_log)
             // Metrics on, as by default, on a port of its own (an environment
             // variable, which builds without the flag ignore).
             .env("SLUICE_METRICS_LISTEN", "127.0.0.1:0")
@@ -483,6 +500,198 @@ fn transactions_section(md: &mut String, work: &Path) {
     );
 }
 
+/// Produces `count` keyed records of `size` bytes (keys cycle through
+/// `keys` distinct values) to partition 0 of `topic`, acks=1; returns the
+/// elapsed time.
+fn keyed_produce_run(addr: &str, topic: &str, size: usize, count: u64, keys: u64) -> Duration {
+    let p = producer(addr, "1");
+    p.client()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let payload = payload(size);
+    let t0 = Instant::now();
+    for i in 0..count {
+        let key = format!("key-{:08}", i % keys);
+        let mut record = BaseRecord::<str, [u8]>::to(topic)
+            .key(&key)
+            .payload(&payload)
+            .partition(0);
+        loop {
+            match p.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    p.poll(Duration::from_millis(1));
+                }
+                Err((e, _)) => panic!("send: {e}"),
+            }
+        }
+        if i % 1024 == 0 {
+            p.poll(Duration::ZERO);
+        }
+    }
+    p.flush(Duration::from_secs(300)).expect("flush");
+    assert_eq!(
+        p.context().failed.load(Ordering::Relaxed),
+        0,
+        "deliveries failed"
+    );
+    t0.elapsed()
+}
+
+/// The broker log's `cleaned` lines so far: (bytes replaced, seconds) summed.
+fn cleaned_so_far(log: &Path) -> (u64, f64, usize) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let field = |line: &str, name: &str| -> Option<f64> {
+        let at = line.find(&format!(" {name}="))? + name.len() + 2;
+        line[at..].split_whitespace().next()?.parse().ok()
+    };
+    let mut out = (0u64, 0.0f64, 0usize);
+    for line in text.lines().filter(|l| l.contains(" cleaned ")) {
+        if let (Some(before), Some(secs)) = (field(line, "before"), field(line, "seconds")) {
+            out.0 += before as u64;
+            out.1 += secs;
+            out.2 += 1;
+        }
+    }
+    out
+}
+
+/// Log compaction (issue 12): how fast the cleaner rewrites a dirty log, and
+/// what a cleaning running alongside costs produce and consume.
+fn compaction_section(md: &mut String, work: &Path) {
+    let size = 1024;
+    let count = scaled(2e8 / size as f64);
+    let keys = (count / 10).max(1);
+    let rounds = 3;
+    let topic_configs = [
+        ("cleanup.policy", "compact"),
+        ("segment.bytes", "16777216"),
+        ("segment.ms", "1000"),
+    ];
+    let _ = writeln!(
+        md,
+        "## Compaction (issue 12)
+"
+    );
+    let _ = writeln!(
+        md,
+        "One partition of a `cleanup.policy=compact` topic (16 MiB segments), {size} B values          under {keys} keys, ten versions each: {} MB written with acks=1, then one record          after `segment.ms` so every segment is sealed. The cleaner (one thread,          no I/O limit, 128 MiB map) cleans it; its rate is the bytes it replaced over the          time its cleanings took (from the broker's log). Then {} MB more are produced while          the cleaner works, and the whole partition is consumed from the start, next to the          same runs with the cleaner off (`--log-cleaner-threads 0`); {rounds} runs, medians.
+",
+        count * size as u64 / 1_000_000,
+        count * size as u64 / 1_000_000,
+    );
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let mut clean_rate = Vec::new();
+    let mut rows = Vec::new();
+    for threads in ["1", "0"] {
+        let (mut produce, mut consume) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let dir = work.join("compact");
+            let _ = std::fs::remove_dir_all(&dir);
+            let (broker, _) = Broker::start_with(
+                &dir,
+                free_port(),
+                &[
+                    "--log-cleaner-threads",
+                    threads,
+                    "--log-cleaner-backoff-ms",
+                    "200",
+                ],
+                "warn,sluice::storage::cleaner=info",
+            );
+            let addr = broker.addr.clone();
+            let (admin, rt) = admin(&addr);
+            let mut topic = NewTopic::new("cmp", 1, TopicReplication::Fixed(1));
+            for (k, v) in topic_configs {
+                topic = topic.set(k, v);
+            }
+            for r in rt
+                .block_on(admin.create_topics([&topic], &AdminOptions::new()))
+                .expect("create")
+            {
+                r.expect("created");
+            }
+            keyed_produce_run(&addr, "cmp", size, count, keys);
+            std::thread::sleep(Duration::from_millis(1100));
+            keyed_produce_run(&addr, "cmp", size, 1, keys);
+            if threads == "1" {
+                let written = count * size as u64;
+                let deadline = Instant::now() + Duration::from_secs(600);
+                loop {
+                    let (before, secs, _) = cleaned_so_far(&broker.log_path);
+                    if before >= written {
+                        clean_rate.push(before as f64 / secs.max(1e-9));
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "the cleaner did not finish");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                // Dirty the log again, so the next runs overlap a cleaning.
+                keyed_produce_run(&addr, "cmp", size, count, keys);
+                std::thread::sleep(Duration::from_millis(1100));
+                keyed_produce_run(&addr, "cmp", size, 1, keys);
+            } else {
+                keyed_produce_run(&addr, "cmp", size, count, keys);
+                std::thread::sleep(Duration::from_millis(1100));
+                keyed_produce_run(&addr, "cmp", size, 1, keys);
+            }
+            // Measured: produce while the cleaner works (when on), then consume.
+            let t = keyed_produce_run(&addr, "cmp", size, count, keys);
+            produce.push((count * size as u64) as f64 / t.as_secs_f64());
+            let c = consumer(&addr);
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset("cmp", 0, Offset::Beginning)
+                .expect("tpl");
+            c.assign(&tpl).expect("assign");
+            let (_, high) = c
+                .fetch_watermarks("cmp", 0, Duration::from_secs(10))
+                .expect("watermarks");
+            let t0 = Instant::now();
+            let mut bytes = 0u64;
+            loop {
+                match c.poll(Duration::from_millis(500)) {
+                    Some(Ok(m)) => {
+                        bytes += m.payload().map_or(0, |p| p.len() as u64);
+                        if m.offset() + 1 >= high {
+                            break;
+                        }
+                    }
+                    Some(Err(e)) => panic!("consume: {e}"),
+                    None => assert!(t0.elapsed() < Duration::from_secs(600), "consume stalled"),
+                }
+            }
+            consume.push(bytes as f64 / t0.elapsed().as_secs_f64());
+            broker.stop();
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        rows.push((threads, median(&mut produce), median(&mut consume)));
+    }
+    let _ = writeln!(
+        md,
+        "Cleaning rate: {} MB/s of log replaced.
+",
+        mb(median(&mut clean_rate))
+    );
+    let _ = writeln!(
+        md,
+        "| cleaner | produce MB/s | consume MB/s (from the start) |
+|---|---|---|"
+    );
+    for (threads, produce, consume) in rows {
+        let label = if threads == "1" {
+            "on, cleaning alongside"
+        } else {
+            "off (baseline)"
+        };
+        let _ = writeln!(md, "| {label} | {} | {} |", mb(produce), mb(consume));
+    }
+    let _ = writeln!(md);
+}
+
 /// Record values: not all one byte, so nothing downstream can cheat on them.
 fn payload(size: usize) -> Vec<u8> {
     (0..size).map(|i| (i * 31 % 251) as u8).collect()
@@ -809,6 +1018,13 @@ fn main() {
     // `SLUICE_BENCH_CONSUME_MARK` is written when the consume starts.
     if let Ok(only) = std::env::var("SLUICE_BENCH_ONLY") {
         profile_one(&work, &only);
+        return;
+    }
+    // `SLUICE_BENCH_COMPACT_ONLY=1` runs only the compaction section and prints it.
+    if std::env::var("SLUICE_BENCH_COMPACT_ONLY").is_ok() {
+        let mut md = String::new();
+        compaction_section(&mut md, &work);
+        println!("{md}");
         return;
     }
     // `SLUICE_BENCH_TXN_ONLY=1` runs only the transactions section and prints it.
@@ -1173,6 +1389,7 @@ fn main() {
         baseline_section(&mut md, &work, &baseline);
     }
     transactions_section(&mut md, &work);
+    compaction_section(&mut md, &work);
     let _ = writeln!(md, "## Targets (issue 4)\n");
     let _ = writeln!(md, "| target | measured | met |\n|---|---|---|");
     for (t, m, ok) in &targets {

@@ -125,6 +125,13 @@ def test_only_the_newest_value_per_key_survives(cbroker, producer):
     # the active segment (never cleaned).
     assert sorted(k for k, _ in got) == sorted(list(live) + [b"zz-seal"])
 
+    from test_metrics import scrape, value
+
+    m = scrape(cbroker)
+    assert value(m, "sluice_log_cleaner_cleanings_total") >= 2
+    assert value(m, "sluice_log_cleaner_bytes_read_total") > value(m, "sluice_log_cleaner_bytes_written_total")
+    assert value(m, "sluice_log_cleaner_dirty_ratio", topic=topic, partition="0") is not None
+
 
 def test_aborted_transactions_are_removed_and_committed_ones_kept(cbroker):
     topic = "compact-txn"

@@ -195,9 +195,67 @@ fn consume(log: &PartitionLog) -> Vec<(i64, Vec<u8>, Option<Vec<u8>>)> {
     out
 }
 
+/// What a read_committed client sees, as the Java client and librdkafka
+/// decide it: from the aborted transactions each fetch reports (not from
+/// the markers' order), a producer's transactional batches are skipped from
+/// an aborted transaction's first offset until that producer's ABORT marker.
+fn consume_as_client(log: &PartitionLog) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    let mut aborted_pids = HashSet::new();
+    while let Some(slice) = log.read(offset, 1 << 16).unwrap() {
+        let mut pending: Vec<_> = log.aborted_overlapping(offset, slice.next_offset);
+        pending.sort_by_key(|a| a.first_offset);
+        let mut pending = pending.into_iter().peekable();
+        let bytes = slice.read_to_vec().unwrap();
+        for (at, h) in records::split_stored(&bytes) {
+            let b = &bytes[at..at + h.total_bytes()];
+            offset = h.next_offset();
+            while let Some(a) = pending.next_if(|a| a.first_offset <= h.last_offset()) {
+                aborted_pids.insert(a.producer_id);
+            }
+            if h.attributes & batch::ATTR_CONTROL != 0 {
+                if records::marker_kind(b) == Some(false) {
+                    aborted_pids.remove(&h.producer_id);
+                }
+                continue;
+            }
+            if h.attributes & batch::ATTR_TRANSACTIONAL != 0
+                && aborted_pids.contains(&h.producer_id)
+            {
+                continue;
+            }
+            let plain = compress::recompress(
+                b,
+                &[(0, h)],
+                Compression {
+                    codec: Codec::None,
+                    level: 0,
+                },
+                1 << 30,
+            )
+            .unwrap()
+            .unwrap_or_else(|| b.to_vec());
+            for (k, v) in records::uncompressed(&plain).expect("plain records") {
+                out.push((k.unwrap().to_vec(), v.map(<[u8]>::to_vec)));
+            }
+        }
+    }
+    out
+}
+
 /// Checks what a consumer sees against the model.
 fn check(log: &PartitionLog, model: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
     let seen = consume(log);
+    let by_client: Vec<_> = seen
+        .iter()
+        .map(|(_, k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(
+        consume_as_client(log),
+        by_client,
+        "the aborted-transaction list agrees with the markers"
+    );
     let mut last: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
     for (_, k, v) in seen {
         last.insert(k, v);
@@ -404,4 +462,37 @@ fn cleaning_by_example() {
     ops.push(Op::Clean);
     run(&ops, 1 << 20);
     run(&ops, cleaner::MAP_ENTRY_BYTES * 6);
+}
+
+/// A sealed segment damaged on disk (a flipped byte) is refused, not
+/// rewritten with a fresh CRC or cut short: the cleaning fails and leaves the
+/// files as they were.
+#[test]
+fn a_damaged_segment_is_left_alone() {
+    use sluice::log::fs::Open;
+    use sluice::log::segment::file_name;
+    use sluice::log::Fs;
+
+    let fs = SimFs::new();
+    let mut log = open(&fs, 1_000);
+    for i in 0..30u8 {
+        let recs = vec![(format!("key-{}", i % 5).into_bytes(), Some(vec![i; 40]))];
+        let b = batch_of(&recs, Codec::None, 1_000, None);
+        log.append(&records::validate(&b, 1 << 30).unwrap(), 1_000)
+            .unwrap();
+    }
+    log.roll(1_000).unwrap();
+    let path = Path::new(DIR).join(file_name(0, "log"));
+    let f = fs.open(&path, Open::Existing).unwrap();
+    let mut byte = [0u8; 1];
+    f.read_exact_at(&mut byte, 200).unwrap();
+    byte[0] ^= 0xff;
+    f.write_all_vectored_at(&mut [std::io::IoSlice::new(&byte)], 200)
+        .unwrap();
+    let before = sluice::log::fs::read_file(&fs, &path).unwrap();
+    let mut map = OffsetMap::with_memory(1 << 20);
+    let err = clean(&mut log, &mut map, 1_000).unwrap_err();
+    assert!(matches!(err, cleaner::CleanError::Damaged(_)), "{err}");
+    assert_eq!(sluice::log::fs::read_file(&fs, &path).unwrap(), before);
+    assert!(!fs.exists(&Path::new(DIR).join(cleaner::CLEANING_DIR)));
 }

@@ -87,6 +87,8 @@ struct PartitionRow {
     segments: usize,
     /// 1 if the partition cannot be served.
     offline: u8,
+    /// The log cleaner's last dirty ratio (compacted partitions only; not summed).
+    dirty_ratio: Option<f64>,
 }
 
 impl PartitionRow {
@@ -99,6 +101,7 @@ impl PartitionRow {
                 size_bytes: s.size_bytes,
                 segments: s.segments,
                 offline: 0,
+                dirty_ratio: p.dirty_ratio(),
             },
             Err(_) => PartitionRow {
                 offline: 1,
@@ -114,6 +117,7 @@ impl PartitionRow {
         self.size_bytes += o.size_bytes;
         self.segments += o.segments;
         self.offline += o.offline;
+        self.dirty_ratio = None;
     }
 }
 
@@ -267,6 +271,17 @@ fn partitions(out: &mut String, topics: &[Arc<Topic>], max: usize) {
         let mut f = Family::new(out, name, "gauge", help);
         for (topic, partition, row) in &rows {
             f.sample(&[("topic", topic), ("partition", partition)], get(row));
+        }
+    }
+    let mut f = Family::new(
+        out,
+        "sluice_log_cleaner_dirty_ratio",
+        "gauge",
+        "Share of a compacted partition's cleanable bytes not yet cleaned, as the cleaner last saw it (the cleaner's lag).",
+    );
+    for (topic, partition, row) in &rows {
+        if let Some(r) = row.dirty_ratio {
+            f.sample(&[("topic", topic), ("partition", partition)], r);
         }
     }
 }

@@ -63,6 +63,9 @@ pub enum CleanError {
     Io(io::Error),
     /// A stored batch's records do not parse (the segment is damaged).
     Records(RecordError),
+    /// A stored batch fails its checks (length, CRC, offsets): the segment is
+    /// damaged, and the cleaner leaves it as it is.
+    Damaged(String),
     /// The broker is stopping.
     Stopped,
     /// The offset map cannot hold even one batch of the dirty part.
@@ -80,6 +83,7 @@ impl std::fmt::Display for CleanError {
         match self {
             CleanError::Io(e) => write!(f, "i/o error: {e}"),
             CleanError::Records(e) => write!(f, "a stored batch does not parse: {e}"),
+            CleanError::Damaged(why) => write!(f, "a sealed segment is damaged: {why}"),
             CleanError::Stopped => write!(f, "stopped"),
             CleanError::MapTooSmall => write!(
                 f,
@@ -245,19 +249,33 @@ fn for_each_batch(
     throttle: &mut Throttle<'_>,
     mut f: impl FnMut(&BatchHeader, &[u8]) -> Result<u64, CleanError>,
 ) -> Result<(), CleanError> {
+    let damaged = |pos: u64, why: String| {
+        CleanError::Damaged(format!("segment {} at byte {pos}: {why}", seg.base))
+    };
     let mut pos = 0u64;
+    let mut next = seg.base;
     let mut buf = Vec::new();
-    while pos + HEADER_BYTES as u64 <= seg.size {
+    while pos < seg.size {
+        if pos + HEADER_BYTES as u64 > seg.size {
+            return Err(damaged(pos, "a partial batch header".into()));
+        }
         buf.resize(HEADER_BYTES, 0);
         seg.file.read_exact_at(&mut buf, pos)?;
-        let h = BatchHeader::parse(&buf)
-            .map_err(|e| CleanError::Io(io::Error::other(format!("segment {}: {e}", seg.base))))?;
-        let total = h.total_bytes();
+        let h = BatchHeader::parse(&buf).map_err(|e| damaged(pos, e.to_string()))?;
+        let total = h.check_length().map_err(|e| damaged(pos, e.to_string()))?;
         if pos + total as u64 > seg.size {
-            break;
+            return Err(damaged(pos, "a batch runs past the segment's end".into()));
         }
         buf.resize(total, 0);
         seg.file.read_exact_at(&mut buf, pos)?;
+        let h = batch::validate_stored(&buf).map_err(|e| damaged(pos, e.to_string()))?;
+        if h.base_offset < next {
+            return Err(damaged(
+                pos,
+                format!("offset {} goes backwards", h.base_offset),
+            ));
+        }
+        next = h.next_offset();
         let written = f(&h, &buf)?;
         throttle.spend(total as u64 + written)?;
         pos += total as u64;
@@ -426,6 +444,12 @@ pub fn groups(plan: &Plan, upto: i64) -> Vec<(usize, usize)> {
 pub struct TxnTracker {
     /// Producers with a retained record since their last marker.
     retained: HashSet<i64>,
+    /// ABORT markers dropped in the current group (their offsets): their
+    /// aborted-transaction entries go too, or read_committed consumers would
+    /// keep skipping the producer's later transactions.
+    dropped_aborts: Vec<i64>,
+    /// Keyless records dropped in the current group.
+    keyless: u64,
 }
 
 /// A staged group: its segment is in `cleaning/`, fsynced, not yet committed.
@@ -443,6 +467,11 @@ pub struct Staged {
     pub bytes_after: u64,
     /// Records removed.
     pub records_removed: u64,
+    /// Of those, keyless records (accepted before the topic was compacted).
+    pub keyless_removed: u64,
+    /// Offsets of the ABORT markers removed: their aborted-transaction
+    /// entries are removed with them.
+    pub dropped_aborts: Vec<i64>,
 }
 
 /// Rewrites the group `plan.segments[from..to]` into `cleaning/`: per key
@@ -460,10 +489,15 @@ pub fn stage(
 ) -> Result<Staged, CleanError> {
     let fs = &plan.fs;
     let cdir = plan.dir.join(CLEANING_DIR);
+    if !fs.exists(&plan.dir) {
+        // The topic was deleted: nothing to clean, and no directory to re-create.
+        return Err(CleanError::Io(io::ErrorKind::NotFound.into()));
+    }
     if fs.exists(&cdir) {
         fs.remove_dir_all(&cdir)?;
     }
-    super::fs::create_dir_durable(fs.as_ref(), &cdir)?;
+    fs.create_dir_all(&cdir)?;
+    fs.sync_dir(&plan.dir)?;
     let base = plan.segments[from].base;
     let end = next_base(plan, plan.segments[to - 1].base);
     let mut seg = Segment::create(fs, &cdir, base, &plan.config, now_ms)?;
@@ -482,7 +516,8 @@ pub fn stage(
                 Some((Kept::All, _)) => b.into(),
                 Some((Kept::Rebuilt(v), _)) => v.into(),
             };
-            let header = BatchHeader::parse(&bytes).expect("a batch just built or read");
+            let header = BatchHeader::parse(&bytes)
+                .map_err(|e| CleanError::Damaged(format!("a rebuilt batch: {e}")))?;
             seg.append(&bytes, &[(0, header)], now_ms)
                 .map_err(|(e, _)| CleanError::Io(e))?;
             Ok(bytes.len() as u64)
@@ -492,13 +527,19 @@ pub fn stage(
     seg.finish_seal()?;
     let bytes_after = seg.size();
     drop(seg);
+    let dropped_aborts = std::mem::take(&mut txns.dropped_aborts);
+    let keyless_removed = std::mem::take(&mut txns.keyless);
     let aborts: Vec<AbortedTxn> = plan
         .aborted
         .iter()
-        .filter(|a| (base..end).contains(&a.last_offset))
+        .filter(|a| {
+            (base..end).contains(&a.last_offset) && !dropped_aborts.contains(&a.last_offset)
+        })
         .copied()
         .collect();
-    txn_index::store(fs.as_ref(), &cdir, base, &aborts)?;
+    // Always written, empty or not: the swap then replaces the old segment's
+    // file by rename and never has to remove one.
+    txn_index::write(fs.as_ref(), &cdir, base, &aborts)?;
     fs.sync_dir(&cdir)?;
     Ok(Staged {
         base,
@@ -510,6 +551,8 @@ pub fn stage(
         bytes_before,
         bytes_after,
         records_removed: removed,
+        keyless_removed,
+        dropped_aborts,
     })
 }
 
@@ -545,7 +588,12 @@ fn clean_batch(
         // A marker whose transaction kept no record may go after the horizon.
         let alone = !txns.retained.remove(&h.producer_id);
         return Ok(match (alone, has_horizon) {
-            (true, true) if expired => None,
+            (true, true) if expired => {
+                if records::marker_kind(b) == Some(false) {
+                    txns.dropped_aborts.push(h.base_offset);
+                }
+                None
+            }
             (true, false) => Some((Kept::Rebuilt(with_horizon(b, h, horizon, limit)?), count)),
             _ => Some((Kept::All, count)),
         });
@@ -561,7 +609,10 @@ fn clean_batch(
         let offset = h.base_offset + i64::from(r.offset_delta);
         let latest = match r.key {
             // Keyless records cannot be compacted; Kafka's cleaner drops them.
-            None => false,
+            None => {
+                txns.keyless += 1;
+                false
+            }
             Some(k) => map.get(k).is_none_or(|o| o <= offset),
         };
         if !latest || (r.tombstone && expired) {
@@ -666,6 +717,8 @@ pub struct CleanReport {
     pub bytes_after: u64,
     /// Records removed.
     pub records_removed: u64,
+    /// Of those, keyless records.
+    pub keyless_removed: u64,
     /// The first offset left dirty.
     pub upto: i64,
 }
@@ -704,6 +757,7 @@ pub fn run(
             report.bytes_before += staged.bytes_before;
             report.bytes_after += staged.bytes_after;
             report.records_removed += staged.records_removed;
+            report.keyless_removed += staged.keyless_removed;
         }
         Ok(report)
     })();
@@ -741,18 +795,18 @@ pub fn recover(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
     fs.sync_dir(dir)
 }
 
-/// Commits a staged cleaning (writes its manifest, atomically and durably)
-/// and swaps it in. Called under the log lock after checking that the
-/// replaced segments are still there as planned: a manifest is never written
-/// for a plan that retention or DeleteRecords overtook.
-pub fn commit(fs: &dyn Fs, dir: &Path, staged: &Staged) -> io::Result<()> {
+/// Commits a staged cleaning: writes its manifest, atomically and durably
+/// ([`roll_forward`] then swaps it in). Called under the log lock after
+/// checking that the replaced segments are still there as planned: a
+/// manifest is never written for a plan that retention or DeleteRecords
+/// overtook.
+pub fn write_manifest(fs: &dyn Fs, dir: &Path, staged: &Staged) -> io::Result<()> {
     let manifest = format!("{} {}\n", staged.base, staged.end);
     super::fs::write_file_atomic(
         fs,
         &dir.join(CLEANING_DIR).join(MANIFEST),
         manifest.as_bytes(),
-    )?;
-    roll_forward(fs, dir)
+    )
 }
 
 /// The swap of a committed cleaning: removes the replaced segments' files,
@@ -786,28 +840,14 @@ pub fn roll_forward(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
             }
         }
     }
-    // The staged `.log` replaces the old first segment's by rename; its
-    // indexes go first so an old index never describes the new file.
-    let staged: Vec<String> = fs
-        .list_dir(&cdir)?
-        .into_iter()
-        .map(|e| e.name)
-        .filter(|n| n.starts_with(&segment::file_name(base, "")))
-        .collect();
-    if staged.iter().any(|n| n.ends_with(".log")) {
-        for ext in ["index", "timeindex", TXN_INDEX_EXT] {
-            if let Err(e) = fs.remove_file(&dir.join(segment::file_name(base, ext))) {
-                if !gone(&e) {
-                    return Err(e);
-                }
-            }
+    // Every staged file replaces the first segment's by rename (the staging
+    // always has all four), so a repeated run only moves what is left; the
+    // intermediate states are never opened, as this runs before the log is.
+    for ext in ["index", "timeindex", TXN_INDEX_EXT, "log"] {
+        let name = segment::file_name(base, ext);
+        if fs.exists(&cdir.join(&name)) {
+            fs.rename(&cdir.join(&name), &dir.join(&name))?;
         }
-    }
-    for name in staged.iter().filter(|n| !n.ends_with(".log")) {
-        fs.rename(&cdir.join(name), &dir.join(name))?;
-    }
-    for name in staged.iter().filter(|n| n.ends_with(".log")) {
-        fs.rename(&cdir.join(name), &dir.join(name))?;
     }
     fs.sync_dir(dir)?;
     fs.remove_dir_all(&cdir)?;
@@ -824,10 +864,17 @@ pub fn discard(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// The first dirty offset stored in `dir`, if any.
-pub fn read_checkpoint(fs: &dyn Fs, dir: &Path) -> Option<i64> {
-    let text = super::fs::read_file(fs, &dir.join(CHECKPOINT_FILE)).ok()?;
-    std::str::from_utf8(&text).ok()?.trim().parse().ok()
+/// The first dirty offset stored in `dir`, if any (an unreadable value is
+/// ignored: the next cleaning then covers the whole log).
+pub fn read_checkpoint(fs: &dyn Fs, dir: &Path) -> io::Result<Option<i64>> {
+    let path = dir.join(CHECKPOINT_FILE);
+    if !fs.exists(&path) {
+        return Ok(None);
+    }
+    let text = super::fs::read_file(fs, &path)?;
+    Ok(std::str::from_utf8(&text)
+        .ok()
+        .and_then(|t| t.trim().parse().ok()))
 }
 
 /// Stores the first dirty offset (atomically; a failure is logged, since a

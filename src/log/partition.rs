@@ -420,7 +420,7 @@ impl PartitionLog {
         super::fs::create_dir_durable(fs.as_ref(), dir)?;
         // A cleaning interrupted by a crash is finished or undone first.
         cleaner::recover(fs.as_ref(), dir)?;
-        let first_dirty = cleaner::read_checkpoint(fs.as_ref(), dir).unwrap_or(0);
+        let first_dirty = cleaner::read_checkpoint(fs.as_ref(), dir)?.unwrap_or(0);
         let mut bases = Vec::new();
         let entries = fs.list_dir(dir)?;
         for entry in &entries {
@@ -838,8 +838,9 @@ impl PartitionLog {
     /// are still as planned, their files give way to the staged ones and the
     /// new segment is opened; otherwise the staging is discarded and false
     /// returned. `upto` (after the last group) becomes the first dirty
-    /// offset. A failure half-way marks the log damaged: the next start
-    /// finishes the swap from the manifest.
+    /// offset. A failure before the commit point changes nothing; one after
+    /// it marks the log damaged: the next start finishes the swap from the
+    /// manifest.
     pub fn commit_cleaning(&mut self, staged: &Staged, upto: Option<i64>) -> io::Result<bool> {
         let active = self.active_ref().base_offset;
         let current =
@@ -850,7 +851,12 @@ impl PartitionLog {
             cleaner::discard(self.fs.as_ref(), &self.dir)?;
             return Ok(false);
         }
-        let swapped = cleaner::commit(self.fs.as_ref(), &self.dir, staged).and_then(|()| {
+        if let Err(e) = cleaner::write_manifest(self.fs.as_ref(), &self.dir, staged) {
+            // Not committed: the old segments are untouched.
+            let _ = cleaner::discard(self.fs.as_ref(), &self.dir);
+            return Err(e);
+        }
+        let swapped = cleaner::roll_forward(self.fs.as_ref(), &self.dir).and_then(|()| {
             for (b, _) in &staged.replaced {
                 self.segments.remove(b);
             }
@@ -865,6 +871,9 @@ impl PartitionLog {
             .map_err(|e| io::Error::other(e.to_string()))?;
             seg.finish_seal()?;
             self.segments.insert(staged.base, seg);
+            for marker in &staged.dropped_aborts {
+                self.aborted.remove(*marker);
+            }
             Ok(())
         });
         if let Err(e) = swapped {

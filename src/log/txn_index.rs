@@ -70,6 +70,11 @@ impl AbortedIndex {
         out
     }
 
+    /// Forgets the abort whose ABORT marker at `marker` the cleaner removed.
+    pub fn remove(&mut self, marker: i64) {
+        self.by_marker.remove(&marker);
+    }
+
     /// The aborts whose marker lies in `[from, to)` (one segment's), in order.
     pub fn in_range(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
         self.by_marker.range(from..to).map(|(_, a)| *a).collect()

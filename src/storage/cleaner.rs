@@ -30,6 +30,11 @@ pub struct CleanerConfig {
     pub backoff: Duration,
 }
 
+/// A partition whose cleaning failed (a damaged segment, a full disk) is
+/// left alone this many backoffs (5 minutes at Kafka's 15 s), so it neither
+/// spins the cleaner nor starves the other partitions.
+const FAILED_BACKOFF_FACTOR: u32 = 20;
+
 /// Tells the cleaner threads to stop, waking them from their pause.
 #[derive(Debug, Default)]
 pub struct CleanerStop {
@@ -99,7 +104,7 @@ fn run(storage: Weak<Storage>, config: CleanerConfig, map_bytes: u64, stop: Arc<
                 continue;
             };
             p.note_dirty_ratio(d.ratio);
-            if d.due && best.as_ref().is_none_or(|(_, r)| d.ratio > *r) {
+            if d.due && p.cleanable_now(now) && best.as_ref().is_none_or(|(_, r)| d.ratio > *r) {
                 best = Some((p, d.ratio));
             }
         }
@@ -117,12 +122,16 @@ fn run(storage: Weak<Storage>, config: CleanerConfig, map_bytes: u64, stop: Arc<
             continue;
         }
         let started = Instant::now();
-        let is_stopped = || stop.is_stopped();
+        // Stops at a broker shutdown, and when the topic is deleted.
+        let is_stopped = || stop.is_stopped() || p.is_deleted() || p.is_offline();
         let mut throttle = Throttle::new(
             config.io_bytes_per_second / config.threads.max(1) as u64,
             &is_stopped,
         );
-        let result = clean(&p, &mut map, &mut throttle);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            clean(&p, &mut map, &mut throttle)
+        }))
+        .unwrap_or_else(|_| Err(CleanFailure::Failed("the cleaning panicked".into())));
         p.end_cleaning();
         let secs = started.elapsed().as_secs_f64();
         match result {
@@ -138,14 +147,23 @@ fn run(storage: Weak<Storage>, config: CleanerConfig, map_bytes: u64, stop: Arc<
                     seconds = secs,
                     "cleaned"
                 );
-            }
-            Err(CleanFailure::Stopped) => return,
-            Err(CleanFailure::Gone) => {}
-            Err(CleanFailure::Failed(e)) => {
-                tracing::error!(partition = p.index, error = %e, "cleaning failed");
-                if stop.pause(config.backoff) {
-                    return;
+                if r.groups == 0 {
+                    // Nothing swapped in (the plan went stale): look again
+                    // after a backoff rather than at once.
+                    p.defer_cleaning(now_ms().saturating_add(config.backoff.as_millis() as i64));
                 }
+                if r.keyless_removed > 0 {
+                    tracing::warn!(partition = p.index, records = r.keyless_removed,
+                        "the cleaner removed keyless records (written before the topic was compacted), as Kafka's does");
+                }
+            }
+            Err(CleanFailure::Stopped) if stop.is_stopped() => return,
+            Err(CleanFailure::Stopped | CleanFailure::Gone) => {}
+            Err(CleanFailure::Failed(e)) => {
+                let retry = config.backoff * FAILED_BACKOFF_FACTOR;
+                tracing::error!(partition = p.index, error = %e, retry_in = ?retry,
+                    "cleaning failed; the partition is left as it is until then");
+                p.defer_cleaning(now_ms().saturating_add(retry.as_millis() as i64));
             }
         }
     }

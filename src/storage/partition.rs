@@ -132,6 +132,9 @@ pub struct Partition {
     compression: Mutex<Option<Compression>>,
     /// A cleaner thread is cleaning this partition (one at a time).
     cleaning: AtomicBool,
+    /// After a failed cleaning, the cleaner leaves this partition alone until
+    /// this time (ms), so one damaged log does not starve the others.
+    clean_retry_at: AtomicI64,
     /// The dirty ratio the cleaner last saw (f64 bits; NaN for logs that are
     /// not compacted), for the metrics.
     dirty_ratio: AtomicU64,
@@ -178,6 +181,7 @@ impl Partition {
             flush_ms: AtomicI64::new(0),
             last_flush_ms: AtomicI64::new(crate::clock::now_ms()),
             cleaning: AtomicBool::new(false),
+            clean_retry_at: AtomicI64::new(0),
             dirty_ratio: AtomicU64::new(f64::NAN.to_bits()),
         }
     }
@@ -202,6 +206,7 @@ impl Partition {
             last_flush_ms: AtomicI64::new(0),
             compression: Mutex::new(None),
             cleaning: AtomicBool::new(false),
+            clean_retry_at: AtomicI64::new(0),
             dirty_ratio: AtomicU64::new(f64::NAN.to_bits()),
         }
     }
@@ -481,6 +486,18 @@ impl Partition {
         self.cleaning.store(false, Ordering::Release);
     }
 
+    /// Whether a cleaner may pick this partition now: not claimed, not
+    /// backing off after a failure.
+    pub(super) fn cleanable_now(&self, now_ms: i64) -> bool {
+        !self.cleaning.load(Ordering::Acquire)
+            && self.clean_retry_at.load(Ordering::Acquire) <= now_ms
+    }
+
+    /// Leaves this partition alone until `until_ms` (a cleaning failed).
+    pub(super) fn defer_cleaning(&self, until_ms: i64) {
+        self.clean_retry_at.store(until_ms, Ordering::Release);
+    }
+
     /// Swaps a staged cleaning in (blocking); false if the plan went stale. A
     /// swap that failed half-way takes the partition offline: the next start
     /// finishes it from its manifest.
@@ -489,15 +506,17 @@ impl Partition {
         staged: &crate::log::cleaner::Staged,
         upto: Option<i64>,
     ) -> Result<bool, PartitionError> {
-        let done = self.with_log(|log| {
+        let (done, damaged) = self.with_log(|log| {
             let r = log.commit_cleaning(staged, upto);
             self.publish_offsets(log);
-            r
+            (r, log.is_damaged())
         })?;
         done.map_err(|e| {
-            self.offline.store(true, Ordering::Release);
-            tracing::error!(partition = self.index, error = %e,
-                "a cleaning's swap failed half-way; the partition is offline until restart");
+            if damaged {
+                self.offline.store(true, Ordering::Release);
+                tracing::error!(partition = self.index, error = %e,
+                    "a cleaning's swap failed half-way; the partition is offline until a restart finishes it");
+            }
             PartitionError::Io(e)
         })
     }
