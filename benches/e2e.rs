@@ -569,15 +569,17 @@ fn compaction_section(md: &mut String, work: &Path) {
         ("segment.bytes", "16777216"),
         ("segment.ms", "1000"),
     ];
+    let _ = writeln!(md, "## Compaction and broker-side compression (issue 12)\n");
     let _ = writeln!(
         md,
-        "## Compaction (issue 12)
-"
-    );
-    let _ = writeln!(
-        md,
-        "One partition of a `cleanup.policy=compact` topic (16 MiB segments), {size} B values          under {keys} keys, ten versions each: {} MB written with acks=1, then one record          after `segment.ms` so every segment is sealed. The cleaner (one thread,          no I/O limit, 128 MiB map) cleans it; its rate is the bytes it replaced over the          time its cleanings took (from the broker's log). Then {} MB more are produced while          the cleaner works, and the whole partition is consumed from the start, next to the          same runs with the cleaner off (`--log-cleaner-threads 0`); {rounds} runs, medians.
-",
+        "One partition of a `cleanup.policy=compact` topic (16 MiB segments), {size} B values \
+        under {keys} keys, ten versions each: {} MB written with acks=1, then one record \
+        after `segment.ms` so every segment is sealed. The cleaner (one thread, \
+        no I/O limit, 128 MiB map) cleans it; its rate is the bytes it replaced over the \
+        time its cleanings took (from the broker's log). Then {} MB more are produced while \
+        the cleaner works (produce rate), and the whole partition is read from the start to \
+        its end, as a new consumer of the table would (bytes and time), next to the same \
+        runs with the cleaner off (`--log-cleaner-threads 0`); {rounds} runs, medians.\n",
         count * size as u64 / 1_000_000,
         count * size as u64 / 1_000_000,
     );
@@ -642,6 +644,9 @@ fn compaction_section(md: &mut String, work: &Path) {
             // Measured: produce while the cleaner works (when on), then consume.
             let t = keyed_produce_run(&addr, "cmp", size, count, keys);
             produce.push((count * size as u64) as f64 / t.as_secs_f64());
+            if let Ok(ms) = std::env::var("SLUICE_BENCH_COMPACT_SETTLE_MS") {
+                std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
+            }
             let c = consumer(&addr);
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset("cmp", 0, Offset::Beginning)
@@ -664,22 +669,21 @@ fn compaction_section(md: &mut String, work: &Path) {
                     None => assert!(t0.elapsed() < Duration::from_secs(600), "consume stalled"),
                 }
             }
-            consume.push(bytes as f64 / t0.elapsed().as_secs_f64());
+            consume.push((t0.elapsed().as_secs_f64(), bytes as f64));
             broker.stop();
             let _ = std::fs::remove_dir_all(&dir);
         }
-        rows.push((threads, median(&mut produce), median(&mut consume)));
+        consume.sort_by(|a, b| a.0.total_cmp(&b.0));
+        rows.push((threads, median(&mut produce), consume[consume.len() / 2]));
     }
     let _ = writeln!(
         md,
-        "Cleaning rate: {} MB/s of log replaced.
-",
+        "Cleaning rate: {} MB/s of log replaced.\n",
         mb(median(&mut clean_rate))
     );
     let _ = writeln!(
         md,
-        "| cleaner | produce MB/s | consume MB/s (from the start) |
-|---|---|---|"
+        "| cleaner | produce MB/s | read from the start: MB | seconds |\n|---|---|---|---|"
     );
     for (threads, produce, consume) in rows {
         let label = if threads == "1" {
@@ -687,7 +691,86 @@ fn compaction_section(md: &mut String, work: &Path) {
         } else {
             "off (baseline)"
         };
-        let _ = writeln!(md, "| {label} | {} | {} |", mb(produce), mb(consume));
+        let _ = writeln!(
+            md,
+            "| {label} | {} | {:.0} | {:.2} |",
+            mb(produce),
+            consume.1 / 1e6,
+            consume.0
+        );
+    }
+    let _ = writeln!(md);
+    // Broker-side compression: what recompressing on append costs a producer.
+    let _ = writeln!(
+        md,
+        "Broker-side compression: one producer (librdkafka, acks=1, default batching) sends \
+         {} MB of {size} B records to one partition; the topic's `compression.type` \
+         recompresses batches in another codec on append. {rounds} runs, medians.\n",
+        count * size as u64 / 1_000_000
+    );
+    let _ = writeln!(
+        md,
+        "| producer codec | topic compression.type | produce MB/s | broker CPU s/GB |\n|---|---|---|---|"
+    );
+    for (codec, topic_codec) in [
+        ("none", "producer"),
+        ("none", "lz4"),
+        ("lz4", "lz4"),
+        ("gzip", "zstd"),
+    ] {
+        let (mut rate, mut cpu) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let dir = work.join("codec");
+            let _ = std::fs::remove_dir_all(&dir);
+            let (broker, _) = Broker::start_with(&dir, free_port(), &[], "warn");
+            let addr = broker.addr.clone();
+            let (admin, rt) = admin(&addr);
+            let topic = NewTopic::new("z", 1, TopicReplication::Fixed(1))
+                .set("compression.type", topic_codec);
+            for r in rt
+                .block_on(admin.create_topics([&topic], &AdminOptions::new()))
+                .expect("create")
+            {
+                r.expect("created");
+            }
+            let p: BaseProducer<Counting> = ClientConfig::new()
+                .set("bootstrap.servers", &addr)
+                .set("acks", "1")
+                .set("compression.type", codec)
+                .create_with_context(Counting::default())
+                .expect("producer");
+            p.client()
+                .fetch_metadata(Some("z"), Duration::from_secs(10))
+                .expect("metadata");
+            let body = payload(size);
+            let b0 = broker.stat();
+            let t0 = Instant::now();
+            for i in 0..count {
+                send(&p, "z", 0, &body);
+                if i % 1024 == 0 {
+                    p.poll(Duration::ZERO);
+                }
+            }
+            p.flush(Duration::from_secs(300)).expect("flush");
+            let t = t0.elapsed();
+            let b1 = broker.stat();
+            assert_eq!(
+                p.context().failed.load(Ordering::Relaxed),
+                0,
+                "deliveries failed"
+            );
+            let gb = (count * size as u64) as f64 / 1e9;
+            rate.push(gb * 1e9 / t.as_secs_f64());
+            cpu.push((b1.cpu_s - b0.cpu_s) / gb);
+            broker.stop();
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let _ = writeln!(
+            md,
+            "| {codec} | {topic_codec} | {} | {:.2} |",
+            mb(median(&mut rate)),
+            median(&mut cpu)
+        );
     }
     let _ = writeln!(md);
 }
