@@ -21,6 +21,7 @@
 //!   the allocator guard; importable from anywhere.
 
 pub mod alloc;
+pub mod auth;
 pub mod broker;
 pub mod clock;
 pub mod config;

@@ -45,20 +45,24 @@ fn module_of(path: &str) -> &str {
 /// The layers, each with the modules it may import. Downward only: log <-
 /// storage <- group <- broker <- handlers <- net <- server; `protocol` sits
 /// beside them, importing only `log` (file ranges); `http` (metrics and health
-/// endpoints) sits beside `handlers`, over `broker`. `config`, `clock`, `sys`,
+/// endpoints) sits beside `handlers`, over `broker`; `auth` (SASL mechanisms,
+/// pure) sits under `broker`. `config`, `clock`, `sys`,
 /// `alloc` and `metrics` are leaves anyone but `log` may import; `log` imports nothing.
 const LAYERS: &[(&str, &[&str])] = &[
     ("log", &[]),
     ("storage", &["log"]),
     ("group", &["storage", "log"]),
     ("txn", &["storage", "log"]),
-    ("broker", &["group", "txn", "storage", "log"]),
+    ("auth", &[]),
+    ("broker", &["group", "txn", "storage", "log", "auth"]),
     ("protocol", &["log"]),
     (
         "handlers",
-        &["broker", "group", "txn", "storage", "log", "protocol"],
+        &[
+            "broker", "group", "txn", "storage", "log", "protocol", "auth",
+        ],
     ),
-    ("net", &["handlers", "protocol", "broker", "log"]),
+    ("net", &["handlers", "protocol", "broker", "log", "auth"]),
     ("server", &["net", "broker"]),
     ("http", &["broker", "group", "storage", "log"]),
     ("config", &["log"]),

@@ -6,8 +6,9 @@
 //! one at a time across awaits: topic creation and deletion, and producer-id
 //! block reservation.
 
+pub mod credentials;
 pub mod meta;
-pub mod producer_ids;
+mod producer_ids;
 pub mod topic_config;
 pub mod topics;
 mod txn_markers;
@@ -86,6 +87,8 @@ pub struct Broker {
     dynamic: RwLock<Dynamic>,
     /// Becomes true when shutdown starts: parked fetches answer at once.
     shutdown_tx: tokio::sync::watch::Sender<bool>,
+    /// SCRAM credentials (AlterUserScramCredentials; SASL authentication).
+    pub credentials: Arc<credentials::Credentials>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -125,6 +128,11 @@ impl Broker {
             .await
             .map_err(io::Error::other)??;
         let groups = Coordinator::open(&config, loaded.group_log.clone(), storage.syncer()).await?;
+        let (cfs, cdir) = (storage.fs.clone(), config.data_dir.clone());
+        let credentials =
+            tokio::task::spawn_blocking(move || credentials::Credentials::load(cfs, &cdir))
+                .await
+                .map_err(io::Error::other)??;
         let producer_ids = Arc::new(ProducerIds::new(fs, &config.data_dir));
         let ids = producer_ids.clone();
         let fresh_pid: crate::txn::FreshPid = Arc::new(move || {
@@ -148,6 +156,7 @@ impl Broker {
             producer_ids,
             shutdown_tx: tokio::sync::watch::channel(false).0,
             dynamic: RwLock::new(loaded.dynamic),
+            credentials: Arc::new(credentials),
             config,
         });
         for t in b.topics() {

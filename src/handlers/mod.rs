@@ -10,6 +10,7 @@ mod list_offsets;
 mod metadata;
 mod produce;
 mod producer_id;
+mod scram;
 mod topics;
 mod txn;
 
@@ -73,6 +74,8 @@ pub async fn dispatch(broker: &Arc<Broker>, req: RequestFrame) -> Option<Respons
         Request::TxnOffsetCommit(r) => Some(txn::offset_commit(broker, &ctx, r).await),
         Request::DescribeTransactions(r) => Some(txn::describe(broker, &ctx, r)),
         Request::ListTransactions(r) => Some(txn::list(broker, &ctx, r)),
+        Request::DescribeUserScramCredentials(r) => Some(scram::describe(broker, &ctx, r)),
+        Request::AlterUserScramCredentials(r) => Some(scram::alter(broker, &ctx, r).await),
     }
 }
 

@@ -69,6 +69,14 @@ pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
 pub const KAFKA_STORAGE_ERROR: i16 = 56;
 /// A record in the batch is invalid.
 pub const INVALID_RECORD: i16 = 87;
+/// An unknown SCRAM mechanism (AlterUserScramCredentials; SASL later).
+pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+/// The user credential to delete or describe does not exist.
+pub const RESOURCE_NOT_FOUND: i16 = 91;
+/// A user appears twice in one request.
+pub const DUPLICATE_RESOURCE: i16 = 92;
+/// A credential Kafka refuses (empty name, too few or many iterations).
+pub const UNACCEPTABLE_CREDENTIAL: i16 = 93;
 /// A Produce request older than v7 carries zstd, which only v7+ may.
 pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
 /// The topic id is not known.

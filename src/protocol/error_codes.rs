@@ -85,6 +85,19 @@ impl ErrorCodes for TxnOffsetCommitResponse {
     }
 }
 
+impl ErrorCodes for DescribeUserScramCredentialsResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        t.add(self.error_code);
+        self.results.iter().for_each(|r| t.add(r.error_code));
+    }
+}
+
+impl ErrorCodes for AlterUserScramCredentialsResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        self.results.iter().for_each(|r| t.add(r.error_code));
+    }
+}
+
 impl ErrorCodes for DescribeTransactionsResponse {
     fn error_codes(&self, t: &mut ErrorTally) {
         self.transaction_states
