@@ -10,7 +10,9 @@
 //! - `group`: the group coordinator: a pure state machine per group, its async
 //!   shell, its records in the state log.
 //! - `txn`: the transaction coordinator's state machine (the shell comes next).
-//! - `broker`: the shared handle: topic registry and admin, metadata files, producer ids.
+//! - `auth`: SASL mechanisms, pure (SCRAM credentials and exchange).
+//! - `broker`: the shared handle: topic registry and admin, metadata files,
+//!   producer ids, SCRAM users.
 //! - `protocol`: the bridge to `kafka-protocol`: the version table, decoding, encoding.
 //! - `handlers`: one file per API family; Kafka error codes are chosen here.
 //! - `net`: connection framing, size cap, timeouts, ordered responses.
