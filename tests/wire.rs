@@ -242,6 +242,21 @@ async fn every_advertised_version_decodes_and_answers() {
                         .with_state_filters(vec![s("Ongoing"), s("Nonsense")]);
                     c.send(key, v, &r).await
                 }
+                ApiKey::DescribeUserScramCredentials => {
+                    let r = DescribeUserScramCredentialsRequest::default().with_users(Some(vec![
+                        describe_user_scram_credentials_request::UserName::default()
+                            .with_name(s("wire-nobody")),
+                    ]));
+                    c.send(key, v, &r).await
+                }
+                ApiKey::AlterUserScramCredentials => {
+                    let r = AlterUserScramCredentialsRequest::default().with_deletions(vec![
+                        alter_user_scram_credentials_request::ScramCredentialDeletion::default()
+                            .with_name(s("wire-nobody"))
+                            .with_mechanism(1),
+                    ]);
+                    c.send(key, v, &r).await
+                }
                 other => panic!("add {other:?} to this test"),
             };
             let mut frame = c
@@ -515,6 +530,14 @@ fn check_body(key: ApiKey, v: i16, mut frame: bytes::Bytes) {
             assert_eq!(r.error_code, 0, "{at}");
             assert!(r.transaction_states.is_empty(), "{at}");
             assert_eq!(r.unknown_state_filters.len(), 1, "{at}");
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            let r: DescribeUserScramCredentialsResponse = decode(key, v, &mut frame);
+            assert_eq!(r.results[0].error_code, 91, "{at}: RESOURCE_NOT_FOUND");
+        }
+        ApiKey::AlterUserScramCredentials => {
+            let r: AlterUserScramCredentialsResponse = decode(key, v, &mut frame);
+            assert_eq!(r.results[0].error_code, 91, "{at}: RESOURCE_NOT_FOUND");
         }
         other => panic!("add {other:?} to check_body"),
     }

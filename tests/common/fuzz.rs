@@ -494,6 +494,35 @@ pub fn request(
             })
             .with_duration_filter(rng.below(3) as i64 - 1)
             .encode(&mut buf, v),
+        ApiKey::DescribeUserScramCredentials => DescribeUserScramCredentialsRequest::default()
+            .with_users(match rng.below(3) {
+                0 => None,
+                1 => Some(vec![]),
+                _ => Some(vec![
+                    describe_user_scram_credentials_request::UserName::default()
+                        .with_name(s("fz-user")),
+                ]),
+            })
+            .encode(&mut buf, v),
+        ApiKey::AlterUserScramCredentials => AlterUserScramCredentialsRequest::default()
+            .with_upsertions(vec![
+                alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+                    .with_name(s(if rng.below(4) == 0 { "" } else { "fz-user" }))
+                    .with_mechanism(rng.below(4) as i8)
+                    .with_iterations(if rng.below(2) == 0 { 4096 } else { 10 })
+                    .with_salt(bytes::Bytes::from_static(b"salt"))
+                    .with_salted_password(bytes::Bytes::from_static(b"salted-password-bytes")),
+            ])
+            .with_deletions(if rng.below(2) == 0 {
+                vec![]
+            } else {
+                vec![
+                    alter_user_scram_credentials_request::ScramCredentialDeletion::default()
+                        .with_name(s("fz-gone"))
+                        .with_mechanism(1),
+                ]
+            })
+            .encode(&mut buf, v),
         other => panic!("add {other:?} to the fuzz corpus"),
     };
     r.ok().map(|()| buf)
@@ -687,6 +716,8 @@ fn check_response(case: u64, key: ApiKey, v: i16, correlation_id: i32, mut frame
         ApiKey::TxnOffsetCommit => body!(TxnOffsetCommitResponse),
         ApiKey::DescribeTransactions => body!(DescribeTransactionsResponse),
         ApiKey::ListTransactions => body!(ListTransactionsResponse),
+        ApiKey::DescribeUserScramCredentials => body!(DescribeUserScramCredentialsResponse),
+        ApiKey::AlterUserScramCredentials => body!(AlterUserScramCredentialsResponse),
         other => panic!("case {case}: a response to unsupported {other:?}"),
     }
     assert!(
