@@ -234,6 +234,11 @@ impl ScramServer {
         self.mech
     }
 
+    /// Whether the next message is client-first-message.
+    pub fn awaits_first(&self) -> bool {
+        matches!(self.stage, Stage::First)
+    }
+
     /// Takes client-first-message and answers server-first-message.
     /// `server_nonce` is fresh randomness (printable, no comma); `lookup`
     /// finds the user's credential.
@@ -267,9 +272,10 @@ impl ScramServer {
                 (0, Some(("n", v))) => user = Some(unescape(v)?),
                 (1, Some(("r", v))) if !v.is_empty() => cnonce = Some(v),
                 (0 | 1, _) => return Err(ScramError::Malformed("expected n= and r=")),
-                // Extensions (Kafka's tokenauth) are not supported: delegation
-                // tokens are not.
-                (_, Some(("tokenauth", _))) => {
+                // Kafka's one extension, tokenauth=true, asks for delegation
+                // token authentication, which is not supported; other
+                // extensions are ignored, as Kafka does.
+                (_, Some(("tokenauth", "true"))) => {
                     return Err(ScramError::Unsupported("delegation tokens"))
                 }
                 _ => {}
