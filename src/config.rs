@@ -40,6 +40,36 @@ pub struct Config {
     #[arg(long, env = "SLUICE_ADVERTISED_LISTENER")]
     pub advertised_listener: Option<String>,
 
+    /// Kafka's `listeners`: `NAME://HOST:PORT` entries, comma-separated, each
+    /// with its security protocol from `--listener-security-protocol-map`
+    /// (PLAINTEXT and SASL_PLAINTEXT are served). Replaces `--listen` when given.
+    #[arg(long, env = "SLUICE_LISTENERS")]
+    pub listeners: Option<String>,
+
+    /// Kafka's `listener.security.protocol.map`: `NAME:PROTOCOL` pairs; a
+    /// listener named after a protocol has that protocol by default.
+    #[arg(
+        long,
+        env = "SLUICE_LISTENER_SECURITY_PROTOCOL_MAP",
+        default_value = ""
+    )]
+    pub listener_security_protocol_map: String,
+
+    /// Kafka's `advertised.listeners`: `NAME://HOST:PORT` per listener that
+    /// clients must reach by another address than the one bound.
+    #[arg(long, env = "SLUICE_ADVERTISED_LISTENERS")]
+    pub advertised_listeners: Option<String>,
+
+    /// SASL mechanisms SASL listeners enable (Kafka's `sasl.enabled.mechanisms`):
+    /// any of SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN (checked against the SCRAM
+    /// users; sends the password in clear text on a SASL_PLAINTEXT listener).
+    #[arg(
+        long,
+        env = "SLUICE_SASL_ENABLED_MECHANISMS",
+        default_value = "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN"
+    )]
+    pub sasl_enabled_mechanisms: String,
+
     /// Directory holding topic data and broker metadata; created if missing.
     #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
     pub data_dir: PathBuf,
@@ -376,6 +406,14 @@ impl Config {
         if let Some(a) = &self.advertised_listener {
             parse_host_port(a).ok_or("--advertised-listener must be HOST:PORT")?;
         }
+        self.listener_specs()?;
+        for m in self.sasl_enabled_mechanisms.split(',').map(str::trim) {
+            if !matches!(m, "SCRAM-SHA-256" | "SCRAM-SHA-512" | "PLAIN") {
+                return Err(format!(
+                    "--sasl-enabled-mechanisms: {m} is not one of SCRAM-SHA-256, SCRAM-SHA-512, PLAIN"
+                ));
+            }
+        }
         check_segment_bytes(self.segment_bytes)?;
         if self.group_session_timeout_ms_min > self.group_session_timeout_ms_max {
             return Err("--group-session-timeout-ms-min must not exceed the max".into());
@@ -419,6 +457,87 @@ impl Config {
         }
     }
 
+    /// The listeners to bind: from `--listeners`, else one PLAINTEXT
+    /// listener on `--listen`.
+    pub fn listener_specs(&self) -> Result<Vec<ListenerSpec>, String> {
+        let Some(list) = &self.listeners else {
+            return Ok(vec![ListenerSpec {
+                name: "PLAINTEXT".into(),
+                protocol: SecurityProtocol::Plaintext,
+                addr: self.listen,
+                advertised: self
+                    .advertised_listener
+                    .as_deref()
+                    .and_then(parse_host_port),
+            }]);
+        };
+        let mut map: Vec<(String, SecurityProtocol)> = Vec::new();
+        for pair in self
+            .listener_security_protocol_map
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let (name, proto) = pair.split_once(':').ok_or_else(|| {
+                format!("--listener-security-protocol-map: {pair:?} is not NAME:PROTOCOL")
+            })?;
+            map.push((name.to_string(), SecurityProtocol::parse(proto)?));
+        }
+        let advertised: Vec<(String, (String, i32))> = match &self.advertised_listeners {
+            None => Vec::new(),
+            Some(a) => a
+                .split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(|x| {
+                    let (name, hp) = x.split_once("://").ok_or_else(|| {
+                        format!("--advertised-listeners: {x:?} is not NAME://HOST:PORT")
+                    })?;
+                    let hp = parse_host_port(hp).ok_or_else(|| {
+                        format!("--advertised-listeners: {x:?} is not NAME://HOST:PORT")
+                    })?;
+                    Ok((name.to_string(), hp))
+                })
+                .collect::<Result<_, String>>()?,
+        };
+        let mut out: Vec<ListenerSpec> = Vec::new();
+        for entry in list.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+            let (name, addr) = entry
+                .split_once("://")
+                .ok_or_else(|| format!("--listeners: {entry:?} is not NAME://HOST:PORT"))?;
+            let addr: SocketAddr = addr
+                .parse()
+                .map_err(|e| format!("--listeners: {entry:?}: {e}"))?;
+            if out.iter().any(|l| l.name == name) {
+                return Err(format!("--listeners: {name} is listed twice"));
+            }
+            let protocol = match map.iter().find(|(n, _)| n == name) {
+                Some((_, p)) => *p,
+                None => SecurityProtocol::parse(name).map_err(|_| {
+                    format!("--listeners: {name} has no entry in --listener-security-protocol-map")
+                })?,
+            };
+            if matches!(protocol, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl) {
+                return Err(format!(
+                    "--listeners: {name}: TLS listeners (SSL, SASL_SSL) are not supported yet"
+                ));
+            }
+            out.push(ListenerSpec {
+                name: name.to_string(),
+                protocol,
+                addr,
+                advertised: advertised
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, hp)| hp.clone()),
+            });
+        }
+        if out.is_empty() {
+            return Err("--listeners names no listener".into());
+        }
+        Ok(out)
+    }
+
     /// The log settings a topic starts from before its own overrides.
     pub fn log_defaults(&self) -> LogConfig {
         LogConfig {
@@ -445,6 +564,52 @@ fn parse_listen(s: &str) -> Result<Listen, String> {
             .map(|a| Listen(Some(a)))
             .map_err(|e| format!("expected HOST:PORT or off: {e}")),
     }
+}
+
+/// A listener's security protocol (Kafka's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    /// No TLS, no authentication.
+    Plaintext,
+    /// TLS (not served yet).
+    Ssl,
+    /// SASL authentication without TLS.
+    SaslPlaintext,
+    /// SASL over TLS (not served yet).
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    fn parse(s: &str) -> Result<SecurityProtocol, String> {
+        Ok(match s {
+            "PLAINTEXT" => SecurityProtocol::Plaintext,
+            "SSL" => SecurityProtocol::Ssl,
+            "SASL_PLAINTEXT" => SecurityProtocol::SaslPlaintext,
+            "SASL_SSL" => SecurityProtocol::SaslSsl,
+            other => return Err(format!("unknown security protocol {other}")),
+        })
+    }
+
+    /// Whether connections authenticate with SASL first.
+    pub fn is_sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+}
+
+/// One listener to bind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSpec {
+    /// Its name (Kafka's listener name).
+    pub name: String,
+    /// Its security protocol.
+    pub protocol: SecurityProtocol,
+    /// Where to bind.
+    pub addr: SocketAddr,
+    /// HOST:PORT advertised for it, when not the bound address.
+    pub advertised: Option<(String, i32)>,
 }
 
 /// 1 GiB: the ceiling of the size limits (see `Config::validate`).

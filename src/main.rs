@@ -4,9 +4,11 @@ use std::process::ExitCode;
 
 use std::sync::Arc;
 
+use sluice::auth::sasl::SaslMechanism;
 use sluice::broker::Broker;
 use sluice::config::Config;
 use sluice::http::HttpState;
+use sluice::net::Listener;
 use tokio::net::TcpListener;
 
 #[global_allocator]
@@ -82,25 +84,46 @@ async fn run(config: Config) -> std::io::Result<()> {
         }
         None => None,
     };
-    let listen = config.listen;
+    let specs = config.listener_specs().map_err(std::io::Error::other)?;
+    let mechanisms: Vec<SaslMechanism> = config
+        .sasl_enabled_mechanisms
+        .split(',')
+        .filter_map(|m| SaslMechanism::from_name(m.trim()))
+        .collect();
     let broker = Broker::open(config).await?;
     http.set_broker(broker.clone());
-    let listener = match TcpListener::bind(listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = broker.shutdown().await;
-            return Err(std::io::Error::new(
-                e.kind(),
-                format!("cannot listen on {listen}: {e}"),
-            ));
-        }
-    };
-    let bound = listener.local_addr()?;
-    broker.set_advertised(bound);
-    let (host, port) = broker.advertised();
+    let mut listeners = Vec::new();
+    let mut advertised = Vec::new();
+    for (index, spec) in specs.into_iter().enumerate() {
+        let l = match TcpListener::bind(spec.addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = broker.shutdown().await;
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {} ({}): {e}", spec.addr, spec.name),
+                ));
+            }
+        };
+        let bound = l.local_addr()?;
+        let adv = spec
+            .advertised
+            .clone()
+            .unwrap_or_else(|| (bound.ip().to_string(), i32::from(bound.port())));
+        tracing::info!(listener = %spec.name, protocol = ?spec.protocol, listen = %bound,
+            advertised = %format!("{}:{}", adv.0, adv.1), "listening");
+        advertised.push(adv);
+        let info = Listener {
+            index,
+            name: spec.name.clone(),
+            sasl: spec.protocol.is_sasl().then(|| mechanisms.clone()),
+        };
+        listeners.push((l, Arc::new(info)));
+    }
+    broker.set_listeners(advertised);
     http.set_accepting(true);
-    tracing::info!(listen = %bound, advertised = %format!("{host}:{port}"), "sluice is ready");
-    let result = sluice::server::run(listener, broker, shutdown_signal()).await;
+    tracing::info!("sluice is ready");
+    let result = sluice::server::run_listeners(listeners, broker, shutdown_signal()).await;
     http.set_accepting(false);
     let _ = http_stop.send(());
     if let Some(t) = http_task {

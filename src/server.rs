@@ -13,8 +13,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::broker::Broker;
-use crate::net::connection;
 use crate::net::log_limit::LogLimit;
+use crate::net::{connection, Listener};
 
 /// Connections refused for the per-address cap are logged at most once a second.
 static REFUSED_LOG: LogLimit = LogLimit::new(1000);
@@ -80,6 +80,45 @@ pub async fn run(
     broker: Arc<Broker>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    run_listeners(
+        vec![(listener, Arc::new(Listener::plaintext()))],
+        broker,
+        shutdown,
+    )
+    .await
+}
+
+/// As [`run`], on several listeners: each accepts into one queue (of one
+/// connection per listener), and the limits apply across all of them.
+pub async fn run_listeners(
+    listeners: Vec<(TcpListener, Arc<Listener>)>,
+    broker: Arc<Broker>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::channel(1);
+    let mut acceptors = JoinSet::new();
+    for (listener, info) in listeners {
+        let tx = accepted_tx.clone();
+        acceptors.spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer)) => {
+                        if tx.send((stream, peer, info.clone())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        if let Some(held) = ACCEPT_LOG.allow() {
+                            tracing::warn!(error = %crate::sys::describe_io_error(&e), suppressed = held, "accept failed");
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
+    }
+    drop(accepted_tx);
     let limit = Arc::new(Semaphore::new(broker.config.connections_max));
     let per_address = Arc::new(PerAddress::default());
     let per_address_max = broker.config.connections_max_per_ip;
@@ -96,17 +135,10 @@ pub async fn run(
             _ = &mut shutdown => break false,
             _ = went_offline(&mut offline) => break true,
         };
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    if let Some(held) = ACCEPT_LOG.allow() {
-                        tracing::warn!(error = %crate::sys::describe_io_error(&e), suppressed = held, "accept failed");
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
+        let (stream, peer, info) = tokio::select! {
+            r = accepted.recv() => match r {
+                Some(x) => x,
+                None => break false,
             },
             _ = &mut shutdown => break false,
             _ = went_offline(&mut offline) => break true,
@@ -123,7 +155,7 @@ pub async fn run(
         crate::metrics::connection_accepted();
         let b = broker.clone();
         tasks.spawn(async move {
-            connection::serve(stream, peer, b).await;
+            connection::serve(stream, peer, b, info).await;
             drop(slot);
             drop(permit);
         });
@@ -137,7 +169,8 @@ pub async fn run(
         tracing::error!("the data directory is offline: stopping the broker");
     }
     tracing::info!("shutting down: draining connections");
-    drop(listener);
+    acceptors.abort_all();
+    drop(accepted);
     broker.begin_shutdown();
     let drain = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(

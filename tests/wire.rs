@@ -257,6 +257,15 @@ async fn every_advertised_version_decodes_and_answers() {
                     ]);
                     c.send(key, v, &r).await
                 }
+                ApiKey::SaslHandshake => {
+                    let r = SaslHandshakeRequest::default().with_mechanism(s("PLAIN"));
+                    c.send(key, v, &r).await
+                }
+                ApiKey::SaslAuthenticate => {
+                    let r = SaslAuthenticateRequest::default()
+                        .with_auth_bytes(bytes::Bytes::from_static(b"\0u\0p"));
+                    c.send(key, v, &r).await
+                }
                 other => panic!("add {other:?} to this test"),
             };
             let mut frame = c
@@ -538,6 +547,15 @@ fn check_body(key: ApiKey, v: i16, mut frame: bytes::Bytes) {
         ApiKey::AlterUserScramCredentials => {
             let r: AlterUserScramCredentialsResponse = decode(key, v, &mut frame);
             assert_eq!(r.results[0].error_code, 91, "{at}: RESOURCE_NOT_FOUND");
+        }
+        // The test broker's listener is PLAINTEXT: SASL requests are out of place.
+        ApiKey::SaslHandshake => {
+            let r: SaslHandshakeResponse = decode(key, v, &mut frame);
+            assert_eq!(r.error_code, 34, "{at}: ILLEGAL_SASL_STATE");
+        }
+        ApiKey::SaslAuthenticate => {
+            let r: SaslAuthenticateResponse = decode(key, v, &mut frame);
+            assert_eq!(r.error_code, 34, "{at}: ILLEGAL_SASL_STATE");
         }
         other => panic!("add {other:?} to check_body"),
     }

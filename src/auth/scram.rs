@@ -344,7 +344,9 @@ impl ScramServer {
         if !header_ok {
             return Err(ScramError::Malformed("bad channel binding"));
         }
-        if r != nonce {
+        // As Kafka's server: the nonce must end with the combined one
+        // (librdkafka before 2.1 sends the client nonce twice).
+        if !r.ends_with(&nonce) {
             return Err(ScramError::Malformed("the nonce does not match"));
         }
         let proof = B64
@@ -375,11 +377,13 @@ impl ScramServer {
     }
 }
 
-/// A fresh server nonce: 24 random bytes, base64 (printable, no comma).
+/// A fresh server nonce: 20 random bytes as lowercase hex. Alphanumeric,
+/// as Kafka's own nonces are: some clients (librdkafka 2.0) mishandle the
+/// `+` and `/` that base64 would put in it.
 pub fn new_nonce() -> String {
-    let mut b = [0u8; 24];
+    let mut b = [0u8; 20];
     getrandom::fill(&mut b).expect("the OS random source is available");
-    B64.encode(b)
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// A fresh salt for a credential set from a password (tools and tests).
@@ -462,6 +466,10 @@ mod tests {
             assert_eq!(Mechanism::from_name(mech.name()), Some(mech));
         }
         assert_eq!(unescape("a=2Cb=3Dc").unwrap(), "a,b=c");
-        assert!(!new_nonce().contains(','));
+        let n = new_nonce();
+        assert!(
+            n.len() == 40 && n.chars().all(|c| c.is_ascii_alphanumeric()),
+            "{n}"
+        );
     }
 }

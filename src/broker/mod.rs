@@ -62,8 +62,9 @@ pub struct Broker {
     pub config: Config,
     /// Persistent cluster id (22-character base64 of a UUID, as Kafka's).
     pub cluster_id: String,
-    /// Host and port advertised to clients, set once the listener is bound.
-    advertised: OnceLock<(String, i32)>,
+    /// Host and port advertised to clients, per listener (by index), set once
+    /// the listeners are bound.
+    advertised: OnceLock<Vec<(String, i32)>>,
     /// The storage runtime: partitions, group commit, retention, health.
     pub storage: Arc<Storage>,
     /// All topics.
@@ -258,14 +259,25 @@ impl Broker {
 
     /// Records the address clients are told to connect to, from the bound listener.
     pub fn set_advertised(&self, bound: SocketAddr) {
-        let _ = self.advertised.set(self.config.advertised(bound));
+        let _ = self.advertised.set(vec![self.config.advertised(bound)]);
     }
 
-    /// Host and port clients are told to connect to.
+    /// Records the advertised address of every listener, by index.
+    pub fn set_listeners(&self, advertised: Vec<(String, i32)>) {
+        let _ = self.advertised.set(advertised);
+    }
+
+    /// Host and port clients are told to connect to (the first listener's).
     pub fn advertised(&self) -> (String, i32) {
+        self.advertised_for(0)
+    }
+
+    /// Host and port of listener `index`: Metadata answers a client with the
+    /// endpoint of the listener it connected through (KIP-103).
+    pub fn advertised_for(&self, index: usize) -> (String, i32) {
         self.advertised
             .get()
-            .cloned()
+            .and_then(|v| v.get(index).or_else(|| v.first()).cloned())
             .unwrap_or_else(|| self.config.advertised(self.config.listen))
     }
 

@@ -165,7 +165,7 @@ pub(super) fn describe_cluster(
         resp.endpoint_type = req.endpoint_type;
         return ctx.respond(&resp);
     }
-    let (host, port) = broker.advertised();
+    let (host, port) = broker.advertised_for(ctx.listener);
     resp.cluster_id = sb(broker.cluster_id.clone());
     resp.controller_id = BrokerId(broker.config.node_id);
     let mut b = DescribeClusterBroker::default();

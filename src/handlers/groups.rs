@@ -75,7 +75,7 @@ pub(super) fn find_coordinator(
     ctx: &Ctx,
     req: FindCoordinatorRequest,
 ) -> ResponseFrame {
-    let (host, port) = &broker.advertised();
+    let (host, port) = &broker.advertised_for(ctx.listener);
     let node = BrokerId(broker.config.node_id);
     let valid_type = matches!(req.key_type, 0 | 1);
     let mut resp = FindCoordinatorResponse::default();

@@ -59,7 +59,7 @@ fn failed(ctx: &Ctx, name: Option<String>, id: uuid::Uuid, code: i16) -> Metadat
 /// Answers Metadata v0-v12.
 pub(super) async fn handle(broker: &Arc<Broker>, ctx: &Ctx, req: MetadataRequest) -> ResponseFrame {
     let mut resp = MetadataResponse::default();
-    let (host, port) = broker.advertised();
+    let (host, port) = broker.advertised_for(ctx.listener);
     let mut b = MetadataResponseBroker::default();
     b.node_id = BrokerId(broker.config.node_id);
     b.host = sb(host);

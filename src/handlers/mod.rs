@@ -10,6 +10,7 @@ mod list_offsets;
 mod metadata;
 mod produce;
 mod producer_id;
+pub mod sasl;
 mod scram;
 mod topics;
 mod txn;
@@ -29,6 +30,7 @@ pub async fn dispatch(broker: &Arc<Broker>, req: RequestFrame) -> Option<Respons
         api_key: req.api_key,
         version: req.api_version,
         correlation_id: req.correlation_id,
+        listener: req.listener,
     };
     match req.body {
         Request::ApiVersions(r) => Some(api_versions::handle(&ctx, r)),
@@ -76,6 +78,12 @@ pub async fn dispatch(broker: &Arc<Broker>, req: RequestFrame) -> Option<Respons
         Request::ListTransactions(r) => Some(txn::list(broker, &ctx, r)),
         Request::DescribeUserScramCredentials(r) => Some(scram::describe(broker, &ctx, r)),
         Request::AlterUserScramCredentials(r) => Some(scram::alter(broker, &ctx, r).await),
+        // On a listener without SASL (the connection's authenticator answers
+        // these on SASL listeners).
+        Request::SaslHandshake(_) | Request::SaslAuthenticate(_) => Some(sasl::illegal_state(
+            &ctx,
+            "SASL is not enabled on this listener",
+        )),
     }
 }
 
@@ -88,6 +96,8 @@ pub(crate) struct Ctx {
     pub version: i16,
     /// Echoed in the response header.
     pub correlation_id: i32,
+    /// The listener the request came through (its advertised endpoint).
+    pub listener: usize,
 }
 
 impl Ctx {

@@ -14,6 +14,8 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::log_limit::LogLimit;
+use super::Listener;
+use crate::auth::sasl::{AuthStep, SaslSession};
 use crate::broker::Broker;
 use crate::handlers;
 use crate::log::FileSlice;
@@ -22,6 +24,16 @@ use crate::protocol::{self, Chunk, DecodeError, ResponseFrame};
 
 /// Idle and deadline closes are logged at most once a second.
 static TIMEOUT_LOG: LogLimit = LogLimit::new(1000);
+/// Failed authentications likewise (a guessing client cannot flood the log).
+static AUTH_LOG: LogLimit = LogLimit::new(1000);
+
+/// Largest frame accepted before a SASL connection has authenticated: the
+/// handshake and its tokens are small, and an unauthenticated client must
+/// not make the broker allocate `request_bytes_max` (Kafka: 512 KiB).
+const PRE_AUTH_FRAME_BYTES_MAX: u32 = 512 * 1024;
+/// A failed authentication is answered after this delay, as Kafka's
+/// `connection.failed.authentication.delay.ms`, to slow password guessing.
+const AUTH_FAILURE_DELAY: Duration = Duration::from_millis(100);
 
 /// Read buffer for size prefixes and small requests. Larger request bodies are read
 /// into a buffer of their own exact size, so this never grows.
@@ -42,17 +54,24 @@ enum Close {
     WriteStalled,
     /// The client sent something we refuse; logged.
     Protocol(String),
+    /// SASL authentication failed or was refused; logged, rate-limited.
+    Auth(String),
     /// Socket error.
     Io(io::Error),
 }
 
 /// Serves one connection until it closes, times out or the broker shuts down.
-pub async fn serve(mut stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
+pub async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    listener: Arc<Listener>,
+) {
     let _ = stream.set_nodelay(true);
     let c = &broker.config;
     let open = metrics::connections_open();
     open.increment(1.0);
-    let close = serve_inner(&mut stream, peer, &broker).await;
+    let close = serve_inner(&mut stream, peer, &broker, &listener).await;
     open.decrement(1.0);
     metrics::connection_closed(close.label());
     match close {
@@ -76,6 +95,12 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>)
             }
         }
         Close::Protocol(why) => tracing::warn!(%peer, "closing connection: {why}"),
+        Close::Auth(why) => {
+            if let Some(held) = AUTH_LOG.allow() {
+                tracing::info!(%peer, listener = %listener.name, suppressed = held,
+                    "closing connection: {why}");
+            }
+        }
         Close::Io(e) => tracing::debug!(%peer, error = %e, "connection error"),
     }
 }
@@ -90,6 +115,7 @@ impl Close {
             Close::Deadline => "request_deadline",
             Close::WriteStalled => "write_stalled",
             Close::Protocol(_) => "bad_request",
+            Close::Auth(_) => "authentication",
             Close::Io(_) => "io_error",
         }
     }
@@ -132,11 +158,16 @@ async fn await_request(
     }
 }
 
-async fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Broker>) -> Close {
+async fn serve_inner(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    broker: &Arc<Broker>,
+    listener: &Listener,
+) -> Close {
     let client_host = format!("/{}", peer.ip());
     let idle = Duration::from_millis(broker.config.idle_timeout_ms);
     let request_timeout = Duration::from_millis(broker.config.request_read_timeout_ms);
-    let max = broker.config.request_bytes_max;
+    let mut sasl = listener.sasl.clone().map(SaslSession::new);
     let mut shutdown = broker.shutdown_signal();
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
     // Metric handles of the APIs this connection used: no global lookup per request.
@@ -169,14 +200,23 @@ async fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Brok
             return c;
         }
         let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        let authenticating = sasl.as_ref().is_some_and(|s| !s.is_authenticated());
+        let max = if authenticating {
+            broker
+                .config
+                .request_bytes_max
+                .min(PRE_AUTH_FRAME_BYTES_MAX)
+        } else {
+            broker.config.request_bytes_max
+        };
+        // After SaslHandshake v0 the tokens come as raw frames, any size.
+        let raw_token = sasl.as_ref().is_some_and(|s| s.expects_raw_token());
         // Checked before a single byte of the body is allocated.
         let size = match u32::try_from(size) {
             Ok(s) if s > max => {
-                return Close::Protocol(format!(
-                    "request of {s} bytes exceeds request_bytes_max {max}"
-                ))
+                return Close::Protocol(format!("request of {s} bytes exceeds the limit {max}"))
             }
-            Ok(s) if s < 8 => {
+            Ok(s) if s < 8 && !raw_token => {
                 return Close::Protocol(format!("request of {s} bytes is shorter than a header"))
             }
             Ok(s) => s as usize,
@@ -197,11 +237,42 @@ async fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Brok
             }
             body.freeze()
         };
+        if raw_token {
+            let session = sasl.as_mut().expect("raw tokens only on SASL connections");
+            match raw_sasl_token(broker, session, &frame) {
+                Ok(reply) => {
+                    let mut out = Vec::with_capacity(4 + reply.len());
+                    out.extend_from_slice(&(reply.len() as u32).to_be_bytes());
+                    out.extend_from_slice(&reply);
+                    match tokio::time::timeout(idle, stream.write_all(&out)).await {
+                        Err(_) => return Close::WriteStalled,
+                        Ok(Err(e)) => return Close::Io(e),
+                        Ok(Ok(())) => continue,
+                    }
+                }
+                Err(why) => {
+                    // Kafka closes without an answer in the legacy framing.
+                    tokio::time::sleep(AUTH_FAILURE_DELAY).await;
+                    return Close::Auth(why);
+                }
+            }
+        }
         let arrived = std::time::Instant::now();
         let frame_bytes = frame.len() as u64 + 4;
+        let mut close_after = None;
         let (response, api) = match protocol::decode_request(frame) {
             Ok(mut req) => {
                 req.client_host.clone_from(&client_host);
+                req.listener = listener.index;
+                if !req.is_sasl()
+                    && !req.is_api_versions()
+                    && sasl.as_ref().is_some_and(|s| !s.is_authenticated())
+                {
+                    return Close::Auth(format!(
+                        "a {} request before SASL authentication",
+                        protocol::api_name_of(req.api_key as i16)
+                    ));
+                }
                 tracing::trace!(api = ?req.api_key, version = req.api_version, client = ?req.client_id, "request");
                 let i = api_metrics(&mut api_cache, req.api_key as i16, req.api_version);
                 let started = std::time::Instant::now();
@@ -209,7 +280,17 @@ async fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Brok
                     .1
                     .queue
                     .record((started - arrived).as_secs_f64());
-                let response = handlers::dispatch(broker, req).await;
+                let response = match sasl.as_mut() {
+                    Some(session) if req.is_sasl() => {
+                        let answer = handlers::sasl::handle(broker, session, req);
+                        if answer.failed {
+                            tokio::time::sleep(AUTH_FAILURE_DELAY).await;
+                        }
+                        close_after = answer.close;
+                        Some(answer.response)
+                    }
+                    _ => handlers::dispatch(broker, req).await,
+                };
                 api_cache[i]
                     .1
                     .handle
@@ -247,6 +328,28 @@ async fn serve_inner(stream: &mut TcpStream, peer: SocketAddr, broker: &Arc<Brok
         if let Some(api) = api {
             api.total.record(arrived.elapsed().as_secs_f64());
         }
+        if let Some(why) = close_after {
+            return Close::Auth(why);
+        }
+    }
+}
+
+/// One SASL token in the legacy framing (after SaslHandshake v0): the reply
+/// token to send, or why authentication failed.
+fn raw_sasl_token(
+    broker: &Broker,
+    session: &mut SaslSession,
+    token: &[u8],
+) -> Result<Vec<u8>, String> {
+    let step = session
+        .authenticate(token, crate::auth::scram::new_nonce, |user, mech| {
+            broker.credentials.get(user, mech)
+        })
+        .map_err(|e| format!("{e:?}"))?;
+    match step {
+        AuthStep::Challenge(c) => Ok(c),
+        AuthStep::Success { response, .. } => Ok(response),
+        AuthStep::Failure { reason, .. } => Err(format!("authentication failed: {reason}")),
     }
 }
 

@@ -4,3 +4,27 @@
 
 pub mod connection;
 pub mod log_limit;
+
+use crate::auth::sasl::SaslMechanism;
+
+/// What a connection knows of the listener it came through.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// Its position in the broker's listeners (advertised endpoints).
+    pub index: usize,
+    /// Its name, for logs.
+    pub name: String,
+    /// The SASL mechanisms it enables; `None` for a PLAINTEXT listener.
+    pub sasl: Option<Vec<SaslMechanism>>,
+}
+
+impl Listener {
+    /// The single PLAINTEXT listener (`--listen`).
+    pub fn plaintext() -> Listener {
+        Listener {
+            index: 0,
+            name: "PLAINTEXT".into(),
+            sasl: None,
+        }
+    }
+}

@@ -71,6 +71,10 @@ pub const KAFKA_STORAGE_ERROR: i16 = 56;
 pub const INVALID_RECORD: i16 = 87;
 /// An unknown SCRAM mechanism (AlterUserScramCredentials; SASL later).
 pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+/// A SASL request out of order, or on a listener without SASL.
+pub const ILLEGAL_SASL_STATE: i16 = 34;
+/// SASL authentication failed (wrong password, unknown user).
+pub const SASL_AUTHENTICATION_FAILED: i16 = 58;
 /// The user credential to delete or describe does not exist.
 pub const RESOURCE_NOT_FOUND: i16 = 91;
 /// A user appears twice in one request.

@@ -85,6 +85,18 @@ impl ErrorCodes for TxnOffsetCommitResponse {
     }
 }
 
+impl ErrorCodes for SaslHandshakeResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        t.add(self.error_code);
+    }
+}
+
+impl ErrorCodes for SaslAuthenticateResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        t.add(self.error_code);
+    }
+}
+
 impl ErrorCodes for DescribeUserScramCredentialsResponse {
     fn error_codes(&self, t: &mut ErrorTally) {
         t.add(self.error_code);

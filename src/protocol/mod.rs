@@ -28,7 +28,8 @@ use kafka_protocol::messages::{
     InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
     ListOffsetsRequest, ListTransactionsRequest, MetadataRequest, OffsetCommitRequest,
     OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
-    RequestHeader, ResponseHeader, SyncGroupRequest, TxnOffsetCommitRequest,
+    RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest,
+    TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -113,6 +114,10 @@ pub enum Request {
     DescribeUserScramCredentials(DescribeUserScramCredentialsRequest),
     /// AlterUserScramCredentials.
     AlterUserScramCredentials(AlterUserScramCredentialsRequest),
+    /// SaslHandshake.
+    SaslHandshake(SaslHandshakeRequest),
+    /// SaslAuthenticate.
+    SaslAuthenticate(SaslAuthenticateRequest),
 }
 
 /// A request with the header fields handlers and encoders need.
@@ -128,8 +133,26 @@ pub struct RequestFrame {
     pub client_id: Option<String>,
     /// The client's address as Kafka reports it (`/ip`); set by the connection.
     pub client_host: String,
+    /// The listener (by index) the request came through; set by the connection.
+    pub listener: usize,
     /// The body.
     pub body: Request,
+}
+
+impl RequestFrame {
+    /// SaslHandshake or SaslAuthenticate: the connection's authenticator
+    /// answers these, not the stateless handlers.
+    pub fn is_sasl(&self) -> bool {
+        matches!(
+            self.api_key,
+            ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+        )
+    }
+
+    /// ApiVersions, which is served before authentication too.
+    pub fn is_api_versions(&self) -> bool {
+        self.api_key == ApiKey::ApiVersions
+    }
 }
 
 /// Why a frame could not be turned into a [`RequestFrame`].
@@ -319,6 +342,12 @@ fn decode_frame(mut frame: Bytes) -> Result<RequestFrame, DecodeError> {
         ApiKey::AlterUserScramCredentials => {
             Request::AlterUserScramCredentials(decode_body(&mut frame, v).map_err(malformed)?)
         }
+        ApiKey::SaslHandshake => {
+            Request::SaslHandshake(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::SaslAuthenticate => {
+            Request::SaslAuthenticate(decode_body(&mut frame, v).map_err(malformed)?)
+        }
         _ => return Err(unsupported),
     };
     Ok(RequestFrame {
@@ -327,6 +356,7 @@ fn decode_frame(mut frame: Bytes) -> Result<RequestFrame, DecodeError> {
         correlation_id,
         client_id: header.client_id.map(|s| s.to_string()),
         client_host: String::new(),
+        listener: 0,
         body,
     })
 }

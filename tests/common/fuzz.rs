@@ -523,6 +523,12 @@ pub fn request(
                 ]
             })
             .encode(&mut buf, v),
+        ApiKey::SaslHandshake => SaslHandshakeRequest::default()
+            .with_mechanism(s(if rng.below(2) == 0 { "PLAIN" } else { "GSSAPI" }))
+            .encode(&mut buf, v),
+        ApiKey::SaslAuthenticate => SaslAuthenticateRequest::default()
+            .with_auth_bytes(bytes::Bytes::from_static(b"\0user\0password"))
+            .encode(&mut buf, v),
         other => panic!("add {other:?} to the fuzz corpus"),
     };
     r.ok().map(|()| buf)
@@ -718,6 +724,8 @@ fn check_response(case: u64, key: ApiKey, v: i16, correlation_id: i32, mut frame
         ApiKey::ListTransactions => body!(ListTransactionsResponse),
         ApiKey::DescribeUserScramCredentials => body!(DescribeUserScramCredentialsResponse),
         ApiKey::AlterUserScramCredentials => body!(AlterUserScramCredentialsResponse),
+        ApiKey::SaslHandshake => body!(SaslHandshakeResponse),
+        ApiKey::SaslAuthenticate => body!(SaslAuthenticateResponse),
         other => panic!("case {case}: a response to unsupported {other:?}"),
     }
     assert!(

@@ -226,6 +226,42 @@ impl TestBroker {
         }
     }
 
+    /// A broker whose one listener is SASL_PLAINTEXT with every mechanism.
+    pub async fn start_sasl(dir: &Path) -> TestBroker {
+        use sluice::auth::sasl::SaslMechanism;
+        use sluice::auth::scram::Mechanism;
+        let config = Config::for_test(dir.to_path_buf());
+        let listener = TcpListener::bind(config.listen).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let broker = Broker::open_with(config, Arc::new(sluice::log::RealFs))
+            .await
+            .unwrap();
+        broker.set_advertised(addr);
+        let info = sluice::net::Listener {
+            index: 0,
+            name: "SASL_PLAINTEXT".into(),
+            sasl: Some(vec![
+                SaslMechanism::Plain,
+                SaslMechanism::Scram(Mechanism::Sha256),
+                SaslMechanism::Scram(Mechanism::Sha512),
+            ]),
+        };
+        let (tx, rx) = oneshot::channel::<()>();
+        let b = broker.clone();
+        let task = tokio::spawn(async move {
+            sluice::server::run_listeners(vec![(listener, Arc::new(info))], b, async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        TestBroker {
+            addr,
+            broker,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
     pub async fn stop(self) {
         self.stop_result().await.unwrap()
     }

@@ -1,0 +1,157 @@
+"""SASL_PLAINTEXT with stock clients: SCRAM users created with the admin API
+on the PLAINTEXT listener log in on the SASL listener with PLAIN,
+SCRAM-SHA-256 and SCRAM-SHA-512, produce and consume; Metadata hands each
+client the listener it came through; a wrong password or an unknown user is
+refused with the errors clients expect."""
+
+import asyncio
+import subprocess
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    NewTopic,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
+
+from conftest import Broker, free_port
+
+MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+@pytest.fixture
+def sbroker(tmp_path):
+    b = Broker(tmp_path / "data")
+    b.sasl_port = free_port()
+    b.extra_args += [
+        "--listeners",
+        f"PLAINTEXT://127.0.0.1:{b.port},SASL_PLAINTEXT://127.0.0.1:{b.sasl_port}",
+    ]
+    b.start()
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    for f in admin.alter_user_scram_credentials([
+        UserScramCredentialUpsertion("alice", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"alice-pw"),
+        UserScramCredentialUpsertion("bob", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), b"bob-pw"),
+    ]).values():
+        f.result()
+    for f in admin.create_topics([NewTopic("secure", 1, 1)]).values():
+        f.result()
+    yield b
+    b.stop()
+
+
+def user_for(mechanism):
+    return ("bob", "bob-pw") if mechanism == "SCRAM-SHA-512" else ("alice", "alice-pw")
+
+
+def sasl_conf(b, mechanism, user, password):
+    return {
+        "bootstrap.servers": f"127.0.0.1:{b.sasl_port}",
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": mechanism,
+        "sasl.username": user,
+        "sasl.password": password,
+    }
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_confluent_kafka_produces_and_consumes_over_sasl(sbroker, mechanism):
+    user, pw = user_for(mechanism)
+    conf = sasl_conf(sbroker, mechanism, user, pw)
+    p = Producer(conf)
+    values = [f"{mechanism}-{i}".encode() for i in range(10)]
+    errors = []
+    for v in values:
+        p.produce("secure", value=v, on_delivery=lambda err, msg: errors.append(err))
+    assert p.flush(30) == 0
+    assert errors == [None] * 10, errors
+    md = p.list_topics(timeout=10)
+    # The broker is advertised on the SASL listener to a client that came through it.
+    assert [(b.host, b.port) for b in md.brokers.values()] == [("127.0.0.1", sbroker.sasl_port)]
+    c = Consumer({**conf, "group.id": f"g-{mechanism}", "auto.offset.reset": "earliest"})
+    c.subscribe(["secure"])
+    got, deadline = [], time.time() + 30
+    while time.time() < deadline and not set(values) <= set(got):
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m.value())
+    c.close()
+    assert set(values) <= set(got)
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_wrong_password_and_unknown_user_are_refused(sbroker, mechanism):
+    for user, pw in [(user_for(mechanism)[0], "wrong"), ("nobody", "x")]:
+        errors = []
+        p = Producer({**sasl_conf(sbroker, mechanism, user, pw), "error_cb": errors.append})
+        with pytest.raises(KafkaException):
+            p.list_topics(timeout=5)
+        p.poll(1)
+        assert any(e.code() == -169 for e in errors), errors  # _AUTHENTICATION
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_kafka_python_and_aiokafka_over_sasl(sbroker, mechanism):
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import TopicPartition as KTP
+
+    user, pw = user_for(mechanism)
+    kw = dict(
+        bootstrap_servers=f"127.0.0.1:{sbroker.sasl_port}",
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism=mechanism,
+        sasl_plain_username=user,
+        sasl_plain_password=pw,
+    )
+    p = KafkaProducer(**kw)
+    for i in range(5):
+        p.send("secure", f"kp-{mechanism}-{i}".encode()).get(timeout=30)
+    p.close()
+    c = KafkaConsumer(auto_offset_reset="earliest", consumer_timeout_ms=3000, **kw)
+    c.assign([KTP("secure", 0)])
+    got = [m.value for m in c]
+    c.close()
+    assert {f"kp-{mechanism}-{i}".encode() for i in range(5)} <= set(got)
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    akw = dict(kw)
+    async def run():
+        ap = AIOKafkaProducer(**akw)
+        await ap.start()
+        try:
+            await ap.send_and_wait("secure", f"aio-{mechanism}".encode())
+        finally:
+            await ap.stop()
+        ac = AIOKafkaConsumer("secure", auto_offset_reset="earliest", **akw)
+        await ac.start()
+        try:
+            seen, deadline = [], time.time() + 30
+            while time.time() < deadline and f"aio-{mechanism}".encode() not in seen:
+                batch = await ac.getmany(timeout_ms=500)
+                for msgs in batch.values():
+                    seen += [m.value for m in msgs]
+            return seen
+        finally:
+            await ac.stop()
+
+    assert f"aio-{mechanism}".encode() in asyncio.run(run())
+
+
+def test_kcat_and_plaintext_clients_on_the_sasl_port(sbroker):
+    out = subprocess.run(
+        ["kcat", "-b", f"127.0.0.1:{sbroker.sasl_port}", "-X", "security.protocol=SASL_PLAINTEXT",
+         "-X", "sasl.mechanisms=SCRAM-SHA-256", "-X", "sasl.username=alice", "-X", "sasl.password=alice-pw",
+         "-L", "-J"],
+        capture_output=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr.decode()
+    assert str(sbroker.sasl_port).encode() in out.stdout
+    # A client that skips authentication gets nothing: the connection closes.
+    c = Producer({"bootstrap.servers": f"127.0.0.1:{sbroker.sasl_port}"})
+    with pytest.raises(KafkaException):
+        c.list_topics(timeout=3)
