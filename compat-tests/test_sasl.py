@@ -155,3 +155,30 @@ def test_kcat_and_plaintext_clients_on_the_sasl_port(sbroker):
     c = Producer({"bootstrap.servers": f"127.0.0.1:{sbroker.sasl_port}"})
     with pytest.raises(KafkaException):
         c.list_topics(timeout=3)
+
+
+@pytest.mark.parametrize("mechanism", ["plain", "scram-sha-256", "scram-sha-512"])
+def test_kafkajs_over_sasl(sbroker, mechanism):
+    import json
+    import pathlib
+    import shutil
+
+    node = shutil.which("node")
+    here = pathlib.Path(__file__).resolve().parent
+    assert node and (here / "node_modules" / "kafkajs").exists(), "run-all.sh installs kafkajs"
+    user, pw = user_for(mechanism.upper())
+
+    def run(password):
+        r = subprocess.run(
+            [node, str(here / "workers" / "kafkajs_sasl.js"), f"127.0.0.1:{sbroker.sasl_port}",
+             "secure", mechanism, user, password, "5"],
+            capture_output=True, timeout=120,
+        )
+        lines = [json.loads(x) for x in r.stdout.decode().splitlines() if x.strip()]
+        return r.returncode, lines
+
+    code, lines = run(pw)
+    assert code == 0 and lines[-1] == {"ev": "done", "read": 5}, lines
+    code, lines = run("wrong")
+    assert code != 0 and lines[-1]["ev"] == "error", lines
+    assert "SASL" in lines[-1]["error"] or "Authentication" in lines[-1]["error"], lines
