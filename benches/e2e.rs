@@ -287,9 +287,19 @@ fn delete_topic(addr: &str, name: &str) {
 
 /// Sends one record, waiting for queue space when the client's buffer is full.
 fn send(p: &BaseProducer<Counting>, topic: &str, partition: i32, payload: &[u8]) {
-    let mut record = BaseRecord::<(), [u8]>::to(topic)
-        .payload(payload)
-        .partition(partition);
+    send_record(
+        p,
+        BaseRecord::<(), [u8]>::to(topic)
+            .payload(payload)
+            .partition(partition),
+    );
+}
+
+/// Sends `record`, waiting for queue space when the client's buffer is full.
+fn send_record<K: rdkafka::message::ToBytes + ?Sized>(
+    p: &BaseProducer<Counting>,
+    mut record: BaseRecord<'_, K, [u8]>,
+) {
     loop {
         match p.send(record) {
             Ok(()) => return,
@@ -512,20 +522,13 @@ fn keyed_produce_run(addr: &str, topic: &str, size: usize, count: u64, keys: u64
     let t0 = Instant::now();
     for i in 0..count {
         let key = format!("key-{:08}", i % keys);
-        let mut record = BaseRecord::<str, [u8]>::to(topic)
-            .key(&key)
-            .payload(&payload)
-            .partition(0);
-        loop {
-            match p.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    p.poll(Duration::from_millis(1));
-                }
-                Err((e, _)) => panic!("send: {e}"),
-            }
-        }
+        send_record(
+            &p,
+            BaseRecord::<str, [u8]>::to(topic)
+                .key(&key)
+                .payload(&payload)
+                .partition(0),
+        );
         if i % 1024 == 0 {
             p.poll(Duration::ZERO);
         }

@@ -71,25 +71,12 @@ async fn went_offline(rx: &mut tokio::sync::watch::Receiver<bool>) {
     }
 }
 
-/// Serves clients on `listener` until `shutdown` completes (or the data
+/// Serves clients on `listeners` until `shutdown` completes (or the data
 /// directory goes offline), then stops accepting, lets in-flight requests finish
 /// (up to `shutdown_timeout_ms`), and flushes, fsyncs and closes every log.
-/// Returns an error when the data directory went offline.
-pub async fn run(
-    listener: TcpListener,
-    broker: Arc<Broker>,
-    shutdown: impl Future<Output = ()>,
-) -> io::Result<()> {
-    run_listeners(
-        vec![(listener, Arc::new(Listener::plaintext()))],
-        broker,
-        shutdown,
-    )
-    .await
-}
-
-/// As [`run`], on several listeners: each accepts into one queue (of one
-/// connection per listener), and the limits apply across all of them.
+/// Returns an error when the data directory went offline. Each listener
+/// accepts into one queue (of one connection per listener), and the limits
+/// apply across all of them.
 pub async fn run_listeners(
     listeners: Vec<(TcpListener, Arc<Listener>)>,
     broker: Arc<Broker>,

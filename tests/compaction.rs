@@ -23,13 +23,6 @@ use sluice::log::{LogConfig, PartitionLog};
 const DIR: &str = "/data/t-0";
 const RETENTION_MS: i64 = 1_000;
 const TXN_PID: i64 = 7_000;
-const CODECS: [Codec; 5] = [
-    Codec::None,
-    Codec::Gzip,
-    Codec::Snappy,
-    Codec::Lz4,
-    Codec::Zstd,
-];
 const FS_OPS: [FsOp; 8] = [
     FsOp::Open,
     FsOp::Read,
@@ -135,6 +128,17 @@ fn batch_of(
         .unwrap_or(b)
 }
 
+/// Stored batch `b` with its records uncompressed.
+fn plain_batch(b: &[u8], h: &BatchHeader) -> Vec<u8> {
+    let none = Compression {
+        codec: Codec::None,
+        level: 0,
+    };
+    compress::recompress(b, &[(0, *h)], none, 1 << 30)
+        .unwrap()
+        .unwrap_or_else(|| b.to_vec())
+}
+
 /// What a read_committed consumer reading from the start sees: (offset, key,
 /// value) of every data record, in order; panics on decreasing offsets.
 fn consume(log: &PartitionLog) -> Vec<(i64, Vec<u8>, Option<Vec<u8>>)> {
@@ -162,17 +166,7 @@ fn consume(log: &PartitionLog) -> Vec<(i64, Vec<u8>, Option<Vec<u8>>)> {
                 Ok(())
             })
             .expect("stored records parse");
-            let plain = compress::recompress(
-                b,
-                &[(0, h)],
-                Compression {
-                    codec: Codec::None,
-                    level: 0,
-                },
-                1 << 30,
-            )
-            .unwrap()
-            .unwrap_or_else(|| b.to_vec());
+            let plain = plain_batch(b, &h);
             let kvs = records::uncompressed(&plain).expect("plain records");
             assert_eq!(kvs.len(), offsets.len());
             for (o, (k, v)) in offsets.into_iter().zip(kvs) {
@@ -225,17 +219,7 @@ fn consume_as_client(log: &PartitionLog) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
             {
                 continue;
             }
-            let plain = compress::recompress(
-                b,
-                &[(0, h)],
-                Compression {
-                    codec: Codec::None,
-                    level: 0,
-                },
-                1 << 30,
-            )
-            .unwrap()
-            .unwrap_or_else(|| b.to_vec());
+            let plain = plain_batch(b, &h);
             for (k, v) in records::uncompressed(&plain).expect("plain records") {
                 out.push((k.unwrap().to_vec(), v.map(<[u8]>::to_vec)));
             }
@@ -316,7 +300,7 @@ impl World {
         match op {
             Op::Put { records, codec } => {
                 let recs = self.values(records);
-                let b = batch_of(&recs, CODECS[*codec], self.now, None);
+                let b = batch_of(&recs, Codec::ALL[*codec], self.now, None);
                 self.log
                     .append(&records::validate(&b, 1 << 30).unwrap(), self.now)
                     .unwrap();

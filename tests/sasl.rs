@@ -27,6 +27,37 @@ async fn broker_with_user(dir: &std::path::Path) -> TestBroker {
     b
 }
 
+/// SaslHandshake `version` for `mechanism`.
+async fn handshake(c: &mut Client, version: i16, mechanism: &str) -> SaslHandshakeResponse {
+    c.call(
+        ApiKey::SaslHandshake,
+        version,
+        &SaslHandshakeRequest::default().with_mechanism(s(mechanism)),
+    )
+    .await
+}
+
+/// SaslAuthenticate `version` with `token`.
+async fn authenticate(
+    c: &mut Client,
+    version: i16,
+    token: &'static [u8],
+) -> SaslAuthenticateResponse {
+    c.call(
+        ApiKey::SaslAuthenticate,
+        version,
+        &SaslAuthenticateRequest::default().with_auth_bytes(bytes::Bytes::from_static(token)),
+    )
+    .await
+}
+
+/// A token in the legacy framing: its size, then the bytes, no request header.
+async fn send_raw_token(c: &mut Client, token: &[u8]) {
+    let mut frame = (token.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(token);
+    c.send_raw(&frame).await.unwrap();
+}
+
 /// Reads until the peer closes; true if it did within a few seconds.
 async fn closes(c: &mut Client) -> bool {
     use tokio::io::AsyncReadExt;
@@ -60,13 +91,7 @@ async fn requests_before_authentication_close_the_connection() {
     );
 
     let mut c = b.client().await;
-    let r: SaslHandshakeResponse = c
-        .call(
-            ApiKey::SaslHandshake,
-            1,
-            &SaslHandshakeRequest::default().with_mechanism(s("GSSAPI")),
-        )
-        .await;
+    let r = handshake(&mut c, 1, "GSSAPI").await;
     assert_eq!(r.error_code, 33, "UNSUPPORTED_SASL_MECHANISM");
     let names: Vec<String> = r.mechanisms.iter().map(|m| m.to_string()).collect();
     assert_eq!(names, ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]);
@@ -79,22 +104,9 @@ async fn plain_with_saslauthenticate_then_a_failure_closes() {
     let dir = tempfile::tempdir().unwrap();
     let b = broker_with_user(dir.path()).await;
     let mut c = b.client().await;
-    let r: SaslHandshakeResponse = c
-        .call(
-            ApiKey::SaslHandshake,
-            1,
-            &SaslHandshakeRequest::default().with_mechanism(s("PLAIN")),
-        )
-        .await;
+    let r = handshake(&mut c, 1, "PLAIN").await;
     assert_eq!(r.error_code, 0);
-    let r: SaslAuthenticateResponse = c
-        .call(
-            ApiKey::SaslAuthenticate,
-            2,
-            &SaslAuthenticateRequest::default()
-                .with_auth_bytes(bytes::Bytes::from_static(b"\0alice\0pw")),
-        )
-        .await;
+    let r = authenticate(&mut c, 2, b"\0alice\0pw").await;
     assert_eq!(r.error_code, 0);
     let md: MetadataResponse = c
         .call(ApiKey::Metadata, 9, &MetadataRequest::default())
@@ -102,20 +114,8 @@ async fn plain_with_saslauthenticate_then_a_failure_closes() {
     assert_eq!(md.brokers.len(), 1, "served once authenticated");
 
     let mut c = b.client().await;
-    c.call::<_, SaslHandshakeResponse>(
-        ApiKey::SaslHandshake,
-        1,
-        &SaslHandshakeRequest::default().with_mechanism(s("PLAIN")),
-    )
-    .await;
-    let r: SaslAuthenticateResponse = c
-        .call(
-            ApiKey::SaslAuthenticate,
-            1,
-            &SaslAuthenticateRequest::default()
-                .with_auth_bytes(bytes::Bytes::from_static(b"\0alice\0wrong")),
-        )
-        .await;
+    handshake(&mut c, 1, "PLAIN").await;
+    let r = authenticate(&mut c, 1, b"\0alice\0wrong").await;
     assert_eq!(r.error_code, 58, "SASL_AUTHENTICATION_FAILED");
     assert_eq!(
         r.error_message.as_deref(),
@@ -133,19 +133,9 @@ async fn legacy_framing_after_handshake_v0() {
     let dir = tempfile::tempdir().unwrap();
     let b = broker_with_user(dir.path()).await;
     let mut c = b.client().await;
-    let r: SaslHandshakeResponse = c
-        .call(
-            ApiKey::SaslHandshake,
-            0,
-            &SaslHandshakeRequest::default().with_mechanism(s("PLAIN")),
-        )
-        .await;
+    let r = handshake(&mut c, 0, "PLAIN").await;
     assert_eq!(r.error_code, 0);
-    // A raw token: size, then the bytes, no request header.
-    let token = b"\0alice\0pw";
-    let mut frame = (token.len() as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(token);
-    c.send_raw(&frame).await.unwrap();
+    send_raw_token(&mut c, b"\0alice\0pw").await;
     let reply = c.recv_frame().await.expect("an (empty) reply token");
     assert!(reply.is_empty());
     let md: MetadataResponse = c
@@ -155,16 +145,8 @@ async fn legacy_framing_after_handshake_v0() {
 
     // A wrong password in the legacy framing: the connection just closes.
     let mut c = b.client().await;
-    c.call::<_, SaslHandshakeResponse>(
-        ApiKey::SaslHandshake,
-        0,
-        &SaslHandshakeRequest::default().with_mechanism(s("PLAIN")),
-    )
-    .await;
-    let token = b"\0alice\0nope";
-    let mut frame = (token.len() as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(token);
-    c.send_raw(&frame).await.unwrap();
+    handshake(&mut c, 0, "PLAIN").await;
+    send_raw_token(&mut c, b"\0alice\0nope").await;
     assert!(closes(&mut c).await);
     b.stop().await;
 }

@@ -26,12 +26,7 @@ use crate::storage::PartitionError;
 
 /// Runs one request. `None` means no response is sent (Produce with acks=0).
 pub async fn dispatch(broker: &Arc<Broker>, req: RequestFrame) -> Option<ResponseFrame> {
-    let ctx = Ctx {
-        api_key: req.api_key,
-        version: req.api_version,
-        correlation_id: req.correlation_id,
-        listener: req.listener,
-    };
+    let ctx = Ctx::of(&req);
     match req.body {
         Request::ApiVersions(r) => Some(api_versions::handle(&ctx, r)),
         Request::Metadata(r) => Some(metadata::handle(broker, &ctx, r).await),
@@ -101,6 +96,16 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// The header fields of `req`.
+    fn of(req: &RequestFrame) -> Ctx {
+        Ctx {
+            api_key: req.api_key,
+            version: req.api_version,
+            correlation_id: req.correlation_id,
+            listener: req.listener,
+        }
+    }
+
     fn respond<T: Encodable + ErrorCodes>(&self, body: &T) -> ResponseFrame {
         encode_response(self.api_key, self.version, self.correlation_id, body)
     }

@@ -40,12 +40,7 @@ pub(super) fn illegal_state(ctx: &Ctx, why: &str) -> ResponseFrame {
 
 /// Answers a SaslHandshake or SaslAuthenticate on a SASL listener.
 pub fn handle(broker: &Arc<Broker>, session: &mut SaslSession, req: RequestFrame) -> SaslAnswer {
-    let ctx = Ctx {
-        api_key: req.api_key,
-        version: req.api_version,
-        correlation_id: req.correlation_id,
-        listener: req.listener,
-    };
+    let ctx = Ctx::of(&req);
     let answer = |response, close: Option<String>| SaslAnswer {
         response,
         close,

@@ -183,14 +183,6 @@ mod tests {
     use super::*;
     use crate::log::records::{build_batch, validate, KeyValue};
 
-    const CODECS: [Codec; 5] = [
-        Codec::None,
-        Codec::Gzip,
-        Codec::Snappy,
-        Codec::Lz4,
-        Codec::Zstd,
-    ];
-
     /// Every codec to every codec keeps the records, offsets and producer
     /// fields, and the result passes full validation.
     #[test]
@@ -210,7 +202,7 @@ mod tests {
             .collect();
         let plain = build_batch(1_700_000_000_000, &records);
         let expect = records::uncompressed(&plain).expect("plain batch");
-        for from in CODECS {
+        for from in Codec::ALL {
             let h = BatchHeader::parse(&plain).unwrap();
             let src = recompress(
                 &plain,
@@ -225,7 +217,7 @@ mod tests {
             .unwrap_or_else(|| plain.clone());
             let mut src = src;
             batch::set_producer(&mut src, 7, 2, 40);
-            for to in CODECS {
+            for to in Codec::ALL {
                 let target = Compression {
                     codec: to,
                     level: Compression::default_level(to),

@@ -42,6 +42,15 @@ pub enum Codec {
 }
 
 impl Codec {
+    /// Every codec, in id order.
+    pub const ALL: [Codec; 5] = [
+        Codec::None,
+        Codec::Gzip,
+        Codec::Snappy,
+        Codec::Lz4,
+        Codec::Zstd,
+    ];
+
     /// The codec named by a batch's attributes.
     pub fn of(attributes: i16) -> Result<Codec, RecordError> {
         Ok(match attributes & batch::ATTR_CODEC_MASK {

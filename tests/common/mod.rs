@@ -206,37 +206,13 @@ impl TestBroker {
 
     /// A broker on the given filesystem (a fault-injecting model in fault tests).
     pub async fn start_on(config: Config, fs: Arc<dyn sluice::log::Fs>) -> TestBroker {
-        let listener = TcpListener::bind(config.listen).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let broker = Broker::open_with(config, fs).await.unwrap();
-        broker.set_advertised(addr);
-        let (tx, rx) = oneshot::channel::<()>();
-        let b = broker.clone();
-        let task = tokio::spawn(async move {
-            sluice::server::run(listener, b, async {
-                let _ = rx.await;
-            })
-            .await
-        });
-        TestBroker {
-            addr,
-            broker,
-            stop: Some(tx),
-            task: Some(task),
-        }
+        Self::start_listening(config, fs, sluice::net::Listener::plaintext()).await
     }
 
     /// A broker whose one listener is SASL_PLAINTEXT with every mechanism.
     pub async fn start_sasl(dir: &Path) -> TestBroker {
         use sluice::auth::sasl::SaslMechanism;
         use sluice::auth::scram::Mechanism;
-        let config = Config::for_test(dir.to_path_buf());
-        let listener = TcpListener::bind(config.listen).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let broker = Broker::open_with(config, Arc::new(sluice::log::RealFs))
-            .await
-            .unwrap();
-        broker.set_advertised(addr);
         let info = sluice::net::Listener {
             index: 0,
             name: "SASL_PLAINTEXT".into(),
@@ -246,6 +222,20 @@ impl TestBroker {
                 SaslMechanism::Scram(Mechanism::Sha512),
             ]),
         };
+        let config = Config::for_test(dir.to_path_buf());
+        Self::start_listening(config, Arc::new(sluice::log::RealFs), info).await
+    }
+
+    /// A broker serving one listener described by `info`.
+    async fn start_listening(
+        config: Config,
+        fs: Arc<dyn sluice::log::Fs>,
+        info: sluice::net::Listener,
+    ) -> TestBroker {
+        let listener = TcpListener::bind(config.listen).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let broker = Broker::open_with(config, fs).await.unwrap();
+        broker.set_advertised(addr);
         let (tx, rx) = oneshot::channel::<()>();
         let b = broker.clone();
         let task = tokio::spawn(async move {
