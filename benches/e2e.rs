@@ -235,20 +235,34 @@ impl ProducerContext for AckTimer {
 }
 
 fn producer(addr: &str, acks: &str) -> BaseProducer<Counting> {
-    ClientConfig::new()
-        .set("bootstrap.servers", addr)
-        .set("acks", acks)
-        .create_with_context(Counting::default())
+    producer_with(addr, acks, &[])
+}
+
+/// A producer with extra client settings (`security.protocol` and the like).
+fn producer_with(addr: &str, acks: &str, extra: &[(&str, String)]) -> BaseProducer<Counting> {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", addr).set("acks", acks);
+    for (k, v) in extra {
+        cfg.set(*k, v);
+    }
+    cfg.create_with_context(Counting::default())
         .expect("producer")
 }
 
 fn consumer(addr: &str) -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", addr)
+    consumer_with(addr, &[])
+}
+
+/// A consumer with extra client settings.
+fn consumer_with(addr: &str, extra: &[(&str, String)]) -> BaseConsumer {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", addr)
         .set("group.id", "sluice-bench")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer")
+        .set("enable.auto.commit", "false");
+    for (k, v) in extra {
+        cfg.set(*k, v);
+    }
+    cfg.create().expect("consumer")
 }
 
 /// An admin client and a runtime to wait on its futures.
@@ -322,7 +336,20 @@ fn produce_run(
     count: u64,
     acks: &str,
 ) -> Duration {
-    let p = producer(addr, acks);
+    produce_run_with(addr, &[], topic, partitions, size, count, acks)
+}
+
+/// [`produce_run`] with extra client settings.
+fn produce_run_with(
+    addr: &str,
+    extra: &[(&str, String)],
+    topic: &str,
+    partitions: i32,
+    size: usize,
+    count: u64,
+    acks: &str,
+) -> Duration {
+    let p = producer_with(addr, acks, extra);
     // Warm the connection and metadata before the clock starts.
     p.client()
         .fetch_metadata(Some(topic), Duration::from_secs(10))
@@ -562,6 +589,168 @@ fn cleaned_so_far(log: &Path) -> (u64, f64, usize) {
 
 /// Log compaction (issue 12): how fast the cleaner rewrites a dirty log, and
 /// what a cleaning running alongside costs produce and consume.
+/// Makes a CA and a certificate for 127.0.0.1 with the openssl command;
+/// returns (the broker's keystore PEM, the CA PEM).
+fn make_certs(dir: &Path) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).expect("cert dir");
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=bench CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "server.ext",
+    ]);
+    let keystore = dir.join("keystore.pem");
+    let pem = std::fs::read_to_string(dir.join("server.pem")).expect("cert")
+        + &std::fs::read_to_string(dir.join("server.key")).expect("key");
+    std::fs::write(&keystore, pem).expect("keystore");
+    (keystore, dir.join("ca.pem"))
+}
+
+/// TLS next to plaintext (issue 13): one broker with a PLAINTEXT and an SSL
+/// listener; the same produce and consume through each, with the broker's CPU
+/// time per run.
+fn tls_section(md: &mut String, work: &Path) {
+    let size = 1024;
+    let partitions = 4;
+    let count = scaled(2e8 / size as f64);
+    let rounds = 3;
+    let (keystore, ca) = make_certs(&work.join("tls-certs"));
+    let data = work.join("tls-data");
+    let _ = std::fs::remove_dir_all(&data);
+    let port = free_port();
+    let ssl_port = free_port();
+    let listeners = format!("PLAINTEXT://127.0.0.1:{port},SSL://127.0.0.1:{ssl_port}");
+    let keystore = keystore.to_string_lossy().into_owned();
+    let (broker, _) = Broker::start_with(
+        &data,
+        port,
+        &[
+            "--listeners",
+            &listeners,
+            "--ssl-keystore-location",
+            &keystore,
+        ],
+        "warn",
+    );
+    let plain_addr = broker.addr.clone();
+    let ssl_addr = format!("127.0.0.1:{ssl_port}");
+    let ssl_extra = vec![
+        ("security.protocol", "SSL".to_string()),
+        ("ssl.ca.location", ca.to_string_lossy().into_owned()),
+    ];
+    let mb = (count * size as u64) as f64 / 1e6;
+    let _ = writeln!(md, "## TLS (issue 13)\n");
+    let _ = writeln!(
+        md,
+        "One broker with a PLAINTEXT and an SSL listener (rustls with ring; TLS 1.3 \
+        with the cipher suite librdkafka's OpenSSL prefers; RSA-2048 certificate). Each run produces \
+        {count} records of {size} B ({mb:.0} MB) over {partitions} partitions with acks=1, then \
+        reads them back from the start with one consumer; {rounds} runs per listener, \
+        alternating, medians. Broker CPU is user+system seconds per run. This kernel has no \
+        `tls` ULP, so kernel TLS is not available: TLS fetches go through the buffered path \
+        (the segment read in 256 KiB chunks, encrypted by rustls) while plaintext uses \
+        `sendfile`.\n"
+    );
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let mut results: Vec<(&str, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)> = vec![
+        ("PLAINTEXT", vec![], vec![], vec![], vec![]),
+        ("SSL", vec![], vec![], vec![], vec![]),
+    ];
+    for round in 0..rounds {
+        for (label, prod, cons, pcpu, ccpu) in results.iter_mut() {
+            let (addr, extra): (&str, &[(&str, String)]) = if *label == "SSL" {
+                (&ssl_addr, &ssl_extra)
+            } else {
+                (&plain_addr, &[])
+            };
+            let topic = format!("tls-{label}-{round}");
+            create_topic(&plain_addr, &topic, partitions);
+            let c0 = broker.stat().cpu_s;
+            let t = produce_run_with(addr, extra, &topic, partitions, size, count, "1");
+            let c1 = broker.stat().cpu_s;
+            let (ct, bytes) = consume_run_with(addr, extra, &topic, partitions, count);
+            let c2 = broker.stat().cpu_s;
+            assert_eq!(bytes, count * size as u64);
+            prod.push(mb / t.as_secs_f64());
+            cons.push(mb / ct.as_secs_f64());
+            pcpu.push(c1 - c0);
+            ccpu.push(c2 - c1);
+            delete_topic(&plain_addr, &topic);
+        }
+    }
+    let _ = writeln!(
+        md,
+        "| listener | produce MB/s | broker CPU s (produce) | consume MB/s | broker CPU s (consume) |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    for (label, prod, cons, pcpu, ccpu) in results.iter_mut() {
+        let _ = writeln!(
+            md,
+            "| {label} | {:.0} | {:.2} | {:.0} | {:.2} |",
+            median(prod),
+            median(pcpu),
+            median(cons),
+            median(ccpu)
+        );
+    }
+    let _ = writeln!(md);
+    broker.stop();
+}
+
 fn compaction_section(md: &mut String, work: &Path) {
     let size = 1024;
     let count = scaled(2e8 / size as f64);
@@ -786,7 +975,18 @@ fn payload(size: usize) -> Vec<u8> {
 /// Consumes `count` records from every partition of `topic` from the beginning
 /// with default consumer settings; returns elapsed time and payload bytes.
 fn consume_run(addr: &str, topic: &str, partitions: i32, count: u64) -> (Duration, u64) {
-    let c = consumer(addr);
+    consume_run_with(addr, &[], topic, partitions, count)
+}
+
+/// [`consume_run`] with extra client settings.
+fn consume_run_with(
+    addr: &str,
+    extra: &[(&str, String)],
+    topic: &str,
+    partitions: i32,
+    count: u64,
+) -> (Duration, u64) {
+    let c = consumer_with(addr, extra);
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)
@@ -1110,6 +1310,13 @@ fn main() {
     if std::env::var("SLUICE_BENCH_COMPACT_ONLY").is_ok() {
         let mut md = String::new();
         compaction_section(&mut md, &work);
+        println!("{md}");
+        return;
+    }
+    // `SLUICE_BENCH_TLS_ONLY=1` runs only the TLS section and prints it.
+    if std::env::var("SLUICE_BENCH_TLS_ONLY").is_ok() {
+        let mut md = String::new();
+        tls_section(&mut md, &work);
         println!("{md}");
         return;
     }
@@ -1476,6 +1683,7 @@ fn main() {
     }
     transactions_section(&mut md, &work);
     compaction_section(&mut md, &work);
+    tls_section(&mut md, &work);
     let _ = writeln!(md, "## Targets (issue 4)\n");
     let _ = writeln!(md, "| target | measured | met |\n|---|---|---|");
     for (t, m, ok) in &targets {

@@ -15,6 +15,26 @@ BIN = os.environ.get("SLUICE_BIN", str(ROOT / "target" / "release" / "sluice"))
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 
 
+def scrape(broker):
+    """The broker's metrics: {(name, sorted labels): value}."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    body = urllib.request.urlopen(broker.metrics_url + "/metrics", timeout=10).read().decode()
+    samples = {}
+    # The parser raises on anything that is not valid text format.
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def value(samples, name, **labels):
+    """One sample of a scrape, or None."""
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

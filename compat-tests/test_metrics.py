@@ -10,21 +10,8 @@ import urllib.request
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-from prometheus_client.parser import text_string_to_metric_families
 
-
-def scrape(broker):
-    body = urllib.request.urlopen(broker.metrics_url + "/metrics", timeout=10).read().decode()
-    samples = {}
-    # The parser raises on anything that is not valid text format.
-    for family in text_string_to_metric_families(body):
-        for s in family.samples:
-            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return samples
-
-
-def value(samples, name, **labels):
-    return samples.get((name, tuple(sorted(labels.items()))))
+from conftest import scrape, value
 
 
 def create(broker, topic, partitions=1):

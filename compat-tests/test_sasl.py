@@ -2,7 +2,8 @@
 on the PLAINTEXT listener log in on the SASL listener with PLAIN,
 SCRAM-SHA-256 and SCRAM-SHA-512, produce and consume; Metadata hands each
 client the listener it came through; a wrong password or an unknown user is
-refused with the errors clients expect."""
+refused with the errors clients expect; sessions expire and clients
+re-authenticate (KIP-368); an address with too many failures is refused."""
 
 import asyncio
 import subprocess
@@ -18,18 +19,18 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 
-from conftest import Broker, free_port
+from conftest import Broker, free_port, scrape, value
 
 MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
-@pytest.fixture
-def sbroker(tmp_path):
+def sasl_broker(tmp_path, extra=()):
     b = Broker(tmp_path / "data")
     b.sasl_port = free_port()
     b.extra_args += [
         "--listeners",
         f"PLAINTEXT://127.0.0.1:{b.port},SASL_PLAINTEXT://127.0.0.1:{b.sasl_port}",
+        *extra,
     ]
     b.start()
     admin = AdminClient({"bootstrap.servers": b.bootstrap})
@@ -40,6 +41,12 @@ def sbroker(tmp_path):
         f.result()
     for f in admin.create_topics([NewTopic("secure", 1, 1)]).values():
         f.result()
+    return b
+
+
+@pytest.fixture
+def sbroker(tmp_path):
+    b = sasl_broker(tmp_path)
     yield b
     b.stop()
 
@@ -170,7 +177,7 @@ def test_kafkajs_over_sasl(sbroker, mechanism):
 
     def run(password):
         r = subprocess.run(
-            [node, str(here / "workers" / "kafkajs_sasl.js"), f"127.0.0.1:{sbroker.sasl_port}",
+            [node, str(here / "workers" / "kafkajs_secure.js"), f"127.0.0.1:{sbroker.sasl_port}",
              "secure", mechanism, user, password, "5"],
             capture_output=True, timeout=120,
         )
@@ -182,3 +189,117 @@ def test_kafkajs_over_sasl(sbroker, mechanism):
     code, lines = run("wrong")
     assert code != 0 and lines[-1]["ev"] == "error", lines
     assert "SASL" in lines[-1]["error"] or "Authentication" in lines[-1]["error"], lines
+
+
+LIFETIME_MS = 2500
+
+
+def counter(b, name, **labels):
+    return value(scrape(b), name, **labels) or 0
+
+
+def test_clients_reauthenticate_before_their_session_expires(tmp_path):
+    """librdkafka and kafka-python renew their sessions on the same connection
+    (KIP-368), so producing across several lifetimes loses nothing and no
+    connection is closed for an expired session."""
+    from kafka import KafkaProducer
+
+    b = sasl_broker(tmp_path, ["--connections-max-reauth-ms", str(LIFETIME_MS)])
+    try:
+        conf = sasl_conf(b, "SCRAM-SHA-512", "bob", "bob-pw")
+        p = Producer(conf)
+        kp = KafkaProducer(bootstrap_servers=f"127.0.0.1:{b.sasl_port}",
+                           security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-256",
+                           sasl_plain_username="alice", sasl_plain_password="alice-pw")
+        errors, sent = [], 0
+        deadline = time.time() + 3 * LIFETIME_MS / 1000
+        while time.time() < deadline:
+            p.produce("secure", value=b"ck-%d" % sent, on_delivery=lambda e, m: errors.append(e))
+            kp.send("secure", b"kp-%d" % sent).get(timeout=30)
+            sent += 1
+            p.poll(0.1)
+        assert p.flush(30) == 0
+        kp.close()
+        assert errors == [None] * sent, [e for e in errors if e][:3]
+        assert counter(b, "sluice_connections_closed_total", reason="session_expired") == 0
+        # Each client connection authenticated more than once.
+        assert counter(b, "sluice_requests_total", api="SaslAuthenticate", version="1") >= 4
+        assert counter(b, "sluice_request_errors_total", api="SaslAuthenticate",
+                       error="SASL_AUTHENTICATION_FAILED") == 0
+    finally:
+        b.stop()
+
+
+def test_a_client_that_never_reauthenticates_is_disconnected_and_reconnects(tmp_path):
+    """aiokafka ignores the session lifetime: its expired connections are
+    closed at their next request, and it reconnects without losing a record."""
+    from aiokafka import AIOKafkaProducer
+
+    b = sasl_broker(tmp_path, ["--connections-max-reauth-ms", str(LIFETIME_MS)])
+    try:
+        async def run():
+            ap = AIOKafkaProducer(bootstrap_servers=f"127.0.0.1:{b.sasl_port}",
+                                  security_protocol="SASL_PLAINTEXT",
+                                  sasl_mechanism="SCRAM-SHA-256", sasl_plain_username="alice",
+                                  sasl_plain_password="alice-pw")
+            await ap.start()
+            try:
+                n = 0
+                deadline = time.time() + 2.5 * LIFETIME_MS / 1000
+                while time.time() < deadline:
+                    await ap.send_and_wait("secure", b"aio-%d" % n)
+                    n += 1
+                    await asyncio.sleep(0.2)
+                return n
+            finally:
+                await ap.stop()
+
+        sent = asyncio.run(run())
+        assert counter(b, "sluice_connections_closed_total", reason="session_expired") >= 1
+        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "reader",
+                      "auto.offset.reset": "earliest"})
+        c.subscribe(["secure"])
+        got, deadline = set(), time.time() + 30
+        while time.time() < deadline and len(got) < sent:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got.add(m.value())
+        c.close()
+        assert got == {b"aio-%d" % i for i in range(sent)}
+    finally:
+        b.stop()
+
+
+def test_an_address_with_too_many_failures_is_refused_for_a_while(tmp_path):
+    import gc
+
+    window_s = 6
+    b = sasl_broker(tmp_path, ["--auth-failures-per-ip-max", "3",
+                               "--auth-failures-window-ms", str(window_s * 1000)])
+    try:
+        t0 = time.time()
+        for _ in range(3):
+            refused = Producer(sasl_conf(b, "PLAIN", "alice", "wrong"))
+            with pytest.raises(KafkaException):
+                refused.list_topics(timeout=0.5)
+            del refused  # destroyed now: no retries in the background
+            gc.collect()
+        # The right password is refused too while the address is blocked ...
+        errors = []
+        p = Producer({**sasl_conf(b, "SCRAM-SHA-256", "alice", "alice-pw"),
+                      "error_cb": errors.append})
+        with pytest.raises(KafkaException):
+            p.list_topics(timeout=1)
+        p.poll(0.2)
+        del p
+        gc.collect()
+        assert time.time() - t0 < window_s, "too slow to test the window"
+        assert any(e.code() == -169 and "too many failed authentications" in e.str()
+                   for e in errors), errors
+        assert "alice-pw" not in b.log_path.read_text()
+        # ... and accepted once the window has passed.
+        time.sleep(max(0.0, t0 + window_s + 0.5 - time.time()))
+        ok = Producer(sasl_conf(b, "SCRAM-SHA-256", "alice", "alice-pw"))
+        assert ok.list_topics(timeout=10).brokers
+    finally:
+        b.stop()

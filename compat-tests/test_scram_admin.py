@@ -1,10 +1,14 @@
 """SCRAM users managed with the admin clients (AlterUserScramCredentials,
 DescribeUserScramCredentials): confluent-kafka and kafka-python add, list
 and delete users, get Kafka's errors for what Kafka refuses, and the users
-survive a restart. Only salted credentials are stored, never a password."""
+survive a restart. Only salted credentials are stored, never a password.
+`sluice scram-users` adds the first user offline, and refuses to run beside
+a broker on the same data directory."""
+
+import subprocess
 
 import pytest
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import (
     AdminClient,
     ScramCredentialInfo,
@@ -97,3 +101,37 @@ def test_kafka_python_adds_lists_and_deletes_users(broker):
     got = admin.describe_user_scram_credentials(["frank"])
     assert got["frank"]["error"] is not None, got
     admin.close()
+
+
+def test_the_first_user_is_added_offline(tmp_path):
+    from conftest import BIN, Broker, free_port
+
+    data = tmp_path / "data"
+
+    def cli(*args, stdin=""):
+        return subprocess.run([BIN, "scram-users", "--data-dir", str(data), *args],
+                              input=stdin.encode(), capture_output=True, timeout=60)
+
+    r = cli("add", "root", "--mechanism", "SCRAM-SHA-256", stdin="root-secret\n")
+    assert r.returncode == 0, r.stderr
+    assert cli("add", "nopw").returncode != 0  # no password on stdin
+    assert cli("add", "x", "--iterations", "10", stdin="pw\n").returncode != 0
+    b = Broker(data)
+    b.sasl_port = free_port()
+    b.extra_args += ["--listeners",
+                     f"PLAINTEXT://127.0.0.1:{b.port},SASL_PLAINTEXT://127.0.0.1:{b.sasl_port}"]
+    b.start()
+    try:
+        r = cli("list")
+        assert r.returncode != 0 and b"in use" in r.stderr, r
+        p = Producer({"bootstrap.servers": f"127.0.0.1:{b.sasl_port}",
+                      "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-256",
+                      "sasl.username": "root", "sasl.password": "root-secret"})
+        assert p.list_topics(timeout=10).brokers
+        assert described(AdminClient({"bootstrap.servers": b.bootstrap})) == {
+            "root": [(SHA256, 8192)]}
+    finally:
+        b.stop()
+    r = cli("list")
+    assert r.returncode == 0 and r.stdout.decode().split() == ["root", "SCRAM-SHA-256", "iterations=8192"]
+    assert "root-secret" not in (data / "scram-credentials").read_text()

@@ -42,7 +42,7 @@ pub struct Config {
 
     /// Kafka's `listeners`: `NAME://HOST:PORT` entries, comma-separated, each
     /// with its security protocol from `--listener-security-protocol-map`
-    /// (PLAINTEXT and SASL_PLAINTEXT are served). Replaces `--listen` when given.
+    /// (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL). Replaces `--listen` when given.
     #[arg(long, env = "SLUICE_LISTENERS")]
     pub listeners: Option<String>,
 
@@ -69,6 +69,78 @@ pub struct Config {
         default_value = "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN"
     )]
     pub sasl_enabled_mechanisms: String,
+
+    /// Kafka's `connections.max.reauth.ms`: a SASL session's lifetime, told to
+    /// the client in SaslAuthenticate; a client that has not re-authenticated
+    /// by then has its connection closed at its next request. 0: sessions last
+    /// as long as their connection (credential changes then reach open
+    /// connections only when they reconnect).
+    #[arg(long, env = "SLUICE_CONNECTIONS_MAX_REAUTH_MS", default_value_t = 0)]
+    pub connections_max_reauth_ms: u64,
+
+    /// Failed SASL authentications allowed from one address within
+    /// `--auth-failures-window-ms`; after that, attempts from the address fail
+    /// unchecked until the window ends, which makes guessing passwords slow.
+    /// 0 turns the limit off.
+    #[arg(long, env = "SLUICE_AUTH_FAILURES_PER_IP_MAX", default_value_t = 20)]
+    pub auth_failures_per_ip_max: u32,
+
+    /// The window of `--auth-failures-per-ip-max`.
+    #[arg(long, env = "SLUICE_AUTH_FAILURES_WINDOW_MS", default_value_t = 60_000)]
+    pub auth_failures_window_ms: u64,
+
+    /// Most source addresses whose failures are counted at once (about 50
+    /// bytes each); beyond that, new addresses are not limited until old
+    /// windows end, so a spread-out attack cannot grow memory.
+    #[arg(
+        long,
+        env = "SLUICE_AUTH_FAILURES_ADDRESSES_MAX",
+        default_value_t = 65_536
+    )]
+    pub auth_failures_addresses_max: usize,
+
+    /// PEM file holding the TLS certificate chain (leaf first) and its
+    /// unencrypted private key, for SSL and SASL_SSL listeners (Kafka's
+    /// `ssl.keystore.location` with `ssl.keystore.type=PEM`). Re-read when it
+    /// changes (see `--ssl-reload-interval-ms`).
+    #[arg(long, env = "SLUICE_SSL_KEYSTORE_LOCATION")]
+    pub ssl_keystore_location: Option<PathBuf>,
+
+    /// PEM file of the CA certificates that client certificates must chain to
+    /// (Kafka's `ssl.truststore.location`); needed when `--ssl-client-auth` is
+    /// `requested` or `required`.
+    #[arg(long, env = "SLUICE_SSL_TRUSTSTORE_LOCATION")]
+    pub ssl_truststore_location: Option<PathBuf>,
+
+    /// Kafka's `ssl.client.auth`: `required` refuses clients without a trusted
+    /// certificate, `requested` asks for one and accepts none, `none` does not ask.
+    /// A certificate's subject becomes the principal on SSL listeners.
+    #[arg(long, env = "SLUICE_SSL_CLIENT_AUTH", default_value = "none", value_parser = parse_client_auth)]
+    pub ssl_client_auth: ClientAuth,
+
+    /// Kafka's `ssl.enabled.protocols`: TLSv1.2 and/or TLSv1.3.
+    #[arg(
+        long,
+        env = "SLUICE_SSL_ENABLED_PROTOCOLS",
+        default_value = "TLSv1.2,TLSv1.3"
+    )]
+    pub ssl_enabled_protocols: String,
+
+    /// How often the keystore and truststore are checked for changes; changed
+    /// files are loaded for new connections without a restart (certificate
+    /// rotation). A stat of two files: cheap, but no reason to do it often.
+    /// 0 turns reloading off.
+    #[arg(long, env = "SLUICE_SSL_RELOAD_INTERVAL_MS", default_value_t = 10_000)]
+    pub ssl_reload_interval_ms: u64,
+
+    /// Longest a new TLS connection may take to finish its handshake: a client
+    /// that connects and stalls must not hold a connection slot.
+    #[arg(
+        long,
+        env = "SLUICE_SSL_HANDSHAKE_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub ssl_handshake_timeout_ms: u64,
 
     /// Directory holding topic data and broker metadata; created if missing.
     #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data")]
@@ -407,6 +479,9 @@ impl Config {
             parse_host_port(a).ok_or("--advertised-listener must be HOST:PORT")?;
         }
         self.listener_specs()?;
+        if self.ssl_handshake_timeout_ms == 0 {
+            return Err("--ssl-handshake-timeout-ms must be at least 1".into());
+        }
         for m in self.sasl_enabled_mechanisms.split(',').map(str::trim) {
             if !matches!(m, "SCRAM-SHA-256" | "SCRAM-SHA-512" | "PLAIN") {
                 return Err(format!(
@@ -517,9 +592,9 @@ impl Config {
                     format!("--listeners: {name} has no entry in --listener-security-protocol-map")
                 })?,
             };
-            if matches!(protocol, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl) {
+            if protocol.is_tls() && self.ssl_keystore_location.is_none() {
                 return Err(format!(
-                    "--listeners: {name}: TLS listeners (SSL, SASL_SSL) are not supported yet"
+                    "--listeners: {name} is a TLS listener: it needs --ssl-keystore-location"
                 ));
             }
             out.push(ListenerSpec {
@@ -566,16 +641,36 @@ fn parse_listen(s: &str) -> Result<Listen, String> {
     }
 }
 
+/// Kafka's `ssl.client.auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No client certificate is asked for.
+    None,
+    /// One is asked for; a client without one is still accepted (as ANONYMOUS).
+    Requested,
+    /// A client without a trusted certificate is refused.
+    Required,
+}
+
+fn parse_client_auth(s: &str) -> Result<ClientAuth, String> {
+    match s.trim() {
+        "none" => Ok(ClientAuth::None),
+        "requested" => Ok(ClientAuth::Requested),
+        "required" => Ok(ClientAuth::Required),
+        other => Err(format!("{other} is not one of none, requested, required")),
+    }
+}
+
 /// A listener's security protocol (Kafka's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecurityProtocol {
     /// No TLS, no authentication.
     Plaintext,
-    /// TLS (not served yet).
+    /// TLS; the principal is the client certificate's subject, if any.
     Ssl,
     /// SASL authentication without TLS.
     SaslPlaintext,
-    /// SASL over TLS (not served yet).
+    /// SASL over TLS.
     SaslSsl,
 }
 
@@ -588,6 +683,11 @@ impl SecurityProtocol {
             "SASL_SSL" => SecurityProtocol::SaslSsl,
             other => return Err(format!("unknown security protocol {other}")),
         })
+    }
+
+    /// Whether connections begin with a TLS handshake.
+    pub fn is_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
     }
 
     /// Whether connections authenticate with SASL first.

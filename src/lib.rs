@@ -18,6 +18,7 @@
 //! - `net`: connection framing, size cap, timeouts, ordered responses.
 //! - `server`: accept loop, connection limits, shutdown and drain.
 //! - `http`: the HTTP listener: `/metrics`, `/healthz`, `/readyz`.
+//! - `cli`: offline subcommands (`sluice scram-users`).
 //! - `metrics`: metric names and recording helpers (a leaf, like `config`).
 //! - `config`, `clock`, `sys`, `alloc`: settings, time, process resources, and
 //!   the allocator guard; importable from anywhere.
@@ -25,6 +26,7 @@
 pub mod alloc;
 pub mod auth;
 pub mod broker;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod group;

@@ -8,6 +8,7 @@ use sluice::auth::sasl::SaslMechanism;
 use sluice::broker::Broker;
 use sluice::config::Config;
 use sluice::http::HttpState;
+use sluice::net::tls::{TlsAcceptor, TlsSettings};
 use sluice::net::Listener;
 use tokio::net::TcpListener;
 
@@ -15,6 +16,9 @@ use tokio::net::TcpListener;
 static ALLOC: sluice::alloc::LazyLargeAlloc = sluice::alloc::LazyLargeAlloc;
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("scram-users") {
+        return sluice::cli::scram_users(std::env::args().skip(1));
+    }
     let config = Config::parse_recording_sources();
     if let Err(e) = config.validate() {
         eprintln!("sluice: {e}");
@@ -90,6 +94,28 @@ async fn run(config: Config) -> std::io::Result<()> {
         .split(',')
         .filter_map(|m| SaslMechanism::from_name(m.trim()))
         .collect();
+    // TLS files are checked before the data directory is opened: a typo in a
+    // path fails at once, not after recovery.
+    let tls = if specs.iter().any(|s| s.protocol.is_tls()) {
+        let settings = TlsSettings::from_config(&config).map_err(std::io::Error::other)?;
+        let acceptor = TlsAcceptor::load(settings).map_err(std::io::Error::other)?;
+        let acceptor = Arc::new(acceptor);
+        if config.ssl_reload_interval_ms > 0 {
+            let every = std::time::Duration::from_millis(config.ssl_reload_interval_ms);
+            tokio::spawn(sluice::net::tls::watch(acceptor.clone(), every));
+        }
+        Some(acceptor)
+    } else {
+        None
+    };
+    // One broker per data directory: a second one would interleave writes.
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot create {}: {e}", config.data_dir.display()),
+        )
+    })?;
+    let _lock = sluice::sys::lock_data_dir(&config.data_dir).map_err(std::io::Error::other)?;
     let broker = Broker::open(config).await?;
     http.set_broker(broker.clone());
     let mut listeners = Vec::new();
@@ -117,6 +143,7 @@ async fn run(config: Config) -> std::io::Result<()> {
             index,
             name: spec.name.clone(),
             sasl: spec.protocol.is_sasl().then(|| mechanisms.clone()),
+            tls: spec.protocol.is_tls().then(|| tls.clone()).flatten(),
         };
         listeners.push((l, Arc::new(info)));
     }

@@ -3,6 +3,37 @@
 
 use std::io;
 
+/// The lock file in a data directory.
+pub const LOCK_FILE: &str = ".lock";
+
+/// Takes the data directory's exclusive lock (`flock` on [`LOCK_FILE`]), held
+/// while the returned file is open: one broker, or one offline tool, per data
+/// directory. The kernel drops it when the process dies, so a crash leaves no
+/// stale lock.
+pub fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, String> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(LOCK_FILE);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    // SAFETY: flock on a descriptor we own, with constant flags.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = io::Error::last_os_error();
+        return Err(if e.kind() == io::ErrorKind::WouldBlock {
+            format!(
+                "{} is in use by another sluice process (a running broker?)",
+                dir.display()
+            )
+        } else {
+            format!("cannot lock {}: {e}", path.display())
+        });
+    }
+    Ok(f)
+}
+
 /// The soft and hard `RLIMIT_NOFILE`.
 pub fn open_files_limit() -> io::Result<(u64, u64)> {
     let mut l = libc::rlimit {

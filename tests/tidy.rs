@@ -65,6 +65,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("net", &["handlers", "protocol", "broker", "log", "auth"]),
     ("server", &["net", "broker"]),
     ("http", &["broker", "group", "storage", "log"]),
+    ("cli", &["broker", "auth", "log"]),
     ("config", &["log"]),
     ("clock", &[]),
     ("sys", &[]),

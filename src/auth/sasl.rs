@@ -7,6 +7,11 @@
 //! Mechanisms: PLAIN (checked against the SCRAM credentials: the password
 //! must derive the stored key of the user's SCRAM-SHA-512 or SCRAM-SHA-256
 //! credential) and SCRAM-SHA-256/512.
+//!
+//! Sessions (KIP-368): with `connections.max.reauth.ms` set, a session
+//! expires that long after it was authenticated; the client re-authenticates
+//! on the same connection (SaslHandshake, then SaslAuthenticate, at most once
+//! a second), with the same mechanism and as the same user.
 
 use super::scram::{Credential, Mechanism, ScramError, ScramServer};
 
@@ -44,8 +49,12 @@ pub enum SaslRefusal {
     /// SaslHandshake named a mechanism not enabled (UNSUPPORTED_SASL_MECHANISM);
     /// the answer lists the enabled ones.
     UnsupportedMechanism(String),
-    /// A request out of order (ILLEGAL_SASL_STATE), with Kafka's message.
+    /// A request out of order (ILLEGAL_SASL_STATE), with Kafka's message;
+    /// the connection closes.
     IllegalState(String),
+    /// A SASL request on an authenticated connection that does not begin a
+    /// re-authentication (ILLEGAL_SASL_STATE); the connection stays open.
+    AlreadyAuthenticated(String),
 }
 
 /// The outcome of one authentication token.
@@ -70,6 +79,20 @@ pub enum AuthStep {
     },
 }
 
+/// An authenticated session.
+#[derive(Debug, Clone)]
+struct Session {
+    /// The user.
+    user: String,
+    /// The mechanism it authenticated with; a re-authentication must use it.
+    mechanism: SaslMechanism,
+    /// When its SaslHandshake arrived: re-authentications are at least a
+    /// second apart.
+    began_ms: i64,
+    /// When it expires, if sessions have a lifetime.
+    expires_ms: Option<i64>,
+}
+
 /// Where a connection is in its authentication.
 #[derive(Debug)]
 enum Phase {
@@ -79,14 +102,25 @@ enum Phase {
     Authenticating {
         /// The mechanism's exchange.
         exchange: Exchange,
+        /// The mechanism.
+        mechanism: SaslMechanism,
         /// SaslHandshake v0: tokens come as raw frames, not SaslAuthenticate.
         legacy: bool,
+        /// When the SaslHandshake arrived.
+        began_ms: i64,
+        /// The session being renewed, in a re-authentication.
+        renewing: Option<Session>,
+    },
+    /// A re-authentication asked for another mechanism than the session's:
+    /// the handshake is answered, the next token fails (as Kafka).
+    ReauthBadMechanism {
+        /// What the client asked for.
+        wanted: SaslMechanism,
+        /// What the session used.
+        had: SaslMechanism,
     },
     /// Authenticated.
-    Done {
-        /// The user.
-        user: String,
-    },
+    Done(Session),
     /// Failed: nothing more is accepted.
     Failed,
 }
@@ -105,15 +139,22 @@ enum Exchange {
 pub struct SaslSession {
     /// The mechanisms this listener enables, in the order they are listed.
     enabled: Vec<SaslMechanism>,
+    /// Kafka's `connections.max.reauth.ms`: a session's lifetime; 0 = none.
+    max_reauth_ms: i64,
     /// Progress.
     phase: Phase,
 }
 
+/// Re-authentications closer together than this are refused (as Kafka).
+const REAUTH_MIN_INTERVAL_MS: i64 = 1000;
+
 impl SaslSession {
-    /// A session on a listener enabling `enabled`.
-    pub fn new(enabled: Vec<SaslMechanism>) -> SaslSession {
+    /// A session on a listener enabling `enabled`, whose sessions last
+    /// `max_reauth_ms` (0: until the connection closes).
+    pub fn new(enabled: Vec<SaslMechanism>, max_reauth_ms: i64) -> SaslSession {
         SaslSession {
             enabled,
+            max_reauth_ms: max_reauth_ms.max(0),
             phase: Phase::Handshake,
         }
     }
@@ -126,9 +167,32 @@ impl SaslSession {
     /// The authenticated user, once authenticated.
     pub fn user(&self) -> Option<&str> {
         match &self.phase {
-            Phase::Done { user } => Some(user),
+            Phase::Done(s) => Some(&s.user),
             _ => None,
         }
+    }
+
+    /// SaslAuthenticate's `session_lifetime_ms` once authenticated: how long
+    /// until the client must re-authenticate (0: never).
+    pub fn session_lifetime_ms(&self) -> i64 {
+        match &self.phase {
+            Phase::Done(s) if s.expires_ms.is_some() => self.max_reauth_ms,
+            _ => 0,
+        }
+    }
+
+    /// Whether the session has expired by `now_ms`: the connection then
+    /// serves nothing but a re-authentication.
+    pub fn expired(&self, now_ms: i64) -> bool {
+        matches!(&self.phase, Phase::Done(Session { expires_ms: Some(e), .. }) if now_ms >= *e)
+    }
+
+    /// Whether a token is expected (after a SaslHandshake).
+    pub fn expects_token(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Authenticating { .. } | Phase::ReauthBadMechanism { .. }
+        )
     }
 
     /// Whether the next frame is a raw token (after SaslHandshake v0).
@@ -136,31 +200,62 @@ impl SaslSession {
         matches!(self.phase, Phase::Authenticating { legacy: true, .. })
     }
 
-    /// Whether a request of another API may be served now.
+    /// Whether a request of another API may be served now (not while
+    /// re-authenticating).
     pub fn is_authenticated(&self) -> bool {
         matches!(self.phase, Phase::Done { .. })
     }
 
-    /// SaslHandshake (`version` 0: the legacy framing follows).
-    pub fn handshake(&mut self, mechanism: &str, version: i16) -> Result<(), SaslRefusal> {
-        if !matches!(self.phase, Phase::Handshake) {
-            return Err(SaslRefusal::IllegalState(
-                "Unexpected SaslHandshake request".into(),
-            ));
-        }
+    /// SaslHandshake (`version` 0: the legacy framing follows) at `now_ms`.
+    /// On an authenticated connection it begins a re-authentication if the
+    /// session has a lifetime and the last one began a second ago or more.
+    pub fn handshake(
+        &mut self,
+        mechanism: &str,
+        version: i16,
+        now_ms: i64,
+    ) -> Result<(), SaslRefusal> {
+        let renewing = match &self.phase {
+            Phase::Handshake => None,
+            Phase::Done(s)
+                if s.expires_ms.is_some() && now_ms - s.began_ms >= REAUTH_MIN_INTERVAL_MS =>
+            {
+                Some(s.clone())
+            }
+            Phase::Done(_) => {
+                return Err(SaslRefusal::AlreadyAuthenticated(
+                    "Unexpected SaslHandshake request after successful authentication".into(),
+                ))
+            }
+            _ => {
+                return Err(SaslRefusal::IllegalState(
+                    "Unexpected SaslHandshake request".into(),
+                ))
+            }
+        };
         let Some(m) = SaslMechanism::from_name(mechanism).filter(|m| self.enabled.contains(m))
         else {
             return Err(SaslRefusal::UnsupportedMechanism(format!(
                 "Unsupported SASL mechanism {mechanism}"
             )));
         };
+        if let Some(s) = renewing.as_ref().filter(|s| s.mechanism != m) {
+            self.phase = Phase::ReauthBadMechanism {
+                wanted: m,
+                had: s.mechanism,
+            };
+            return Ok(());
+        }
         let exchange = match m {
             SaslMechanism::Plain => Exchange::Plain,
             SaslMechanism::Scram(s) => Exchange::Scram(ScramServer::new(s)),
         };
         self.phase = Phase::Authenticating {
             exchange,
+            mechanism: m,
             legacy: version == 0,
+            began_ms: now_ms,
+            renewing,
         };
         Ok(())
     }
@@ -171,24 +266,79 @@ impl SaslSession {
     pub fn authenticate(
         &mut self,
         token: &[u8],
+        now_ms: i64,
         nonce: impl FnOnce() -> String,
         lookup: impl Fn(&str, Mechanism) -> Option<Credential>,
     ) -> Result<AuthStep, SaslRefusal> {
-        let Phase::Authenticating { exchange, .. } = &mut self.phase else {
-            return Err(SaslRefusal::IllegalState(
-                "Unexpected SaslAuthenticate request".into(),
-            ));
+        let (exchange, mechanism, began_ms, renewing) = match &mut self.phase {
+            Phase::Authenticating {
+                exchange,
+                mechanism,
+                began_ms,
+                renewing,
+                ..
+            } => (exchange, *mechanism, *began_ms, renewing),
+            Phase::ReauthBadMechanism { wanted, had } => {
+                let step = AuthStep::Failure {
+                    message: format!(
+                        "SASL mechanism '{}' requested by client is not supported for re-authentication of mechanism '{}'",
+                        wanted.name(),
+                        had.name()
+                    ),
+                    reason: "re-authentication with another mechanism".into(),
+                };
+                self.phase = Phase::Failed;
+                return Ok(step);
+            }
+            Phase::Done(_) => {
+                return Err(SaslRefusal::AlreadyAuthenticated(
+                    "SaslAuthenticate request received after successful authentication".into(),
+                ))
+            }
+            _ => {
+                return Err(SaslRefusal::IllegalState(
+                    "Unexpected SaslAuthenticate request".into(),
+                ))
+            }
         };
-        let step = match exchange {
+        let mut step = match exchange {
             Exchange::Plain => plain(token, &lookup),
             Exchange::Scram(server) => scram(server, token, nonce, &lookup),
         };
+        if let (AuthStep::Success { user, .. }, Some(was)) = (&step, renewing.as_ref()) {
+            if *user != was.user {
+                step = AuthStep::Failure {
+                    message: format!(
+                        "Cannot change principals during re-authentication from User:{}: User:{}",
+                        was.user, user
+                    ),
+                    reason: format!("re-authentication as {user:?} by {:?}", was.user),
+                };
+            }
+        }
         match &step {
-            AuthStep::Success { user, .. } => self.phase = Phase::Done { user: user.clone() },
+            AuthStep::Success { user, .. } => {
+                self.phase = Phase::Done(Session {
+                    user: user.clone(),
+                    mechanism,
+                    began_ms,
+                    expires_ms: (self.max_reauth_ms > 0).then(|| now_ms + self.max_reauth_ms),
+                })
+            }
             AuthStep::Failure { .. } => self.phase = Phase::Failed,
             AuthStep::Challenge(_) => {}
         }
         Ok(step)
+    }
+
+    /// Fails the exchange without looking at the token: the client's address
+    /// has used up its failed authentications for now.
+    pub fn refuse_throttled(&mut self) -> AuthStep {
+        self.phase = Phase::Failed;
+        AuthStep::Failure {
+            message: "Authentication failed: too many failed authentications from this address; try again later".into(),
+            reason: "too many failed authentications from this address".into(),
+        }
     }
 }
 
@@ -300,9 +450,9 @@ mod tests {
             (b"user\0pencil", Err("expected 3 tokens")),
         ];
         for (token, want) in table {
-            let mut s = SaslSession::new(all());
-            s.handshake("PLAIN", 1).unwrap();
-            let step = s.authenticate(token, String::new, users).unwrap();
+            let mut s = SaslSession::new(all(), 0);
+            s.handshake("PLAIN", 1, 0).unwrap();
+            let step = s.authenticate(token, 0, String::new, users).unwrap();
             match (want, step) {
                 (Ok(u), AuthStep::Success { user, .. }) => {
                     assert_eq!(user, u);
@@ -313,7 +463,7 @@ mod tests {
                     assert!(!s.is_authenticated());
                     // Nothing more after a failure.
                     assert!(s
-                        .authenticate(b"\0user\0pencil", String::new, users)
+                        .authenticate(b"\0user\0pencil", 0, String::new, users)
                         .is_err());
                 }
                 (w, step) => panic!("{token:?}: wanted {w:?}, got {step:?}"),
@@ -324,12 +474,13 @@ mod tests {
     /// RFC 7677's exchange through the session, then the session is done.
     #[test]
     fn scram_sha_256_by_the_rfc() {
-        let mut s = SaslSession::new(all());
-        s.handshake("SCRAM-SHA-256", 1).unwrap();
+        let mut s = SaslSession::new(all(), 0);
+        s.handshake("SCRAM-SHA-256", 1, 0).unwrap();
         assert!(!s.expects_raw_token());
         let step = s
             .authenticate(
                 b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO",
+                0,
                 || "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0".into(),
                 users,
             )
@@ -340,6 +491,7 @@ mod tests {
         let step = s
             .authenticate(
                 b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
+                0,
                 || unreachable!(),
                 users,
             )
@@ -352,32 +504,112 @@ mod tests {
             }
         );
         assert!(s.is_authenticated());
+        assert_eq!(s.session_lifetime_ms(), 0);
+        assert!(!s.expired(i64::MAX));
+        // Without a session lifetime there is no re-authentication.
         assert!(matches!(
-            s.handshake("PLAIN", 1),
-            Err(SaslRefusal::IllegalState(_))
+            s.handshake("PLAIN", 1, 5000),
+            Err(SaslRefusal::AlreadyAuthenticated(_))
         ));
+    }
+
+    /// Logs `user` in with PLAIN at `now`.
+    fn plain_login(s: &mut SaslSession, user: &str, now: i64) -> AuthStep {
+        s.handshake("PLAIN", 1, now).unwrap();
+        let token = format!("\0{user}\0pencil");
+        s.authenticate(token.as_bytes(), now, String::new, |u, m| {
+            users(if u == "other" { "user" } else { u }, m)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn sessions_expire_and_renew_as_kip_368() {
+        let mut s = SaslSession::new(all(), 10_000);
+        assert!(matches!(
+            plain_login(&mut s, "user", 0),
+            AuthStep::Success { .. }
+        ));
+        assert_eq!(s.session_lifetime_ms(), 10_000);
+        assert!(!s.expired(9_999));
+        assert!(s.expired(10_000));
+        // Too soon after the last (re)authentication: refused, connection kept.
+        assert!(matches!(
+            s.handshake("PLAIN", 1, 500),
+            Err(SaslRefusal::AlreadyAuthenticated(_))
+        ));
+        assert!(matches!(
+            s.authenticate(b"", 500, String::new, users),
+            Err(SaslRefusal::AlreadyAuthenticated(_))
+        ));
+        // Renewed as the same user: a new lifetime from now.
+        assert!(matches!(
+            plain_login(&mut s, "user", 9_000),
+            AuthStep::Success { .. }
+        ));
+        assert!(!s.expired(18_999));
+        assert!(s.expired(19_000));
+        // While renewing, other requests are not served.
+        s.handshake("PLAIN", 1, 12_000).unwrap();
+        assert!(!s.is_authenticated());
+    }
+
+    #[test]
+    fn a_renewal_cannot_change_user_or_mechanism() {
+        let mut s = SaslSession::new(all(), 10_000);
+        plain_login(&mut s, "user", 0);
+        match plain_login(&mut s, "other", 2_000) {
+            AuthStep::Failure { message, .. } => {
+                assert!(message.contains("Cannot change principals"), "{message}")
+            }
+            step => panic!("{step:?}"),
+        }
+        assert!(!s.is_authenticated());
+
+        let mut s = SaslSession::new(all(), 10_000);
+        plain_login(&mut s, "user", 0);
+        s.handshake("SCRAM-SHA-256", 1, 2_000).unwrap();
+        match s.authenticate(b"n,,n=user,r=x", 2_000, || "y".into(), users) {
+            Ok(AuthStep::Failure { message, .. }) => {
+                assert!(
+                    message.contains("not supported for re-authentication"),
+                    "{message}"
+                )
+            }
+            step => panic!("{step:?}"),
+        }
+    }
+
+    #[test]
+    fn a_throttled_address_fails_without_a_check() {
+        let mut s = SaslSession::new(all(), 0);
+        s.handshake("PLAIN", 1, 0).unwrap();
+        assert!(matches!(s.refuse_throttled(), AuthStep::Failure { .. }));
+        assert!(s
+            .authenticate(b"\0user\0pencil", 0, String::new, users)
+            .is_err());
     }
 
     #[test]
     fn handshake_rules() {
-        let mut s = SaslSession::new(vec![SaslMechanism::Scram(Mechanism::Sha512)]);
+        let mut s = SaslSession::new(vec![SaslMechanism::Scram(Mechanism::Sha512)], 0);
         assert_eq!(s.enabled_names(), vec!["SCRAM-SHA-512"]);
         assert!(matches!(
-            s.authenticate(b"x", String::new, users),
+            s.authenticate(b"x", 0, String::new, users),
             Err(SaslRefusal::IllegalState(_))
         ));
         assert!(matches!(
-            s.handshake("PLAIN", 1),
+            s.handshake("PLAIN", 1, 0),
             Err(SaslRefusal::UnsupportedMechanism(_))
         ));
         assert!(matches!(
-            s.handshake("GSSAPI", 1),
+            s.handshake("GSSAPI", 1, 0),
             Err(SaslRefusal::UnsupportedMechanism(_))
         ));
-        s.handshake("SCRAM-SHA-512", 0).unwrap();
+        s.handshake("SCRAM-SHA-512", 0, 0).unwrap();
         assert!(s.expects_raw_token());
         let step = s
-            .authenticate(b"n,,n=nobody,r=abc", || "n".into(), users)
+            .authenticate(b"n,,n=nobody,r=abc", 0, || "n".into(), users)
             .unwrap();
         assert!(
             matches!(step, AuthStep::Failure { ref message, .. } if message.contains("invalid credentials with SASL mechanism SCRAM-SHA-512")),

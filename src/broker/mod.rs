@@ -90,6 +90,8 @@ pub struct Broker {
     shutdown_tx: tokio::sync::watch::Sender<bool>,
     /// SCRAM credentials (AlterUserScramCredentials; SASL authentication).
     pub credentials: Arc<credentials::Credentials>,
+    /// Failed authentications per source address, shared by every listener.
+    pub auth_failures: crate::auth::limiter::FailureLimiter,
 }
 
 impl std::fmt::Debug for Broker {
@@ -158,6 +160,11 @@ impl Broker {
             shutdown_tx: tokio::sync::watch::channel(false).0,
             dynamic: RwLock::new(loaded.dynamic),
             credentials: Arc::new(credentials),
+            auth_failures: crate::auth::limiter::FailureLimiter::new(
+                config.auth_failures_per_ip_max,
+                i64::try_from(config.auth_failures_window_ms).unwrap_or(i64::MAX),
+                config.auth_failures_addresses_max,
+            ),
             config,
         });
         for t in b.topics() {

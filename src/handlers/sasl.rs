@@ -2,6 +2,7 @@
 //! connection's [`SaslSession`] decides, this encodes Kafka's answers. On a
 //! listener without SASL both answer ILLEGAL_SASL_STATE.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{SaslAuthenticateResponse, SaslHandshakeResponse};
@@ -10,6 +11,7 @@ use super::{sb, Ctx};
 use crate::auth::sasl::{AuthStep, SaslRefusal, SaslSession};
 use crate::auth::scram::new_nonce;
 use crate::broker::Broker;
+use crate::clock::now_ms;
 use crate::protocol::{error, Request, RequestFrame, ResponseFrame};
 
 /// What the connection does after a SASL request.
@@ -38,9 +40,16 @@ pub(super) fn illegal_state(ctx: &Ctx, why: &str) -> ResponseFrame {
     ctx.respond(&r)
 }
 
-/// Answers a SaslHandshake or SaslAuthenticate on a SASL listener.
-pub fn handle(broker: &Arc<Broker>, session: &mut SaslSession, req: RequestFrame) -> SaslAnswer {
+/// Answers a SaslHandshake or SaslAuthenticate on a SASL listener, from a
+/// client at `ip`.
+pub fn handle(
+    broker: &Arc<Broker>,
+    session: &mut SaslSession,
+    req: RequestFrame,
+    ip: IpAddr,
+) -> SaslAnswer {
     let ctx = Ctx::of(&req);
+    let now = now_ms();
     let answer = |response, close: Option<String>| SaslAnswer {
         response,
         close,
@@ -50,8 +59,14 @@ pub fn handle(broker: &Arc<Broker>, session: &mut SaslSession, req: RequestFrame
         Request::SaslHandshake(r) => {
             let mut resp = SaslHandshakeResponse::default();
             resp.mechanisms = session.enabled_names().into_iter().map(sb).collect();
-            match session.handshake(r.mechanism.as_str(), req.api_version) {
+            match session.handshake(r.mechanism.as_str(), req.api_version, now) {
                 Ok(()) => answer(ctx.respond(&resp), None),
+                Err(SaslRefusal::AlreadyAuthenticated(why)) => {
+                    tracing::debug!("{why}");
+                    resp.error_code = error::ILLEGAL_SASL_STATE;
+                    resp.mechanisms.clear();
+                    answer(ctx.respond(&resp), None)
+                }
                 Err(SaslRefusal::UnsupportedMechanism(why)) => {
                     resp.error_code = error::UNSUPPORTED_SASL_MECHANISM;
                     answer(ctx.respond(&resp), Some(why))
@@ -64,9 +79,7 @@ pub fn handle(broker: &Arc<Broker>, session: &mut SaslSession, req: RequestFrame
         }
         Request::SaslAuthenticate(r) => {
             let mut resp = SaslAuthenticateResponse::default();
-            let step = session.authenticate(&r.auth_bytes, new_nonce, |user, mech| {
-                broker.credentials.get(user, mech)
-            });
+            let step = authenticate(broker, session, &r.auth_bytes, ip, now);
             match step {
                 Ok(AuthStep::Challenge(c)) => {
                     resp.auth_bytes = c.into();
@@ -75,6 +88,7 @@ pub fn handle(broker: &Arc<Broker>, session: &mut SaslSession, req: RequestFrame
                 Ok(AuthStep::Success { user, response }) => {
                     tracing::debug!(user, "authenticated");
                     resp.auth_bytes = response.into();
+                    resp.session_lifetime_ms = session.session_lifetime_ms();
                     answer(ctx.respond(&resp), None)
                 }
                 Ok(AuthStep::Failure { message, reason }) => {
@@ -85,6 +99,11 @@ pub fn handle(broker: &Arc<Broker>, session: &mut SaslSession, req: RequestFrame
                         close: Some(format!("authentication failed: {reason}")),
                         failed: true,
                     }
+                }
+                Err(SaslRefusal::AlreadyAuthenticated(why)) => {
+                    resp.error_code = error::ILLEGAL_SASL_STATE;
+                    resp.error_message = Some(sb(why));
+                    answer(ctx.respond(&resp), None)
                 }
                 Err(SaslRefusal::IllegalState(why) | SaslRefusal::UnsupportedMechanism(why)) => {
                     resp.error_code = error::ILLEGAL_SASL_STATE;
@@ -98,4 +117,27 @@ pub fn handle(broker: &Arc<Broker>, session: &mut SaslSession, req: RequestFrame
             Some("not a SASL request".into()),
         ),
     }
+}
+
+/// One authentication token from a client at `ip`: refused unchecked while
+/// the address has used up its failed authentications, and a failure counted
+/// against it.
+pub fn authenticate(
+    broker: &Broker,
+    session: &mut SaslSession,
+    token: &[u8],
+    ip: IpAddr,
+    now: i64,
+) -> Result<AuthStep, SaslRefusal> {
+    let step = if session.expects_token() && broker.auth_failures.blocked(ip, now) {
+        Ok(session.refuse_throttled())
+    } else {
+        session.authenticate(token, now, new_nonce, |user, mech| {
+            broker.credentials.get(user, mech)
+        })
+    };
+    if let Ok(AuthStep::Failure { .. }) = step {
+        broker.auth_failures.record(ip, now);
+    }
+    step
 }

@@ -9,12 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use std::future::Future;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::log_limit::LogLimit;
-use super::Listener;
+use super::{tls, Listener};
 use crate::auth::sasl::{AuthStep, SaslSession};
 use crate::broker::Broker;
 use crate::handlers;
@@ -56,6 +58,10 @@ enum Close {
     Protocol(String),
     /// SASL authentication failed or was refused; logged, rate-limited.
     Auth(String),
+    /// The TLS handshake failed or timed out; logged, rate-limited.
+    Handshake(String),
+    /// A request came after the SASL session expired (KIP-368).
+    Expired,
     /// Socket error.
     Io(io::Error),
 }
@@ -71,7 +77,22 @@ pub async fn serve(
     let c = &broker.config;
     let open = metrics::connections_open();
     open.increment(1.0);
-    let close = serve_inner(&mut stream, peer, &broker, &listener).await;
+    let close = match &listener.tls {
+        None => serve_inner(&mut stream, peer, &broker, &listener, None).await,
+        Some(tls) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+            let limit = Duration::from_millis(c.ssl_handshake_timeout_ms);
+            match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                Err(_) => Close::Handshake("the TLS handshake did not finish in time".into()),
+                Ok(Err(e)) => Close::Handshake(format!("TLS handshake failed: {e}")),
+                Ok(Ok(mut tls_stream)) => {
+                    let principal = tls::principal_of(tls_stream.get_ref().1.peer_certificates());
+                    tracing::debug!(%peer, listener = %listener.name, %principal, "TLS established");
+                    serve_inner(&mut tls_stream, peer, &broker, &listener, Some(principal)).await
+                }
+            }
+        }
+    };
     open.decrement(1.0);
     metrics::connection_closed(close.label());
     match close {
@@ -101,6 +122,14 @@ pub async fn serve(
                     "closing connection: {why}");
             }
         }
+        Close::Handshake(why) => {
+            if let Some(held) = AUTH_LOG.allow() {
+                tracing::info!(%peer, listener = %listener.name, suppressed = held,
+                    "closing connection: {why}");
+            }
+        }
+        Close::Expired => tracing::debug!(%peer, listener = %listener.name,
+            "closing connection: its SASL session expired without re-authentication"),
         Close::Io(e) => tracing::debug!(%peer, error = %e, "connection error"),
     }
 }
@@ -116,14 +145,16 @@ impl Close {
             Close::WriteStalled => "write_stalled",
             Close::Protocol(_) => "bad_request",
             Close::Auth(_) => "authentication",
+            Close::Handshake(_) => "tls_handshake",
+            Close::Expired => "session_expired",
             Close::Io(_) => "io_error",
         }
     }
 }
 
 /// Reads until `buf` holds `want` bytes, by `deadline`.
-async fn fill(
-    stream: &mut TcpStream,
+async fn fill<S: Transport>(
+    stream: &mut S,
     buf: &mut BytesMut,
     want: usize,
     deadline: Instant,
@@ -145,8 +176,8 @@ async fn fill(
 
 /// Waits up to `idle` for the first byte of the next request. `Ok(false)` on a
 /// clean close.
-async fn await_request(
-    stream: &mut TcpStream,
+async fn await_request<S: Transport>(
+    stream: &mut S,
     buf: &mut BytesMut,
     idle: Duration,
 ) -> Result<bool, Close> {
@@ -158,16 +189,28 @@ async fn await_request(
     }
 }
 
-async fn serve_inner(
-    stream: &mut TcpStream,
+/// Serves requests on an established stream. `tls_principal` is the TLS
+/// client's principal (its certificate subject, or ANONYMOUS) on TLS listeners.
+async fn serve_inner<S: Transport>(
+    stream: &mut S,
     peer: SocketAddr,
     broker: &Arc<Broker>,
     listener: &Listener,
+    tls_principal: Option<String>,
 ) -> Close {
     let client_host = format!("/{}", peer.ip());
     let idle = Duration::from_millis(broker.config.idle_timeout_ms);
     let request_timeout = Duration::from_millis(broker.config.request_read_timeout_ms);
-    let mut sasl = listener.sasl.clone().map(SaslSession::new);
+    let reauth_ms = i64::try_from(broker.config.connections_max_reauth_ms).unwrap_or(i64::MAX);
+    let mut sasl = listener
+        .sasl
+        .clone()
+        .map(|m| SaslSession::new(m, reauth_ms));
+    // Who the requests come from: set again when SASL authentication succeeds.
+    let mut principal: Arc<str> = tls_principal
+        .as_deref()
+        .unwrap_or(protocol::ANONYMOUS)
+        .into();
     let mut shutdown = broker.shutdown_signal();
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
     // Metric handles of the APIs this connection used: no global lookup per request.
@@ -239,12 +282,19 @@ async fn serve_inner(
         };
         if raw_token {
             let session = sasl.as_mut().expect("raw tokens only on SASL connections");
-            match raw_sasl_token(broker, session, &frame) {
+            match raw_sasl_token(broker, session, &frame, peer.ip()) {
                 Ok(reply) => {
                     let mut out = Vec::with_capacity(4 + reply.len());
                     out.extend_from_slice(&(reply.len() as u32).to_be_bytes());
                     out.extend_from_slice(&reply);
-                    match tokio::time::timeout(idle, stream.write_all(&out)).await {
+                    if let Some(user) = session.user() {
+                        principal = user.into();
+                    }
+                    let write = async {
+                        stream.write_all(&out).await?;
+                        stream.flush().await
+                    };
+                    match tokio::time::timeout(idle, write).await {
                         Err(_) => return Close::WriteStalled,
                         Ok(Err(e)) => return Close::Io(e),
                         Ok(Ok(())) => continue,
@@ -263,6 +313,7 @@ async fn serve_inner(
         let (response, api) = match protocol::decode_request(frame) {
             Ok(mut req) => {
                 req.client_host.clone_from(&client_host);
+                req.principal = principal.clone();
                 req.listener = listener.index;
                 if !req.is_sasl()
                     && !req.is_api_versions()
@@ -273,6 +324,15 @@ async fn serve_inner(
                         protocol::api_name_of(req.api_key as i16)
                     ));
                 }
+                // An expired session (KIP-368) serves nothing but a new
+                // SaslHandshake; anything else closes, unanswered, as Kafka.
+                if !req.is_sasl_handshake()
+                    && sasl
+                        .as_ref()
+                        .is_some_and(|s| s.expired(crate::clock::now_ms()))
+                {
+                    return Close::Expired;
+                }
                 tracing::trace!(api = ?req.api_key, version = req.api_version, client = ?req.client_id, "request");
                 let i = api_metrics(&mut api_cache, req.api_key as i16, req.api_version);
                 let started = std::time::Instant::now();
@@ -282,11 +342,14 @@ async fn serve_inner(
                     .record((started - arrived).as_secs_f64());
                 let response = match sasl.as_mut() {
                     Some(session) if req.is_sasl() => {
-                        let answer = handlers::sasl::handle(broker, session, req);
+                        let answer = handlers::sasl::handle(broker, session, req, peer.ip());
                         if answer.failed {
                             tokio::time::sleep(AUTH_FAILURE_DELAY).await;
                         }
                         close_after = answer.close;
+                        if let Some(user) = session.user() {
+                            principal = user.into();
+                        }
                         Some(answer.response)
                     }
                     _ => handlers::dispatch(broker, req).await,
@@ -311,6 +374,14 @@ async fn serve_inner(
             if let Some(why) = response.failed {
                 return Close::Protocol(why);
             }
+            // Counted before the write: a client that reads the response and
+            // then scrapes the metrics must see its own request counted.
+            if let Some(api) = api {
+                api.response_bytes.increment(response.wire_len());
+                for (code, n) in response.errors.iter() {
+                    api.errors(protocol::error_name(code), u64::from(n));
+                }
+            }
             let sending = std::time::Instant::now();
             match tokio::time::timeout(idle, write_response(stream, &response)).await {
                 Err(_) => return Close::WriteStalled,
@@ -319,10 +390,6 @@ async fn serve_inner(
             }
             if let Some(api) = api {
                 api.send.record(sending.elapsed().as_secs_f64());
-                api.response_bytes.increment(response.wire_len());
-                for (code, n) in response.errors.iter() {
-                    api.errors(protocol::error_name(code), u64::from(n));
-                }
             }
         }
         if let Some(api) = api {
@@ -340,11 +407,9 @@ fn raw_sasl_token(
     broker: &Broker,
     session: &mut SaslSession,
     token: &[u8],
+    ip: std::net::IpAddr,
 ) -> Result<Vec<u8>, String> {
-    let step = session
-        .authenticate(token, crate::auth::scram::new_nonce, |user, mech| {
-            broker.credentials.get(user, mech)
-        })
+    let step = handlers::sasl::authenticate(broker, session, token, ip, crate::clock::now_ms())
         .map_err(|e| format!("{e:?}"))?;
     match step {
         AuthStep::Challenge(c) => Ok(c),
@@ -372,16 +437,75 @@ fn api_metrics(
 /// (record bytes go from the page cache to the socket without a user-space copy).
 /// A response of several chunks is corked, so its small header and trailer pieces
 /// travel in the same segments as the file data instead of as packets of their own.
-async fn write_response(stream: &mut TcpStream, response: &ResponseFrame) -> io::Result<()> {
-    let corked = response.chunks.len() > 1 && set_cork(stream, true);
+async fn write_response<S: Transport>(stream: &mut S, response: &ResponseFrame) -> io::Result<()> {
+    let corked = response.chunks.len() > 1 && set_cork(stream.socket(), true);
     for chunk in &response.chunks {
         match chunk {
             Chunk::Mem(b) => stream.write_all(b).await?,
-            Chunk::File(f) => send_file(stream, f).await?,
+            Chunk::File(f) => stream.send_file(f).await?,
         }
     }
+    // TLS holds back what it has not yet written as records.
+    stream.flush().await?;
     if corked {
-        set_cork(stream, false);
+        set_cork(stream.socket(), false);
+    }
+    Ok(())
+}
+
+/// A connection's byte stream: plain TCP, where file data goes by `sendfile`,
+/// or TLS, where it is read in bounded chunks and encrypted.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Writes a range of a segment file.
+    fn send_file(&mut self, slice: &FileSlice) -> impl Future<Output = io::Result<()>> + Send;
+    /// The TCP socket beneath, for socket options.
+    fn socket(&self) -> &TcpStream;
+}
+
+impl Transport for TcpStream {
+    async fn send_file(&mut self, slice: &FileSlice) -> io::Result<()> {
+        match slice.file.raw_fd() {
+            Some(fd) => sendfile(self, fd, slice).await,
+            None => send_file_buffered(self, slice).await,
+        }
+    }
+
+    fn socket(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
+    async fn send_file(&mut self, slice: &FileSlice) -> io::Result<()> {
+        send_file_buffered(self, slice).await
+    }
+
+    fn socket(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+/// File data sent through a user-space buffer: TLS must encrypt it, and the
+/// test file system has no descriptor. Read on the blocking pool in chunks of
+/// this size, so a large fetch costs one chunk of memory, not its whole size.
+const FILE_CHUNK_BYTES: u64 = 256 * 1024;
+
+/// Sends a file range by reading it in [`FILE_CHUNK_BYTES`] pieces off the
+/// async workers.
+async fn send_file_buffered<W: AsyncWrite + Unpin>(w: &mut W, slice: &FileSlice) -> io::Result<()> {
+    let end = slice.position + slice.len;
+    let mut at = slice.position;
+    while at < end {
+        let n = (end - at).min(FILE_CHUNK_BYTES);
+        let file = slice.file.clone();
+        let chunk = tokio::task::spawn_blocking(move || {
+            let mut v = vec![0u8; n as usize];
+            file.read_exact_at(&mut v, at).map(|()| v)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        w.write_all(&chunk).await?;
+        at += n;
     }
     Ok(())
 }
@@ -408,21 +532,6 @@ fn set_cork(stream: &TcpStream, on: bool) -> bool {
 #[cfg(not(target_os = "linux"))]
 fn set_cork(_stream: &TcpStream, _on: bool) -> bool {
     false
-}
-
-/// Sends a file range: with `sendfile(2)` when the file has a descriptor (the real
-/// filesystem), else by reading it on the blocking pool (the test model).
-async fn send_file(stream: &mut TcpStream, slice: &FileSlice) -> io::Result<()> {
-    match slice.file.raw_fd() {
-        Some(fd) => sendfile(stream, fd, slice).await,
-        None => {
-            let s = slice.clone();
-            let bytes = tokio::task::spawn_blocking(move || s.read_to_vec())
-                .await
-                .map_err(io::Error::other)??;
-            stream.write_all(&bytes).await
-        }
-    }
 }
 
 #[cfg(target_os = "linux")]

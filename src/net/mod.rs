@@ -1,9 +1,12 @@
 //! Client connections: framing with a size cap, idle and request deadlines,
-//! strictly ordered responses, and rate-limited logging of refused or closed
-//! connections.
+//! strictly ordered responses, TLS, and rate-limited logging of refused or
+//! closed connections.
 
 pub mod connection;
 pub mod log_limit;
+pub mod tls;
+
+use std::sync::Arc;
 
 use crate::auth::sasl::SaslMechanism;
 
@@ -14,8 +17,10 @@ pub struct Listener {
     pub index: usize,
     /// Its name, for logs.
     pub name: String,
-    /// The SASL mechanisms it enables; `None` for a PLAINTEXT listener.
+    /// The SASL mechanisms it enables; `None` for PLAINTEXT and SSL listeners.
     pub sasl: Option<Vec<SaslMechanism>>,
+    /// The TLS configuration of SSL and SASL_SSL listeners.
+    pub tls: Option<Arc<tls::TlsAcceptor>>,
 }
 
 impl Listener {
@@ -25,6 +30,7 @@ impl Listener {
             index: 0,
             name: "PLAINTEXT".into(),
             sasl: None,
+            tls: None,
         }
     }
 }

@@ -135,6 +135,9 @@ pub struct RequestFrame {
     pub client_host: String,
     /// The listener (by index) the request came through; set by the connection.
     pub listener: usize,
+    /// Who sent it (the name of Kafka's `User:` principal): the SASL user, the
+    /// TLS client certificate's subject, or ANONYMOUS; set by the connection.
+    pub principal: std::sync::Arc<str>,
     /// The body.
     pub body: Request,
 }
@@ -149,11 +152,19 @@ impl RequestFrame {
         )
     }
 
+    /// SaslHandshake, which begins a re-authentication.
+    pub fn is_sasl_handshake(&self) -> bool {
+        self.api_key == ApiKey::SaslHandshake
+    }
+
     /// ApiVersions, which is served before authentication too.
     pub fn is_api_versions(&self) -> bool {
         self.api_key == ApiKey::ApiVersions
     }
 }
+
+/// Kafka's principal name for a client that did not authenticate.
+pub const ANONYMOUS: &str = "ANONYMOUS";
 
 /// Why a frame could not be turned into a [`RequestFrame`].
 #[derive(Debug)]
@@ -356,6 +367,7 @@ fn decode_frame(mut frame: Bytes) -> Result<RequestFrame, DecodeError> {
         correlation_id,
         client_id: header.client_id.map(|s| s.to_string()),
         client_host: String::new(),
+        principal: ANONYMOUS.into(),
         listener: 0,
         body,
     })

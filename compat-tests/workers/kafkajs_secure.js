@@ -1,6 +1,9 @@
-// kafkajs over SASL_PLAINTEXT: produces `count` records with the given
-// mechanism and credentials, reads them back from the beginning, and prints
-// {"ev": "done", "read": n}; a failed login prints {"ev": "error", "error": ...}.
+// kafkajs over SASL and/or TLS: produces `count` records with the given
+// mechanism and credentials (mechanism "none": no SASL), reads them back from
+// the beginning, and prints {"ev": "done", "read": n}; a failed login prints
+// {"ev": "error", "error": ...}. TLS when SSL_CA names the CA file to trust;
+// SSL_CERT and SSL_KEY add a client certificate.
+const fs = require("fs");
 const { Kafka, logLevel } = require("kafkajs");
 
 const [bootstrap, topic, mechanism, username, password, countArg] = process.argv.slice(2);
@@ -9,10 +12,17 @@ const emit = (o) => process.stdout.write(JSON.stringify(o) + "\n");
 
 async function main() {
   const kafka = new Kafka({
-    clientId: "kafkajs-sasl",
+    clientId: "kafkajs-secure",
     brokers: [bootstrap],
     logLevel: logLevel.NOTHING,
-    sasl: { mechanism, username, password },
+    sasl: mechanism === "none" ? undefined : { mechanism, username, password },
+    ssl: process.env.SSL_CA
+      ? {
+          ca: [fs.readFileSync(process.env.SSL_CA)],
+          cert: process.env.SSL_CERT ? fs.readFileSync(process.env.SSL_CERT) : undefined,
+          key: process.env.SSL_KEY ? fs.readFileSync(process.env.SSL_KEY) : undefined,
+        }
+      : undefined,
     retry: { retries: 1 },
   });
   const producer = kafka.producer();
