@@ -99,6 +99,27 @@ pub struct Config {
     )]
     pub auth_failures_addresses_max: usize,
 
+    /// Kafka's `authorizer.class.name`: `acl` enforces the ACLs (managed with
+    /// CreateAcls, DescribeAcls and DeleteAcls) on every request; `none` (the
+    /// default, as Kafka without an authorizer) allows everything and refuses
+    /// the ACL APIs with SECURITY_DISABLED.
+    #[arg(long, env = "SLUICE_AUTHORIZER", default_value = "none", value_parser = ["none", "acl"])]
+    pub authorizer: String,
+
+    /// Kafka's `super.users`: principals allowed everything whatever the ACLs
+    /// say, `;`-separated (`User:admin;User:CN=ops,O=Acme`).
+    #[arg(long, env = "SLUICE_SUPER_USERS", default_value = "")]
+    pub super_users: String,
+
+    /// Kafka's `allow.everyone.if.no.acl.found`: a resource that no ACL covers
+    /// is open to every principal (otherwise only to super users).
+    #[arg(
+        long,
+        env = "SLUICE_ALLOW_EVERYONE_IF_NO_ACL_FOUND",
+        default_value_t = false
+    )]
+    pub allow_everyone_if_no_acl_found: bool,
+
     /// PEM file holding the TLS certificate chain (leaf first) and its
     /// unencrypted private key, for SSL and SASL_SSL listeners (Kafka's
     /// `ssl.keystore.location` with `ssl.keystore.type=PEM`). Re-read when it

@@ -261,6 +261,40 @@ async fn every_advertised_version_decodes_and_answers() {
                     let r = SaslHandshakeRequest::default().with_mechanism(s("PLAIN"));
                     c.send(key, v, &r).await
                 }
+                ApiKey::CreateAcls => {
+                    let r = kafka_protocol::messages::CreateAclsRequest::default().with_creations(
+                        vec![
+                            kafka_protocol::messages::create_acls_request::AclCreation::default()
+                                .with_resource_type(2)
+                                .with_resource_name(s("t"))
+                                .with_resource_pattern_type(3)
+                                .with_principal(s("User:alice"))
+                                .with_host(s("*"))
+                                .with_operation(3)
+                                .with_permission_type(3),
+                        ],
+                    );
+                    c.send(key, v, &r).await
+                }
+                ApiKey::DescribeAcls => {
+                    let r = kafka_protocol::messages::DescribeAclsRequest::default()
+                        .with_resource_type_filter(1)
+                        .with_pattern_type_filter(1)
+                        .with_operation(1)
+                        .with_permission_type(1);
+                    c.send(key, v, &r).await
+                }
+                ApiKey::DeleteAcls => {
+                    let r =
+                        kafka_protocol::messages::DeleteAclsRequest::default().with_filters(vec![
+                        kafka_protocol::messages::delete_acls_request::DeleteAclsFilter::default()
+                            .with_resource_type_filter(1)
+                            .with_pattern_type_filter(1)
+                            .with_operation(1)
+                            .with_permission_type(1),
+                    ]);
+                    c.send(key, v, &r).await
+                }
                 ApiKey::SaslAuthenticate => {
                     let r = SaslAuthenticateRequest::default()
                         .with_auth_bytes(bytes::Bytes::from_static(b"\0u\0p"));
@@ -547,6 +581,22 @@ fn check_body(key: ApiKey, v: i16, mut frame: bytes::Bytes) {
         ApiKey::AlterUserScramCredentials => {
             let r: AlterUserScramCredentialsResponse = decode(key, v, &mut frame);
             assert_eq!(r.results[0].error_code, 91, "{at}: RESOURCE_NOT_FOUND");
+        }
+        // The test broker has no authorizer: the ACL APIs say so.
+        ApiKey::CreateAcls => {
+            let r: kafka_protocol::messages::CreateAclsResponse = decode(key, v, &mut frame);
+            assert_eq!(r.results[0].error_code, 54, "{at}: SECURITY_DISABLED");
+        }
+        ApiKey::DescribeAcls => {
+            let r: kafka_protocol::messages::DescribeAclsResponse = decode(key, v, &mut frame);
+            assert_eq!(r.error_code, 54, "{at}: SECURITY_DISABLED");
+        }
+        ApiKey::DeleteAcls => {
+            let r: kafka_protocol::messages::DeleteAclsResponse = decode(key, v, &mut frame);
+            assert_eq!(
+                r.filter_results[0].error_code, 54,
+                "{at}: SECURITY_DISABLED"
+            );
         }
         // The test broker's listener is PLAINTEXT: SASL requests are out of place.
         ApiKey::SaslHandshake => {

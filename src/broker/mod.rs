@@ -6,6 +6,7 @@
 //! one at a time across awaits: topic creation and deletion, and producer-id
 //! block reservation.
 
+pub mod acls;
 pub mod credentials;
 pub mod meta;
 mod producer_ids;
@@ -90,6 +91,8 @@ pub struct Broker {
     shutdown_tx: tokio::sync::watch::Sender<bool>,
     /// SCRAM credentials (AlterUserScramCredentials; SASL authentication).
     pub credentials: Arc<credentials::Credentials>,
+    /// The ACLs and the authorizer's policy.
+    pub acls: acls::Acls,
     /// Failed authentications per source address, shared by every listener.
     pub auth_failures: crate::auth::limiter::FailureLimiter,
 }
@@ -136,6 +139,14 @@ impl Broker {
             tokio::task::spawn_blocking(move || credentials::Credentials::load(cfs, &cdir))
                 .await
                 .map_err(io::Error::other)??;
+        let (afs, adir, policy) = (
+            storage.fs.clone(),
+            config.data_dir.clone(),
+            acls::AclPolicy::from_config(&config),
+        );
+        let acls = tokio::task::spawn_blocking(move || acls::Acls::load(afs, &adir, policy))
+            .await
+            .map_err(io::Error::other)??;
         let producer_ids = Arc::new(ProducerIds::new(fs, &config.data_dir));
         let ids = producer_ids.clone();
         let fresh_pid: crate::txn::FreshPid = Arc::new(move || {
@@ -160,6 +171,7 @@ impl Broker {
             shutdown_tx: tokio::sync::watch::channel(false).0,
             dynamic: RwLock::new(loaded.dynamic),
             credentials: Arc::new(credentials),
+            acls,
             auth_failures: crate::auth::limiter::FailureLimiter::new(
                 config.auth_failures_per_ip_max,
                 i64::try_from(config.auth_failures_window_ms).unwrap_or(i64::MAX),

@@ -31,6 +31,7 @@ use kafka_protocol::messages::{
 };
 
 use super::{describe as describe_error, partition_error_code, sb, topic_error_code, Ctx};
+use crate::auth::acl::{Operation, ResourceType, CLUSTER_NAME};
 use crate::broker::Broker;
 use crate::protocol::{error, ResponseFrame};
 
@@ -56,6 +57,12 @@ pub(super) async fn create_partitions(
                 return Err((
                     error::INVALID_REQUEST,
                     format!("Duplicate topic in request: {name}"),
+                ));
+            }
+            if !ctx.may(broker, Operation::Alter, ResourceType::Topic, &name) {
+                return Err((
+                    error::TOPIC_AUTHORIZATION_FAILED,
+                    "Topic authorization failed.".into(),
                 ));
             }
             if let Some(assignments) = &t.assignments {
@@ -113,6 +120,8 @@ pub(super) async fn delete_records(
 ) -> ResponseFrame {
     let mut resp = DeleteRecordsResponse::default();
     for t in req.topics {
+        // DELETE on the topic, checked before its existence, as Kafka.
+        let denied = !ctx.may(broker, Operation::Delete, ResourceType::Topic, &t.name);
         let topic = broker.topic(t.name.as_str());
         let mut tr = DeleteRecordsTopicResult::default();
         tr.name = t.name;
@@ -121,6 +130,7 @@ pub(super) async fn delete_records(
             pr.partition_index = p.partition_index;
             pr.low_watermark = -1;
             match topic.as_ref().and_then(|t| t.partition(p.partition_index)) {
+                _ if denied => pr.error_code = error::TOPIC_AUTHORIZATION_FAILED,
                 None => pr.error_code = error::UNKNOWN_TOPIC_OR_PARTITION,
                 Some(part) => {
                     let part = part.clone();
@@ -174,8 +184,14 @@ pub(super) fn describe_cluster(
     b.port = port;
     b.rack = None;
     resp.brokers.push(b);
-    // No authorizer: operations are not reported (Kafka's "not provided" value).
-    resp.cluster_authorized_operations = i32::MIN;
+    // Kafka's "not provided" value unless asked for; 0 without DESCRIBE.
+    resp.cluster_authorized_operations = if !req.include_cluster_authorized_operations {
+        i32::MIN
+    } else if ctx.may_cluster(broker, Operation::Describe) {
+        ctx.operations(broker, ResourceType::Cluster, CLUSTER_NAME)
+    } else {
+        0
+    };
     ctx.respond(&resp)
 }
 
@@ -185,6 +201,14 @@ pub(super) async fn describe_log_dirs(
     ctx: &Ctx,
     req: DescribeLogDirsRequest,
 ) -> ResponseFrame {
+    if !ctx.may_cluster(broker, Operation::Describe) {
+        // v3+ say why; before that the answer is just empty, as Kafka.
+        let mut resp = DescribeLogDirsResponse::default();
+        if ctx.version >= 3 {
+            resp.error_code = error::CLUSTER_AUTHORIZATION_FAILED;
+        }
+        return ctx.respond(&resp);
+    }
     // (topic, partitions) to report; `None` means every partition.
     // Each topic once, its partitions as a set: the request's lists cost
     // what they weigh, not their product with the topic's partitions.
@@ -267,7 +291,11 @@ pub(super) fn offset_for_leader_epoch(
     req: OffsetForLeaderEpochRequest,
 ) -> ResponseFrame {
     let mut resp = OffsetForLeaderEpochResponse::default();
+    // CLUSTER_ACTION (a follower) covers every topic; otherwise DESCRIBE each.
+    let cluster = ctx.may_cluster(broker, Operation::ClusterAction);
     for t in req.topics {
+        let denied =
+            !cluster && !ctx.may(broker, Operation::Describe, ResourceType::Topic, &t.topic);
         let topic = broker.topic(t.topic.as_str());
         let mut tr = OffsetForLeaderTopicResult::default();
         tr.topic = t.topic;
@@ -277,6 +305,7 @@ pub(super) fn offset_for_leader_epoch(
             r.leader_epoch = -1;
             r.end_offset = -1;
             match topic.as_ref().and_then(|t| t.partition(p.partition)) {
+                _ if denied => r.error_code = error::TOPIC_AUTHORIZATION_FAILED,
                 None => r.error_code = error::UNKNOWN_TOPIC_OR_PARTITION,
                 Some(part) if part.is_offline() => r.error_code = error::KAFKA_STORAGE_ERROR,
                 // A newer epoch than ours is unknown here. (An older one would be
@@ -307,6 +336,26 @@ pub(super) fn elect_leaders(
     req: ElectLeadersRequest,
 ) -> ResponseFrame {
     let mut resp = ElectLeadersResponse::default();
+    if !ctx.may_cluster(broker, Operation::Alter) {
+        // As Kafka: the request and each partition it names say so.
+        resp.error_code = error::CLUSTER_AUTHORIZATION_FAILED;
+        for t in req.topic_partitions.unwrap_or_default() {
+            let mut tr = ReplicaElectionResult::default();
+            tr.topic = t.topic;
+            tr.partition_result = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let mut r = PartitionResult::default();
+                    r.partition_id = p;
+                    r.error_code = error::CLUSTER_AUTHORIZATION_FAILED;
+                    r
+                })
+                .collect();
+            resp.replica_election_results.push(tr);
+        }
+        return ctx.respond(&resp);
+    }
     if req.election_type != 0 && req.election_type != 1 {
         resp.error_code = error::INVALID_REQUEST;
         return ctx.respond(&resp);
@@ -347,10 +396,14 @@ pub(super) fn describe_topic_partitions(
     let node = BrokerId(broker.config.node_id);
     let limit = usize::try_from(req.response_partition_limit.clamp(1, 2000)).unwrap_or(2000);
     // (name, topic if it exists), sorted by name, as Kafka pages through them.
+    let may_describe = |name: &str| ctx.may(broker, Operation::Describe, ResourceType::Topic, name);
+    // All topics: the ones the sender may DESCRIBE; named ones are answered
+    // TOPIC_AUTHORIZATION_FAILED below, as Kafka.
     let mut wanted: Vec<(String, Option<Arc<crate::broker::Topic>>)> = if req.topics.is_empty() {
         broker
             .topics()
             .into_iter()
+            .filter(|t| may_describe(&t.name))
             .map(|t| (t.name.clone(), Some(t)))
             .collect()
     } else {
@@ -388,12 +441,18 @@ pub(super) fn describe_topic_partitions(
         let mut t = DescribeTopicPartitionsResponseTopic::default();
         t.name = Some(kafka_protocol::messages::TopicName(sb(name.clone())));
         t.topic_authorized_operations = i32::MIN;
+        if !may_describe(&name) {
+            t.error_code = error::TOPIC_AUTHORIZATION_FAILED;
+            resp.topics.push(t);
+            continue;
+        }
         let Some(topic) = topic else {
             t.error_code = error::UNKNOWN_TOPIC_OR_PARTITION;
             resp.topics.push(t);
             continue;
         };
         t.topic_id = topic.id;
+        t.topic_authorized_operations = ctx.operations(broker, ResourceType::Topic, &name);
         let first = if name == cursor_topic {
             cursor_partition
         } else {
@@ -448,14 +507,23 @@ pub(super) async fn describe_producers(
     let mut wanted = Vec::new();
     let mut resp = DescribeProducersResponse::default();
     for (ti, t) in req.topics.into_iter().enumerate() {
-        let topic = broker.topic(t.name.as_str());
+        // READ on the topic, as Kafka; refused partitions are answered below.
+        let topic = if ctx.may(broker, Operation::Read, ResourceType::Topic, &t.name) {
+            Ok(broker.topic(t.name.as_str()))
+        } else {
+            Err(())
+        };
         let mut tr = TopicResponse::default();
         tr.name = t.name;
         resp.topics.push(tr);
         let mut seen = HashSet::new();
         for p in t.partition_indexes {
             if seen.insert(p) {
-                wanted.push((ti, p, topic.as_ref().and_then(|t| t.partition(p)).cloned()));
+                let partition = match &topic {
+                    Err(()) => Err(error::TOPIC_AUTHORIZATION_FAILED),
+                    Ok(t) => Ok(t.as_ref().and_then(|t| t.partition(p)).cloned()),
+                };
+                wanted.push((ti, p, partition));
             }
         }
     }
@@ -464,8 +532,9 @@ pub(super) async fn describe_producers(
             .into_iter()
             .map(|(ti, index, p)| {
                 let r = match &p {
-                    None => Err(error::UNKNOWN_TOPIC_OR_PARTITION),
-                    Some(p) => p.producers_blocking().map_err(|e| partition_error_code(&e)),
+                    Err(code) => Err(*code),
+                    Ok(None) => Err(error::UNKNOWN_TOPIC_OR_PARTITION),
+                    Ok(Some(p)) => p.producers_blocking().map_err(|e| partition_error_code(&e)),
                 };
                 (ti, index, r)
             })

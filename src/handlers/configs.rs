@@ -18,6 +18,7 @@ use kafka_protocol::messages::{
 };
 
 use super::{sb, topic_error_code, Ctx};
+use crate::auth::acl::{Operation, ResourceType};
 use crate::broker::topic_config::{self, Kind, Source};
 use crate::broker::{Broker, TopicError};
 use crate::protocol::{error, ResponseFrame};
@@ -326,6 +327,33 @@ fn broker_rows(broker: &Broker, name: &str) -> Result<Vec<Row>, Refusal> {
     Ok(rows)
 }
 
+/// The authorization a config request needs, as Kafka: DESCRIBE_CONFIGS or
+/// ALTER_CONFIGS on the topic, or on the cluster for broker resources.
+fn refusal(
+    broker: &Broker,
+    ctx: &Ctx,
+    resource_type: i8,
+    name: &str,
+    alter: bool,
+) -> Option<Refusal> {
+    let op = if alter {
+        Operation::AlterConfigs
+    } else {
+        Operation::DescribeConfigs
+    };
+    match resource_type {
+        TOPIC if !ctx.may(broker, op, ResourceType::Topic, name) => Some((
+            error::TOPIC_AUTHORIZATION_FAILED,
+            "Topic authorization failed.".into(),
+        )),
+        BROKER | BROKER_LOGGER if !ctx.may_cluster(broker, op) => Some((
+            error::CLUSTER_AUTHORIZATION_FAILED,
+            "Cluster authorization failed.".into(),
+        )),
+        _ => None,
+    }
+}
+
 /// DescribeConfigs v1-v4.
 pub(super) fn describe(
     broker: &Arc<Broker>,
@@ -340,11 +368,13 @@ pub(super) fn describe(
     for res in req.resources {
         let name = res.resource_name.to_string();
         let first = seen.insert((res.resource_type, name.clone()));
+        let refused = refusal(broker, ctx, res.resource_type, &name, false);
         let rows = match res.resource_type {
             _ if !first => Err((
                 error::INVALID_REQUEST,
                 format!("Duplicate resource {name} in the request"),
             )),
+            _ if refused.is_some() => Err(refused.unwrap_or_default()),
             TOPIC => topic_rows(broker, &name),
             BROKER => broker_rows(broker, &name),
             BROKER_LOGGER => Err((
@@ -537,6 +567,9 @@ pub(super) async fn alter(
                     format!("Duplicate resource {name} in the request"),
                 ));
             }
+            if let Some(r) = refusal(broker, ctx, res.resource_type, &name, true) {
+                return Err(r);
+            }
             let mut configs = BTreeMap::new();
             for c in &res.configs {
                 let Some(v) = &c.value else {
@@ -728,6 +761,9 @@ pub(super) async fn incremental_alter(
                     error::INVALID_REQUEST,
                     format!("Duplicate resource {name} in the request"),
                 ));
+            }
+            if let Some(r) = refusal(broker, ctx, res.resource_type, &name, true) {
+                return Err(r);
             }
             let ops: Vec<(String, i8, Option<String>)> = res
                 .configs

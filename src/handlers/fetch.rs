@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{describe, partition_error_code, Ctx};
+use crate::auth::acl::{Operation, ResourceType};
 use crate::broker::Broker;
 use crate::log::FileSlice;
 use crate::metrics::{self, TopicTraffic};
@@ -123,11 +124,32 @@ pub(super) async fn handle(broker: &Arc<Broker>, ctx: &Ctx, req: FetchRequest) -
         return encode_fetch(v, ctx.correlation_id, reply);
     }
     let mut wants = Vec::new();
+    // A follower's fetch (a replica id) needs CLUSTER_ACTION, a consumer's
+    // READ on each topic, as Kafka.
+    let replica = req.replica_id.0 >= 0 || req.replica_state.replica_id.0 >= 0;
+    let follower_denied = replica && !ctx.may_cluster(broker, Operation::ClusterAction);
     for (ti, ft) in req.topics.iter().enumerate() {
         let (topic, unknown_code) = if v >= 13 {
             (broker.topic_by_id(&ft.topic_id), error::UNKNOWN_TOPIC_ID)
         } else {
             (broker.topic(&ft.topic.0), error::UNKNOWN_TOPIC_OR_PARTITION)
+        };
+        // By name, unauthorized comes before unknown; an unknown id stays unknown.
+        let name = topic.as_ref().map(|t| t.name.as_str());
+        let denied = follower_denied
+            || match (v >= 13, name) {
+                (true, None) => false,
+                (_, n) => !ctx.may(
+                    broker,
+                    Operation::Read,
+                    ResourceType::Topic,
+                    n.unwrap_or(&ft.topic.0),
+                ),
+            };
+        let (topic, unknown_code) = if denied {
+            (None, error::TOPIC_AUTHORIZATION_FAILED)
+        } else {
+            (topic, unknown_code)
         };
         reply.topics.push(FetchTopicReply {
             name: topic

@@ -31,6 +31,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::{sb, Ctx};
+use crate::auth::acl::{Operation, ResourceType};
 use crate::broker::Broker;
 use crate::group::{Committed, GroupError, JoinRequest};
 use crate::protocol::{error, ResponseFrame};
@@ -66,8 +67,10 @@ fn opt_string(s: &Option<StrBytes>) -> Option<String> {
     s.as_ref().map(|s| s.to_string())
 }
 
-/// Authorized operations of a group without ACLs: READ, DELETE and DESCRIBE.
-const GROUP_OPERATIONS_ALL: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+/// Whether the sender may do `op` on group `id`.
+fn may_group(broker: &Broker, ctx: &Ctx, op: Operation, id: &str) -> bool {
+    ctx.may(broker, op, ResourceType::Group, id)
+}
 
 /// FindCoordinator: this broker coordinates every group and transactional id.
 pub(super) fn find_coordinator(
@@ -77,42 +80,70 @@ pub(super) fn find_coordinator(
 ) -> ResponseFrame {
     let (host, port) = &broker.advertised_for(ctx.listener);
     let node = BrokerId(broker.config.node_id);
-    let valid_type = matches!(req.key_type, 0 | 1);
+    // DESCRIBE on the group or transactional id, as Kafka.
+    let refusal = |key: &str| -> Option<(i16, &'static str)> {
+        match req.key_type {
+            0 if !may_group(broker, ctx, Operation::Describe, key) => Some((
+                error::GROUP_AUTHORIZATION_FAILED,
+                "Group authorization failed.",
+            )),
+            1 if !ctx.may(
+                broker,
+                Operation::Describe,
+                ResourceType::TransactionalId,
+                key,
+            ) =>
+            {
+                Some((
+                    error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                    "Transactional Id authorization failed.",
+                ))
+            }
+            0 | 1 => None,
+            _ => Some((error::INVALID_REQUEST, "unknown coordinator key type")),
+        }
+    };
     let mut resp = FindCoordinatorResponse::default();
     if ctx.version >= 4 {
         resp.coordinators = req
             .coordinator_keys
             .into_iter()
             .map(|key| {
+                let refused = refusal(&key);
                 let mut c = CoordinatorEntry::default()
                     .with_key(key)
                     .with_node_id(node)
                     .with_host(sb(host.clone()))
                     .with_port(*port);
-                if !valid_type {
+                if let Some((code, msg)) = refused {
                     c = c
                         .with_node_id(BrokerId(-1))
                         .with_host(sb(""))
                         .with_port(-1)
-                        .with_error_code(error::INVALID_REQUEST)
-                        .with_error_message(Some(sb("unknown coordinator key type")));
+                        .with_error_code(code)
+                        .with_error_message(Some(sb(msg)));
                 }
                 c
             })
             .collect();
-    } else if valid_type {
-        resp = resp
-            .with_node_id(node)
-            .with_host(sb(host.clone()))
-            .with_port(*port);
     } else {
-        resp = resp
-            .with_error_code(error::INVALID_REQUEST)
-            .with_node_id(BrokerId(-1))
-            .with_host(sb(""))
-            .with_port(-1);
-        if ctx.version >= 1 {
-            resp.error_message = Some(sb("unknown coordinator key type"));
+        match refusal(&req.key) {
+            None => {
+                resp = resp
+                    .with_node_id(node)
+                    .with_host(sb(host.clone()))
+                    .with_port(*port);
+            }
+            Some((code, msg)) => {
+                resp = resp
+                    .with_error_code(code)
+                    .with_node_id(BrokerId(-1))
+                    .with_host(sb(""))
+                    .with_port(-1);
+                if ctx.version >= 1 {
+                    resp.error_message = Some(sb(msg));
+                }
+            }
         }
     }
     ctx.respond(&resp)
@@ -126,6 +157,16 @@ pub(super) async fn join(
     client_host: &str,
     req: JoinGroupRequest,
 ) -> ResponseFrame {
+    if !may_group(broker, ctx, Operation::Read, &req.group_id) {
+        let mut resp = JoinGroupResponse::default()
+            .with_error_code(error::GROUP_AUTHORIZATION_FAILED)
+            .with_generation_id(-1)
+            .with_member_id(req.member_id.clone());
+        if ctx.version < 7 {
+            resp.protocol_name = Some(sb(""));
+        }
+        return ctx.respond(&resp);
+    }
     let rebalance_timeout_ms = if ctx.version == 0 {
         req.session_timeout_ms
     } else {
@@ -180,6 +221,11 @@ pub(super) async fn join(
 
 /// SyncGroup: the leader's call completes everyone's.
 pub(super) async fn sync(broker: &Arc<Broker>, ctx: &Ctx, req: SyncGroupRequest) -> ResponseFrame {
+    if !may_group(broker, ctx, Operation::Read, &req.group_id) {
+        return ctx.respond(
+            &SyncGroupResponse::default().with_error_code(error::GROUP_AUTHORIZATION_FAILED),
+        );
+    }
     let assignments: Vec<(String, Bytes)> = req
         .assignments
         .iter()
@@ -210,6 +256,11 @@ pub(super) async fn sync(broker: &Arc<Broker>, ctx: &Ctx, req: SyncGroupRequest)
 
 /// Heartbeat.
 pub(super) fn heartbeat(broker: &Arc<Broker>, ctx: &Ctx, req: HeartbeatRequest) -> ResponseFrame {
+    if !may_group(broker, ctx, Operation::Read, &req.group_id) {
+        return ctx.respond(
+            &HeartbeatResponse::default().with_error_code(error::GROUP_AUTHORIZATION_FAILED),
+        );
+    }
     let r = broker.groups.heartbeat(
         &req.group_id,
         &req.member_id,
@@ -225,6 +276,11 @@ pub(super) async fn leave(
     ctx: &Ctx,
     req: LeaveGroupRequest,
 ) -> ResponseFrame {
+    if !may_group(broker, ctx, Operation::Read, &req.group_id) {
+        return ctx.respond(
+            &LeaveGroupResponse::default().with_error_code(error::GROUP_AUTHORIZATION_FAILED),
+        );
+    }
     let members: Vec<(String, Option<String>)> = if ctx.version >= 3 {
         req.members
             .iter()
@@ -262,16 +318,30 @@ pub(super) async fn offset_commit(
 ) -> ResponseFrame {
     // Which partitions exist decides which are committed (Kafka answers
     // UNKNOWN_TOPIC_OR_PARTITION for the rest).
+    // READ on the group (else every partition fails) and on each topic.
+    let group_denied = !may_group(broker, ctx, Operation::Read, &req.group_id);
     let mut to_commit = Vec::new();
     let mut known = Vec::new();
     for t in &req.topics {
         let topic = broker.topic(&t.name);
+        let refused = if group_denied {
+            Some(error::GROUP_AUTHORIZATION_FAILED)
+        } else if !ctx.may(broker, Operation::Read, ResourceType::Topic, &t.name) {
+            Some(error::TOPIC_AUTHORIZATION_FAILED)
+        } else {
+            None
+        };
         for p in &t.partitions {
             let exists = topic
                 .as_ref()
                 .is_some_and(|tp| tp.partition(p.partition_index).is_some());
-            known.push(exists);
-            if exists {
+            let status = match refused {
+                Some(code) => Err(code),
+                None if exists => Ok(()),
+                None => Err(error::UNKNOWN_TOPIC_OR_PARTITION),
+            };
+            known.push(status);
+            if status.is_ok() {
                 to_commit.push((
                     t.name.to_string(),
                     p.partition_index,
@@ -311,12 +381,12 @@ pub(super) async fn offset_commit(
                     t.partitions
                         .iter()
                         .map(|p| {
-                            let err = if known.next().unwrap_or(false) {
-                                results
+                            let err = match known.next() {
+                                Some(Ok(())) => results
                                     .next()
-                                    .map_or(error::UNKNOWN_SERVER_ERROR, |r| code_of(&r))
-                            } else {
-                                error::UNKNOWN_TOPIC_OR_PARTITION
+                                    .map_or(error::UNKNOWN_SERVER_ERROR, |r| code_of(&r)),
+                                Some(Err(code)) => code,
+                                None => error::UNKNOWN_SERVER_ERROR,
                             };
                             OffsetCommitResponsePartition::default()
                                 .with_partition_index(p.partition_index)
@@ -368,6 +438,28 @@ fn fetch_group(
     out
 }
 
+/// The topics of a group's offsets the sender may DESCRIBE: the others are
+/// answered TOPIC_AUTHORIZATION_FAILED when named, left out when all were
+/// asked for, as Kafka.
+fn describable(broker: &Broker, ctx: &Ctx, found: TopicOffsets, named: bool) -> TopicOffsets {
+    found
+        .into_iter()
+        .filter_map(|(topic, ps)| {
+            if ctx.may(broker, Operation::Describe, ResourceType::Topic, &topic) {
+                Some((topic, ps))
+            } else if named {
+                let ps = ps
+                    .into_iter()
+                    .map(|(p, _, _)| (p, None, error::TOPIC_AUTHORIZATION_FAILED))
+                    .collect();
+                Some((topic, ps))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
 fn committed_fields(c: Option<Committed>) -> (i64, i32, String) {
     match c {
         Some(c) => (c.offset, c.leader_epoch, c.metadata),
@@ -386,12 +478,19 @@ pub(super) fn offset_fetch(
             .groups
             .iter()
             .map(|g| {
+                if !may_group(broker, ctx, Operation::Describe, &g.group_id) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id.clone())
+                        .with_error_code(error::GROUP_AUTHORIZATION_FAILED);
+                }
                 let wanted = g.topics.as_ref().map(|ts| {
                     ts.iter()
                         .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
                         .collect()
                 });
-                let topics = fetch_group(broker, &g.group_id, wanted, req.require_stable)
+                let named = wanted.is_some();
+                let found = fetch_group(broker, &g.group_id, wanted, req.require_stable);
+                let topics = describable(broker, ctx, found, named)
                     .into_iter()
                     .map(|(topic, ps)| {
                         OffsetFetchResponseTopics::default()
@@ -424,7 +523,39 @@ pub(super) fn offset_fetch(
             .collect()
     });
     let require_stable = ctx.version >= 7 && req.require_stable;
-    let topics = fetch_group(broker, &req.group_id, wanted, require_stable)
+    if !may_group(broker, ctx, Operation::Describe, &req.group_id) {
+        // v2+: a top-level error; v0-1 have none, so each named partition carries it.
+        let mut resp = OffsetFetchResponse::default();
+        if ctx.version >= 2 {
+            resp.error_code = error::GROUP_AUTHORIZATION_FAILED;
+        } else {
+            resp.topics = req
+                .topics
+                .iter()
+                .flatten()
+                .map(|t| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(t.name.clone())
+                        .with_partitions(
+                            t.partition_indexes
+                                .iter()
+                                .map(|p| {
+                                    OffsetFetchResponsePartition::default()
+                                        .with_partition_index(*p)
+                                        .with_committed_offset(-1)
+                                        .with_metadata(Some(sb("")))
+                                        .with_error_code(error::GROUP_AUTHORIZATION_FAILED)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+        }
+        return ctx.respond(&resp);
+    }
+    let named = wanted.is_some();
+    let found = fetch_group(broker, &req.group_id, wanted, require_stable);
+    let topics = describable(broker, ctx, found, named)
         .into_iter()
         .map(|(topic, ps)| {
             OffsetFetchResponseTopic::default()
@@ -462,6 +593,9 @@ pub(super) fn list(broker: &Arc<Broker>, ctx: &Ctx, req: ListGroupsRequest) -> R
         .iter()
         .map(|s| s.to_ascii_lowercase())
         .collect();
+    // DESCRIBE on the cluster lists every group; otherwise the groups the
+    // sender may DESCRIBE, as Kafka.
+    let all = ctx.may_cluster(broker, Operation::Describe);
     let groups = if !types.is_empty() && !types.iter().any(|t| t == "classic") {
         Vec::new()
     } else {
@@ -470,6 +604,7 @@ pub(super) fn list(broker: &Arc<Broker>, ctx: &Ctx, req: ListGroupsRequest) -> R
             .list()
             .into_iter()
             .filter(|g| states.is_empty() || states.contains(&g.state.to_ascii_lowercase()))
+            .filter(|g| all || may_group(broker, ctx, Operation::Describe, &g.group_id))
             .map(|g| {
                 let mut l = ListedGroup::default()
                     .with_group_id(GroupId(sb(g.group_id)))
@@ -497,6 +632,14 @@ pub(super) fn describe(
         .groups
         .iter()
         .map(|id| {
+            if !may_group(broker, ctx, Operation::Describe, id) {
+                return DescribedGroup::default()
+                    .with_group_id(id.clone())
+                    .with_error_code(error::GROUP_AUTHORIZATION_FAILED)
+                    .with_group_state(sb(""))
+                    .with_protocol_type(sb(""))
+                    .with_protocol_data(sb(""));
+            }
             let s = broker.groups.describe(id);
             let mut g = DescribedGroup::default()
                 .with_group_id(id.clone())
@@ -521,7 +664,7 @@ pub(super) fn describe(
                         .collect(),
                 );
             if ctx.version >= 3 && req.include_authorized_operations {
-                g.authorized_operations = GROUP_OPERATIONS_ALL;
+                g.authorized_operations = ctx.operations(broker, ResourceType::Group, id);
             }
             g
         })
@@ -535,16 +678,35 @@ pub(super) async fn delete(
     ctx: &Ctx,
     req: DeleteGroupsRequest,
 ) -> ResponseFrame {
-    let ids: Vec<String> = req.groups_names.iter().map(|g| g.to_string()).collect();
-    let results = broker.groups.delete_groups(&ids).await;
+    // DELETE on each group; the others are deleted.
+    let allowed: Vec<bool> = req
+        .groups_names
+        .iter()
+        .map(|g| may_group(broker, ctx, Operation::Delete, g))
+        .collect();
+    let ids: Vec<String> = req
+        .groups_names
+        .iter()
+        .zip(&allowed)
+        .filter(|(_, ok)| **ok)
+        .map(|(g, _)| g.to_string())
+        .collect();
+    let mut deleted = broker.groups.delete_groups(&ids).await.into_iter();
     let results = req
         .groups_names
         .into_iter()
-        .zip(results)
-        .map(|(id, r)| {
+        .zip(allowed)
+        .map(|(id, ok)| {
+            let code = if ok {
+                deleted
+                    .next()
+                    .map_or(error::UNKNOWN_SERVER_ERROR, |r| code_of(&r))
+            } else {
+                error::GROUP_AUTHORIZATION_FAILED
+            };
             kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default()
                 .with_group_id(id)
-                .with_error_code(code_of(&r))
+                .with_error_code(code)
         })
         .collect();
     ctx.respond(&DeleteGroupsResponse::default().with_results(results))
@@ -556,9 +718,17 @@ pub(super) async fn offset_delete(
     ctx: &Ctx,
     req: OffsetDeleteRequest,
 ) -> ResponseFrame {
+    if !may_group(broker, ctx, Operation::Delete, &req.group_id) {
+        return ctx.respond(
+            &OffsetDeleteResponse::default().with_error_code(error::GROUP_AUTHORIZATION_FAILED),
+        );
+    }
+    // READ on each topic; the partitions of the others are refused.
+    let topic_ok = |name: &str| ctx.may(broker, Operation::Read, ResourceType::Topic, name);
     let partitions: Vec<(String, i32)> = req
         .topics
         .iter()
+        .filter(|t| topic_ok(&t.name))
         .flat_map(|t| {
             t.partitions
                 .iter()
@@ -578,12 +748,18 @@ pub(super) async fn offset_delete(
                 .iter()
                 .map(|t| {
                     let exists = broker.topic(&t.name);
+                    let allowed = topic_ok(&t.name);
                     OffsetDeleteResponseTopic::default()
                         .with_name(t.name.clone())
                         .with_partitions(
                             t.partitions
                                 .iter()
                                 .map(|p| {
+                                    if !allowed {
+                                        return OffsetDeleteResponsePartition::default()
+                                            .with_partition_index(p.partition_index)
+                                            .with_error_code(error::TOPIC_AUTHORIZATION_FAILED);
+                                    }
                                     let r = results.next().map(|(_, r)| r);
                                     let known = exists.as_ref().is_some_and(|tp| {
                                         tp.partition(p.partition_index).is_some()

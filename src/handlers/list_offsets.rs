@@ -9,6 +9,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::{partition_error_code, Ctx};
+use crate::auth::acl::{Operation, ResourceType};
 use crate::broker::Broker;
 use crate::log::records::{self, Record};
 use crate::log::BatchHeader;
@@ -123,6 +124,20 @@ pub(super) async fn handle(
         let topic = broker.topic(&t.name.0);
         let mut tr = ListOffsetsTopicResponse::default();
         tr.name = t.name.clone();
+        // DESCRIBE on the topic, checked before its existence, as Kafka.
+        if !ctx.may(broker, Operation::Describe, ResourceType::Topic, &t.name.0) {
+            tr.partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let mut r = blank(p.partition_index);
+                    r.error_code = error::TOPIC_AUTHORIZATION_FAILED;
+                    r
+                })
+                .collect();
+            resp.topics.push(tr);
+            continue;
+        }
         resp.topics.push(tr);
         for p in &t.partitions {
             let partition = topic.as_ref().and_then(|t| t.partition(p.partition_index));

@@ -1,6 +1,7 @@
 //! Request handlers, one file per API family. Kafka error codes are chosen here,
 //! from the typed errors of `broker` and `log`.
 
+mod acls;
 mod admin;
 mod api_versions;
 mod configs;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
+use crate::auth::acl::{Operation, ResourceType, CLUSTER_NAME};
 use crate::broker::{Broker, TopicError};
 use crate::log::{AppendError, ReadError};
 use crate::protocol::{encode_response, error, ErrorCodes, Request, RequestFrame, ResponseFrame};
@@ -73,6 +75,9 @@ pub async fn dispatch(broker: &Arc<Broker>, req: RequestFrame) -> Option<Respons
         Request::ListTransactions(r) => Some(txn::list(broker, &ctx, r)),
         Request::DescribeUserScramCredentials(r) => Some(scram::describe(broker, &ctx, r)),
         Request::AlterUserScramCredentials(r) => Some(scram::alter(broker, &ctx, r).await),
+        Request::CreateAcls(r) => Some(acls::create(broker, &ctx, r).await),
+        Request::DescribeAcls(r) => Some(acls::describe(broker, &ctx, r)),
+        Request::DeleteAcls(r) => Some(acls::delete(broker, &ctx, r).await),
         // On a listener without SASL (the connection's authenticator answers
         // these on SASL listeners).
         Request::SaslHandshake(_) | Request::SaslAuthenticate(_) => Some(sasl::illegal_state(
@@ -83,7 +88,7 @@ pub async fn dispatch(broker: &Arc<Broker>, req: RequestFrame) -> Option<Respons
 }
 
 /// What every handler needs from the request header.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Ctx {
     /// API key, for the response header version.
     pub api_key: kafka_protocol::messages::ApiKey,
@@ -93,6 +98,10 @@ pub(crate) struct Ctx {
     pub correlation_id: i32,
     /// The listener the request came through (its advertised endpoint).
     pub listener: usize,
+    /// Who sent it (`User:<name>`), for the authorizer.
+    pub principal: Arc<str>,
+    /// The client's address as Kafka reports it (`/ip`); ACLs match the ip.
+    pub client_host: Arc<str>,
 }
 
 impl Ctx {
@@ -103,7 +112,40 @@ impl Ctx {
             version: req.api_version,
             correlation_id: req.correlation_id,
             listener: req.listener,
+            principal: req.principal.clone(),
+            client_host: req.client_host.clone(),
         }
+    }
+
+    /// The client's address as ACLs name it.
+    fn host(&self) -> &str {
+        self.client_host
+            .strip_prefix('/')
+            .unwrap_or(&self.client_host)
+    }
+
+    /// Whether the sender may do `op` on the resource `(t, name)`.
+    fn may(&self, broker: &Broker, op: Operation, t: ResourceType, name: &str) -> bool {
+        broker
+            .acls
+            .allowed(&self.principal, self.host(), op, t, name)
+    }
+
+    /// Whether the sender may do `op` on the cluster.
+    fn may_cluster(&self, broker: &Broker, op: Operation) -> bool {
+        self.may(broker, op, ResourceType::Cluster, CLUSTER_NAME)
+    }
+
+    /// Whether the sender may do `op` on some resource of type `t`.
+    fn may_any(&self, broker: &Broker, op: Operation, t: ResourceType) -> bool {
+        broker.acls.allowed_any(&self.principal, self.host(), op, t)
+    }
+
+    /// The `authorized_operations` bitfield of `(t, name)` for the sender.
+    fn operations(&self, broker: &Broker, t: ResourceType, name: &str) -> i32 {
+        broker
+            .acls
+            .operations(&self.principal, self.host(), t, name)
     }
 
     fn respond<T: Encodable + ErrorCodes>(&self, body: &T) -> ResponseFrame {

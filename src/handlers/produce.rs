@@ -9,6 +9,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{describe, partition_error_code, sb, Ctx};
+use crate::auth::acl::{Operation, ResourceType};
 use crate::broker::Broker;
 use crate::log::records::{self, InvalidBatch, RecordError};
 use crate::log::AppendError;
@@ -106,8 +107,15 @@ pub(super) async fn handle(
     let mut known = Vec::with_capacity(req.topic_data.len());
     let mut slots = Vec::new();
     let txn_id = req.transactional_id.as_ref().map(|t| t.to_string());
+    // As Kafka: a transactional producer needs WRITE on its transactional id
+    // (else every partition fails), and WRITE on each topic, checked before
+    // the topic's existence so that an unauthorized client learns nothing.
+    let txn_denied = txn_id
+        .as_deref()
+        .is_some_and(|id| !ctx.may(broker, Operation::Write, ResourceType::TransactionalId, id));
     for (ti, td) in req.topic_data.into_iter().enumerate() {
         let topic_name = td.name.0.to_string();
+        let denied = !ctx.may(broker, Operation::Write, ResourceType::Topic, &topic_name);
         let topic = broker.topic(td.name.0.as_str());
         known.push(topic.clone());
         let mut tr = TopicProduceResponse::default();
@@ -121,6 +129,22 @@ pub(super) async fn handle(
                         pd.index,
                         error::INVALID_REQUIRED_ACKS,
                         "acks must be -1, 0 or 1",
+                    ),
+                    None,
+                ),
+                _ if txn_denied => (
+                    partition_error(
+                        pd.index,
+                        error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                        "Transactional Id authorization failed.",
+                    ),
+                    None,
+                ),
+                _ if denied => (
+                    partition_error(
+                        pd.index,
+                        error::TOPIC_AUTHORIZATION_FAILED,
+                        "Topic authorization failed.",
                     ),
                     None,
                 ),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use super::Ctx;
+use crate::auth::acl::{Operation, ResourceType};
 use crate::broker::Broker;
 use crate::protocol::{error, ResponseFrame};
 
@@ -23,6 +24,10 @@ pub(super) async fn handle(
         if id.is_empty() {
             // As Kafka: null means idempotent; an empty id is an error.
             resp.error_code = error::INVALID_REQUEST;
+            return ctx.respond(&resp);
+        }
+        if !ctx.may(broker, Operation::Write, ResourceType::TransactionalId, id) {
+            resp.error_code = error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
             return ctx.respond(&resp);
         }
         let expected = (ctx.version >= 3 && req.producer_id.0 >= 0 && req.producer_epoch >= 0)
@@ -45,6 +50,14 @@ pub(super) async fn handle(
                 resp.error_code = super::txn::coord_code(e, fenced);
             }
         }
+        return ctx.respond(&resp);
+    }
+    // An idempotent producer: IDEMPOTENT_WRITE on the cluster, or WRITE on
+    // any topic (KIP-679), as Kafka.
+    if !ctx.may_cluster(broker, Operation::IdempotentWrite)
+        && !ctx.may_any(broker, Operation::Write, ResourceType::Topic)
+    {
+        resp.error_code = error::CLUSTER_AUTHORIZATION_FAILED;
         return ctx.respond(&resp);
     }
     let bump =

@@ -16,6 +16,7 @@ use kafka_protocol::messages::{
 };
 
 use super::{sb, Ctx};
+use crate::auth::acl::Operation;
 use crate::auth::scram::{Credential, Mechanism, ITERATIONS_MAX, ITERATIONS_MIN};
 use crate::broker::credentials::Change;
 use crate::broker::Broker;
@@ -28,6 +29,24 @@ pub(super) fn describe(
     ctx: &Ctx,
     req: DescribeUserScramCredentialsRequest,
 ) -> ResponseFrame {
+    if !ctx.may_cluster(broker, Operation::Describe) {
+        // As Kafka: the request and each user it names say so.
+        let mut resp = DescribeUserScramCredentialsResponse::default();
+        resp.error_code = error::CLUSTER_AUTHORIZATION_FAILED;
+        resp.error_message = Some(sb("Cluster authorization failed."));
+        resp.results = req
+            .users
+            .unwrap_or_default()
+            .into_iter()
+            .map(|u| {
+                let mut r = DescribeUserScramCredentialsResult::default();
+                r.user = u.name;
+                r.error_code = error::CLUSTER_AUTHORIZATION_FAILED;
+                r
+            })
+            .collect();
+        return ctx.respond(&resp);
+    }
     let all = broker.credentials.describe();
     let info = |mechs: &Vec<(Mechanism, i32)>| {
         mechs
@@ -100,7 +119,15 @@ pub(super) async fn alter(
     }
     // Per user: Ok(change) or the error to answer.
     let mut outcome: Vec<(String, Result<Change, Refusal>)> = Vec::new();
+    // ALTER on the cluster, as Kafka: each user is refused otherwise.
+    let allowed = ctx.may_cluster(broker, Operation::Alter);
     let check = |user: &str, mech: i8| -> Result<Mechanism, Refusal> {
+        if !allowed {
+            return Err((
+                error::CLUSTER_AUTHORIZATION_FAILED,
+                "Cluster authorization failed.".into(),
+            ));
+        }
         if user.is_empty() {
             return Err((
                 error::UNACCEPTABLE_CREDENTIAL,

@@ -1,4 +1,8 @@
-//! CreateTopics and DeleteTopics.
+//! CreateTopics and DeleteTopics. With ACLs, as Kafka: creating needs CREATE
+//! on the cluster or the topic (checked before existence: an unauthorized
+//! client cannot learn that a topic exists), and the configs are returned only
+//! with DESCRIBE_CONFIGS; deleting needs DELETE on the cluster, or DESCRIBE
+//! and DELETE on the topic.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -13,6 +17,7 @@ use kafka_protocol::messages::{
 };
 
 use super::{sb, topic_error_code, Ctx};
+use crate::auth::acl::{Operation, ResourceType};
 use crate::broker::topic_config;
 use crate::broker::{Broker, TopicError};
 use crate::protocol::{error, ResponseFrame};
@@ -112,6 +117,7 @@ pub(super) async fn create(
         *counts.entry(t.name.0.to_string()).or_default() += 1;
     }
     let mut resp = CreateTopicsResponse::default();
+    let may_create_any = ctx.may_cluster(broker, Operation::Create);
     for t in &req.topics {
         let name = t.name.0.to_string();
         let mut r = CreatableTopicResult::default();
@@ -124,6 +130,9 @@ pub(super) async fn create(
                     error::INVALID_REQUEST,
                     format!("Create topics request from client contains multiple entries for topic {name}"),
                 ));
+            }
+            if !may_create_any && !ctx.may(broker, Operation::Create, ResourceType::Topic, &name) {
+                return Err((error::TOPIC_AUTHORIZATION_FAILED, "Authorization failed.".into()));
             }
             let (partitions, configs) = check_shape(broker, t)?;
             let to_err = |e: TopicError| (topic_error_code(&e), e.to_string());
@@ -146,8 +155,23 @@ pub(super) async fn create(
             r.error_code = code;
             r.error_message = Some(sb(message));
         }
+        if r.error_code == error::NONE
+            && !ctx.may(
+                broker,
+                Operation::DescribeConfigs,
+                ResourceType::Topic,
+                &name,
+            )
+        {
+            // Created, but its configs are not the client's to see.
+            r.configs = None;
+            r.topic_config_error_code = error::TOPIC_AUTHORIZATION_FAILED;
+            r.num_partitions = -1;
+            r.replication_factor = -1;
+        }
         if ctx.version < 5 {
             r.configs = None;
+            r.topic_config_error_code = error::NONE;
         }
         if ctx.version < 7 {
             r.topic_id = uuid::Uuid::nil();
@@ -176,24 +200,45 @@ pub(super) async fn delete(
             .collect()
     };
     let mut resp = DeleteTopicsResponse::default();
+    let may_delete_any = ctx.may_cluster(broker, Operation::Delete);
+    let may = |op, name: &str| may_delete_any || ctx.may(broker, op, ResourceType::Topic, name);
     for (name, id) in wanted {
         let mut r = DeletableTopicResult::default();
         r.name = name.clone().map(|n| TopicName(sb(n)));
         if ctx.version >= 6 {
             r.topic_id = id;
         }
+        let unauthorized = || {
+            (
+                error::TOPIC_AUTHORIZATION_FAILED,
+                "Topic authorization failed.".to_string(),
+            )
+        };
         let topic = match (&name, id.is_nil()) {
             (Some(_), false) => Err((
                 error::INVALID_REQUEST,
                 "give a topic name or an id, not both".to_string(),
             )),
-            (Some(n), true) => broker.topic(n).ok_or((
-                error::UNKNOWN_TOPIC_OR_PARTITION,
-                format!("unknown topic {n}"),
-            )),
-            (None, false) => broker
-                .topic_by_id(&id)
-                .ok_or((error::UNKNOWN_TOPIC_ID, format!("unknown topic id {id}"))),
+            // As Kafka: without DESCRIBE, whether it exists is not told.
+            (Some(n), true) if !may(Operation::Describe, n) => Err(unauthorized()),
+            (Some(n), true) => match broker.topic(n) {
+                None => Err((
+                    error::UNKNOWN_TOPIC_OR_PARTITION,
+                    format!("unknown topic {n}"),
+                )),
+                Some(_) if !may(Operation::Delete, n) => Err(unauthorized()),
+                Some(t) => Ok(t),
+            },
+            (None, false) => match broker.topic_by_id(&id) {
+                None => Err((error::UNKNOWN_TOPIC_ID, format!("unknown topic id {id}"))),
+                Some(t) if !may(Operation::Delete, &t.name) => {
+                    if may(Operation::Describe, &t.name) {
+                        r.name = Some(TopicName(sb(t.name.clone())));
+                    }
+                    Err(unauthorized())
+                }
+                Some(t) => Ok(t),
+            },
             (None, true) => Err((
                 error::INVALID_REQUEST,
                 "neither topic name nor id".to_string(),

@@ -24,6 +24,7 @@ use kafka_protocol::messages::{
 };
 
 use super::{sb, Ctx};
+use crate::auth::acl::{Operation, ResourceType};
 use crate::broker::{Broker, GROUP_LOG_DIR};
 use crate::protocol::{error, ResponseFrame};
 use crate::txn::state::{TxnError, TxnState};
@@ -75,6 +76,36 @@ fn topic_results(
             r
         })
         .collect()
+}
+
+/// The client's (v0-v3) AddPartitionsToTxn authorization, as Kafka: WRITE on
+/// the transactional id (else every partition fails), WRITE on each topic
+/// (else those partitions fail and the rest are not attempted).
+fn add_refused(
+    broker: &Broker,
+    ctx: &Ctx,
+    id: &str,
+    topics: &[AddPartitionsToTxnTopic],
+) -> Option<Vec<AddPartitionsToTxnTopicResult>> {
+    if !ctx.may(broker, Operation::Write, ResourceType::TransactionalId, id) {
+        return Some(topic_results(topics, |_, _| {
+            error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        }));
+    }
+    let denied: Vec<&str> = topics
+        .iter()
+        .map(|t| t.name.as_str())
+        .filter(|t| !ctx.may(broker, Operation::Write, ResourceType::Topic, t))
+        .collect();
+    (!denied.is_empty()).then(|| {
+        topic_results(topics, |t, _| {
+            if denied.contains(&t) {
+                error::TOPIC_AUTHORIZATION_FAILED
+            } else {
+                error::OPERATION_NOT_ATTEMPTED
+            }
+        })
+    })
 }
 
 /// Adds (or, v4 `verify_only`, checks) one transaction's partitions.
@@ -149,6 +180,15 @@ pub(super) async fn add_partitions(
     let v = ctx.version;
     let mut resp = AddPartitionsToTxnResponse::default();
     if v <= 3 {
+        if let Some(refused) = add_refused(
+            broker,
+            ctx,
+            req.v3_and_below_transactional_id.as_str(),
+            &req.v3_and_below_topics,
+        ) {
+            resp.results_by_topic_v3_and_below = refused;
+            return ctx.respond(&resp);
+        }
         resp.results_by_topic_v3_and_below = add_one(
             broker,
             v,
@@ -159,6 +199,11 @@ pub(super) async fn add_partitions(
             &req.v3_and_below_topics,
         )
         .await;
+        return ctx.respond(&resp);
+    }
+    // v4+ is sent by brokers verifying transactional produce: CLUSTER_ACTION.
+    if !ctx.may_cluster(broker, Operation::ClusterAction) {
+        resp.error_code = error::CLUSTER_AUTHORIZATION_FAILED;
         return ctx.respond(&resp);
     }
     for t in &req.transactions {
@@ -187,6 +232,19 @@ pub(super) async fn add_offsets(
     req: AddOffsetsToTxnRequest,
 ) -> ResponseFrame {
     let mut resp = AddOffsetsToTxnResponse::default();
+    if !ctx.may(
+        broker,
+        Operation::Write,
+        ResourceType::TransactionalId,
+        &req.transactional_id,
+    ) {
+        resp.error_code = error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+        return ctx.respond(&resp);
+    }
+    if !ctx.may(broker, Operation::Read, ResourceType::Group, &req.group_id) {
+        resp.error_code = error::GROUP_AUTHORIZATION_FAILED;
+        return ctx.respond(&resp);
+    }
     if req.group_id.is_empty() {
         resp.error_code = error::INVALID_GROUP_ID;
         return ctx.respond(&resp);
@@ -214,6 +272,15 @@ pub(super) async fn end(broker: &Arc<Broker>, ctx: &Ctx, req: EndTxnRequest) -> 
     let mut resp = EndTxnResponse::default();
     resp.producer_id = ProducerId(-1);
     resp.producer_epoch = -1;
+    if !ctx.may(
+        broker,
+        Operation::Write,
+        ResourceType::TransactionalId,
+        &req.transactional_id,
+    ) {
+        resp.error_code = error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+        return ctx.respond(&resp);
+    }
     resp.error_code = match broker
         .txns
         .end_txn(
@@ -257,8 +324,29 @@ pub(super) async fn offset_commit(
             })
         })
         .collect();
-    let keys: Vec<(String, i32)> = flat.iter().map(|f| (f.0.clone(), f.1)).collect();
     let id = req.transactional_id.as_str();
+    // As Kafka: WRITE on the transactional id and READ on the group refuse
+    // every partition; READ on a topic refuses its own.
+    let whole = if !ctx.may(broker, Operation::Write, ResourceType::TransactionalId, id) {
+        Some(error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    } else if !ctx.may(broker, Operation::Read, ResourceType::Group, &req.group_id) {
+        Some(error::GROUP_AUTHORIZATION_FAILED)
+    } else {
+        None
+    };
+    let refused_topic =
+        |t: &str| whole.is_none() && !ctx.may(broker, Operation::Read, ResourceType::Topic, t);
+    let (flat, refused): (Vec<_>, Vec<_>) = flat
+        .into_iter()
+        .partition(|f| whole.is_none() && !refused_topic(&f.0));
+    let refused: Vec<((String, i32), i16)> = refused
+        .into_iter()
+        .map(|f| {
+            let code = whole.unwrap_or(error::TOPIC_AUTHORIZATION_FAILED);
+            ((f.0, f.1), code)
+        })
+        .collect();
+    let keys: Vec<(String, i32)> = flat.iter().map(|f| (f.0.clone(), f.1)).collect();
     let (pid, epoch) = (req.producer_id.0, req.producer_epoch);
     // The transaction must be open with the group added (AddOffsetsToTxn),
     // checked under the group's lock so no completion slips in between.
@@ -272,31 +360,35 @@ pub(super) async fn offset_commit(
             Err(e) => Err(coord_code(e, error::INVALID_PRODUCER_EPOCH)),
         };
     let instance = req.group_instance_id.as_ref().map(|s| s.to_string());
-    let codes: Vec<i16> = match broker
-        .groups
-        .txn_commit(
-            req.group_id.as_str(),
-            pid,
-            req.member_id.as_str(),
-            &instance,
-            req.generation_id,
-            flat,
-            verify,
-        )
-        .await
-    {
-        Err(code) => vec![code; keys.len()],
-        Ok(results) => results
-            .into_iter()
-            .map(|r| match r {
-                Ok(()) => error::NONE,
-                Err(e) => super::groups::group_error_code(e),
-            })
-            .collect(),
+    let codes: Vec<i16> = if keys.is_empty() {
+        Vec::new()
+    } else {
+        match broker
+            .groups
+            .txn_commit(
+                req.group_id.as_str(),
+                pid,
+                req.member_id.as_str(),
+                &instance,
+                req.generation_id,
+                flat,
+                verify,
+            )
+            .await
+        {
+            Err(code) => vec![code; keys.len()],
+            Ok(results) => results
+                .into_iter()
+                .map(|r| match r {
+                    Ok(()) => error::NONE,
+                    Err(e) => super::groups::group_error_code(e),
+                })
+                .collect(),
+        }
     };
     let mut by_topic: BTreeMap<String, Vec<TxnOffsetCommitResponsePartition>> = BTreeMap::new();
     let mut order = Vec::new();
-    for ((topic, partition), code) in keys.into_iter().zip(codes) {
+    for ((topic, partition), code) in keys.into_iter().zip(codes).chain(refused) {
         let mut p = TxnOffsetCommitResponsePartition::default();
         p.partition_index = partition;
         p.error_code = code;
@@ -324,7 +416,20 @@ pub(super) fn describe(
     let mut resp = DescribeTransactionsResponse::default();
     for id in req.transactional_ids {
         let mut s = describe_transactions_response::TransactionState::default();
+        let allowed = ctx.may(
+            broker,
+            Operation::Describe,
+            ResourceType::TransactionalId,
+            &id,
+        );
         match broker.txns.describe(id.as_str()) {
+            _ if !allowed => {
+                s.error_code = error::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+                s.producer_id = ProducerId(-1);
+                s.producer_epoch = -1;
+                s.transaction_start_time_ms = -1;
+                s.transaction_state = sb("");
+            }
             None => {
                 s.error_code = error::TRANSACTIONAL_ID_NOT_FOUND;
                 s.producer_id = ProducerId(-1);
@@ -339,8 +444,11 @@ pub(super) fn describe(
                 s.producer_id = ProducerId(t.producer_id);
                 s.producer_epoch = t.epoch;
                 let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+                // Topics the sender may not DESCRIBE are left out, as Kafka.
                 for (topic, p) in &t.partitions {
-                    topics.entry(topic.as_str()).or_default().push(*p);
+                    if ctx.may(broker, Operation::Describe, ResourceType::Topic, topic) {
+                        topics.entry(topic.as_str()).or_default().push(*p);
+                    }
                 }
                 s.topics = topics
                     .into_iter()
@@ -391,6 +499,14 @@ pub(super) fn list(broker: &Arc<Broker>, ctx: &Ctx, req: ListTransactionsRequest
                 || req.producer_id_filters.iter().any(|p| p.0 == t.producer_id)
         })
         .filter(|t| duration < 0 || (t.start_ms >= 0 && now - t.start_ms > duration))
+        .filter(|t| {
+            ctx.may(
+                broker,
+                Operation::Describe,
+                ResourceType::TransactionalId,
+                &t.id,
+            )
+        })
         .map(|t| {
             let mut s = list_transactions_response::TransactionState::default();
             s.transactional_id = TransactionalId(sb(t.id.clone()));

@@ -198,7 +198,7 @@ async fn serve_inner<S: Transport>(
     listener: &Listener,
     tls_principal: Option<String>,
 ) -> Close {
-    let client_host = format!("/{}", peer.ip());
+    let client_host: Arc<str> = format!("/{}", peer.ip()).into();
     let idle = Duration::from_millis(broker.config.idle_timeout_ms);
     let request_timeout = Duration::from_millis(broker.config.request_read_timeout_ms);
     let reauth_ms = i64::try_from(broker.config.connections_max_reauth_ms).unwrap_or(i64::MAX);
@@ -207,10 +207,11 @@ async fn serve_inner<S: Transport>(
         .clone()
         .map(|m| SaslSession::new(m, reauth_ms));
     // Who the requests come from: set again when SASL authentication succeeds.
-    let mut principal: Arc<str> = tls_principal
-        .as_deref()
-        .unwrap_or(protocol::ANONYMOUS)
-        .into();
+    let mut principal: Arc<str> = format!(
+        "User:{}",
+        tls_principal.as_deref().unwrap_or(protocol::ANONYMOUS)
+    )
+    .into();
     let mut shutdown = broker.shutdown_signal();
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
     // Metric handles of the APIs this connection used: no global lookup per request.
@@ -288,7 +289,7 @@ async fn serve_inner<S: Transport>(
                     out.extend_from_slice(&(reply.len() as u32).to_be_bytes());
                     out.extend_from_slice(&reply);
                     if let Some(user) = session.user() {
-                        principal = user.into();
+                        principal = format!("User:{user}").into();
                     }
                     let write = async {
                         stream.write_all(&out).await?;
@@ -312,7 +313,7 @@ async fn serve_inner<S: Transport>(
         let mut close_after = None;
         let (response, api) = match protocol::decode_request(frame) {
             Ok(mut req) => {
-                req.client_host.clone_from(&client_host);
+                req.client_host = client_host.clone();
                 req.principal = principal.clone();
                 req.listener = listener.index;
                 if !req.is_sasl()
@@ -348,7 +349,7 @@ async fn serve_inner<S: Transport>(
                         }
                         close_after = answer.close;
                         if let Some(user) = session.user() {
-                            principal = user.into();
+                            principal = format!("User:{user}").into();
                         }
                         Some(answer.response)
                     }

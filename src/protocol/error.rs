@@ -119,3 +119,11 @@ pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
 pub const OPERATION_NOT_ATTEMPTED: i16 = 55;
 /// A record's timestamp is outside the topic's allowed range around the broker's clock.
 pub const INVALID_TIMESTAMP: i16 = 32;
+/// The principal may not do this to the topic.
+pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+/// The principal may not do this to the group.
+pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
+/// The principal may not do this to the cluster.
+pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+/// No authorizer is configured (the ACL APIs).
+pub const SECURITY_DISABLED: i16 = 54;

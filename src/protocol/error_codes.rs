@@ -104,6 +104,24 @@ impl ErrorCodes for DescribeUserScramCredentialsResponse {
     }
 }
 
+impl ErrorCodes for kafka_protocol::messages::CreateAclsResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        self.results.iter().for_each(|r| t.add(r.error_code));
+    }
+}
+
+impl ErrorCodes for kafka_protocol::messages::DescribeAclsResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        t.add(self.error_code);
+    }
+}
+
+impl ErrorCodes for kafka_protocol::messages::DeleteAclsResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        self.filter_results.iter().for_each(|r| t.add(r.error_code));
+    }
+}
+
 impl ErrorCodes for AlterUserScramCredentialsResponse {
     fn error_codes(&self, t: &mut ErrorTally) {
         self.results.iter().for_each(|r| t.add(r.error_code));

@@ -114,6 +114,12 @@ pub enum Request {
     DescribeUserScramCredentials(DescribeUserScramCredentialsRequest),
     /// AlterUserScramCredentials.
     AlterUserScramCredentials(AlterUserScramCredentialsRequest),
+    /// CreateAcls.
+    CreateAcls(kafka_protocol::messages::CreateAclsRequest),
+    /// DescribeAcls.
+    DescribeAcls(kafka_protocol::messages::DescribeAclsRequest),
+    /// DeleteAcls.
+    DeleteAcls(kafka_protocol::messages::DeleteAclsRequest),
     /// SaslHandshake.
     SaslHandshake(SaslHandshakeRequest),
     /// SaslAuthenticate.
@@ -132,10 +138,10 @@ pub struct RequestFrame {
     /// Client id from the header, for logs and group membership.
     pub client_id: Option<String>,
     /// The client's address as Kafka reports it (`/ip`); set by the connection.
-    pub client_host: String,
+    pub client_host: std::sync::Arc<str>,
     /// The listener (by index) the request came through; set by the connection.
     pub listener: usize,
-    /// Who sent it (the name of Kafka's `User:` principal): the SASL user, the
+    /// Who sent it, as Kafka's principal (`User:<name>`): the SASL user, the
     /// TLS client certificate's subject, or ANONYMOUS; set by the connection.
     pub principal: std::sync::Arc<str>,
     /// The body.
@@ -353,6 +359,11 @@ fn decode_frame(mut frame: Bytes) -> Result<RequestFrame, DecodeError> {
         ApiKey::AlterUserScramCredentials => {
             Request::AlterUserScramCredentials(decode_body(&mut frame, v).map_err(malformed)?)
         }
+        ApiKey::CreateAcls => Request::CreateAcls(decode_body(&mut frame, v).map_err(malformed)?),
+        ApiKey::DescribeAcls => {
+            Request::DescribeAcls(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::DeleteAcls => Request::DeleteAcls(decode_body(&mut frame, v).map_err(malformed)?),
         ApiKey::SaslHandshake => {
             Request::SaslHandshake(decode_body(&mut frame, v).map_err(malformed)?)
         }
@@ -366,8 +377,8 @@ fn decode_frame(mut frame: Bytes) -> Result<RequestFrame, DecodeError> {
         api_version,
         correlation_id,
         client_id: header.client_id.map(|s| s.to_string()),
-        client_host: String::new(),
-        principal: ANONYMOUS.into(),
+        client_host: "".into(),
+        principal: format!("User:{ANONYMOUS}").into(),
         listener: 0,
         body,
     })

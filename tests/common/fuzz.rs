@@ -504,6 +504,47 @@ pub fn request(
                 ]),
             })
             .encode(&mut buf, v),
+        ApiKey::CreateAcls => kafka_protocol::messages::CreateAclsRequest::default()
+            .with_creations(vec![
+                kafka_protocol::messages::create_acls_request::AclCreation::default()
+                    .with_resource_type(rng.below(9) as i8)
+                    .with_resource_name(s(if rng.below(4) == 0 { "" } else { "fz-topic" }))
+                    .with_resource_pattern_type(rng.below(6) as i8)
+                    .with_principal(s(if rng.below(4) == 0 {
+                        "nocolon"
+                    } else {
+                        "User:fz"
+                    }))
+                    .with_host(s("*"))
+                    .with_operation(rng.below(16) as i8)
+                    .with_permission_type(rng.below(5) as i8),
+            ])
+            .encode(&mut buf, v),
+        ApiKey::DescribeAcls => kafka_protocol::messages::DescribeAclsRequest::default()
+            .with_resource_type_filter(rng.below(9) as i8)
+            .with_resource_name_filter(if rng.below(2) == 0 {
+                None
+            } else {
+                Some(s("fz-topic"))
+            })
+            .with_pattern_type_filter(rng.below(6) as i8)
+            .with_operation(rng.below(16) as i8)
+            .with_permission_type(rng.below(5) as i8)
+            .encode(&mut buf, v),
+        ApiKey::DeleteAcls => kafka_protocol::messages::DeleteAclsRequest::default()
+            .with_filters(vec![
+                kafka_protocol::messages::delete_acls_request::DeleteAclsFilter::default()
+                    .with_resource_type_filter(rng.below(9) as i8)
+                    .with_pattern_type_filter(rng.below(6) as i8)
+                    .with_principal_filter(if rng.below(2) == 0 {
+                        None
+                    } else {
+                        Some(s("User:fz"))
+                    })
+                    .with_operation(rng.below(16) as i8)
+                    .with_permission_type(rng.below(5) as i8),
+            ])
+            .encode(&mut buf, v),
         ApiKey::AlterUserScramCredentials => AlterUserScramCredentialsRequest::default()
             .with_upsertions(vec![
                 alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
@@ -724,6 +765,9 @@ fn check_response(case: u64, key: ApiKey, v: i16, correlation_id: i32, mut frame
         ApiKey::ListTransactions => body!(ListTransactionsResponse),
         ApiKey::DescribeUserScramCredentials => body!(DescribeUserScramCredentialsResponse),
         ApiKey::AlterUserScramCredentials => body!(AlterUserScramCredentialsResponse),
+        ApiKey::CreateAcls => body!(kafka_protocol::messages::CreateAclsResponse),
+        ApiKey::DescribeAcls => body!(kafka_protocol::messages::DescribeAclsResponse),
+        ApiKey::DeleteAcls => body!(kafka_protocol::messages::DeleteAclsResponse),
         ApiKey::SaslHandshake => body!(SaslHandshakeResponse),
         ApiKey::SaslAuthenticate => body!(SaslAuthenticateResponse),
         other => panic!("case {case}: a response to unsupported {other:?}"),
