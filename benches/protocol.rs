@@ -92,6 +92,7 @@ fn fetch_assembly(c: &mut Criterion) {
             let reply = FetchReply {
                 error_code: 0,
                 session_id: 0,
+                throttle_time_ms: 0,
                 topics: vec![FetchTopicReply {
                     name: "bench".into(),
                     id: uuid::Uuid::nil(),

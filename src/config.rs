@@ -99,6 +99,21 @@ pub struct Config {
     )]
     pub auth_failures_addresses_max: usize,
 
+    /// Kafka's `quota.window.size.seconds`, in ms: quota rates are sampled in
+    /// windows this long.
+    #[arg(long, env = "SLUICE_QUOTA_WINDOW_MS", default_value_t = 1000)]
+    pub quota_window_ms: u64,
+
+    /// Kafka's `quota.window.num`: windows a quota rate is measured over
+    /// (the longest a client is throttled at once is all of them).
+    #[arg(long, env = "SLUICE_QUOTA_WINDOW_NUM", default_value_t = 11)]
+    pub quota_window_num: usize,
+
+    /// Most quota buckets (users, client ids) measured at once, about 200
+    /// bytes each; idle ones are dropped to make room.
+    #[arg(long, env = "SLUICE_QUOTA_BUCKETS_MAX", default_value_t = 100_000)]
+    pub quota_buckets_max: usize,
+
     /// Kafka's `authorizer.class.name`: `acl` enforces the ACLs (managed with
     /// CreateAcls, DescribeAcls and DeleteAcls) on every request; `none` (the
     /// default, as Kafka without an authorizer) allows everything and refuses
@@ -500,6 +515,12 @@ impl Config {
             parse_host_port(a).ok_or("--advertised-listener must be HOST:PORT")?;
         }
         self.listener_specs()?;
+        if self.quota_window_ms == 0 || self.quota_window_num < 2 || self.quota_buckets_max == 0 {
+            return Err(
+                "--quota-window-ms and --quota-buckets-max must be at least 1, --quota-window-num at least 2"
+                    .into(),
+            );
+        }
         if self.ssl_handshake_timeout_ms == 0 {
             return Err("--ssl-handshake-timeout-ms must be at least 1".into());
         }

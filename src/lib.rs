@@ -11,6 +11,7 @@
 //!   shell, its records in the state log.
 //! - `txn`: the transaction coordinator's state machine (the shell comes next).
 //! - `auth`: SASL mechanisms, pure (SCRAM credentials and exchange).
+//! - `quota`: client quotas, pure: entities, precedence, rates, throttle times.
 //! - `broker`: the shared handle: topic registry and admin, metadata files,
 //!   producer ids, SCRAM users.
 //! - `protocol`: the bridge to `kafka-protocol`: the version table, decoding, encoding.
@@ -36,6 +37,7 @@ pub mod log;
 pub mod metrics;
 pub mod net;
 pub mod protocol;
+pub mod quota;
 pub mod server;
 pub mod storage;
 pub mod sys;

@@ -44,6 +44,9 @@ pub const TOPIC_BYTES_OUT: &str = "sluice_topic_bytes_out_total";
 pub const PRODUCE_REJECTED: &str = "sluice_produce_rejected_batches_total";
 /// Fetches that parked waiting for data.
 pub const FETCH_PARKED: &str = "sluice_fetch_parked_total";
+/// Throttle times given to clients over a quota, by quota (its count is the
+/// throttled responses, its sum the time).
+pub const QUOTA_THROTTLE_SECONDS: &str = "sluice_quota_throttle_seconds";
 /// Parked fetches that ended, by what ended them (data, timeout, shutdown).
 pub const FETCH_WOKEN: &str = "sluice_fetch_woken_total";
 /// Connections open now.
@@ -158,6 +161,11 @@ fn describe() {
     describe_counter!(RESPONSE_BYTES, Unit::Bytes, "Response bytes sent, by API.");
     describe_counter!(PRODUCE_REJECTED, "Produced batches refused, by reason.");
     describe_counter!(FETCH_PARKED, "Fetches that parked waiting for data.");
+    describe_histogram!(
+        QUOTA_THROTTLE_SECONDS,
+        Unit::Seconds,
+        "Throttle times of responses over a client quota, by quota (producer_byte_rate, consumer_byte_rate)."
+    );
     describe_counter!(TXN_COMPLETED, "Transactions completed, by outcome.");
     describe_counter!(TXN_MARKERS, "COMMIT/ABORT markers written to partitions.");
     describe_counter!(CLEANER_CLEANINGS, "Log cleanings completed.");
@@ -312,6 +320,11 @@ impl TopicTraffic {
 /// Counts a refused produced batch.
 pub fn produce_rejected(reason: &'static str) {
     counter!(PRODUCE_REJECTED, "reason" => reason).increment(1);
+}
+
+/// Counts a response throttled for `ms` by the quota `quota`.
+pub fn throttled(quota: &'static str, ms: u64) {
+    histogram!(QUOTA_THROTTLE_SECONDS, "quota" => quota).record(ms as f64 / 1000.0);
 }
 
 /// Counts a fetch that parked.

@@ -54,12 +54,16 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("group", &["storage", "log"]),
     ("txn", &["storage", "log"]),
     ("auth", &[]),
-    ("broker", &["group", "txn", "storage", "log", "auth"]),
+    ("quota", &[]),
+    (
+        "broker",
+        &["group", "txn", "storage", "log", "auth", "quota"],
+    ),
     ("protocol", &["log"]),
     (
         "handlers",
         &[
-            "broker", "group", "txn", "storage", "log", "protocol", "auth",
+            "broker", "group", "txn", "storage", "log", "protocol", "auth", "quota",
         ],
     ),
     ("net", &["handlers", "protocol", "broker", "log", "auth"]),

@@ -261,6 +261,24 @@ async fn every_advertised_version_decodes_and_answers() {
                     let r = SaslHandshakeRequest::default().with_mechanism(s("PLAIN"));
                     c.send(key, v, &r).await
                 }
+                ApiKey::DescribeClientQuotas => {
+                    let r = kafka_protocol::messages::DescribeClientQuotasRequest::default();
+                    c.send(key, v, &r).await
+                }
+                ApiKey::AlterClientQuotas => {
+                    use kafka_protocol::messages::alter_client_quotas_request::{
+                        EntityData, EntryData, OpData,
+                    };
+                    let r = kafka_protocol::messages::AlterClientQuotasRequest::default()
+                        .with_entries(vec![EntryData::default()
+                            .with_entity(vec![EntityData::default()
+                                .with_entity_type(s("client-id"))
+                                .with_entity_name(Some(s("wire")))])
+                            .with_ops(vec![OpData::default()
+                                .with_key(s("request_percentage"))
+                                .with_value(50.0)])]);
+                    c.send(key, v, &r).await
+                }
                 ApiKey::CreateAcls => {
                     let r = kafka_protocol::messages::CreateAclsRequest::default().with_creations(
                         vec![
@@ -581,6 +599,19 @@ fn check_body(key: ApiKey, v: i16, mut frame: bytes::Bytes) {
         ApiKey::AlterUserScramCredentials => {
             let r: AlterUserScramCredentialsResponse = decode(key, v, &mut frame);
             assert_eq!(r.results[0].error_code, 91, "{at}: RESOURCE_NOT_FOUND");
+        }
+        ApiKey::DescribeClientQuotas => {
+            let r: kafka_protocol::messages::DescribeClientQuotasResponse =
+                decode(key, v, &mut frame);
+            assert_eq!(r.error_code, 0, "{at}");
+            assert_eq!(r.entries.map(|e| e.len()), Some(0), "{at}: no quotas yet");
+        }
+        ApiKey::AlterClientQuotas => {
+            let r: kafka_protocol::messages::AlterClientQuotasResponse = decode(key, v, &mut frame);
+            assert_eq!(
+                r.entries[0].error_code, 42,
+                "{at}: request_percentage is refused"
+            );
         }
         // The test broker has no authorizer: the ACL APIs say so.
         ApiKey::CreateAcls => {

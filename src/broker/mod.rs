@@ -10,6 +10,7 @@ pub mod acls;
 pub mod credentials;
 pub mod meta;
 mod producer_ids;
+pub mod quotas;
 pub mod topic_config;
 pub mod topics;
 mod txn_markers;
@@ -93,6 +94,8 @@ pub struct Broker {
     pub credentials: Arc<credentials::Credentials>,
     /// The ACLs and the authorizer's policy.
     pub acls: acls::Acls,
+    /// Client quotas and every client's measured rates.
+    pub quotas: quotas::Quotas,
     /// Failed authentications per source address, shared by every listener.
     pub auth_failures: crate::auth::limiter::FailureLimiter,
 }
@@ -147,6 +150,16 @@ impl Broker {
         let acls = tokio::task::spawn_blocking(move || acls::Acls::load(afs, &adir, policy))
             .await
             .map_err(io::Error::other)??;
+        let (qfs, qdir) = (storage.fs.clone(), config.data_dir.clone());
+        let throttler = crate::quota::Throttler::new(
+            i64::try_from(config.quota_window_ms).unwrap_or(i64::MAX),
+            config.quota_window_num,
+            config.quota_buckets_max,
+        );
+        let quotas =
+            tokio::task::spawn_blocking(move || quotas::Quotas::load(qfs, &qdir, throttler))
+                .await
+                .map_err(io::Error::other)??;
         let producer_ids = Arc::new(ProducerIds::new(fs, &config.data_dir));
         let ids = producer_ids.clone();
         let fresh_pid: crate::txn::FreshPid = Arc::new(move || {
@@ -172,6 +185,7 @@ impl Broker {
             dynamic: RwLock::new(loaded.dynamic),
             credentials: Arc::new(credentials),
             acls,
+            quotas,
             auth_failures: crate::auth::limiter::FailureLimiter::new(
                 config.auth_failures_per_ip_max,
                 i64::try_from(config.auth_failures_window_ms).unwrap_or(i64::MAX),

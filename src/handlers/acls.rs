@@ -155,7 +155,12 @@ pub(super) async fn create(
                 error::UNKNOWN_SERVER_ERROR,
                 &format!("cannot store the ACL: {e}"),
             ),
-            (Ok(_), Ok(())) => AclCreationResult::default(),
+            (Ok(_), Ok(())) => {
+                // Kafka sends null, not an empty message, on success.
+                let mut r = AclCreationResult::default();
+                r.error_message = None;
+                r
+            }
         })
         .collect();
     ctx.respond(&resp)
@@ -164,6 +169,7 @@ pub(super) async fn create(
 /// DescribeAcls: the bindings one filter matches, grouped by resource pattern.
 pub(super) fn describe(broker: &Arc<Broker>, ctx: &Ctx, req: DescribeAclsRequest) -> ResponseFrame {
     let mut resp = DescribeAclsResponse::default();
+    resp.error_message = None;
     if !broker.acls.enabled() {
         resp.error_code = error::SECURITY_DISABLED;
         resp.error_message = Some(sb(DISABLED.to_string()));
@@ -294,12 +300,14 @@ pub(super) async fn delete(
             ),
             (Ok(_), Ok(_)) => {
                 let mut r = DeleteAclsFilterResult::default();
+                r.error_message = None;
                 r.matching_acls = removed_each
                     .next()
                     .unwrap_or_default()
                     .into_iter()
                     .map(|b| {
                         let mut m = DeleteAclsMatchingAcl::default();
+                        m.error_message = None;
                         m.resource_type = b.resource_type as i8;
                         m.resource_name = sb(b.name);
                         m.pattern_type = b.pattern as i8;

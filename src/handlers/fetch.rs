@@ -18,6 +18,7 @@ use crate::metrics::{self, TopicTraffic};
 use crate::protocol::{
     encode_fetch, error, FetchPartitionReply, FetchReply, FetchTopicReply, ResponseFrame,
 };
+use crate::quota::QuotaKind;
 use crate::storage::Partition;
 
 /// One requested partition, resolved.
@@ -115,7 +116,12 @@ fn read_all(wants: &[Want], max_bytes: u64, read_committed: bool) -> Vec<Found> 
 }
 
 /// Handles a Fetch request.
-pub(super) async fn handle(broker: &Arc<Broker>, ctx: &Ctx, req: FetchRequest) -> ResponseFrame {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &Ctx,
+    client_id: &str,
+    req: FetchRequest,
+) -> ResponseFrame {
     let v = ctx.version;
     let mut reply = FetchReply::default();
     if req.session_id != 0 && req.session_epoch != -1 {
@@ -180,9 +186,17 @@ pub(super) async fn handle(broker: &Arc<Broker>, ctx: &Ctx, req: FetchRequest) -
             .unwrap_or(0)
             .min(broker.config.fetch_wait_ms_max),
     );
-    let max_bytes = u64::try_from(req.max_bytes)
+    let mut max_bytes = u64::try_from(req.max_bytes)
         .unwrap_or(0)
         .clamp(1, u64::from(broker.config.fetch_bytes_max));
+    // Under a consumer_byte_rate quota no response may exceed what the quota
+    // allows over its window, or it would be throttled forever (as Kafka).
+    if let Some(limit) = broker
+        .quotas
+        .response_limit(QuotaKind::Fetch, ctx.user(), client_id)
+    {
+        max_bytes = max_bytes.min(limit.max(1));
+    }
     let min_bytes = u64::try_from(req.min_bytes).unwrap_or(0);
     let deadline = Instant::now() + max_wait;
     let read_committed = req.isolation_level == 1;
@@ -242,6 +256,26 @@ pub(super) async fn handle(broker: &Arc<Broker>, ctx: &Ctx, req: FetchRequest) -
             _ = shutdown.changed() => {}
         }
     };
+    // consumer_byte_rate: a client already over its quota gets an empty
+    // response with the throttle time (its connection then muted); otherwise
+    // the data goes out, counted, and the client waits for what it took.
+    // (Kafka instead withholds any response that would cross the quota; with
+    // a first batch larger than the quota's window that never gets through.)
+    let (already, _) = ctx.throttle(broker, client_id, QuotaKind::Fetch, 0);
+    if already > 0 {
+        let empty = FetchReply {
+            throttle_time_ms: i32::try_from(already).unwrap_or(i32::MAX),
+            ..FetchReply::default()
+        };
+        return encode_fetch(v, ctx.correlation_id, empty);
+    }
+    let bytes: u64 = found
+        .iter()
+        .filter_map(|f| f.records.as_ref())
+        .map(|r| r.len)
+        .sum();
+    let (throttle, _) = ctx.throttle(broker, client_id, QuotaKind::Fetch, bytes);
+    reply.throttle_time_ms = i32::try_from(throttle).unwrap_or(i32::MAX);
     for (w, f) in wants.iter().zip(found) {
         if let (Some(m), Some(r)) = (&w.metrics, &f.records) {
             m.fetched(

@@ -11,6 +11,7 @@ mod list_offsets;
 mod metadata;
 mod produce;
 mod producer_id;
+mod quotas;
 pub mod sasl;
 mod scram;
 mod topics;
@@ -24,6 +25,7 @@ use crate::auth::acl::{Operation, ResourceType, CLUSTER_NAME};
 use crate::broker::{Broker, TopicError};
 use crate::log::{AppendError, ReadError};
 use crate::protocol::{encode_response, error, ErrorCodes, Request, RequestFrame, ResponseFrame};
+use crate::quota::QuotaKind;
 use crate::storage::PartitionError;
 
 /// Runs one request. `None` means no response is sent (Produce with acks=0).
@@ -32,8 +34,14 @@ pub async fn dispatch(broker: &Arc<Broker>, req: RequestFrame) -> Option<Respons
     match req.body {
         Request::ApiVersions(r) => Some(api_versions::handle(&ctx, r)),
         Request::Metadata(r) => Some(metadata::handle(broker, &ctx, r).await),
-        Request::Produce(r) => produce::handle(broker, &ctx, r).await,
-        Request::Fetch(r) => Some(fetch::handle(broker, &ctx, r).await),
+        Request::Produce(r) => {
+            let client_id = req.client_id.as_deref().unwrap_or("");
+            produce::handle(broker, &ctx, client_id, r).await
+        }
+        Request::Fetch(r) => {
+            let client_id = req.client_id.as_deref().unwrap_or("");
+            Some(fetch::handle(broker, &ctx, client_id, r).await)
+        }
         Request::ListOffsets(r) => Some(list_offsets::handle(broker, &ctx, r).await),
         Request::CreateTopics(r) => Some(topics::create(broker, &ctx, r).await),
         Request::DeleteTopics(r) => Some(topics::delete(broker, &ctx, r).await),
@@ -78,6 +86,8 @@ pub async fn dispatch(broker: &Arc<Broker>, req: RequestFrame) -> Option<Respons
         Request::CreateAcls(r) => Some(acls::create(broker, &ctx, r).await),
         Request::DescribeAcls(r) => Some(acls::describe(broker, &ctx, r)),
         Request::DeleteAcls(r) => Some(acls::delete(broker, &ctx, r).await),
+        Request::DescribeClientQuotas(r) => Some(quotas::describe(broker, &ctx, r)),
+        Request::AlterClientQuotas(r) => Some(quotas::alter(broker, &ctx, r).await),
         // On a listener without SASL (the connection's authenticator answers
         // these on SASL listeners).
         Request::SaslHandshake(_) | Request::SaslAuthenticate(_) => Some(sasl::illegal_state(
@@ -139,6 +149,32 @@ impl Ctx {
     /// Whether the sender may do `op` on some resource of type `t`.
     fn may_any(&self, broker: &Broker, op: Operation, t: ResourceType) -> bool {
         broker.acls.allowed_any(&self.principal, self.host(), op, t)
+    }
+
+    /// The sender's user name, for quotas (`ANONYMOUS` if unauthenticated).
+    fn user(&self) -> &str {
+        self.principal
+            .strip_prefix("User:")
+            .unwrap_or(&self.principal)
+    }
+
+    /// Records `bytes` of `kind` against the sender's quota: the throttle
+    /// time (ms, 0 within quota or without one) and the bucket recorded in.
+    fn throttle(
+        &self,
+        broker: &Broker,
+        client_id: &str,
+        kind: QuotaKind,
+        bytes: u64,
+    ) -> (u64, Option<crate::quota::Entity>) {
+        let (ms, bucket) =
+            broker
+                .quotas
+                .record(kind, self.user(), client_id, bytes, crate::clock::now_ms());
+        if ms > 0 {
+            crate::metrics::throttled(kind.key(), ms);
+        }
+        (ms, bucket)
     }
 
     /// The `authorized_operations` bitfield of `(t, name)` for the sender.

@@ -15,6 +15,7 @@ use crate::log::records::{self, InvalidBatch, RecordError};
 use crate::log::AppendError;
 use crate::log::BatchError;
 use crate::protocol::{error, ResponseFrame};
+use crate::quota::QuotaKind;
 use crate::storage::{Partition, PartitionError};
 
 /// An append to do: the partition, its records (still in the request buffer)
@@ -99,9 +100,18 @@ fn verify_transactional(
 pub(super) async fn handle(
     broker: &Arc<Broker>,
     ctx: &Ctx,
+    client_id: &str,
     req: ProduceRequest,
 ) -> Option<ResponseFrame> {
     let acks = req.acks;
+    // What producer_byte_rate counts: the record bytes of the request.
+    let request_bytes: u64 = req
+        .topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .filter_map(|p| p.records.as_ref())
+        .map(|r| r.len() as u64)
+        .sum();
     let mut topics = Vec::with_capacity(req.topic_data.len());
     // The topic of each response entry, for its traffic counters.
     let mut known = Vec::with_capacity(req.topic_data.len());
@@ -272,7 +282,14 @@ pub(super) async fn handle(
     if !due.is_empty() {
         broker.storage.syncer().request_flush(due);
     }
+    // The data is kept whatever the quota says; a client over it is told to
+    // wait (throttle_time_ms) and its connection is muted for that long.
+    let (throttle, _) = ctx.throttle(broker, client_id, QuotaKind::Produce, request_bytes);
     if acks == 0 {
+        // No response: muting is the sleep before the next request is read.
+        if throttle > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(throttle)).await;
+        }
         return None;
     }
     let written = must_sync;
@@ -298,5 +315,8 @@ pub(super) async fn handle(
     }
     let mut resp = ProduceResponse::default();
     resp.responses = topics;
-    Some(ctx.respond(&resp))
+    resp.throttle_time_ms = i32::try_from(throttle).unwrap_or(i32::MAX);
+    let mut frame = ctx.respond(&resp);
+    frame.throttle_ms = throttle;
+    Some(frame)
 }

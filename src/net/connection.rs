@@ -392,6 +392,14 @@ async fn serve_inner<S: Transport>(
             if let Some(api) = api {
                 api.send.record(sending.elapsed().as_secs_f64());
             }
+            // A client over its quota: nothing more is read from it until its
+            // throttle time has passed (Kafka mutes the channel, KIP-219).
+            if response.throttle_ms > 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(response.throttle_ms)) => {}
+                    _ = shutdown.changed() => return Close::Shutdown,
+                }
+            }
         }
         if let Some(api) = api {
             api.total.record(arrived.elapsed().as_secs_f64());

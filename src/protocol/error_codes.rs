@@ -116,6 +116,18 @@ impl ErrorCodes for kafka_protocol::messages::DescribeAclsResponse {
     }
 }
 
+impl ErrorCodes for kafka_protocol::messages::DescribeClientQuotasResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        t.add(self.error_code);
+    }
+}
+
+impl ErrorCodes for kafka_protocol::messages::AlterClientQuotasResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        self.entries.iter().for_each(|e| t.add(e.error_code));
+    }
+}
+
 impl ErrorCodes for kafka_protocol::messages::DeleteAclsResponse {
     fn error_codes(&self, t: &mut ErrorTally) {
         self.filter_results.iter().for_each(|r| t.add(r.error_code));

@@ -15,6 +15,8 @@ pub struct FetchReply {
     pub error_code: i16,
     /// Fetch session id (v7+); 0 means no session.
     pub session_id: i32,
+    /// How long the client is throttled for (a quota), in ms.
+    pub throttle_time_ms: i32,
     /// Per-topic results.
     pub topics: Vec<FetchTopicReply>,
 }
@@ -103,7 +105,7 @@ pub fn encode_fetch(version: i16, correlation_id: i32, reply: FetchReply) -> Res
     if flexible {
         put_uvarint(&mut buf, 0); // response header tagged fields
     }
-    buf.put_i32(0); // throttle_time_ms
+    buf.put_i32(reply.throttle_time_ms);
     if version >= 7 {
         buf.put_i16(reply.error_code);
         buf.put_i32(reply.session_id);
@@ -171,6 +173,7 @@ pub fn encode_fetch(version: i16, correlation_id: i32, reply: FetchReply) -> Res
     chunks.push(Chunk::Mem(buf.freeze()));
     let mut frame = ResponseFrame::new(chunks);
     frame.errors = errors;
+    frame.throttle_ms = u64::try_from(reply.throttle_time_ms).unwrap_or(0);
     let Ok(size) = i32::try_from(frame.wire_len() - 4) else {
         return ResponseFrame::failed("fetch response over 2 GiB".into());
     };

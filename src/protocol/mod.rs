@@ -120,6 +120,10 @@ pub enum Request {
     DescribeAcls(kafka_protocol::messages::DescribeAclsRequest),
     /// DeleteAcls.
     DeleteAcls(kafka_protocol::messages::DeleteAclsRequest),
+    /// DescribeClientQuotas.
+    DescribeClientQuotas(kafka_protocol::messages::DescribeClientQuotasRequest),
+    /// AlterClientQuotas.
+    AlterClientQuotas(kafka_protocol::messages::AlterClientQuotasRequest),
     /// SaslHandshake.
     SaslHandshake(SaslHandshakeRequest),
     /// SaslAuthenticate.
@@ -364,6 +368,12 @@ fn decode_frame(mut frame: Bytes) -> Result<RequestFrame, DecodeError> {
             Request::DescribeAcls(decode_body(&mut frame, v).map_err(malformed)?)
         }
         ApiKey::DeleteAcls => Request::DeleteAcls(decode_body(&mut frame, v).map_err(malformed)?),
+        ApiKey::DescribeClientQuotas => {
+            Request::DescribeClientQuotas(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::AlterClientQuotas => {
+            Request::AlterClientQuotas(decode_body(&mut frame, v).map_err(malformed)?)
+        }
         ApiKey::SaslHandshake => {
             Request::SaslHandshake(decode_body(&mut frame, v).map_err(malformed)?)
         }
@@ -403,6 +413,9 @@ pub struct ResponseFrame {
     pub failed: Option<String>,
     /// The non-zero error codes the response carries, for the metrics.
     pub errors: ErrorTally,
+    /// How long the client is throttled for (a quota): the connection reads
+    /// nothing more for that long after sending this (Kafka's muting, KIP-219).
+    pub throttle_ms: u64,
 }
 
 impl ResponseFrame {
@@ -412,6 +425,7 @@ impl ResponseFrame {
             chunks,
             failed: None,
             errors: ErrorTally::default(),
+            throttle_ms: 0,
         }
     }
 
@@ -421,6 +435,7 @@ impl ResponseFrame {
             chunks: Vec::new(),
             failed: Some(why),
             errors: ErrorTally::default(),
+            throttle_ms: 0,
         }
     }
 

@@ -504,6 +504,45 @@ pub fn request(
                 ]),
             })
             .encode(&mut buf, v),
+        ApiKey::DescribeClientQuotas => {
+            use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
+            kafka_protocol::messages::DescribeClientQuotasRequest::default()
+                .with_components(vec![ComponentData::default()
+                    .with_entity_type(s(if rng.below(2) == 0 { "user" } else { "ip" }))
+                    .with_match_type(rng.below(4) as i8)
+                    .with_match(if rng.below(2) == 0 {
+                        None
+                    } else {
+                        Some(s("fz"))
+                    })])
+                .with_strict(rng.below(2) == 0)
+                .encode(&mut buf, v)
+        }
+        ApiKey::AlterClientQuotas => {
+            use kafka_protocol::messages::alter_client_quotas_request::{
+                EntityData, EntryData, OpData,
+            };
+            kafka_protocol::messages::AlterClientQuotasRequest::default()
+                .with_entries(vec![EntryData::default()
+                    .with_entity(vec![EntityData::default()
+                        .with_entity_type(s(if rng.below(3) == 0 {
+                            "user"
+                        } else {
+                            "client-id"
+                        }))
+                        .with_entity_name(Some(s("fz")))])
+                    .with_ops(vec![OpData::default()
+                        .with_key(s(if rng.below(2) == 0 {
+                            "producer_byte_rate"
+                        } else {
+                            "consumer_byte_rate"
+                        }))
+                        .with_value(rng.below(1 << 30) as f64)
+                        .with_remove(rng.below(3) == 0)])])
+                // Only validated: a real quota would throttle the cases after it.
+                .with_validate_only(true)
+                .encode(&mut buf, v)
+        }
         ApiKey::CreateAcls => kafka_protocol::messages::CreateAclsRequest::default()
             .with_creations(vec![
                 kafka_protocol::messages::create_acls_request::AclCreation::default()
@@ -766,6 +805,10 @@ fn check_response(case: u64, key: ApiKey, v: i16, correlation_id: i32, mut frame
         ApiKey::DescribeUserScramCredentials => body!(DescribeUserScramCredentialsResponse),
         ApiKey::AlterUserScramCredentials => body!(AlterUserScramCredentialsResponse),
         ApiKey::CreateAcls => body!(kafka_protocol::messages::CreateAclsResponse),
+        ApiKey::DescribeClientQuotas => {
+            body!(kafka_protocol::messages::DescribeClientQuotasResponse)
+        }
+        ApiKey::AlterClientQuotas => body!(kafka_protocol::messages::AlterClientQuotasResponse),
         ApiKey::DescribeAcls => body!(kafka_protocol::messages::DescribeAclsResponse),
         ApiKey::DeleteAcls => body!(kafka_protocol::messages::DeleteAclsResponse),
         ApiKey::SaslHandshake => body!(SaslHandshakeResponse),

@@ -1,0 +1,170 @@
+"""Client quotas: producer_byte_rate and consumer_byte_rate on client ids and
+users, set and described with AlterClientQuotas/DescribeClientQuotas
+(through kafka-python's protocol layer: none of the installed clients has a
+quota admin call), slow producers and consumers to their rate without losing
+a record (measured as a ratio of the rate, not as a timed assertion), tell
+the client to wait (throttle_time_ms), persist across a restart, and refuse
+what is not supported."""
+
+import time
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import Broker, scrape
+
+RATE = 200_000  # bytes per second
+VALUE = b"q" * 1000
+
+
+@pytest.fixture
+def qbroker(tmp_path):
+    # 100 ms windows, 11 of them: a client's rate is measured over about a second.
+    b = Broker(tmp_path / "data", ["--quota-window-ms", "100", "--quota-window-num", "11"]).start()
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    for f in a.create_topics([NewTopic("q", 1, 1)]).values():
+        f.result(timeout=30)
+    yield b
+    b.stop()
+
+
+def admin(b):
+    from kafka.admin import KafkaAdminClient
+    return KafkaAdminClient(bootstrap_servers=b.bootstrap)
+
+
+def alter(ka, entity, ops, validate_only=False):
+    """AlterClientQuotas for one entity [(type, name or None)] with ops
+    {key: value or None to remove}; returns (error_code, message)."""
+    from kafka.protocol.admin import AlterClientQuotasRequest as R
+    req = R(entries=[R.EntryData(
+        entity=[R.EntryData.EntityData(entity_type=t, entity_name=n) for t, n in entity],
+        ops=[R.EntryData.OpData(key=k, value=float(v or 0), remove=v is None) for k, v in ops.items()],
+    )], validate_only=validate_only)
+    resp = ka._manager.run(ka._manager.send, req)
+    e = resp.entries[0]
+    return e.error_code, e.error_message
+
+
+def describe(ka, components, strict=False):
+    """DescribeClientQuotas: {((type, name), ...): {key: value}}."""
+    from kafka.protocol.admin import DescribeClientQuotasRequest as R
+    req = R(components=[R.ComponentData(entity_type=t, match_type=m, match=n)
+                        for t, m, n in components], strict=strict)
+    resp = ka._manager.run(ka._manager.send, req)
+    assert resp.error_code == 0, resp
+    return {tuple((d.entity_type, d.entity_name) for d in e.entity):
+            {v.key: v.value for v in e.values} for e in resp.entries}
+
+
+def throttle_count(b, quota):
+    return scrape(b).get(("sluice_quota_throttle_seconds_count", (("quota", quota),)), 0)
+
+
+def test_quotas_are_set_described_and_refused_as_kafka(qbroker):
+    ka = admin(qbroker)
+    try:
+        assert alter(ka, [("client-id", "app")], {"producer_byte_rate": 1024}) == (0, None)
+        assert alter(ka, [("user", None)], {"consumer_byte_rate": 4096}) == (0, None)
+        assert alter(ka, [("user", "alice"), ("client-id", None)],
+                     {"producer_byte_rate": 10, "consumer_byte_rate": 20}) == (0, None)
+        # validate_only changes nothing.
+        assert alter(ka, [("client-id", "dry")], {"producer_byte_rate": 5}, validate_only=True)[0] == 0
+        everything = describe(ka, [])
+        assert everything == {
+            (("client-id", "app"),): {"producer_byte_rate": 1024.0},
+            (("user", None),): {"consumer_byte_rate": 4096.0},
+            (("user", "alice"), ("client-id", None)): {"producer_byte_rate": 10.0,
+                                                       "consumer_byte_rate": 20.0},
+        }
+        # EXACT (0), DEFAULT (1), SPECIFIED (2); strict leaves out wider entities.
+        assert list(describe(ka, [("client-id", 0, "app")])) == [(("client-id", "app"),)]
+        assert list(describe(ka, [("user", 1, None)], strict=True)) == [(("user", None),)]
+        assert len(describe(ka, [("user", 2, None)])) == 2
+        # What is not served is refused, not ignored.
+        assert alter(ka, [("client-id", "x")], {"request_percentage": 50})[0] == 42  # INVALID_REQUEST
+        assert alter(ka, [("ip", "10.0.0.1")], {"producer_byte_rate": 5})[0] == 42
+        assert alter(ka, [("client-id", "x")], {"producer_byte_rate": -1})[0] == 42
+        # Removing a value.
+        assert alter(ka, [("user", None)], {"consumer_byte_rate": None}) == (0, None)
+    finally:
+        ka.close()
+    qbroker.restart()
+    ka = admin(qbroker)
+    try:
+        assert len(describe(ka, [])) == 2
+    finally:
+        ka.close()
+
+
+def test_a_producer_is_slowed_to_its_quota_without_losing_a_record(qbroker):
+    ka = admin(qbroker)
+    try:
+        assert alter(ka, [("client-id", "slow-producer")], {"producer_byte_rate": RATE})[0] == 0
+    finally:
+        ka.close()
+    throttles = []
+    p = Producer({"bootstrap.servers": qbroker.bootstrap, "client.id": "slow-producer",
+                  "linger.ms": 5, "batch.size": 16384,
+                  "throttle_cb": lambda event: throttles.append(event.throttle_time)})
+    n = 1200
+    errors = []
+    t0 = time.time()
+    for i in range(n):
+        p.produce("q", value=VALUE, on_delivery=lambda err, msg: errors.append(err))
+        p.poll(0)
+    assert p.flush(120) == 0
+    elapsed = time.time() - t0
+    assert errors == [None] * n
+    ratio = (n * len(VALUE) / elapsed) / RATE
+    # Unthrottled this takes well under a tenth of the time (ratio above 10).
+    assert ratio < 1.6, f"produced at {ratio:.2f} times the quota"
+    assert throttles, "the client was never told to wait"
+    assert throttle_count(qbroker, "producer_byte_rate") > 0
+
+    from kafka import KafkaProducer
+    kp = KafkaProducer(bootstrap_servers=qbroker.bootstrap, client_id="slow-producer",
+                       linger_ms=5)
+    t0 = time.time()
+    futures = [kp.send("q", VALUE) for _ in range(600)]
+    for f in futures:
+        f.get(timeout=120)
+    kp.close()
+    ratio = (600 * len(VALUE) / (time.time() - t0)) / RATE
+    assert ratio < 1.6, f"kafka-python produced at {ratio:.2f} times the quota"
+
+
+def test_a_consumer_is_slowed_to_its_quota_and_reads_everything(qbroker):
+    # Batches well under what the quota allows per response: a single batch
+    # larger than that goes out whole (the quota then only delays the next).
+    p = Producer({"bootstrap.servers": qbroker.bootstrap, "linger.ms": 5, "batch.size": 16384})
+    n = 1200
+    for i in range(n):
+        p.produce("q", value=b"%06d" % i + VALUE)
+        p.poll(0)
+    assert p.flush(60) == 0
+    ka = admin(qbroker)
+    try:
+        assert alter(ka, [("client-id", "slow-consumer")], {"consumer_byte_rate": RATE})[0] == 0
+    finally:
+        ka.close()
+    c = Consumer({"bootstrap.servers": qbroker.bootstrap, "client.id": "slow-consumer",
+                  "group.id": "slow", "auto.offset.reset": "earliest"})
+    c.subscribe(["q"])
+    seen = set()
+    t0 = None
+    deadline = time.time() + 120
+    while len(seen) < n and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is None or m.error():
+            continue
+        if t0 is None:
+            t0 = time.time()
+        seen.add(m.value()[:6])
+    elapsed = time.time() - t0
+    c.close()
+    assert seen == {b"%06d" % i for i in range(n)}
+    ratio = (n * (len(VALUE) + 6) / elapsed) / RATE
+    assert ratio < 1.6, f"consumed at {ratio:.2f} times the quota"
+    assert throttle_count(qbroker, "consumer_byte_rate") > 0
