@@ -61,8 +61,9 @@ pub struct Config {
     pub advertised_listeners: Option<String>,
 
     /// SASL mechanisms SASL listeners enable (Kafka's `sasl.enabled.mechanisms`):
-    /// any of SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN (checked against the SCRAM
-    /// users; sends the password in clear text on a SASL_PLAINTEXT listener).
+    /// any of SCRAM-SHA-256, SCRAM-SHA-512, PLAIN (checked against the SCRAM
+    /// users; sends the password in clear text on a SASL_PLAINTEXT listener)
+    /// and OAUTHBEARER (see `--sasl-oauthbearer-*`).
     #[arg(
         long,
         env = "SLUICE_SASL_ENABLED_MECHANISMS",
@@ -134,6 +135,52 @@ pub struct Config {
         default_value_t = false
     )]
     pub allow_everyone_if_no_acl_found: bool,
+
+    /// Kafka's `sasl.oauthbearer.jwks.endpoint.url`: the keys OAUTHBEARER
+    /// tokens must be signed with, as a JWKS document; only `file://` URLs
+    /// (the broker fetches nothing over the network). Read at start.
+    #[arg(long, env = "SLUICE_SASL_OAUTHBEARER_JWKS_ENDPOINT_URL")]
+    pub sasl_oauthbearer_jwks_endpoint_url: Option<String>,
+
+    /// Kafka's `sasl.oauthbearer.expected.issuer`: the `iss` signed tokens must carry.
+    #[arg(long, env = "SLUICE_SASL_OAUTHBEARER_EXPECTED_ISSUER")]
+    pub sasl_oauthbearer_expected_issuer: Option<String>,
+
+    /// Kafka's `sasl.oauthbearer.expected.audience`: comma-separated; a signed
+    /// token's `aud` must name one of them.
+    #[arg(
+        long,
+        env = "SLUICE_SASL_OAUTHBEARER_EXPECTED_AUDIENCE",
+        default_value = ""
+    )]
+    pub sasl_oauthbearer_expected_audience: String,
+
+    /// Kafka's `sasl.oauthbearer.sub.claim.name`: the claim naming the principal.
+    #[arg(
+        long,
+        env = "SLUICE_SASL_OAUTHBEARER_SUB_CLAIM_NAME",
+        default_value = "sub"
+    )]
+    pub sasl_oauthbearer_sub_claim_name: String,
+
+    /// Kafka's `sasl.oauthbearer.clock.skew.seconds`: tolerated clock
+    /// difference for a token's times.
+    #[arg(
+        long,
+        env = "SLUICE_SASL_OAUTHBEARER_CLOCK_SKEW_SECONDS",
+        default_value_t = 30
+    )]
+    pub sasl_oauthbearer_clock_skew_seconds: u64,
+
+    /// Accept unsigned OAUTHBEARER tokens (`alg: none`), as Kafka's default
+    /// unsecured validator does; for development only, and required to be said
+    /// out loud: OAUTHBEARER without this flag needs a JWKS.
+    #[arg(
+        long,
+        env = "SLUICE_SASL_OAUTHBEARER_UNSECURED_TOKENS",
+        default_value_t = false
+    )]
+    pub sasl_oauthbearer_unsecured_tokens: bool,
 
     /// PEM file holding the TLS certificate chain (leaf first) and its
     /// unencrypted private key, for SSL and SASL_SSL listeners (Kafka's
@@ -525,10 +572,19 @@ impl Config {
             return Err("--ssl-handshake-timeout-ms must be at least 1".into());
         }
         for m in self.sasl_enabled_mechanisms.split(',').map(str::trim) {
-            if !matches!(m, "SCRAM-SHA-256" | "SCRAM-SHA-512" | "PLAIN") {
+            if !matches!(
+                m,
+                "SCRAM-SHA-256" | "SCRAM-SHA-512" | "PLAIN" | "OAUTHBEARER"
+            ) {
                 return Err(format!(
-                    "--sasl-enabled-mechanisms: {m} is not one of SCRAM-SHA-256, SCRAM-SHA-512, PLAIN"
+                    "--sasl-enabled-mechanisms: {m} is not one of SCRAM-SHA-256, SCRAM-SHA-512, PLAIN, OAUTHBEARER"
                 ));
+            }
+            if m == "OAUTHBEARER"
+                && self.sasl_oauthbearer_jwks_endpoint_url.is_none()
+                && !self.sasl_oauthbearer_unsecured_tokens
+            {
+                return Err("OAUTHBEARER needs --sasl-oauthbearer-jwks-endpoint-url (signed tokens) or --sasl-oauthbearer-unsecured-tokens".into());
             }
         }
         check_segment_bytes(self.segment_bytes)?;

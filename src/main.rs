@@ -116,6 +116,7 @@ async fn run(config: Config) -> std::io::Result<()> {
         )
     })?;
     let _lock = sluice::sys::lock_data_dir(&config.data_dir).map_err(std::io::Error::other)?;
+    let oauth = oauth_validator(&config)?;
     let broker = Broker::open(config).await?;
     http.set_broker(broker.clone());
     let mut listeners = Vec::new();
@@ -144,6 +145,7 @@ async fn run(config: Config) -> std::io::Result<()> {
             name: spec.name.clone(),
             sasl: spec.protocol.is_sasl().then(|| mechanisms.clone()),
             tls: spec.protocol.is_tls().then(|| tls.clone()).flatten(),
+            oauth: oauth.clone(),
         };
         listeners.push((l, Arc::new(info)));
     }
@@ -157,6 +159,50 @@ async fn run(config: Config) -> std::io::Result<()> {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
     }
     result
+}
+
+/// The OAUTHBEARER validator when the mechanism is enabled: signed tokens
+/// against the JWKS file, or unsecured ones when allowed.
+fn oauth_validator(
+    config: &Config,
+) -> std::io::Result<Option<Arc<sluice::auth::oauth::OAuthValidator>>> {
+    use sluice::auth::oauth::OAuthValidator;
+    if !config
+        .sasl_enabled_mechanisms
+        .split(',')
+        .any(|m| m.trim() == "OAUTHBEARER")
+    {
+        return Ok(None);
+    }
+    let skew = config.sasl_oauthbearer_clock_skew_seconds;
+    let sub = &config.sasl_oauthbearer_sub_claim_name;
+    let Some(url) = &config.sasl_oauthbearer_jwks_endpoint_url else {
+        tracing::warn!("OAUTHBEARER accepts unsecured tokens: anyone can claim any principal");
+        return Ok(Some(Arc::new(OAuthValidator::unsecured(sub, skew))));
+    };
+    let path = url.strip_prefix("file://").ok_or_else(|| {
+        std::io::Error::other(format!(
+            "--sasl-oauthbearer-jwks-endpoint-url {url}: only file:// URLs are supported"
+        ))
+    })?;
+    let jwks = std::fs::read_to_string(path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot read the JWKS {path}: {e}")))?;
+    let audience = config
+        .sasl_oauthbearer_expected_audience
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(String::from)
+        .collect();
+    let v = OAuthValidator::signed(
+        &jwks,
+        config.sasl_oauthbearer_expected_issuer.clone(),
+        audience,
+        sub,
+        skew,
+    )
+    .map_err(|e| std::io::Error::other(format!("the JWKS {path}: {e}")))?;
+    Ok(Some(Arc::new(v)))
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -1,7 +1,8 @@
 // kafkajs over SASL and/or TLS: produces `count` records with the given
 // mechanism and credentials (mechanism "none": no SASL), reads them back from
 // the beginning, and prints {"ev": "done", "read": n}; a failed login prints
-// {"ev": "error", "error": ...}. TLS when SSL_CA names the CA file to trust;
+// {"ev": "error", "error": ...}. Mechanism "oauthbearer" sends the token in
+// OAUTH_TOKEN. TLS when SSL_CA names the CA file to trust;
 // SSL_CERT and SSL_KEY add a client certificate.
 const fs = require("fs");
 const { Kafka, logLevel } = require("kafkajs");
@@ -15,7 +16,12 @@ async function main() {
     clientId: "kafkajs-secure",
     brokers: [bootstrap],
     logLevel: logLevel.NOTHING,
-    sasl: mechanism === "none" ? undefined : { mechanism, username, password },
+    sasl:
+      mechanism === "none"
+        ? undefined
+        : mechanism === "oauthbearer"
+          ? { mechanism, oauthBearerProvider: async () => ({ value: process.env.OAUTH_TOKEN }) }
+          : { mechanism, username, password },
     ssl: process.env.SSL_CA
       ? {
           ca: [fs.readFileSync(process.env.SSL_CA)],

@@ -7,5 +7,6 @@
 
 pub mod acl;
 pub mod limiter;
+pub mod oauth;
 pub mod sasl;
 pub mod scram;

@@ -13,6 +13,9 @@
 //! on the same connection (SaslHandshake, then SaslAuthenticate, at most once
 //! a second), with the same mechanism and as the same user.
 
+use std::sync::Arc;
+
+use super::oauth::{parse_initial_response, OAuthValidator};
 use super::scram::{Credential, Mechanism, ScramError, ScramServer};
 
 /// A SASL mechanism this broker can serve.
@@ -22,6 +25,8 @@ pub enum SaslMechanism {
     Plain,
     /// SCRAM-SHA-256 or SCRAM-SHA-512.
     Scram(Mechanism),
+    /// OAUTHBEARER (RFC 7628): a bearer token (JWT).
+    OAuthBearer,
 }
 
 impl SaslMechanism {
@@ -30,6 +35,7 @@ impl SaslMechanism {
         match self {
             SaslMechanism::Plain => "PLAIN",
             SaslMechanism::Scram(m) => m.name(),
+            SaslMechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 
@@ -37,6 +43,9 @@ impl SaslMechanism {
     pub fn from_name(name: &str) -> Option<SaslMechanism> {
         if name == "PLAIN" {
             return Some(SaslMechanism::Plain);
+        }
+        if name == "OAUTHBEARER" {
+            return Some(SaslMechanism::OAuthBearer);
         }
         Mechanism::from_name(name).map(SaslMechanism::Scram)
     }
@@ -91,6 +100,8 @@ struct Session {
     began_ms: i64,
     /// When it expires, if sessions have a lifetime.
     expires_ms: Option<i64>,
+    /// Its lifetime when it began (SaslAuthenticate's `session_lifetime_ms`).
+    lifetime_ms: i64,
 }
 
 /// Where a connection is in its authentication.
@@ -132,6 +143,12 @@ enum Exchange {
     Plain,
     /// SCRAM: two client messages.
     Scram(ScramServer),
+    /// OAUTHBEARER: one message; a refused token is answered with an error
+    /// challenge, then the client's control-A ends the exchange.
+    OAuth {
+        /// The error JSON sent and the reason, after a refused token.
+        refused: Option<(String, String)>,
+    },
 }
 
 /// One connection's SASL state.
@@ -141,6 +158,8 @@ pub struct SaslSession {
     enabled: Vec<SaslMechanism>,
     /// Kafka's `connections.max.reauth.ms`: a session's lifetime; 0 = none.
     max_reauth_ms: i64,
+    /// How OAUTHBEARER tokens are checked (when it is enabled).
+    oauth: Option<Arc<OAuthValidator>>,
     /// Progress.
     phase: Phase,
 }
@@ -155,8 +174,15 @@ impl SaslSession {
         SaslSession {
             enabled,
             max_reauth_ms: max_reauth_ms.max(0),
+            oauth: None,
             phase: Phase::Handshake,
         }
+    }
+
+    /// With OAUTHBEARER tokens checked by `validator`.
+    pub fn with_oauth(mut self, validator: Option<Arc<OAuthValidator>>) -> SaslSession {
+        self.oauth = validator;
+        self
     }
 
     /// The enabled mechanisms' names (SaslHandshake's answer).
@@ -176,7 +202,7 @@ impl SaslSession {
     /// until the client must re-authenticate (0: never).
     pub fn session_lifetime_ms(&self) -> i64 {
         match &self.phase {
-            Phase::Done(s) if s.expires_ms.is_some() => self.max_reauth_ms,
+            Phase::Done(s) => s.lifetime_ms,
             _ => 0,
         }
     }
@@ -249,6 +275,7 @@ impl SaslSession {
         let exchange = match m {
             SaslMechanism::Plain => Exchange::Plain,
             SaslMechanism::Scram(s) => Exchange::Scram(ScramServer::new(s)),
+            SaslMechanism::OAuthBearer => Exchange::OAuth { refused: None },
         };
         self.phase = Phase::Authenticating {
             exchange,
@@ -301,9 +328,15 @@ impl SaslSession {
                 ))
             }
         };
+        let mut token_expiry = None;
         let mut step = match exchange {
             Exchange::Plain => plain(token, &lookup),
             Exchange::Scram(server) => scram(server, token, nonce, &lookup),
+            Exchange::OAuth { refused } => {
+                let (step, expiry) = oauth(self.oauth.as_deref(), refused, token, now_ms);
+                token_expiry = expiry;
+                step
+            }
         };
         if let (AuthStep::Success { user, .. }, Some(was)) = (&step, renewing.as_ref()) {
             if *user != was.user {
@@ -318,11 +351,21 @@ impl SaslSession {
         }
         match &step {
             AuthStep::Success { user, .. } => {
+                // KIP-368: the session ends at the earlier of the broker's
+                // maximum and the credential's own expiry (a token's exp).
+                let expires_ms = match (
+                    (self.max_reauth_ms > 0).then(|| now_ms + self.max_reauth_ms),
+                    token_expiry,
+                ) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 self.phase = Phase::Done(Session {
                     user: user.clone(),
                     mechanism,
                     began_ms,
-                    expires_ms: (self.max_reauth_ms > 0).then(|| now_ms + self.max_reauth_ms),
+                    expires_ms,
+                    lifetime_ms: expires_ms.map_or(0, |e| (e - now_ms).max(0)),
                 })
             }
             AuthStep::Failure { .. } => self.phase = Phase::Failed,
@@ -338,6 +381,57 @@ impl SaslSession {
         AuthStep::Failure {
             message: "Authentication failed: too many failed authentications from this address; try again later".into(),
             reason: "too many failed authentications from this address".into(),
+        }
+    }
+}
+
+/// One OAUTHBEARER message: the initial response (a token to check), or the
+/// control-A that ends an exchange whose token was refused. With the step,
+/// the accepted token's expiry (ms).
+fn oauth(
+    validator: Option<&OAuthValidator>,
+    refused: &mut Option<(String, String)>,
+    token: &[u8],
+    now_ms: i64,
+) -> (AuthStep, Option<i64>) {
+    if let Some((json, reason)) = refused.take() {
+        let message = if token == [1] {
+            json
+        } else {
+            "Authentication failed: expected control-A after the error challenge".into()
+        };
+        return (AuthStep::Failure { message, reason }, None);
+    }
+    let Some(validator) = validator else {
+        let step = AuthStep::Failure {
+            message: "OAUTHBEARER is not configured on this listener".into(),
+            reason: "no OAUTHBEARER validator".into(),
+        };
+        return (step, None);
+    };
+    let checked = parse_initial_response(token).and_then(|(authzid, jwt)| {
+        let t = validator.validate(&jwt, now_ms)?;
+        match authzid {
+            Some(a) if a != t.principal => Err(format!(
+                "the authorization id {a:?} is not the token's principal"
+            )),
+            _ => Ok(t),
+        }
+    });
+    match checked {
+        Ok(t) => (
+            AuthStep::Success {
+                user: t.principal,
+                response: Vec::new(),
+            },
+            Some(t.expires_ms),
+        ),
+        Err(reason) => {
+            // RFC 7628: the error goes out as a challenge; the client answers
+            // control-A and the exchange then fails with it.
+            let json = r#"{"status":"invalid_token"}"#.to_string();
+            *refused = Some((json.clone(), format!("OAUTHBEARER token refused: {reason}")));
+            (AuthStep::Challenge(json.into_bytes()), None)
         }
     }
 }

@@ -205,7 +205,7 @@ async fn serve_inner<S: Transport>(
     let mut sasl = listener
         .sasl
         .clone()
-        .map(|m| SaslSession::new(m, reauth_ms));
+        .map(|m| SaslSession::new(m, reauth_ms).with_oauth(listener.oauth.clone()));
     // Who the requests come from: set again when SASL authentication succeeds.
     let mut principal: Arc<str> = format!(
         "User:{}",

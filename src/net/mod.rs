@@ -21,6 +21,8 @@ pub struct Listener {
     pub sasl: Option<Vec<SaslMechanism>>,
     /// The TLS configuration of SSL and SASL_SSL listeners.
     pub tls: Option<Arc<tls::TlsAcceptor>>,
+    /// How OAUTHBEARER tokens are checked, when it is enabled.
+    pub oauth: Option<Arc<crate::auth::oauth::OAuthValidator>>,
 }
 
 impl Listener {
@@ -31,6 +33,7 @@ impl Listener {
             name: "PLAINTEXT".into(),
             sasl: None,
             tls: None,
+            oauth: None,
         }
     }
 }

@@ -222,6 +222,7 @@ impl TestBroker {
                 SaslMechanism::Scram(Mechanism::Sha512),
             ]),
             tls: None,
+            oauth: None,
         };
         let config = Config::for_test(dir.to_path_buf());
         Self::start_listening(config, Arc::new(sluice::log::RealFs), info).await

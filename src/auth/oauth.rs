@@ -1,0 +1,288 @@
+//! SASL/OAUTHBEARER (RFC 7628, KIP-255, KIP-768), pure (time injected): the
+//! client's initial response, and the validation of its bearer token, either
+//! an unsecured JWT (`alg: none`, Kafka's default validator, for development)
+//! or a signed JWT checked against configured keys (a JWKS), issuer and
+//! audience. The token's subject becomes the principal; its expiry bounds the
+//! session (KIP-368).
+
+use std::collections::HashMap;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine as _;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+
+/// How bearer tokens are checked.
+pub struct OAuthValidator {
+    /// The keys of signed tokens by key id; `None`: unsecured tokens only.
+    keys: Option<HashMap<String, (DecodingKey, Algorithm)>>,
+    /// Required `iss`, if any.
+    issuer: Option<String>,
+    /// Accepted `aud` values (one must match), if any.
+    audience: Vec<String>,
+    /// The claim naming the principal (`sub`).
+    sub_claim: String,
+    /// Tolerated clock difference for `exp`, `nbf`, `iat`.
+    skew_s: u64,
+}
+
+impl std::fmt::Debug for OAuthValidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthValidator")
+            .field("keys", &self.keys.as_ref().map(|k| k.len()))
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish()
+    }
+}
+
+/// A validated token: who, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// The principal's name (the subject claim).
+    pub principal: String,
+    /// When the token expires (ms).
+    pub expires_ms: i64,
+}
+
+impl OAuthValidator {
+    /// A validator of unsecured tokens (`alg: none`), as Kafka's default
+    /// `OAuthBearerUnsecuredValidatorCallbackHandler`.
+    pub fn unsecured(sub_claim: &str, skew_s: u64) -> OAuthValidator {
+        OAuthValidator {
+            keys: None,
+            issuer: None,
+            audience: Vec::new(),
+            sub_claim: sub_claim.into(),
+            skew_s,
+        }
+    }
+
+    /// A validator of signed tokens from a JWKS document (`{"keys": [...]}`).
+    pub fn signed(
+        jwks_json: &str,
+        issuer: Option<String>,
+        audience: Vec<String>,
+        sub_claim: &str,
+        skew_s: u64,
+    ) -> Result<OAuthValidator, String> {
+        let set: JwkSet =
+            serde_json::from_str(jwks_json).map_err(|e| format!("not a JWKS document: {e}"))?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            let kid = jwk.common.key_id.clone().unwrap_or_default();
+            let alg = match jwk.common.key_algorithm {
+                Some(a) => Algorithm::from_str_checked(&format!("{a:?}"))?,
+                None => match &jwk.algorithm {
+                    jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                    jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
+                    _ => return Err(format!("key {kid:?}: only RSA and EC keys are supported")),
+                },
+            };
+            let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key {kid:?}: {e}"))?;
+            keys.insert(kid, (key, alg));
+        }
+        if keys.is_empty() {
+            return Err("the JWKS document has no keys".into());
+        }
+        Ok(OAuthValidator {
+            keys: Some(keys),
+            issuer,
+            audience,
+            sub_claim: sub_claim.into(),
+            skew_s,
+        })
+    }
+
+    /// Checks a compact JWT at `now_ms`.
+    pub fn validate(&self, jwt: &str, now_ms: i64) -> Result<Token, String> {
+        let parts: Vec<&str> = jwt.split('.').collect();
+        let [header, payload, signature] = parts[..] else {
+            return Err("the token is not a compact JWT (three parts)".into());
+        };
+        let decode = |p: &str, what: &str| -> Result<serde_json::Value, String> {
+            let bytes = B64URL
+                .decode(p.trim_end_matches('='))
+                .map_err(|_| format!("the token's {what} is not base64url"))?;
+            serde_json::from_slice(&bytes).map_err(|_| format!("the token's {what} is not JSON"))
+        };
+        let head = decode(header, "header")?;
+        let claims = match &self.keys {
+            None => {
+                if head.get("alg").and_then(|a| a.as_str()) != Some("none") || !signature.is_empty()
+                {
+                    return Err("only unsecured tokens (alg none) are accepted".into());
+                }
+                decode(payload, "payload")?
+            }
+            Some(keys) => {
+                let kid = head.get("kid").and_then(|k| k.as_str()).unwrap_or_default();
+                let (key, alg) = keys
+                    .get(kid)
+                    .ok_or_else(|| format!("no key {kid:?} to verify the token"))?;
+                let mut v = Validation::new(*alg);
+                v.leeway = self.skew_s;
+                v.validate_nbf = true;
+                v.required_spec_claims = ["exp".to_string()].into_iter().collect();
+                match &self.issuer {
+                    Some(i) => v.set_issuer(&[i]),
+                    None => v.iss = None,
+                }
+                if self.audience.is_empty() {
+                    v.validate_aud = false;
+                } else {
+                    v.set_audience(&self.audience);
+                }
+                // Expiry is checked below against the injected clock.
+                v.validate_exp = false;
+                jsonwebtoken::decode::<serde_json::Value>(jwt, key, &v)
+                    .map_err(|e| format!("the token is not valid: {e}"))?
+                    .claims
+            }
+        };
+        let exp = claims
+            .get("exp")
+            .and_then(|e| e.as_f64())
+            .ok_or("the token has no numeric exp claim")?;
+        let expires_ms = (exp * 1000.0) as i64;
+        if expires_ms + (self.skew_s as i64) * 1000 <= now_ms {
+            return Err("the token has expired".into());
+        }
+        if let Some(iat) = claims.get("iat") {
+            if iat.as_f64().is_none() {
+                return Err("the token's iat claim is not a number".into());
+            }
+        }
+        let principal = claims
+            .get(&self.sub_claim)
+            .and_then(|s| s.as_str())
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| format!("the token has no {} claim", self.sub_claim))?;
+        Ok(Token {
+            principal: principal.to_string(),
+            expires_ms,
+        })
+    }
+}
+
+/// Algorithm names, checked (jsonwebtoken's `FromStr` with our error type).
+trait FromStrChecked: Sized {
+    fn from_str_checked(s: &str) -> Result<Self, String>;
+}
+
+impl FromStrChecked for Algorithm {
+    fn from_str_checked(s: &str) -> Result<Algorithm, String> {
+        s.parse()
+            .map_err(|_| format!("unsupported key algorithm {s}"))
+    }
+}
+
+/// The client's initial response: `n,[a=authzid],` then `\x01`-separated
+/// `key=value` pairs with `auth=Bearer <token>`, ended by `\x01\x01`.
+/// Returns (authzid, token).
+pub fn parse_initial_response(msg: &[u8]) -> Result<(Option<String>, String), String> {
+    let text = std::str::from_utf8(msg).map_err(|_| "the message is not UTF-8".to_string())?;
+    let rest = text
+        .strip_prefix("n,")
+        .ok_or("the message does not start with the GS2 header n,")?;
+    let (authz, pairs) = rest.split_once(',').ok_or("the GS2 header is not closed")?;
+    let authzid = match authz {
+        "" => None,
+        a => Some(
+            a.strip_prefix("a=")
+                .ok_or("a bad authorization identity")?
+                .to_string(),
+        ),
+    };
+    let pairs = pairs
+        .strip_prefix('\u{1}')
+        .and_then(|p| p.strip_suffix("\u{1}\u{1}"))
+        .ok_or("the key-value pairs are not framed by control-A")?;
+    let mut token = None;
+    for kv in pairs.split('\u{1}') {
+        let (k, v) = kv.split_once('=').ok_or("a key-value pair without =")?;
+        if k == "auth" {
+            let t = v
+                .strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+                .ok_or("the auth value is not a Bearer token")?;
+            token = Some(t.trim().to_string());
+        }
+    }
+    let token = token.ok_or("no auth=Bearer token")?;
+    Ok((authzid, token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unsecured(claims: &str) -> String {
+        format!(
+            "{}.{}.",
+            B64URL.encode(r#"{"alg":"none"}"#),
+            B64URL.encode(claims)
+        )
+    }
+
+    #[test]
+    fn initial_responses_by_table() {
+        let ok = "n,,\u{1}auth=Bearer abc.def.\u{1}\u{1}";
+        assert_eq!(
+            parse_initial_response(ok.as_bytes()),
+            Ok((None, "abc.def.".into()))
+        );
+        let with_authz = "n,a=alice,\u{1}host=h\u{1}auth=Bearer t\u{1}\u{1}";
+        assert_eq!(
+            parse_initial_response(with_authz.as_bytes()),
+            Ok((Some("alice".into()), "t".into()))
+        );
+        for bad in [
+            "",
+            "y,,\u{1}auth=Bearer t\u{1}\u{1}",
+            "n,,auth=Bearer t",
+            "n,,\u{1}x=y\u{1}\u{1}",
+        ] {
+            assert!(parse_initial_response(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn unsecured_tokens_by_table() {
+        let v = OAuthValidator::unsecured("sub", 30);
+        let now = 1_000_000_000_000;
+        let table = [
+            (
+                unsecured(r#"{"sub":"alice","exp":1000000100}"#),
+                Ok("alice"),
+            ),
+            (
+                unsecured(r#"{"sub":"alice","exp":999999900}"#),
+                Err("expired"),
+            ),
+            (unsecured(r#"{"sub":"alice","exp":999999990}"#), Ok("alice")), // within the skew
+            (unsecured(r#"{"exp":1000000100}"#), Err("no sub")),
+            (unsecured(r#"{"sub":"alice"}"#), Err("no numeric exp")),
+            (
+                unsecured(r#"{"sub":"a","exp":1000000100,"iat":"x"}"#),
+                Err("iat"),
+            ),
+            ("a.b".to_string(), Err("three parts")),
+            (
+                format!(
+                    "{}.{}.sig",
+                    B64URL.encode(r#"{"alg":"RS256"}"#),
+                    B64URL.encode("{}")
+                ),
+                Err("unsecured"),
+            ),
+        ];
+        for (jwt, want) in table {
+            match (v.validate(&jwt, now), want) {
+                (Ok(t), Ok(p)) => assert_eq!(t.principal, p),
+                (Err(e), Err(w)) => assert!(e.contains(w), "{jwt}: {e}"),
+                (got, w) => panic!("{jwt}: got {got:?}, wanted {w:?}"),
+            }
+        }
+    }
+}
