@@ -1,9 +1,11 @@
 //! Failed authentications per source address: after `max` failures from one
 //! address within a window, further attempts from it fail without a password
 //! check until the window ends, so guessing passwords from one address is
-//! slow however many connections it opens. Bounded: at most `addresses_max`
+//! slow however many connections it opens. IPv6 addresses count by their
+//! /64 (one host can hold a whole /64). Bounded: at most `addresses_max`
 //! addresses are tracked; when the table is full and nothing in it has
-//! expired, a new address is not tracked (failing open rather than growing).
+//! expired, new addresses share one overflow entry (so a spread-out attack
+//! is limited as a whole, and memory does not grow).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -38,9 +40,14 @@ impl FailureLimiter {
         if self.max == 0 {
             return false;
         }
+        let ip = key_of(ip);
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.get(&ip)
-            .is_some_and(|&(since, n)| now_ms - since < self.window_ms && n >= self.max)
+        let over = |k: &IpAddr| {
+            seen.get(k)
+                .is_some_and(|&(since, n)| now_ms - since < self.window_ms && n >= self.max)
+        };
+        over(&ip)
+            || (!seen.contains_key(&ip) && seen.len() >= self.addresses_max && over(&OVERFLOW))
     }
 
     /// Counts a failed authentication from `ip`.
@@ -48,12 +55,13 @@ impl FailureLimiter {
         if self.max == 0 {
             return;
         }
+        let mut ip = key_of(ip);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if !seen.contains_key(&ip) && seen.len() >= self.addresses_max {
             let window = self.window_ms;
             seen.retain(|_, (since, _)| now_ms - *since < window);
             if seen.len() >= self.addresses_max {
-                return;
+                ip = OVERFLOW;
             }
         }
         let entry = seen.entry(ip).or_insert((now_ms, 0));
@@ -61,6 +69,21 @@ impl FailureLimiter {
             *entry = (now_ms, 0);
         }
         entry.1 = entry.1.saturating_add(1);
+    }
+}
+
+/// The entry new addresses share while the table is full.
+const OVERFLOW: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+
+/// What failures are counted by: an IPv4 address (mapped ones included), or
+/// an IPv6 address's /64.
+fn key_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
     }
 }
 
@@ -98,11 +121,20 @@ mod tests {
         l.record(ip(1), 0);
         l.record(ip(2), 0);
         l.record(ip(3), 0);
-        assert!(!l.blocked(ip(3), 0), "a full table does not track more");
         assert!(l.blocked(ip(1), 0));
+        // A full table: new addresses share the overflow entry.
+        assert!(l.blocked(ip(3), 0), "the overflow entry is at its limit");
+        assert!(l.blocked(ip(4), 0), "and so is every other new address");
         l.record(ip(3), 1000);
         assert!(l.blocked(ip(3), 1000), "expired entries were dropped");
         assert_eq!(l.seen.lock().unwrap().len(), 1);
+        // An IPv6 /64 counts as one address; mapped IPv4 as IPv4.
+        let l = FailureLimiter::new(1, 1000, 16);
+        l.record("2001:db8::1".parse().unwrap(), 0);
+        assert!(l.blocked("2001:db8::2".parse().unwrap(), 0));
+        assert!(!l.blocked("2001:db8:0:1::2".parse().unwrap(), 0));
+        l.record("::ffff:10.0.0.9".parse().unwrap(), 0);
+        assert!(l.blocked("10.0.0.9".parse().unwrap(), 0));
     }
 
     #[test]

@@ -123,7 +123,15 @@ impl OAuthValidator {
                 let mut v = Validation::new(*alg);
                 v.leeway = self.skew_s;
                 v.validate_nbf = true;
+                // A configured issuer or audience must be present, not just
+                // right when present (jsonwebtoken skips absent claims).
                 v.required_spec_claims = ["exp".to_string()].into_iter().collect();
+                if self.issuer.is_some() {
+                    v.required_spec_claims.insert("iss".into());
+                }
+                if !self.audience.is_empty() {
+                    v.required_spec_claims.insert("aud".into());
+                }
                 match &self.issuer {
                     Some(i) => v.set_issuer(&[i]),
                     None => v.iss = None,
@@ -140,12 +148,28 @@ impl OAuthValidator {
                     .claims
             }
         };
+        if let Some(i) = &self.issuer {
+            if claims.get("iss").and_then(|v| v.as_str()) != Some(i.as_str()) {
+                return Err("the token's issuer is not the expected one".into());
+            }
+        }
+        if !self.audience.is_empty() {
+            let listed = match claims.get("aud") {
+                Some(serde_json::Value::String(a)) => vec![a.as_str()],
+                Some(serde_json::Value::Array(v)) => v.iter().filter_map(|a| a.as_str()).collect(),
+                _ => Vec::new(),
+            };
+            if !listed.iter().any(|a| self.audience.iter().any(|e| e == a)) {
+                return Err("the token is not for an expected audience".into());
+            }
+        }
         let exp = claims
             .get("exp")
             .and_then(|e| e.as_f64())
             .ok_or("the token has no numeric exp claim")?;
         let expires_ms = (exp * 1000.0) as i64;
-        if expires_ms + (self.skew_s as i64) * 1000 <= now_ms {
+        let skew_ms = i64::try_from(self.skew_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+        if expires_ms.saturating_add(skew_ms) <= now_ms {
             return Err("the token has expired".into());
         }
         if let Some(iat) = claims.get("iat") {

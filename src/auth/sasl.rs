@@ -354,7 +354,7 @@ impl SaslSession {
                 // KIP-368: the session ends at the earlier of the broker's
                 // maximum and the credential's own expiry (a token's exp).
                 let expires_ms = match (
-                    (self.max_reauth_ms > 0).then(|| now_ms + self.max_reauth_ms),
+                    (self.max_reauth_ms > 0).then(|| now_ms.saturating_add(self.max_reauth_ms)),
                     token_expiry,
                 ) {
                     (Some(a), Some(b)) => Some(a.min(b)),

@@ -86,8 +86,12 @@ pub(super) async fn handle(broker: &Arc<Broker>, ctx: &Ctx, req: MetadataRequest
         broker.config.auto_create_topics && (ctx.version < 4 || req.allow_auto_topic_creation);
     let ops = ctx.version >= 8 && req.include_topic_authorized_operations;
     if ctx.version >= 8 && req.include_cluster_authorized_operations {
-        resp.cluster_authorized_operations =
-            ctx.operations(broker, ResourceType::Cluster, CLUSTER_NAME);
+        // As Kafka: 0 without DESCRIBE on the cluster.
+        resp.cluster_authorized_operations = if ctx.may_cluster(broker, Operation::Describe) {
+            ctx.operations(broker, ResourceType::Cluster, CLUSTER_NAME)
+        } else {
+            0
+        };
     }
     let may_describe = |name: &str| ctx.may(broker, Operation::Describe, ResourceType::Topic, name);
     match requested {

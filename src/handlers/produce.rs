@@ -288,7 +288,11 @@ pub(super) async fn handle(
     if acks == 0 {
         // No response: muting is the sleep before the next request is read.
         if throttle > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(throttle)).await;
+            let mut shutdown = broker.shutdown_signal();
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(throttle)) => {}
+                _ = shutdown.changed() => {}
+            }
         }
         return None;
     }

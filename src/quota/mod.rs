@@ -158,8 +158,20 @@ pub struct Throttler {
     samples: usize,
     /// Most buckets kept; idle ones are dropped first.
     buckets_max: usize,
-    /// The rate of each (kind, bucket).
-    rates: Mutex<HashMap<(QuotaKind, Entity), Rate>>,
+    /// The rate of each (kind, bucket), and when idle buckets were last swept.
+    rates: Mutex<(Buckets, i64)>,
+}
+
+/// Rates by quota kind and bucket.
+type Buckets = HashMap<(QuotaKind, Entity), Rate>;
+
+/// The bucket every client shares while the table is full: a flood of new
+/// client ids is throttled together instead of growing memory.
+fn overflow_bucket() -> Entity {
+    Entity {
+        user: Part::Absent,
+        client_id: Part::Name("<overflow>".into()),
+    }
 }
 
 impl Throttler {
@@ -169,7 +181,7 @@ impl Throttler {
             window_ms: window_ms.max(1),
             samples: samples.max(2),
             buckets_max,
-            rates: Mutex::new(HashMap::new()),
+            rates: Mutex::new((HashMap::new(), i64::MIN)),
         }
     }
 
@@ -188,14 +200,21 @@ impl Throttler {
         bytes: u64,
         now: i64,
     ) -> u64 {
-        let mut rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
-        if rates.len() >= self.buckets_max && !rates.contains_key(&(kind, bucket.clone())) {
-            let horizon = now - self.window_ms * self.samples as i64;
-            rates.retain(|_, r| r.windows.last().is_some_and(|(s, _)| *s > horizon));
+        let mut guard = self.rates.lock().unwrap_or_else(|p| p.into_inner());
+        let (rates, last_sweep) = &mut *guard;
+        let mut key = (kind, bucket.clone());
+        if rates.len() >= self.buckets_max && !rates.contains_key(&key) {
+            // Idle buckets go, at most once a window (a sweep is a scan).
+            if now.saturating_sub(*last_sweep) >= self.window_ms {
+                *last_sweep = now;
+                let horizon = now - self.window_ms * self.samples as i64;
+                rates.retain(|_, r| r.windows.last().is_some_and(|(s, _)| *s > horizon));
+            }
+            if rates.len() >= self.buckets_max {
+                key = (kind, overflow_bucket());
+            }
         }
-        let rate = rates
-            .entry((kind, bucket.clone()))
-            .or_insert_with(Rate::new);
+        let rate = rates.entry(key).or_insert_with(Rate::new);
         rate.record(now, bytes as f64, self.window_ms, self.samples);
         let (per_s, span) = rate.measure(now, self.window_ms, self.samples);
         throttle_ms(per_s, bound, span, self.max_throttle_ms())
@@ -315,10 +334,17 @@ mod tests {
                 0,
             );
         }
-        assert_eq!(t.rates.lock().unwrap().len(), 3, "nothing idle to drop yet");
+        // Full with nothing idle: the third shares the overflow bucket.
+        assert_eq!(t.rates.lock().unwrap().0.len(), 3);
+        assert!(t
+            .rates
+            .lock()
+            .unwrap()
+            .0
+            .contains_key(&(QuotaKind::Fetch, overflow_bucket())));
         t.record(QuotaKind::Fetch, &e(n("late"), Part::Absent), 1.0, 1, 5000);
         assert_eq!(
-            t.rates.lock().unwrap().len(),
+            t.rates.lock().unwrap().0.len(),
             1,
             "idle buckets were dropped"
         );
