@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
+use super::meta::{decode_text, read_records, write_records};
 use crate::auth::acl::{
     AclBinding, AclFilter, AclSet, Operation, PatternType, Permission, ResourceType,
 };
@@ -74,44 +75,23 @@ impl Acls {
     /// is an error: starting without the DENY bindings would open the broker.
     pub fn load(fs: Arc<dyn Fs>, data_dir: &Path, policy: AclPolicy) -> io::Result<Acls> {
         let path = data_dir.join(ACLS_FILE);
-        let mut bindings = Vec::new();
-        if fs.exists(&path) {
-            let text = crate::log::fs::read_file(fs.as_ref(), &path)?;
-            let bad = |why: &str| io::Error::other(format!("{}: {why}", path.display()));
-            let text = std::str::from_utf8(&text).map_err(|_| bad("not UTF-8"))?;
-            let mut lines = text.lines();
-            if lines.next() != Some("version=1") {
-                return Err(bad("unknown version"));
-            }
-            for line in lines.filter(|l| !l.trim().is_empty()) {
-                let f: Vec<&str> = line.split(' ').collect();
-                let [t, p, o, perm, name, principal, host] = f[..] else {
-                    return Err(bad("a line without seven fields"));
-                };
-                let code = |v: &str| v.parse::<i8>().map_err(|_| bad("a bad code"));
-                let text = |v: &str| {
-                    B64.decode(v)
-                        .ok()
-                        .and_then(|b| String::from_utf8(b).ok())
-                        .ok_or_else(|| bad("bad base64"))
-                };
-                let b = AclBinding {
-                    resource_type: ResourceType::from_code(code(t)?)
-                        .ok_or_else(|| bad("unknown resource type"))?,
-                    pattern: PatternType::from_code(code(p)?)
-                        .ok_or_else(|| bad("unknown pattern type"))?,
-                    operation: Operation::from_code(code(o)?)
-                        .ok_or_else(|| bad("unknown operation"))?,
-                    permission: Permission::from_code(code(perm)?)
-                        .ok_or_else(|| bad("unknown permission"))?,
-                    name: text(name)?,
-                    principal: text(principal)?,
-                    host: text(host)?,
-                };
-                b.validate().map_err(|e| bad(&e.0))?;
-                bindings.push(b);
-            }
-        }
+        let bindings = read_records(fs.as_ref(), &path, 7, |f| {
+            let [t, p, o, perm, name, principal, host] = f else {
+                return Err("a bad record".into());
+            };
+            let code = |v: &str| v.parse::<i8>().map_err(|_| "a bad code".to_string());
+            let b = AclBinding {
+                resource_type: ResourceType::from_code(code(t)?).ok_or("unknown resource type")?,
+                pattern: PatternType::from_code(code(p)?).ok_or("unknown pattern type")?,
+                operation: Operation::from_code(code(o)?).ok_or("unknown operation")?,
+                permission: Permission::from_code(code(perm)?).ok_or("unknown permission")?,
+                name: decode_text(name)?,
+                principal: decode_text(principal)?,
+                host: decode_text(host)?,
+            };
+            b.validate().map_err(|e| e.0)?;
+            Ok(b)
+        })?;
         let set = AclSet::new(bindings, policy.super_users.clone(), policy.allow_if_no_acl);
         Ok(Acls {
             fs,
@@ -197,10 +177,9 @@ impl Acls {
         let mut all = self.current().bindings();
         let out = edit(&mut all);
         all.sort();
-        let mut text = String::from("version=1\n");
-        for b in &all {
-            text.push_str(&format!(
-                "{} {} {} {} {} {} {}\n",
+        let records = all.iter().map(|b| {
+            format!(
+                "{} {} {} {} {} {} {}",
                 b.resource_type as i8,
                 b.pattern as i8,
                 b.operation as i8,
@@ -208,9 +187,9 @@ impl Acls {
                 B64.encode(&b.name),
                 B64.encode(&b.principal),
                 B64.encode(&b.host)
-            ));
-        }
-        crate::log::fs::write_file_atomic(self.fs.as_ref(), &self.path, text.as_bytes())?;
+            )
+        });
+        write_records(self.fs.as_ref(), &self.path, records)?;
         let set = AclSet::new(
             all,
             self.policy.super_users.clone(),

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
+use super::meta::{decode_text, read_records, write_records};
 use crate::auth::scram::{Credential, Mechanism};
 use crate::log::Fs;
 
@@ -58,31 +59,23 @@ impl Credentials {
     /// is an error: starting without the users would lock them out silently.
     pub fn load(fs: Arc<dyn Fs>, data_dir: &Path) -> io::Result<Credentials> {
         let path = data_dir.join(CREDENTIALS_FILE);
+        let records = read_records(fs.as_ref(), &path, 6, |f| {
+            let [mech, user, iterations, salt, stored, server] = f else {
+                return Err("a bad record".into());
+            };
+            let mech = Mechanism::from_name(mech).ok_or("unknown mechanism")?;
+            let b64 = |v: &str| B64.decode(v).map_err(|_| "bad base64".to_string());
+            let credential = Credential {
+                salt: b64(salt)?,
+                stored_key: b64(stored)?,
+                server_key: b64(server)?,
+                iterations: iterations.parse().map_err(|_| "bad iterations")?,
+            };
+            Ok((decode_text(user)?, mech, credential))
+        })?;
         let mut map: BTreeMap<String, BTreeMap<Mechanism, Credential>> = BTreeMap::new();
-        if fs.exists(&path) {
-            let text = crate::log::fs::read_file(fs.as_ref(), &path)?;
-            let bad = |why: &str| io::Error::other(format!("{}: {why}", path.display()));
-            let text = std::str::from_utf8(&text).map_err(|_| bad("not UTF-8"))?;
-            let mut lines = text.lines();
-            if lines.next() != Some("version=1") {
-                return Err(bad("unknown version"));
-            }
-            for line in lines.filter(|l| !l.trim().is_empty()) {
-                let f: Vec<&str> = line.split(' ').collect();
-                let [mech, user, iterations, salt, stored, server] = f[..] else {
-                    return Err(bad("a line without six fields"));
-                };
-                let mech = Mechanism::from_name(mech).ok_or_else(|| bad("unknown mechanism"))?;
-                let b64 = |v: &str| B64.decode(v).map_err(|_| bad("bad base64"));
-                let user = String::from_utf8(b64(user)?).map_err(|_| bad("user not UTF-8"))?;
-                let credential = Credential {
-                    salt: b64(salt)?,
-                    stored_key: b64(stored)?,
-                    server_key: b64(server)?,
-                    iterations: iterations.parse().map_err(|_| bad("bad iterations"))?,
-                };
-                map.entry(user).or_default().insert(mech, credential);
-            }
+        for (user, mech, credential) in records {
+            map.entry(user).or_default().insert(mech, credential);
         }
         Ok(Credentials {
             fs,
@@ -146,21 +139,20 @@ impl Credentials {
                 }
             }
         }
-        let mut text = String::from("version=1\n");
-        for (user, mechs) in &next {
-            for (mech, c) in mechs {
-                text.push_str(&format!(
-                    "{} {} {} {} {} {}\n",
+        let records = next.iter().flat_map(|(user, mechs)| {
+            mechs.iter().map(move |(mech, c)| {
+                format!(
+                    "{} {} {} {} {} {}",
                     mech.name(),
                     B64.encode(user),
                     c.iterations,
                     B64.encode(&c.salt),
                     B64.encode(&c.stored_key),
                     B64.encode(&c.server_key)
-                ));
-            }
-        }
-        crate::log::fs::write_file_atomic(self.fs.as_ref(), &self.path, text.as_bytes())?;
+                )
+            })
+        });
+        write_records(self.fs.as_ref(), &self.path, records)?;
         *map = next;
         Ok(())
     }

@@ -1,6 +1,8 @@
 //! The broker's small metadata files: `meta.properties` (cluster and node id),
-//! `topic.meta`, `producer-ids.properties`, all in Java properties syntax and
-//! replaced atomically (temp file, fsync, rename, directory fsync).
+//! `topic.meta`, `producer-ids.properties`, all in Java properties syntax, and
+//! the record files of the security stores (`scram-credentials`, `acls`,
+//! `client-quotas`); all replaced atomically (temp file, fsync, rename,
+//! directory fsync).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -40,6 +42,64 @@ pub fn write_properties(
         text.push('\n');
     }
     write_file_atomic(fs, path, text.as_bytes())
+}
+
+/// Reads a record file: a `version=1` line, then one record per line of
+/// `fields` space-separated fields, each turned into a value by `parse` (or
+/// refused with why). No file: no records. A damaged file is an error, not
+/// an empty store: starting without users, ACLs or quotas changes who may do
+/// what.
+pub fn read_records<T>(
+    fs: &dyn Fs,
+    path: &Path,
+    fields: usize,
+    mut parse: impl FnMut(&[&str]) -> Result<T, String>,
+) -> io::Result<Vec<T>> {
+    if !fs.exists(path) {
+        return Ok(Vec::new());
+    }
+    let bad = |why: &str| io::Error::other(format!("{}: {why}", path.display()));
+    let bytes = read_file(fs, path)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| bad("not UTF-8"))?;
+    let mut lines = text.lines();
+    if lines.next() != Some("version=1") {
+        return Err(bad("unknown version"));
+    }
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let f: Vec<&str> = line.split(' ').collect();
+            if f.len() != fields {
+                return Err(bad(&format!("a line without {fields} fields")));
+            }
+            parse(&f).map_err(|why| bad(&why))
+        })
+        .collect()
+}
+
+/// Writes a record file (see [`read_records`]) atomically and durably: each
+/// record is one line of space-separated fields.
+pub fn write_records(
+    fs: &dyn Fs,
+    path: &Path,
+    records: impl IntoIterator<Item = String>,
+) -> io::Result<()> {
+    let mut text = String::from("version=1\n");
+    for r in records {
+        text.push_str(&r);
+        text.push('\n');
+    }
+    write_file_atomic(fs, path, text.as_bytes())
+}
+
+/// A record field's text, from the base64 it is stored as.
+pub fn decode_text(v: &str) -> Result<String, String> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(v)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| "bad base64".to_string())
 }
 
 /// Unpadded base64url, as Kafka writes cluster ids.

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
+use super::meta::{read_records, write_records};
 use crate::log::Fs;
 use crate::quota::{Entity, Part, QuotaConfigs, QuotaKind, Throttler};
 
@@ -69,32 +70,25 @@ impl Quotas {
     /// Loads the quotas of `data_dir` (none if it has no file).
     pub fn load(fs: Arc<dyn Fs>, data_dir: &Path, throttler: Throttler) -> io::Result<Quotas> {
         let path = data_dir.join(QUOTAS_FILE);
+        let records = read_records(fs.as_ref(), &path, 4, |f| {
+            let [user, client, key, value] = f else {
+                return Err("a bad record".into());
+            };
+            let entity = Entity {
+                user: decode_part(user).ok_or("a bad user")?,
+                client_id: decode_part(client).ok_or("a bad client id")?,
+            };
+            let kind = QuotaKind::from_key(key).ok_or("an unknown quota")?;
+            let value: f64 = value.parse().map_err(|_| "a bad value")?;
+            Ok((entity, kind, value))
+        })?;
         let mut configs = QuotaConfigs::default();
-        if fs.exists(&path) {
-            let text = crate::log::fs::read_file(fs.as_ref(), &path)?;
-            let bad = |why: &str| io::Error::other(format!("{}: {why}", path.display()));
-            let text = std::str::from_utf8(&text).map_err(|_| bad("not UTF-8"))?;
-            let mut lines = text.lines();
-            if lines.next() != Some("version=1") {
-                return Err(bad("unknown version"));
-            }
-            for line in lines.filter(|l| !l.trim().is_empty()) {
-                let f: Vec<&str> = line.split(' ').collect();
-                let [user, client, key, value] = f[..] else {
-                    return Err(bad("a line without four fields"));
-                };
-                let entity = Entity {
-                    user: decode_part(user).ok_or_else(|| bad("a bad user"))?,
-                    client_id: decode_part(client).ok_or_else(|| bad("a bad client id"))?,
-                };
-                let kind = QuotaKind::from_key(key).ok_or_else(|| bad("an unknown quota"))?;
-                let value: f64 = value.parse().map_err(|_| bad("a bad value"))?;
-                configs
-                    .entities
-                    .entry(entity)
-                    .or_default()
-                    .insert(kind, value);
-            }
+        for (entity, kind, value) in records {
+            configs
+                .entities
+                .entry(entity)
+                .or_default()
+                .insert(kind, value);
         }
         Ok(Quotas {
             fs,
@@ -165,18 +159,17 @@ impl Quotas {
             }
         }
         next.entities.retain(|_, v| !v.is_empty());
-        let mut text = String::from("version=1\n");
-        for (e, values) in &next.entities {
-            for (kind, v) in values {
-                text.push_str(&format!(
-                    "{} {} {} {v}\n",
+        let records = next.entities.iter().flat_map(|(e, values)| {
+            values.iter().map(move |(kind, v)| {
+                format!(
+                    "{} {} {} {v}",
                     encode_part(&e.user),
                     encode_part(&e.client_id),
                     kind.key()
-                ));
-            }
-        }
-        crate::log::fs::write_file_atomic(self.fs.as_ref(), &self.path, text.as_bytes())?;
+                )
+            })
+        });
+        write_records(self.fs.as_ref(), &self.path, records)?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
         Ok(())
     }

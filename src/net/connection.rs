@@ -200,7 +200,8 @@ async fn serve_inner<S: Transport>(
 ) -> Close {
     // IPv4 clients of a dual-stack listener arrive as ::ffff:a.b.c.d; ACLs,
     // logs and limits name them as Kafka does, by their IPv4 address.
-    let client_host: Arc<str> = format!("/{}", peer.ip().to_canonical()).into();
+    let ip = peer.ip().to_canonical();
+    let client_host: Arc<str> = format!("/{ip}").into();
     let idle = Duration::from_millis(broker.config.idle_timeout_ms);
     let request_timeout = Duration::from_millis(broker.config.request_read_timeout_ms);
     let reauth_ms = i64::try_from(broker.config.connections_max_reauth_ms).unwrap_or(i64::MAX);
@@ -285,7 +286,7 @@ async fn serve_inner<S: Transport>(
         };
         if raw_token {
             let session = sasl.as_mut().expect("raw tokens only on SASL connections");
-            match raw_sasl_token(broker, session, &frame, peer.ip().to_canonical()) {
+            match raw_sasl_token(broker, session, &frame, ip) {
                 Ok(reply) => {
                     let mut out = Vec::with_capacity(4 + reply.len());
                     out.extend_from_slice(&(reply.len() as u32).to_be_bytes());
@@ -345,8 +346,7 @@ async fn serve_inner<S: Transport>(
                     .record((started - arrived).as_secs_f64());
                 let response = match sasl.as_mut() {
                     Some(session) if req.is_sasl() => {
-                        let answer =
-                            handlers::sasl::handle(broker, session, req, peer.ip().to_canonical());
+                        let answer = handlers::sasl::handle(broker, session, req, ip);
                         if answer.failed {
                             tokio::time::sleep(AUTH_FAILURE_DELAY).await;
                         }
