@@ -1,6 +1,7 @@
 """SASL/OAUTHBEARER with stock clients: unsecured JWTs (librdkafka's built-in
 unsecured token, as Kafka's default validator accepts them) and signed JWTs
-checked against a JWKS file, issuer and audience (tokens signed by the
+checked against a JWKS (a file, or an HTTPS endpoint whose keys rotate),
+issuer and audience (tokens signed by the
 harness with the openssl command); confluent-kafka, kafka-python, aiokafka
 and kafkajs log in and produce and consume; an expired token, a token for
 another audience and a token signed by an unknown key are refused with the
@@ -231,3 +232,120 @@ def test_the_token_subject_is_the_principal(tmp_path):
         assert errors == [None]
     finally:
         b.stop()
+
+
+class JwksServer:
+    """A JWKS endpoint over HTTPS (the harness CA's server certificate) whose
+    document the test can replace, counting the fetches."""
+
+    def __init__(self, certs, jwks, port=0):
+        import http.server
+        import ssl
+        import threading
+
+        self.jwks, self.fetches = jwks, 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = json.dumps(outer.jwks).encode()
+                outer.fetches += 1
+                self.send_response(200 if self.path == "/keys" else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(certs.server_cert, certs.server_key)
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.httpd.server_address[1]}/keys"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def logs_in(b, token):
+    try:
+        p = Producer({**base_conf(b), "oauth_cb": lambda _: (token, time.time() + 3600)})
+        p.list_topics(timeout=3)
+        return True
+    except KafkaException:
+        return False
+
+
+def test_keys_from_an_https_endpoint_follow_a_rotation(tmp_path):
+    from certs import make_certs
+    certs = make_certs(tmp_path / "certs")
+    old, new = Signer(tmp_path / "keys", "old"), Signer(tmp_path / "keys", "new")
+    server = JwksServer(certs, {"keys": [old.jwk]})
+    b = oauth_broker(tmp_path, [
+        "--sasl-oauthbearer-jwks-endpoint-url", server.url,
+        "--sasl-oauthbearer-jwks-truststore-location", str(certs.ca),
+        "--sasl-oauthbearer-expected-issuer", ISSUER,
+        "--sasl-oauthbearer-expected-audience", AUDIENCE,
+        # No regular refresh during the test: only unknown keys bring one on,
+        # at most one per 300 ms.
+        "--sasl-oauthbearer-jwks-endpoint-refresh-ms", "3600000",
+        "--sasl-oauthbearer-jwks-endpoint-retry-backoff-max-ms", "300",
+        "--auth-failures-per-ip-max", "100000",
+    ])
+    try:
+        round_trip({**base_conf(b), "oauth_cb": lambda _: (old.token("alice"),
+                                                            time.time() + 3600)}, "https")
+        # The provider rotates: a token signed with the new key names a key
+        # the broker does not have, which brings a fetch forward; the next
+        # login with it succeeds and the old key is gone.
+        server.jwks = {"keys": [new.jwk]}
+        fetched = server.fetches
+        new_token = new.token("alice")
+        deadline = time.time() + 30
+        while not logs_in(b, new_token):
+            assert time.time() < deadline, "the new key was never fetched"
+            time.sleep(0.2)
+        assert server.fetches > fetched
+        assert not logs_in(b, old.token("alice"))
+        # Made-up key ids cannot make the broker hammer the provider.
+        fetched, t0 = server.fetches, time.time()
+        bogus = Signer(tmp_path / "keys", "bogus")
+        for _ in range(3):
+            assert not logs_in(b, bogus.token("alice"))
+        assert server.fetches - fetched <= (time.time() - t0) / 0.3 + 1
+    finally:
+        b.stop()
+        server.close()
+
+
+def test_an_unreachable_endpoint_refuses_logins_until_it_answers(tmp_path):
+    from certs import make_certs
+    certs = make_certs(tmp_path / "certs")
+    signer = Signer(tmp_path / "keys", "k1")
+    # Nothing listens on the port yet: the broker starts, refusing tokens.
+    port = free_port()
+    b = oauth_broker(tmp_path, [
+        "--sasl-oauthbearer-jwks-endpoint-url", f"https://127.0.0.1:{port}/keys",
+        "--sasl-oauthbearer-jwks-truststore-location", str(certs.ca),
+        "--sasl-oauthbearer-jwks-endpoint-retry-backoff-max-ms", "500",
+        # librdkafka retries a failed login every 100 ms while it waits.
+        "--auth-failures-per-ip-max", "100000",
+    ])
+    server = None
+    try:
+        token = signer.token("alice", aud=None, iss=None)
+        assert not logs_in(b, token)
+        server = JwksServer(certs, {"keys": [signer.jwk]}, port)
+        deadline = time.time() + 30
+        while not logs_in(b, token):
+            assert time.time() < deadline, "the keys were never fetched"
+            time.sleep(0.3)
+        assert "cannot fetch the JWKS" in b.log_path.read_text()
+    finally:
+        b.stop()
+        if server:
+            server.close()

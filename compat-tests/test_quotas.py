@@ -1,5 +1,5 @@
-"""Client quotas: producer_byte_rate and consumer_byte_rate on client ids and
-users, set and described with AlterClientQuotas/DescribeClientQuotas
+"""Client quotas: producer_byte_rate, consumer_byte_rate and
+request_percentage on client ids and users, set and described with AlterClientQuotas/DescribeClientQuotas
 (through kafka-python's protocol layer: none of the installed clients has a
 quota admin call), slow producers and consumers to their rate without losing
 a record (measured as a ratio of the rate, not as a timed assertion), tell
@@ -82,8 +82,14 @@ def test_quotas_are_set_described_and_refused_as_kafka(qbroker):
         assert list(describe(ka, [("client-id", 0, "app")])) == [(("client-id", "app"),)]
         assert list(describe(ka, [("user", 1, None)], strict=True)) == [(("user", None),)]
         assert len(describe(ka, [("user", 2, None)])) == 2
+        # A request percentage need not be whole; byte rates must be.
+        assert alter(ka, [("client-id", "x")], {"request_percentage": 12.5}) == (0, None)
+        assert describe(ka, [("client-id", 0, "x")]) == {
+            (("client-id", "x"),): {"request_percentage": 12.5}}
+        assert alter(ka, [("client-id", "x")], {"producer_byte_rate": 1.5})[0] == 42
+        assert alter(ka, [("client-id", "x")], {"request_percentage": None}) == (0, None)
         # What is not served is refused, not ignored.
-        assert alter(ka, [("client-id", "x")], {"request_percentage": 50})[0] == 42  # INVALID_REQUEST
+        assert alter(ka, [("client-id", "x")], {"controller_mutation_rate": 50})[0] == 42  # INVALID_REQUEST
         assert alter(ka, [("ip", "10.0.0.1")], {"producer_byte_rate": 5})[0] == 42
         assert alter(ka, [("client-id", "x")], {"producer_byte_rate": -1})[0] == 42
         # Removing a value.
@@ -168,3 +174,72 @@ def test_a_consumer_is_slowed_to_its_quota_and_reads_everything(qbroker):
     ratio = (n * (len(VALUE) + 6) / elapsed) / RATE
     assert ratio < 1.6, f"consumed at {ratio:.2f} times the quota"
     assert throttle_count(qbroker, "consumer_byte_rate") > 0
+
+
+def metadata_throttles(b, client_id, n):
+    """Sends n Metadata requests as client_id: the throttle_time_ms of each
+    response and the seconds they took."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import NodeNotReadyError
+    from kafka.protocol.metadata import MetadataRequest
+    ka = KafkaAdminClient(bootstrap_servers=b.bootstrap, client_id=client_id)
+
+    def send():
+        # kafka-python honours a throttle itself (KIP-219): the connection
+        # is paused for it and refuses to send until then.
+        while True:
+            try:
+                return ka._manager.run(ka._manager.send, MetadataRequest[4](topics=None), 1)
+            except NodeNotReadyError:
+                time.sleep(0.01)
+    try:
+        t0 = time.time()
+        throttles = [send().throttle_time_ms for _ in range(n)]
+        return throttles, time.time() - t0
+    finally:
+        ka.close()
+
+
+def test_a_request_quota_throttles_busy_clients_and_not_others(qbroker):
+    ka = admin(qbroker)
+    try:
+        # A millionth of a thread: any client using it is over at once.
+        assert alter(ka, [("client-id", "busy")], {"request_percentage": 0.0001})[0] == 0
+        # Five percent of a thread for an idle long-polling consumer.
+        assert alter(ka, [("client-id", "idle")], {"request_percentage": 5})[0] == 0
+    finally:
+        ka.close()
+    before = throttle_count(qbroker, "request_percentage")
+    throttles, took = metadata_throttles(qbroker, "busy", 12)
+    assert all(t > 0 for t in throttles[2:]), throttles
+    # The connection is muted for each throttle (KIP-219): the next response
+    # cannot come sooner, whatever the client does.
+    assert took >= 0.9 * sum(throttles[:-1]) / 1000, (took, throttles)
+    assert throttle_count(qbroker, "request_percentage") > before
+    free, _ = metadata_throttles(qbroker, "free", 12)
+    assert free == [0] * 12
+
+    # Produce under the quota: throttled, nothing lost.
+    told = []
+    p = Producer({"bootstrap.servers": qbroker.bootstrap, "client.id": "busy", "linger.ms": 5,
+                  "throttle_cb": lambda event: told.append(event.throttle_time)})
+    errors = []
+    for i in range(300):
+        p.produce("q", value=b"%d" % i, on_delivery=lambda err, msg: errors.append(err))
+        p.poll(0)
+    assert p.flush(120) == 0
+    assert errors == [None] * 300
+    assert told, "the producer was never told to wait"
+
+    # Parked time is not work: a consumer long-polling an idle topic for
+    # seconds (each fetch parked up to 500 ms) stays far within 5 %.
+    told = []
+    c = Consumer({"bootstrap.servers": qbroker.bootstrap, "client.id": "idle", "group.id": "idle",
+                  "fetch.wait.max.ms": 500, "auto.offset.reset": "latest",
+                  "throttle_cb": lambda event: told.append(event.throttle_time)})
+    c.subscribe(["q"])
+    deadline = time.time() + 4
+    while time.time() < deadline:
+        c.poll(0.5)
+    c.close()
+    assert told == [], told

@@ -136,11 +136,65 @@ pub struct Config {
     )]
     pub allow_everyone_if_no_acl_found: bool,
 
-    /// Kafka's `sasl.oauthbearer.jwks.endpoint.url`: the keys OAUTHBEARER
-    /// tokens must be signed with, as a JWKS document; only `file://` URLs
-    /// (the broker fetches nothing over the network). Read at start.
+    /// Kafka's `sasl.oauthbearer.jwks.endpoint.url`: where the keys
+    /// OAUTHBEARER tokens must be signed with are published, as a JWKS
+    /// document: `https://`, `http://` or `file://`. Fetched at start and
+    /// every `--sasl-oauthbearer-jwks-endpoint-refresh-ms`.
     #[arg(long, env = "SLUICE_SASL_OAUTHBEARER_JWKS_ENDPOINT_URL")]
     pub sasl_oauthbearer_jwks_endpoint_url: Option<String>,
+
+    /// Kafka's `sasl.oauthbearer.jwks.endpoint.refresh.ms`: how often the
+    /// JWKS is fetched again (an identity provider rotates its keys); a token
+    /// naming an unknown key brings the next fetch forward.
+    #[arg(
+        long,
+        env = "SLUICE_SASL_OAUTHBEARER_JWKS_ENDPOINT_REFRESH_MS",
+        default_value_t = 3_600_000
+    )]
+    pub sasl_oauthbearer_jwks_endpoint_refresh_ms: u64,
+
+    /// Kafka's `sasl.oauthbearer.jwks.endpoint.retry.backoff.ms`: the first
+    /// wait after a failed fetch (doubled after each failure).
+    #[arg(
+        long,
+        env = "SLUICE_SASL_OAUTHBEARER_JWKS_ENDPOINT_RETRY_BACKOFF_MS",
+        default_value_t = 100
+    )]
+    pub sasl_oauthbearer_jwks_endpoint_retry_backoff_ms: u64,
+
+    /// Kafka's `sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms`: the
+    /// longest wait between failed fetches, and the least time between
+    /// fetches brought forward by unknown keys (so a client sending made-up
+    /// key ids cannot make the broker hammer its identity provider).
+    #[arg(
+        long,
+        env = "SLUICE_SASL_OAUTHBEARER_JWKS_ENDPOINT_RETRY_BACKOFF_MAX_MS",
+        default_value_t = 10_000
+    )]
+    pub sasl_oauthbearer_jwks_endpoint_retry_backoff_max_ms: u64,
+
+    /// PEM file of the CA certificates an `https://` JWKS endpoint is checked
+    /// against; without it, the system's CA store.
+    #[arg(long, env = "SLUICE_SASL_OAUTHBEARER_JWKS_TRUSTSTORE_LOCATION")]
+    pub sasl_oauthbearer_jwks_truststore_location: Option<PathBuf>,
+
+    /// Longest one JWKS fetch may take, connect to last byte: a stalled
+    /// identity provider must not hold the refresher forever.
+    #[arg(
+        long,
+        env = "SLUICE_SASL_OAUTHBEARER_JWKS_FETCH_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub sasl_oauthbearer_jwks_fetch_timeout_ms: u64,
+
+    /// Largest JWKS document accepted, 1 MiB: a key set is a few KiB, and the
+    /// response is read into memory.
+    #[arg(
+        long,
+        env = "SLUICE_SASL_OAUTHBEARER_JWKS_MAX_BYTES",
+        default_value_t = 1 << 20
+    )]
+    pub sasl_oauthbearer_jwks_max_bytes: usize,
 
     /// Kafka's `sasl.oauthbearer.expected.issuer`: the `iss` signed tokens must carry.
     #[arg(long, env = "SLUICE_SASL_OAUTHBEARER_EXPECTED_ISSUER")]
@@ -585,6 +639,23 @@ impl Config {
                 && !self.sasl_oauthbearer_unsecured_tokens
             {
                 return Err("OAUTHBEARER needs --sasl-oauthbearer-jwks-endpoint-url (signed tokens) or --sasl-oauthbearer-unsecured-tokens".into());
+            }
+        }
+        if let Some(url) = &self.sasl_oauthbearer_jwks_endpoint_url {
+            if !["https://", "http://", "file://"]
+                .iter()
+                .any(|s| url.starts_with(s))
+            {
+                return Err(format!(
+                    "--sasl-oauthbearer-jwks-endpoint-url {url}: not an https://, http:// or file:// URL"
+                ));
+            }
+            if self.sasl_oauthbearer_jwks_endpoint_refresh_ms == 0
+                || self.sasl_oauthbearer_jwks_endpoint_retry_backoff_ms == 0
+                || self.sasl_oauthbearer_jwks_fetch_timeout_ms == 0
+                || self.sasl_oauthbearer_jwks_max_bytes == 0
+            {
+                return Err("--sasl-oauthbearer-jwks-endpoint-refresh-ms, -retry-backoff-ms, --sasl-oauthbearer-jwks-fetch-timeout-ms and -max-bytes must be positive".into());
             }
         }
         check_segment_bytes(self.segment_bytes)?;

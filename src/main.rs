@@ -116,7 +116,7 @@ async fn run(config: Config) -> std::io::Result<()> {
         )
     })?;
     let _lock = sluice::sys::lock_data_dir(&config.data_dir).map_err(std::io::Error::other)?;
-    let oauth = oauth_validator(&config)?;
+    let oauth = oauth_validator(&config).await?;
     let broker = Broker::open(config).await?;
     http.set_broker(broker.clone());
     let mut listeners = Vec::new();
@@ -162,8 +162,8 @@ async fn run(config: Config) -> std::io::Result<()> {
 }
 
 /// The OAUTHBEARER validator when the mechanism is enabled: signed tokens
-/// against the JWKS file, or unsecured ones when allowed.
-fn oauth_validator(
+/// against the JWKS (kept fresh by a task), or unsecured ones when allowed.
+async fn oauth_validator(
     config: &Config,
 ) -> std::io::Result<Option<Arc<sluice::auth::oauth::OAuthValidator>>> {
     use sluice::auth::oauth::OAuthValidator;
@@ -176,17 +176,10 @@ fn oauth_validator(
     }
     let skew = config.sasl_oauthbearer_clock_skew_seconds;
     let sub = &config.sasl_oauthbearer_sub_claim_name;
-    let Some(url) = &config.sasl_oauthbearer_jwks_endpoint_url else {
+    let Some((source, schedule)) = sluice::net::jwks::JwksSource::from_config(config) else {
         tracing::warn!("OAUTHBEARER accepts unsecured tokens: anyone can claim any principal");
         return Ok(Some(Arc::new(OAuthValidator::unsecured(sub, skew))));
     };
-    let path = url.strip_prefix("file://").ok_or_else(|| {
-        std::io::Error::other(format!(
-            "--sasl-oauthbearer-jwks-endpoint-url {url}: only file:// URLs are supported"
-        ))
-    })?;
-    let jwks = std::fs::read_to_string(path)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot read the JWKS {path}: {e}")))?;
     let audience = config
         .sasl_oauthbearer_expected_audience
         .split(',')
@@ -194,15 +187,37 @@ fn oauth_validator(
         .filter(|a| !a.is_empty())
         .map(String::from)
         .collect();
-    let v = OAuthValidator::signed(
-        &jwks,
+    // A local file must be right at start (as Kafka's file resolver); an
+    // endpoint that cannot be reached yet is retried while the broker runs
+    // (as Kafka's refreshing resolver), refusing tokens until it answers.
+    let (keys, loaded) = match source.fetch().await {
+        Ok(keys) => (keys, true),
+        Err(e) if source.url.starts_with("file://") => {
+            return Err(std::io::Error::other(format!(
+                "the JWKS {}: {e}",
+                source.url
+            )));
+        }
+        Err(e) => {
+            tracing::error!(url = %source.url, error = %e,
+                "cannot fetch the JWKS; OAUTHBEARER logins fail until it can be fetched");
+            (Default::default(), false)
+        }
+    };
+    let v = Arc::new(OAuthValidator::signed(
+        keys,
         config.sasl_oauthbearer_expected_issuer.clone(),
         audience,
         sub,
         skew,
-    )
-    .map_err(|e| std::io::Error::other(format!("the JWKS {path}: {e}")))?;
-    Ok(Some(Arc::new(v)))
+    ));
+    tokio::spawn(sluice::net::jwks::refresh(
+        v.clone(),
+        source,
+        schedule,
+        loaded,
+    ));
+    Ok(Some(v))
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -3,19 +3,31 @@
 //! an unsecured JWT (`alg: none`, Kafka's default validator, for development)
 //! or a signed JWT checked against configured keys (a JWKS), issuer and
 //! audience. The token's subject becomes the principal; its expiry bounds the
-//! session (KIP-368).
+//! session (KIP-368). The keys can be replaced while the broker runs (a
+//! JWKS endpoint is re-read periodically, and sooner when a token names a key
+//! not in the set); fetching them is the network layer's job.
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
+/// Verification keys by key id (`kid`), with the algorithm each signs with.
+pub type KeySet = HashMap<String, (DecodingKey, Algorithm)>;
+
+/// Called when a token names a key the set does not have.
+type UnknownKeyHook = Box<dyn Fn() + Send + Sync>;
+
 /// How bearer tokens are checked.
 pub struct OAuthValidator {
-    /// The keys of signed tokens by key id; `None`: unsecured tokens only.
-    keys: Option<HashMap<String, (DecodingKey, Algorithm)>>,
+    /// The keys of signed tokens; `None`: unsecured tokens only.
+    keys: Option<RwLock<Arc<KeySet>>>,
+    /// Told when a token names an unknown key (a JWKS refresher fetches the
+    /// keys again: the issuer may have rotated them).
+    on_unknown_key: OnceLock<UnknownKeyHook>,
     /// Required `iss`, if any.
     issuer: Option<String>,
     /// Accepted `aud` values (one must match), if any.
@@ -29,7 +41,7 @@ pub struct OAuthValidator {
 impl std::fmt::Debug for OAuthValidator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OAuthValidator")
-            .field("keys", &self.keys.as_ref().map(|k| k.len()))
+            .field("keys", &self.keys.as_ref().map(|k| self.read(k).len()))
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .finish()
@@ -51,6 +63,7 @@ impl OAuthValidator {
     pub fn unsecured(sub_claim: &str, skew_s: u64) -> OAuthValidator {
         OAuthValidator {
             keys: None,
+            on_unknown_key: OnceLock::new(),
             issuer: None,
             audience: Vec::new(),
             sub_claim: sub_claim.into(),
@@ -58,40 +71,44 @@ impl OAuthValidator {
         }
     }
 
-    /// A validator of signed tokens from a JWKS document (`{"keys": [...]}`).
+    /// A validator of signed tokens checked against `keys` (which may start
+    /// empty and be set later with [`OAuthValidator::set_keys`]).
     pub fn signed(
-        jwks_json: &str,
+        keys: KeySet,
         issuer: Option<String>,
         audience: Vec<String>,
         sub_claim: &str,
         skew_s: u64,
-    ) -> Result<OAuthValidator, String> {
-        let set: JwkSet =
-            serde_json::from_str(jwks_json).map_err(|e| format!("not a JWKS document: {e}"))?;
-        let mut keys = HashMap::new();
-        for jwk in &set.keys {
-            let kid = jwk.common.key_id.clone().unwrap_or_default();
-            let alg = match jwk.common.key_algorithm {
-                Some(a) => Algorithm::from_str_checked(&format!("{a:?}"))?,
-                None => match &jwk.algorithm {
-                    jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
-                    jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
-                    _ => return Err(format!("key {kid:?}: only RSA and EC keys are supported")),
-                },
-            };
-            let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key {kid:?}: {e}"))?;
-            keys.insert(kid, (key, alg));
-        }
-        if keys.is_empty() {
-            return Err("the JWKS document has no keys".into());
-        }
-        Ok(OAuthValidator {
-            keys: Some(keys),
+    ) -> OAuthValidator {
+        OAuthValidator {
+            keys: Some(RwLock::new(Arc::new(keys))),
+            on_unknown_key: OnceLock::new(),
             issuer,
             audience,
             sub_claim: sub_claim.into(),
             skew_s,
-        })
+        }
+    }
+
+    /// Replaces the verification keys (no-op for an unsecured validator).
+    pub fn set_keys(&self, keys: KeySet) {
+        if let Some(k) = &self.keys {
+            *k.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+        }
+    }
+
+    /// How many verification keys are loaded.
+    pub fn key_count(&self) -> usize {
+        self.keys.as_ref().map_or(0, |k| self.read(k).len())
+    }
+
+    /// Sets what to call when a token names an unknown key (once).
+    pub fn on_unknown_key(&self, hook: impl Fn() + Send + Sync + 'static) {
+        let _ = self.on_unknown_key.set(Box::new(hook));
+    }
+
+    fn read(&self, k: &RwLock<Arc<KeySet>>) -> Arc<KeySet> {
+        k.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Checks a compact JWT at `now_ms`.
@@ -116,10 +133,14 @@ impl OAuthValidator {
                 decode(payload, "payload")?
             }
             Some(keys) => {
+                let keys = self.read(keys);
                 let kid = head.get("kid").and_then(|k| k.as_str()).unwrap_or_default();
-                let (key, alg) = keys
-                    .get(kid)
-                    .ok_or_else(|| format!("no key {kid:?} to verify the token"))?;
+                let Some((key, alg)) = keys.get(kid) else {
+                    if let Some(hook) = self.on_unknown_key.get() {
+                        hook();
+                    }
+                    return Err(format!("no key {kid:?} to verify the token"));
+                };
                 let mut v = Validation::new(*alg);
                 v.leeway = self.skew_s;
                 v.validate_nbf = true;
@@ -187,6 +208,31 @@ impl OAuthValidator {
             expires_ms,
         })
     }
+}
+
+/// The verification keys of a JWKS document (`{"keys": [...]}`): RSA and
+/// EC keys, by key id.
+pub fn parse_jwks(jwks_json: &str) -> Result<KeySet, String> {
+    let set: JwkSet =
+        serde_json::from_str(jwks_json).map_err(|e| format!("not a JWKS document: {e}"))?;
+    let mut keys = HashMap::new();
+    for jwk in &set.keys {
+        let kid = jwk.common.key_id.clone().unwrap_or_default();
+        let alg = match jwk.common.key_algorithm {
+            Some(a) => Algorithm::from_str_checked(&format!("{a:?}"))?,
+            None => match &jwk.algorithm {
+                jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
+                _ => return Err(format!("key {kid:?}: only RSA and EC keys are supported")),
+            },
+        };
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key {kid:?}: {e}"))?;
+        keys.insert(kid, (key, alg));
+    }
+    if keys.is_empty() {
+        return Err("the JWKS document has no keys".into());
+    }
+    Ok(keys)
 }
 
 /// Algorithm names, checked (jsonwebtoken's `FromStr` with our error type).
@@ -269,6 +315,31 @@ mod tests {
         ] {
             assert!(parse_initial_response(bad.as_bytes()).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn an_unknown_key_asks_for_a_refresh() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let v = OAuthValidator::signed(KeySet::new(), None, Vec::new(), "sub", 0);
+        let asked = Arc::new(AtomicUsize::new(0));
+        let a = asked.clone();
+        v.on_unknown_key(move || {
+            a.fetch_add(1, Ordering::Relaxed);
+        });
+        let jwt = format!(
+            "{}.{}.c2ln",
+            B64URL.encode(r#"{"alg":"RS256","kid":"new"}"#),
+            B64URL.encode(r#"{"sub":"a","exp":1}"#)
+        );
+        let e = v.validate(&jwt, 0).unwrap_err();
+        assert!(e.contains("no key \"new\""), "{e}");
+        assert_eq!(asked.load(Ordering::Relaxed), 1);
+        // Unsecured validators have no keys to replace.
+        let u = OAuthValidator::unsecured("sub", 0);
+        u.set_keys(KeySet::new());
+        assert_eq!(u.key_count(), 0);
+        assert!(parse_jwks(r#"{"keys":[]}"#).is_err());
+        assert!(parse_jwks("not json").is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -41,6 +42,9 @@ pub struct Quotas {
     path: PathBuf,
     /// What requests are measured against.
     current: RwLock<Arc<QuotaConfigs>>,
+    /// A bit per [`QuotaKind`] some entity has a value of, so a request that
+    /// no quota can apply to skips the lookup (and the work metering).
+    kinds: AtomicU8,
     /// Held while a change writes the file.
     writing: Mutex<()>,
     /// The rates of every client.
@@ -64,6 +68,18 @@ fn decode_part(s: &str) -> Option<Part> {
             String::from_utf8(b).ok().map(Part::Name)
         }
     }
+}
+
+fn kind_bit(kind: QuotaKind) -> u8 {
+    1 << kind as u8
+}
+
+/// The [`kind_bit`]s of every kind some entity of `c` has.
+fn kinds_of(c: &QuotaConfigs) -> u8 {
+    c.entities
+        .values()
+        .flat_map(|v| v.keys())
+        .fold(0, |bits, k| bits | kind_bit(*k))
 }
 
 impl Quotas {
@@ -93,6 +109,7 @@ impl Quotas {
         Ok(Quotas {
             fs,
             path,
+            kinds: AtomicU8::new(kinds_of(&configs)),
             current: RwLock::new(Arc::new(configs)),
             writing: Mutex::new(()),
             throttler,
@@ -107,7 +124,12 @@ impl Quotas {
             .clone()
     }
 
-    /// Measures `bytes` of `kind` from `user` with `client_id` at `now`: the
+    /// Whether any entity has a quota of `kind`.
+    pub fn any(&self, kind: QuotaKind) -> bool {
+        self.kinds.load(Ordering::Relaxed) & kind_bit(kind) != 0
+    }
+
+    /// Measures `amount` (bytes, or work units) of `kind` from `user` with `client_id` at `now`: the
     /// throttle time in ms (0 without a quota or within it), and the bucket
     /// it was recorded in.
     pub fn record(
@@ -115,17 +137,16 @@ impl Quotas {
         kind: QuotaKind,
         user: &str,
         client_id: &str,
-        bytes: u64,
+        amount: f64,
         now: i64,
     ) -> (u64, Option<Entity>) {
-        let configs = self.current();
-        if configs.entities.is_empty() {
+        if !self.any(kind) {
             return (0, None);
         }
-        match configs.resolve(kind, user, client_id) {
+        match self.current().resolve(kind, user, client_id) {
             None => (0, None),
             Some((bound, bucket)) => (
-                self.throttler.record(kind, &bucket, bound, bytes, now),
+                self.throttler.record(kind, &bucket, bound, amount, now),
                 Some(bucket),
             ),
         }
@@ -134,11 +155,10 @@ impl Quotas {
     /// The most one response of `kind` may carry for `user` with `client_id`
     /// (`None` without a quota).
     pub fn response_limit(&self, kind: QuotaKind, user: &str, client_id: &str) -> Option<u64> {
-        let configs = self.current();
-        if configs.entities.is_empty() {
+        if !self.any(kind) {
             return None;
         }
-        configs
+        self.current()
             .resolve(kind, user, client_id)
             .map(|(bound, _)| self.throttler.window_limit(bound))
     }
@@ -170,6 +190,7 @@ impl Quotas {
             })
         });
         write_records(self.fs.as_ref(), &self.path, records)?;
+        self.kinds.store(kinds_of(&next), Ordering::Relaxed);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
         Ok(())
     }
@@ -223,7 +244,7 @@ mod tests {
         assert_eq!(d[&alice][&QuotaKind::Produce], 1024.0);
         // Without a quota nothing is measured.
         assert_eq!(
-            again.record(QuotaKind::Fetch, "bob", "c", 1 << 30, 0),
+            again.record(QuotaKind::Fetch, "bob", "c", 1e9, 0),
             (0, None)
         );
     }

@@ -140,7 +140,7 @@ pub(super) async fn create(
         Ok(())
     } else {
         let b = broker.clone();
-        tokio::task::spawn_blocking(move || b.acls.create(&valid))
+        crate::clock::work::blocking(move || b.acls.create(&valid))
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))
     };
@@ -279,7 +279,7 @@ pub(super) async fn delete(
         Ok(Vec::new())
     } else {
         let b = broker.clone();
-        tokio::task::spawn_blocking(move || b.acls.delete(&valid))
+        crate::clock::work::blocking(move || b.acls.delete(&valid))
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))
     };

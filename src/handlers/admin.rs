@@ -136,7 +136,7 @@ pub(super) async fn delete_records(
                     let part = part.clone();
                     let offset = p.offset;
                     let done =
-                        tokio::task::spawn_blocking(move || part.delete_records_blocking(offset))
+                        crate::clock::work::blocking(move || part.delete_records_blocking(offset))
                             .await;
                     match done {
                         Ok(Ok(low)) => pr.low_watermark = low,
@@ -231,7 +231,7 @@ pub(super) async fn describe_log_dirs(
         }
     };
     let dir = broker.config.data_dir.clone();
-    let sizes = tokio::task::spawn_blocking(move || {
+    let sizes = crate::clock::work::blocking(move || {
         let space = crate::sys::disk_space(&dir).ok();
         let topics: Vec<DescribeLogDirsTopic> = wanted
             .iter()
@@ -527,7 +527,7 @@ pub(super) async fn describe_producers(
             }
         }
     }
-    let read = tokio::task::spawn_blocking(move || {
+    let read = crate::clock::work::blocking(move || {
         wanted
             .into_iter()
             .map(|(ti, index, p)| {

@@ -124,6 +124,12 @@ pub(super) async fn handle(
 ) -> ResponseFrame {
     let v = ctx.version;
     let mut reply = FetchReply::default();
+    // Over its request quota: an empty response with the throttle time, as
+    // Kafka answers a throttled fetch (nothing is read or waited for).
+    if ctx.throttle_ms > 0 {
+        reply.throttle_time_ms = i32::try_from(ctx.throttle_ms).unwrap_or(i32::MAX);
+        return encode_fetch(v, ctx.correlation_id, reply);
+    }
     if req.session_id != 0 && req.session_epoch != -1 {
         // We never hand out sessions, so any id is unknown.
         reply.error_code = error::FETCH_SESSION_ID_NOT_FOUND;
@@ -213,7 +219,7 @@ pub(super) async fn handle(
         }
         let ws = wants.clone();
         let found =
-            match tokio::task::spawn_blocking(move || read_all(&ws, max_bytes, read_committed))
+            match crate::clock::work::blocking(move || read_all(&ws, max_bytes, read_committed))
                 .await
             {
                 Ok(f) => f,

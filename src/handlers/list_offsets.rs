@@ -159,7 +159,7 @@ pub(super) async fn handle(
     let read_committed = v >= 2 && req.isolation_level == 1;
     // Every queried partition is answered, by the task or, if it failed, here.
     let fallback: Vec<(usize, i32)> = queries.iter().map(|q| (q.0, q.1)).collect();
-    let answers = tokio::task::spawn_blocking(move || {
+    let answers = crate::clock::work::blocking(move || {
         queries
             .into_iter()
             .map(|(ti, index, partition, ts, valid)| {

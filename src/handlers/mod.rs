@@ -24,13 +24,45 @@ use kafka_protocol::protocol::{Encodable, StrBytes};
 use crate::auth::acl::{Operation, ResourceType, CLUSTER_NAME};
 use crate::broker::{Broker, TopicError};
 use crate::log::{AppendError, ReadError};
-use crate::protocol::{encode_response, error, ErrorCodes, Request, RequestFrame, ResponseFrame};
+use crate::protocol::{
+    encode_response, error, ErrorCodes, Request, RequestFrame, ResponseFrame, Throttled,
+};
 use crate::quota::QuotaKind;
 use crate::storage::PartitionError;
 
 /// Runs one request. `None` means no response is sent (Produce with acks=0).
+///
+/// Under a request quota (`request_percentage`) the request's work time is
+/// measured (its handler's polls and the blocking work it awaits, not the
+/// time it is parked) and recorded against the client; a client already over
+/// its quota when the request arrives is answered with that throttle time and
+/// its connection is muted for it (Kafka's `ClientRequestQuotaManager`).
 pub async fn dispatch(broker: &Arc<Broker>, req: RequestFrame) -> Option<ResponseFrame> {
-    let ctx = Ctx::of(&req);
+    let mut ctx = Ctx::of(&req);
+    if !broker.quotas.any(QuotaKind::Request) {
+        return route(broker, ctx, req).await;
+    }
+    let client_id: Arc<str> = req.client_id.as_deref().unwrap_or("").into();
+    let principal = ctx.principal.clone();
+    let user = user_of(&principal);
+    let quota = |work: f64| {
+        let now = crate::clock::now_ms();
+        let quotas = &broker.quotas;
+        quotas
+            .record(QuotaKind::Request, user, &client_id, work, now)
+            .0
+    };
+    ctx.throttle_ms = quota(0.0);
+    if ctx.throttle_ms > 0 {
+        crate::metrics::throttled(QuotaKind::Request.key(), ctx.throttle_ms);
+    }
+    let (response, ns) = crate::clock::work::metered(route(broker, ctx, req)).await;
+    quota(QuotaKind::work_units(ns));
+    response
+}
+
+/// Runs one request with its context.
+async fn route(broker: &Arc<Broker>, ctx: Ctx, req: RequestFrame) -> Option<ResponseFrame> {
     match req.body {
         Request::ApiVersions(r) => Some(api_versions::handle(&ctx, r)),
         Request::Metadata(r) => Some(metadata::handle(broker, &ctx, r).await),
@@ -112,6 +144,9 @@ pub(crate) struct Ctx {
     pub principal: Arc<str>,
     /// The client's address as Kafka reports it (`/ip`); ACLs match the ip.
     pub client_host: Arc<str>,
+    /// How long the client must wait under its request quota (ms, 0 within
+    /// it or without one): set on every response and the connection muted.
+    pub throttle_ms: u64,
 }
 
 impl Ctx {
@@ -124,6 +159,7 @@ impl Ctx {
             listener: req.listener,
             principal: req.principal.clone(),
             client_host: req.client_host.clone(),
+            throttle_ms: 0,
         }
     }
 
@@ -153,9 +189,7 @@ impl Ctx {
 
     /// The sender's user name, for quotas (`ANONYMOUS` if unauthenticated).
     fn user(&self) -> &str {
-        self.principal
-            .strip_prefix("User:")
-            .unwrap_or(&self.principal)
+        user_of(&self.principal)
     }
 
     /// Records `bytes` of `kind` against the sender's quota: the throttle
@@ -167,10 +201,13 @@ impl Ctx {
         kind: QuotaKind,
         bytes: u64,
     ) -> (u64, Option<crate::quota::Entity>) {
-        let (ms, bucket) =
-            broker
-                .quotas
-                .record(kind, self.user(), client_id, bytes, crate::clock::now_ms());
+        let (ms, bucket) = broker.quotas.record(
+            kind,
+            self.user(),
+            client_id,
+            bytes as f64,
+            crate::clock::now_ms(),
+        );
         if ms > 0 {
             crate::metrics::throttled(kind.key(), ms);
         }
@@ -184,9 +221,24 @@ impl Ctx {
             .operations(&self.principal, self.host(), t, name)
     }
 
-    fn respond<T: Encodable + ErrorCodes>(&self, body: &T) -> ResponseFrame {
-        encode_response(self.api_key, self.version, self.correlation_id, body)
+    /// The response frame of `body`, with the request quota's throttle time
+    /// if it is longer than the one the handler set.
+    fn respond<T: Encodable + ErrorCodes + Throttled + Clone>(&self, body: &T) -> ResponseFrame {
+        let own = u64::try_from(body.throttle_time_ms()).unwrap_or(0);
+        if self.throttle_ms <= own {
+            return encode_response(self.api_key, self.version, self.correlation_id, body);
+        }
+        let mut body = body.clone();
+        body.set_throttle_time_ms(i32::try_from(self.throttle_ms).unwrap_or(i32::MAX));
+        let mut frame = encode_response(self.api_key, self.version, self.correlation_id, &body);
+        frame.throttle_ms = self.throttle_ms;
+        frame
     }
+}
+
+/// The user name of a principal (`User:alice` is `alice`), as quotas name it.
+fn user_of(principal: &str) -> &str {
+    principal.strip_prefix("User:").unwrap_or(principal)
 }
 
 /// The Kafka error code and message for a topic operation failure.

@@ -223,7 +223,7 @@ pub(super) async fn handle(
         .filter_map(|(i, s)| s.job.take().map(|(p, b, t)| ((i, p.clone()), (p, b, t))))
         .unzip();
     let b = broker.clone();
-    let appended = tokio::task::spawn_blocking(move || {
+    let appended = crate::clock::work::blocking(move || {
         jobs.into_iter()
             .map(|(p, bytes, topic)| {
                 let check = |h: &crate::log::BatchHeader| {
@@ -287,6 +287,7 @@ pub(super) async fn handle(
     let (throttle, _) = ctx.throttle(broker, client_id, QuotaKind::Produce, request_bytes);
     if acks == 0 {
         // No response: muting is the sleep before the next request is read.
+        let throttle = throttle.max(ctx.throttle_ms);
         if throttle > 0 {
             let mut shutdown = broker.shutdown_signal();
             tokio::select! {
@@ -321,6 +322,6 @@ pub(super) async fn handle(
     resp.responses = topics;
     resp.throttle_time_ms = i32::try_from(throttle).unwrap_or(i32::MAX);
     let mut frame = ctx.respond(&resp);
-    frame.throttle_ms = throttle;
+    frame.throttle_ms = frame.throttle_ms.max(throttle);
     Some(frame)
 }

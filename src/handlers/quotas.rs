@@ -181,7 +181,7 @@ pub(super) async fn alter(
                     (
                         error::INVALID_REQUEST,
                         format!(
-                            "{} is not a supported quota (producer_byte_rate, consumer_byte_rate)",
+                            "{} is not a supported quota (producer_byte_rate, consumer_byte_rate, request_percentage)",
                             op.key.as_str()
                         ),
                     )
@@ -192,17 +192,28 @@ pub(super) async fn alter(
                         format!("Duplicate quota key {}", kind.key()),
                     ));
                 }
+                // Byte rates are whole bytes per second (Kafka's LONG), a
+                // request percentage any positive number (its DOUBLE).
+                let whole = kind != QuotaKind::Request;
                 let value = if op.remove {
                     None
-                } else if op.value > 0.0 && op.value.fract() == 0.0 && op.value.is_finite() {
+                } else if op.value > 0.0
+                    && op.value.is_finite()
+                    && !(whole && op.value.fract() != 0.0)
+                {
                     Some(op.value)
-                } else {
+                } else if whole {
                     return Err((
                         error::INVALID_REQUEST,
                         format!(
                             "{} must be a positive whole number of bytes per second",
                             kind.key()
                         ),
+                    ));
+                } else {
+                    return Err((
+                        error::INVALID_REQUEST,
+                        format!("{} must be a positive percentage", kind.key()),
                     ));
                 };
                 changes.push(QuotaChange {
@@ -225,7 +236,7 @@ pub(super) async fn alter(
         Ok(())
     } else {
         let b = broker.clone();
-        tokio::task::spawn_blocking(move || b.quotas.apply(&changes))
+        crate::clock::work::blocking(move || b.quotas.apply(&changes))
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))
     };

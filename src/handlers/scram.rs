@@ -200,7 +200,7 @@ pub(super) async fn alter(
         Ok(())
     } else {
         let store = broker.credentials.clone();
-        tokio::task::spawn_blocking(move || store.apply(&changes))
+        crate::clock::work::blocking(move || store.apply(&changes))
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))
     };

@@ -3,6 +3,7 @@
 //! closed connections.
 
 pub mod connection;
+pub mod jwks;
 pub mod log_limit;
 pub mod tls;
 

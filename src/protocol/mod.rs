@@ -8,10 +8,12 @@
 pub mod error;
 pub mod error_codes;
 pub mod fetch;
+pub mod throttle;
 pub mod versions;
 
 pub use error_codes::{error_name, ErrorCodes, ErrorTally};
 pub use fetch::{encode_fetch, FetchPartitionReply, FetchReply, FetchTopicReply};
+pub use throttle::Throttled;
 pub use versions::{
     api_name, api_name_of, api_version_list, api_versions_fallback, supported_range, SUPPORTED,
 };

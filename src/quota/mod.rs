@@ -3,6 +3,11 @@
 //! quota applying to a request, the sampled rate of each quota bucket, and the
 //! throttle time a client over its quota must wait (Kafka's
 //! `ClientQuotaManager`: `(rate - bound) / bound * window`).
+//!
+//! A request quota (`request_percentage`) is measured like a byte rate, in
+//! percent-seconds of work: a request that kept a thread busy for 10 ms adds
+//! 1, so a rate of 100 is one thread's whole time (Kafka's
+//! `ClientRequestQuotaManager`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -14,18 +19,28 @@ pub enum QuotaKind {
     Produce,
     /// `consumer_byte_rate`: bytes of fetch responses per second.
     Fetch,
+    /// `request_percentage`: the share of one thread's time spent on the
+    /// client's requests, in percent.
+    Request,
 }
 
 impl QuotaKind {
-    /// Both kinds.
-    pub const ALL: [QuotaKind; 2] = [QuotaKind::Produce, QuotaKind::Fetch];
+    /// Every kind.
+    pub const ALL: [QuotaKind; 3] = [QuotaKind::Produce, QuotaKind::Fetch, QuotaKind::Request];
 
     /// Kafka's config key.
     pub fn key(self) -> &'static str {
         match self {
             QuotaKind::Produce => "producer_byte_rate",
             QuotaKind::Fetch => "consumer_byte_rate",
+            QuotaKind::Request => "request_percentage",
         }
+    }
+
+    /// What `ns` nanoseconds of work add to a request quota's rate:
+    /// percent-seconds (Kafka's `nanosToPercentage`).
+    pub fn work_units(ns: u64) -> f64 {
+        ns as f64 * 100.0 / 1e9
     }
 
     /// The kind of a config key.
@@ -185,19 +200,24 @@ impl Throttler {
         }
     }
 
-    /// Most a client is ever throttled: the whole sampled span.
-    fn max_throttle_ms(&self) -> f64 {
-        (self.window_ms * self.samples as i64) as f64
+    /// Most a client is ever throttled: the whole sampled span for a byte
+    /// rate, one window for a request quota (as Kafka).
+    fn max_throttle_ms(&self, kind: QuotaKind) -> f64 {
+        match kind {
+            QuotaKind::Request => self.window_ms as f64,
+            _ => (self.window_ms * self.samples as i64) as f64,
+        }
     }
 
-    /// Records `bytes` against `bucket` (whose bound is `bound` per second)
-    /// and returns how long the client must now wait (ms; 0 within quota).
+    /// Records `amount` (bytes, or [`QuotaKind::work_units`]) against
+    /// `bucket` (whose bound is `bound` per second) and returns how long the
+    /// client must now wait (ms; 0 within quota).
     pub fn record(
         &self,
         kind: QuotaKind,
         bucket: &Entity,
         bound: f64,
-        bytes: u64,
+        amount: f64,
         now: i64,
     ) -> u64 {
         let mut guard = self.rates.lock().unwrap_or_else(|p| p.into_inner());
@@ -215,9 +235,9 @@ impl Throttler {
             }
         }
         let rate = rates.entry(key).or_insert_with(Rate::new);
-        rate.record(now, bytes as f64, self.window_ms, self.samples);
+        rate.record(now, amount, self.window_ms, self.samples);
         let (per_s, span) = rate.measure(now, self.window_ms, self.samples);
-        throttle_ms(per_s, bound, span, self.max_throttle_ms())
+        throttle_ms(per_s, bound, span, self.max_throttle_ms(kind))
     }
 
     /// The most a client with `bound` per second may take in one response:
@@ -308,18 +328,35 @@ mod tests {
         // 1000 B/s, 10 windows of 100 ms (span at least 900 ms).
         let t = Throttler::new(100, 10, 16);
         let b = e(n("u"), Part::Absent);
-        assert_eq!(t.record(QuotaKind::Produce, &b, 1000.0, 500, 0), 0);
+        assert_eq!(t.record(QuotaKind::Produce, &b, 1000.0, 500.0, 0), 0);
         // 1500 B over the minimum span of 900 ms: 1667 B/s, 600 ms to wait.
-        assert_eq!(t.record(QuotaKind::Produce, &b, 1000.0, 1000, 10), 600);
+        assert_eq!(t.record(QuotaKind::Produce, &b, 1000.0, 1000.0, 10), 600);
         // After waiting, the same total over a longer span is within bound.
-        assert_eq!(t.record(QuotaKind::Produce, &b, 1000.0, 0, 1500), 0);
+        assert_eq!(t.record(QuotaKind::Produce, &b, 1000.0, 0.0, 1500), 0);
         // Throttles never exceed the whole span.
+        assert_eq!(t.record(QuotaKind::Produce, &b, 1000.0, 1e6, 1500), 1000);
+        // Still over: recording nothing answers the time left to wait.
+        assert_eq!(t.record(QuotaKind::Produce, &b, 1000.0, 0.0, 1600), 1000);
+    }
+
+    #[test]
+    fn request_quota_in_percent_of_a_thread() {
+        // Kafka's own example: a 1 % quota (10 ms of work a second), 11
+        // windows of 1 s. 4 ms a second for 10 s is within it.
+        let t = Throttler::new(1000, 11, 16);
+        let b = e(n("ANONYMOUS"), n("test-client"));
+        let ms = |v: f64| QuotaKind::work_units((v * 1e6) as u64);
+        for i in 0..10 {
+            assert_eq!(t.record(QuotaKind::Request, &b, 1.0, ms(4.0), i * 1000), 0);
+        }
+        // A spike half a window later: 107.1 ms over 10.5 s is 1.02 %, so
+        // (1.02 - 1) / 1 * 10.5 s = 210 ms.
+        assert_eq!(t.record(QuotaKind::Request, &b, 1.0, ms(67.1), 10_500), 210);
+        // A request quota's throttle is at most one window.
         assert_eq!(
-            t.record(QuotaKind::Produce, &b, 1000.0, 1_000_000, 1500),
+            t.record(QuotaKind::Request, &b, 1.0, ms(10_000.0), 10_600),
             1000
         );
-        // Still over: recording nothing answers the time left to wait.
-        assert_eq!(t.record(QuotaKind::Produce, &b, 1000.0, 0, 1600), 1000);
     }
 
     #[test]
@@ -330,7 +367,7 @@ mod tests {
                 QuotaKind::Fetch,
                 &e(n(&format!("u{i}")), Part::Absent),
                 1.0,
-                1,
+                1.0,
                 0,
             );
         }
@@ -342,7 +379,13 @@ mod tests {
             .unwrap()
             .0
             .contains_key(&(QuotaKind::Fetch, overflow_bucket())));
-        t.record(QuotaKind::Fetch, &e(n("late"), Part::Absent), 1.0, 1, 5000);
+        t.record(
+            QuotaKind::Fetch,
+            &e(n("late"), Part::Absent),
+            1.0,
+            1.0,
+            5000,
+        );
         assert_eq!(
             t.rates.lock().unwrap().0.len(),
             1,
