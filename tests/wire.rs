@@ -275,7 +275,7 @@ async fn every_advertised_version_decodes_and_answers() {
                                 .with_entity_type(s("client-id"))
                                 .with_entity_name(Some(s("wire")))])
                             .with_ops(vec![OpData::default()
-                                .with_key(s("request_percentage"))
+                                .with_key(s("controller_mutation_rate"))
                                 .with_value(50.0)])]);
                     c.send(key, v, &r).await
                 }
@@ -610,7 +610,7 @@ fn check_body(key: ApiKey, v: i16, mut frame: bytes::Bytes) {
             let r: kafka_protocol::messages::AlterClientQuotasResponse = decode(key, v, &mut frame);
             assert_eq!(
                 r.entries[0].error_code, 42,
-                "{at}: request_percentage is refused"
+                "{at}: controller_mutation_rate is refused"
             );
         }
         // The test broker has no authorizer: the ACL APIs say so.
