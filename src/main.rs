@@ -176,7 +176,9 @@ async fn oauth_validator(
     }
     let skew = config.sasl_oauthbearer_clock_skew_seconds;
     let sub = &config.sasl_oauthbearer_sub_claim_name;
-    let Some((source, schedule)) = sluice::net::jwks::JwksSource::from_config(config) else {
+    let Some((source, schedule)) =
+        sluice::net::jwks::JwksSource::from_config(config).map_err(std::io::Error::other)?
+    else {
         tracing::warn!("OAUTHBEARER accepts unsecured tokens: anyone can claim any principal");
         return Ok(Some(Arc::new(OAuthValidator::unsecured(sub, skew))));
     };
@@ -192,7 +194,7 @@ async fn oauth_validator(
     // (as Kafka's refreshing resolver), refusing tokens until it answers.
     let (keys, loaded) = match source.fetch().await {
         Ok(keys) => (keys, true),
-        Err(e) if source.url.starts_with("file://") => {
+        Err(e) if source.is_file() => {
             return Err(std::io::Error::other(format!(
                 "the JWKS {}: {e}",
                 source.url

@@ -12,7 +12,6 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
-use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 /// Verification keys by key id (`kid`), with the algorithm each signs with.
@@ -210,41 +209,88 @@ impl OAuthValidator {
     }
 }
 
-/// The verification keys of a JWKS document (`{"keys": [...]}`): RSA and
-/// EC keys, by key id.
-pub fn parse_jwks(jwks_json: &str) -> Result<KeySet, String> {
-    let set: JwkSet =
+/// The signing keys of a JWKS document (`{"keys": [...]}`), by key id, and
+/// why each other key was skipped. As Kafka's resolver (jose4j), a key this
+/// broker cannot verify with (an encryption key, a symmetric key, an unknown
+/// algorithm or curve) is skipped rather than failing the whole document:
+/// identity providers publish such keys beside their signing keys.
+pub fn parse_jwks(jwks_json: &str) -> Result<(KeySet, Vec<String>), String> {
+    use jsonwebtoken::jwk::{
+        AlgorithmParameters as P, EllipticCurve as C, Jwk, KeyAlgorithm as K, PublicKeyUse,
+    };
+    let mut doc: serde_json::Value =
         serde_json::from_str(jwks_json).map_err(|e| format!("not a JWKS document: {e}"))?;
+    let Some(serde_json::Value::Array(listed)) = doc.get_mut("keys").map(serde_json::Value::take)
+    else {
+        return Err("not a JWKS document: no keys array".into());
+    };
     let mut keys = HashMap::new();
-    for jwk in &set.keys {
-        let kid = jwk.common.key_id.clone().unwrap_or_default();
-        let alg = match jwk.common.key_algorithm {
-            Some(a) => Algorithm::from_str_checked(&format!("{a:?}"))?,
-            None => match &jwk.algorithm {
-                jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
-                jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
-                _ => return Err(format!("key {kid:?}: only RSA and EC keys are supported")),
-            },
+    let mut skipped = Vec::new();
+    for value in listed {
+        let kid = value
+            .get("kid")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let jwk: Jwk = match serde_json::from_value(value) {
+            Ok(j) => j,
+            Err(e) => {
+                skipped.push(format!("key {kid:?}: not a usable key ({e})"));
+                continue;
+            }
         };
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key {kid:?}: {e}"))?;
-        keys.insert(kid, (key, alg));
+        if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {
+            skipped.push(format!("key {kid:?}: an encryption key"));
+            continue;
+        }
+        let alg = match (jwk.common.key_algorithm, &jwk.algorithm) {
+            (Some(a), _) => match a {
+                K::RS256 => Some(Algorithm::RS256),
+                K::RS384 => Some(Algorithm::RS384),
+                K::RS512 => Some(Algorithm::RS512),
+                K::PS256 => Some(Algorithm::PS256),
+                K::PS384 => Some(Algorithm::PS384),
+                K::PS512 => Some(Algorithm::PS512),
+                K::ES256 => Some(Algorithm::ES256),
+                K::ES384 => Some(Algorithm::ES384),
+                K::EdDSA => Some(Algorithm::EdDSA),
+                // Symmetric and encryption algorithms verify no signature
+                // an identity provider makes with a published key.
+                _ => None,
+            },
+            (None, P::RSA(_)) => Some(Algorithm::RS256),
+            (None, P::EllipticCurve(ec)) => match ec.curve {
+                C::P256 => Some(Algorithm::ES256),
+                C::P384 => Some(Algorithm::ES384),
+                _ => None,
+            },
+            (None, P::OctetKeyPair(_)) => Some(Algorithm::EdDSA),
+            (None, _) => None,
+        };
+        let Some(alg) = alg else {
+            skipped.push(format!(
+                "key {kid:?}: not a signing algorithm this broker verifies"
+            ));
+            continue;
+        };
+        match DecodingKey::from_jwk(&jwk) {
+            Ok(key) => {
+                keys.insert(kid, (key, alg));
+            }
+            Err(e) => skipped.push(format!("key {kid:?}: {e}")),
+        }
     }
     if keys.is_empty() {
-        return Err("the JWKS document has no keys".into());
+        return Err(format!(
+            "the JWKS document has no usable signing key ({})",
+            if skipped.is_empty() {
+                "it lists none".to_string()
+            } else {
+                skipped.join("; ")
+            }
+        ));
     }
-    Ok(keys)
-}
-
-/// Algorithm names, checked (jsonwebtoken's `FromStr` with our error type).
-trait FromStrChecked: Sized {
-    fn from_str_checked(s: &str) -> Result<Self, String>;
-}
-
-impl FromStrChecked for Algorithm {
-    fn from_str_checked(s: &str) -> Result<Algorithm, String> {
-        s.parse()
-            .map_err(|_| format!("unsupported key algorithm {s}"))
-    }
+    Ok((keys, skipped))
 }
 
 /// The client's initial response: `n,[a=authzid],` then `\x01`-separated
@@ -340,6 +386,31 @@ mod tests {
         assert_eq!(u.key_count(), 0);
         assert!(parse_jwks(r#"{"keys":[]}"#).is_err());
         assert!(parse_jwks("not json").is_err());
+        assert!(parse_jwks(r#"{"keys":{}}"#).is_err());
+    }
+
+    #[test]
+    fn keys_that_verify_nothing_are_skipped_not_fatal() {
+        // A Keycloak-shaped document: a signing key beside an encryption key,
+        // a symmetric key and an algorithm the library does not know.
+        // Components are decoded, not checked, until a token is verified.
+        let n = "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri";
+        let doc = format!(
+            r#"{{"keys":[
+              {{"kty":"RSA","kid":"sig","use":"sig","alg":"RS256","n":"{n}","e":"AQAB"}},
+              {{"kty":"RSA","kid":"enc","use":"enc","alg":"RSA-OAEP","n":"{n}","e":"AQAB"}},
+              {{"kty":"oct","kid":"hmac","alg":"HS256","k":"c2VjcmV0"}},
+              {{"kty":"EC","kid":"p521","alg":"ES512","crv":"P-521","x":"AA","y":"AA"}},
+              {{"kty":"RSA","kid":"no-alg","n":"{n}","e":"AQAB"}}
+            ]}}"#
+        );
+        let (keys, skipped) = parse_jwks(&doc).unwrap();
+        let mut kids: Vec<_> = keys.keys().cloned().collect();
+        kids.sort();
+        assert_eq!(kids, ["no-alg", "sig"]);
+        assert_eq!(keys["no-alg"].1, Algorithm::RS256);
+        assert_eq!(skipped.len(), 3, "{skipped:?}");
+        assert!(skipped.iter().any(|s| s.contains("encryption")));
     }
 
     #[test]

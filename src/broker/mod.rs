@@ -133,13 +133,13 @@ impl Broker {
     pub async fn open_with(config: Config, fs: Arc<dyn Fs>) -> io::Result<Arc<Broker>> {
         let storage = Storage::start(&config, fs.clone());
         let (cfg, st) = (config.clone(), storage.clone());
-        let loaded = tokio::task::spawn_blocking(move || Broker::load(&cfg, &st))
+        let loaded = crate::clock::work::blocking(move || Broker::load(&cfg, &st))
             .await
             .map_err(io::Error::other)??;
         let groups = Coordinator::open(&config, loaded.group_log.clone(), storage.syncer()).await?;
         let (cfs, cdir) = (storage.fs.clone(), config.data_dir.clone());
         let credentials =
-            tokio::task::spawn_blocking(move || credentials::Credentials::load(cfs, &cdir))
+            crate::clock::work::blocking(move || credentials::Credentials::load(cfs, &cdir))
                 .await
                 .map_err(io::Error::other)??;
         let (afs, adir, policy) = (
@@ -147,7 +147,7 @@ impl Broker {
             config.data_dir.clone(),
             acls::AclPolicy::from_config(&config),
         );
-        let acls = tokio::task::spawn_blocking(move || acls::Acls::load(afs, &adir, policy))
+        let acls = crate::clock::work::blocking(move || acls::Acls::load(afs, &adir, policy))
             .await
             .map_err(io::Error::other)??;
         let (qfs, qdir) = (storage.fs.clone(), config.data_dir.clone());
@@ -157,7 +157,7 @@ impl Broker {
             config.quota_buckets_max,
         );
         let quotas =
-            tokio::task::spawn_blocking(move || quotas::Quotas::load(qfs, &qdir, throttler))
+            crate::clock::work::blocking(move || quotas::Quotas::load(qfs, &qdir, throttler))
                 .await
                 .map_err(io::Error::other)??;
         let producer_ids = Arc::new(ProducerIds::new(fs, &config.data_dir));
@@ -378,7 +378,7 @@ impl Broker {
         let dir = self.config.data_dir.join(name);
         let name_owned = name.to_string();
         let storage = self.storage.clone();
-        let topic = tokio::task::spawn_blocking(move || {
+        let topic = crate::clock::work::blocking(move || {
             topics::create_topic_files(&storage, dir, name_owned, partitions, configs, log_config)
         })
         .await
@@ -461,7 +461,7 @@ impl Broker {
         let fs = self.storage.fs.clone();
         let path = self.config.data_dir.join(topic_config::DYNAMIC_FILE);
         let props = next.to_properties();
-        tokio::task::spawn_blocking(move || {
+        crate::clock::work::blocking(move || {
             meta::write_properties(fs.as_ref(), &path, &props)?;
             for (t, _, log) in &plans {
                 for p in &t.partitions {
@@ -512,7 +512,7 @@ impl Broker {
         let fs = self.storage.fs.clone();
         let t = topic.clone();
         let new = configs.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), PartitionError> {
+        crate::clock::work::blocking(move || -> Result<(), PartitionError> {
             topics::write_topic_meta(
                 fs.as_ref(),
                 &t.dir,
@@ -573,7 +573,7 @@ impl Broker {
         }
         let storage = self.storage.clone();
         let t = topic.clone();
-        let more = tokio::task::spawn_blocking(move || {
+        let more = crate::clock::work::blocking(move || {
             topics::add_partition_files(&storage, &t, count, &log_config)
         })
         .await
@@ -632,7 +632,7 @@ impl Broker {
         let data_dir = self.config.data_dir.clone();
         let to = data_dir.join(format!("{DELETED_PREFIX}{}", topic.id));
         let fs = self.storage.fs.clone();
-        tokio::task::spawn_blocking(move || -> io::Result<()> {
+        crate::clock::work::blocking(move || -> io::Result<()> {
             fs.rename(&from, &to)?;
             fs.sync_dir(&data_dir)?;
             fs.remove_dir_all(&to)
@@ -682,7 +682,7 @@ impl Broker {
         let dir = self.config.data_dir.clone();
         let internal = [self.group_log.clone(), self.txn_log.clone()];
         let storage = self.storage.clone();
-        tokio::task::spawn_blocking(move || -> io::Result<()> {
+        crate::clock::work::blocking(move || -> io::Result<()> {
             let fs = storage.fs.as_ref();
             let parts = topics.iter().flat_map(|t| t.partitions.iter());
             let mut clean = !storage.health.is_offline();

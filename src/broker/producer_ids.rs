@@ -42,7 +42,7 @@ impl ProducerIds {
         if ids.0 >= ids.1 {
             let fs = self.fs.clone();
             let path = self.path.clone();
-            let (start, end) = tokio::task::spawn_blocking(move || -> io::Result<(i64, i64)> {
+            let (start, end) = crate::clock::work::blocking(move || -> io::Result<(i64, i64)> {
                 let start = if fs.exists(&path) {
                     read_properties(fs.as_ref(), &path)?
                         .get("next.block")

@@ -129,9 +129,26 @@ impl Quotas {
         self.kinds.load(Ordering::Relaxed) & kind_bit(kind) != 0
     }
 
-    /// Measures `amount` (bytes, or work units) of `kind` from `user` with `client_id` at `now`: the
-    /// throttle time in ms (0 without a quota or within it), and the bucket
-    /// it was recorded in.
+    /// The quota of `kind` applying to `user` with `client_id` and the
+    /// bucket it is measured in (`None` without one), resolved once so a
+    /// request can record against it twice.
+    pub fn bucket(&self, kind: QuotaKind, user: &str, client_id: &str) -> Option<(f64, Entity)> {
+        if !self.any(kind) {
+            return None;
+        }
+        self.current().resolve(kind, user, client_id)
+    }
+
+    /// Records `amount` (bytes, or work units) of `kind` in `bucket` (from
+    /// [`Quotas::bucket`]) at `now`: the throttle time in ms.
+    pub fn record_in(&self, kind: QuotaKind, bucket: &(f64, Entity), amount: f64, now: i64) -> u64 {
+        self.throttler
+            .record(kind, &bucket.1, bucket.0, amount, now)
+    }
+
+    /// Measures `amount` (bytes, or work units) of `kind` from `user` with
+    /// `client_id` at `now`: the throttle time in ms (0 without a quota or
+    /// within it), and the bucket it was recorded in.
     pub fn record(
         &self,
         kind: QuotaKind,
@@ -140,15 +157,9 @@ impl Quotas {
         amount: f64,
         now: i64,
     ) -> (u64, Option<Entity>) {
-        if !self.any(kind) {
-            return (0, None);
-        }
-        match self.current().resolve(kind, user, client_id) {
+        match self.bucket(kind, user, client_id) {
             None => (0, None),
-            Some((bound, bucket)) => (
-                self.throttler.record(kind, &bucket, bound, amount, now),
-                Some(bucket),
-            ),
+            Some(b) => (self.record_in(kind, &b, amount, now), Some(b.1)),
         }
     }
 

@@ -46,7 +46,7 @@ impl MarkerSink for BrokerMarkers {
                 }
             }
             let (pid, epoch, commit) = (m.producer_id, m.epoch, m.commit);
-            let written = tokio::task::spawn_blocking(move || {
+            let written = crate::clock::work::blocking(move || {
                 parts
                     .into_iter()
                     .map(|(t, p)| {

@@ -17,6 +17,7 @@
 //! it; a failed write applies nothing, so OffsetFetch never returns what a
 //! restart would forget.
 
+pub mod consumer;
 pub mod records;
 pub mod state;
 

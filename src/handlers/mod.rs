@@ -39,26 +39,44 @@ use crate::storage::PartitionError;
 /// its connection is muted for it (Kafka's `ClientRequestQuotaManager`).
 pub async fn dispatch(broker: &Arc<Broker>, req: RequestFrame) -> Option<ResponseFrame> {
     let mut ctx = Ctx::of(&req);
-    if !broker.quotas.any(QuotaKind::Request) {
+    let client_id = req.client_id.as_deref().unwrap_or("");
+    let Some(bucket) = broker
+        .quotas
+        .bucket(QuotaKind::Request, user_of(&req.principal), client_id)
+    else {
         return route(broker, ctx, req).await;
-    }
-    let client_id: Arc<str> = req.client_id.as_deref().unwrap_or("").into();
-    let principal = ctx.principal.clone();
-    let user = user_of(&principal);
-    let quota = |work: f64| {
-        let now = crate::clock::now_ms();
-        let quotas = &broker.quotas;
-        quotas
-            .record(QuotaKind::Request, user, &client_id, work, now)
-            .0
     };
-    ctx.throttle_ms = quota(0.0);
+    let quotas = &broker.quotas;
+    let now = crate::clock::now_ms;
+    ctx.throttle_ms = quotas.record_in(QuotaKind::Request, &bucket, 0.0, now());
     if ctx.throttle_ms > 0 {
         crate::metrics::throttled(QuotaKind::Request.key(), ctx.throttle_ms);
     }
     let (response, ns) = crate::clock::work::metered(route(broker, ctx, req)).await;
-    quota(QuotaKind::work_units(ns));
+    quotas.record_in(
+        QuotaKind::Request,
+        &bucket,
+        QuotaKind::work_units(ns),
+        now(),
+    );
     response
+}
+
+/// Records `ns` of work done for a request outside its handler (writing its
+/// response) against the sender's request quota, without throttling for it
+/// now (Kafka's network-thread time): later requests see it.
+pub fn record_send_work(broker: &Broker, principal: &str, client_id: &str, ns: u64) {
+    let quotas = &broker.quotas;
+    if let Some(bucket) = quotas.bucket(QuotaKind::Request, user_of(principal), client_id) {
+        let units = QuotaKind::work_units(ns);
+        quotas.record_in(QuotaKind::Request, &bucket, units, crate::clock::now_ms());
+    }
+}
+
+/// Whether any request quota is configured (so the work of sending
+/// responses is worth measuring).
+pub fn request_quotas(broker: &Broker) -> bool {
+    broker.quotas.any(QuotaKind::Request)
 }
 
 /// Runs one request with its context.

@@ -314,8 +314,14 @@ async fn serve_inner<S: Transport>(
         let arrived = std::time::Instant::now();
         let frame_bytes = frame.len() as u64 + 4;
         let mut close_after = None;
+        // Under a request quota, the client id whose quota the response's
+        // sending is counted against.
+        let mut send_quota: Option<String> = None;
         let (response, api) = match protocol::decode_request(frame) {
             Ok(mut req) => {
+                if !req.is_sasl() && handlers::request_quotas(broker) {
+                    send_quota = Some(req.client_id.as_deref().unwrap_or("").to_string());
+                }
                 req.client_host = client_host.clone();
                 req.principal = principal.clone();
                 req.listener = listener.index;
@@ -387,7 +393,16 @@ async fn serve_inner<S: Transport>(
                 }
             }
             let sending = std::time::Instant::now();
-            match tokio::time::timeout(idle, write_response(stream, &response)).await {
+            let write = tokio::time::timeout(idle, write_response(stream, &response));
+            let written = match &send_quota {
+                None => write.await,
+                Some(client_id) => {
+                    let (r, ns) = crate::clock::work::metered(write).await;
+                    handlers::record_send_work(broker, &principal, client_id, ns);
+                    r
+                }
+            };
+            match written {
                 Err(_) => return Close::WriteStalled,
                 Ok(Err(e)) => return Close::Io(e),
                 Ok(Ok(())) => {}
@@ -510,7 +525,7 @@ async fn send_file_buffered<W: AsyncWrite + Unpin>(w: &mut W, slice: &FileSlice)
     while at < end {
         let n = (end - at).min(FILE_CHUNK_BYTES);
         let file = slice.file.clone();
-        let chunk = tokio::task::spawn_blocking(move || {
+        let chunk = crate::clock::work::blocking(move || {
             let mut v = vec![0u8; n as usize];
             file.read_exact_at(&mut v, at).map(|()| v)
         })

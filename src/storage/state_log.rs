@@ -173,7 +173,7 @@ impl StateLog {
         }
         let size: u64 = entries.iter().map(|e| e.bytes() as u64).sum();
         let partition = self.partition.clone();
-        let end = tokio::task::spawn_blocking(move || -> Result<i64, PartitionError> {
+        let end = crate::clock::work::blocking(move || -> Result<i64, PartitionError> {
             let mut end = 0;
             for b in batches(&entries) {
                 end = partition.append_blocking(&b)?.last_offset + 1;
@@ -204,7 +204,7 @@ impl StateLog {
     /// Step 1 of compaction: roll, so the snapshot starts a segment. Returns its base.
     pub async fn begin_snapshot(&self) -> Result<i64, PartitionError> {
         let p = self.partition.clone();
-        let res = tokio::task::spawn_blocking(move || p.roll_blocking())
+        let res = crate::clock::work::blocking(move || p.roll_blocking())
             .await
             .unwrap_or_else(|e| Err(PartitionError::Io(std::io::Error::other(e.to_string()))));
         if res.is_err() {
@@ -227,7 +227,7 @@ impl StateLog {
         let res = async {
             self.write(entries).await?;
             let p = self.partition.clone();
-            tokio::task::spawn_blocking(move || p.delete_before_blocking(base))
+            crate::clock::work::blocking(move || p.delete_before_blocking(base))
                 .await
                 .unwrap_or_else(|e| Err(PartitionError::Io(std::io::Error::other(e.to_string()))))
         }
