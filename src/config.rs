@@ -448,9 +448,29 @@ pub struct Config {
     )]
     pub group_session_timeout_ms_max: i32,
 
-    /// Most members in one group (group.max.size); bounds a JoinGroup response and its memory.
+    /// Most members in one group (group.max.size, and group.consumer.max.size
+    /// for KIP-848 groups); bounds a JoinGroup response and its memory.
     #[arg(long, env = "SLUICE_GROUP_MEMBERS_MAX", default_value_t = 1000)]
     pub group_members_max: usize,
+
+    /// Kafka's `group.consumer.session.timeout.ms`: a KIP-848 member silent
+    /// this long is removed and its partitions go to the others.
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_CONSUMER_SESSION_TIMEOUT_MS",
+        default_value_t = 45_000
+    )]
+    pub group_consumer_session_timeout_ms: i32,
+
+    /// Kafka's `group.consumer.heartbeat.interval.ms`: how often KIP-848
+    /// members are told to heartbeat (a revoked partition reaches its new
+    /// owner within about one interval).
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS",
+        default_value_t = 5_000
+    )]
+    pub group_consumer_heartbeat_interval_ms: i32,
 
     /// Most groups the coordinator holds; bounds memory against clients inventing group ids.
     #[arg(long, env = "SLUICE_GROUPS_MAX", default_value_t = 100_000)]
@@ -682,6 +702,11 @@ impl Config {
         }
         if self.metrics_connections_max == 0 {
             return Err("--metrics-connections-max must be at least 1".into());
+        }
+        if self.group_consumer_heartbeat_interval_ms <= 0
+            || self.group_consumer_session_timeout_ms <= self.group_consumer_heartbeat_interval_ms
+        {
+            return Err("--group-consumer-heartbeat-interval-ms must be positive and below --group-consumer-session-timeout-ms".into());
         }
         if self.group_members_max == 0 || self.groups_max == 0 {
             return Err("--group-members-max and --groups-max must be at least 1".into());

@@ -232,6 +232,22 @@ async fn every_advertised_version_decodes_and_answers() {
                         ]);
                     c.send(key, v, &r).await
                 }
+                ApiKey::ConsumerGroupHeartbeat => {
+                    // A KIP-848 join (v1: the client names itself).
+                    let r = ConsumerGroupHeartbeatRequest::default()
+                        .with_group_id(GroupId(s("wire-cg")))
+                        .with_member_id(s("wire-member"))
+                        .with_member_epoch(0)
+                        .with_rebalance_timeout_ms(30_000)
+                        .with_subscribed_topic_names(Some(vec![TopicName(s("wire-cg-t"))]))
+                        .with_topic_partitions(Some(vec![]));
+                    c.send(key, v, &r).await
+                }
+                ApiKey::ConsumerGroupDescribe => {
+                    let r = ConsumerGroupDescribeRequest::default()
+                        .with_group_ids(vec![GroupId(s("wire-no-such-group"))]);
+                    c.send(key, v, &r).await
+                }
                 ApiKey::DescribeTransactions => {
                     let r = DescribeTransactionsRequest::default()
                         .with_transactional_ids(vec![TransactionalId(s("wire-txn"))]);
@@ -578,6 +594,23 @@ fn check_body(key: ApiKey, v: i16, mut frame: bytes::Bytes) {
         ApiKey::TxnOffsetCommit => {
             let r: TxnOffsetCommitResponse = decode(key, v, &mut frame);
             assert_eq!(r.topics[0].partitions[0].error_code, 49, "{at}");
+        }
+        ApiKey::ConsumerGroupHeartbeat => {
+            let r: ConsumerGroupHeartbeatResponse = decode(key, v, &mut frame);
+            assert_eq!(r.error_code, 0, "{at}: {:?}", r.error_message);
+            assert_eq!(r.member_id.as_deref(), Some("wire-member"), "{at}");
+            assert!(r.member_epoch >= 1, "{at}");
+            assert!(r.heartbeat_interval_ms > 0, "{at}");
+            // The topic does not exist: in the group, with nothing to consume.
+            assert_eq!(
+                r.assignment.map(|a| a.topic_partitions.len()),
+                Some(0),
+                "{at}"
+            );
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            let r: ConsumerGroupDescribeResponse = decode(key, v, &mut frame);
+            assert_eq!(r.groups[0].error_code, 69, "{at}: GROUP_ID_NOT_FOUND");
         }
         ApiKey::DescribeTransactions => {
             let r: DescribeTransactionsResponse = decode(key, v, &mut frame);

@@ -42,10 +42,18 @@ conf = {
 }
 if opts.get("instance_id"):
     conf["group.instance.id"] = opts["instance_id"]
-if opts.get("assignor"):
+kip848 = opts.get("protocol") == "consumer"
+if kip848:
+    # KIP-848: the broker sets the session and heartbeat and assigns
+    # (librdkafka refuses the classic settings with this protocol).
+    conf["group.protocol"] = "consumer"
+    del conf["session.timeout.ms"], conf["heartbeat.interval.ms"]
+    if opts.get("assignor"):
+        conf["group.remote.assignor"] = opts["assignor"]
+elif opts.get("assignor"):
     conf["partition.assignment.strategy"] = opts["assignor"]
 consumer = Consumer(conf)
-cooperative = opts.get("assignor") == "cooperative-sticky"
+cooperative = kip848 or opts.get("assignor") == "cooperative-sticky"
 owned = set()
 
 

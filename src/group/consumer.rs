@@ -77,6 +77,9 @@ pub enum ConsumerError {
     InvalidRegularExpression(String),
     /// An offset commit at an epoch other than the member's.
     StaleMemberEpoch,
+    /// A group-level refusal (coordinator stopping, a classic group with
+    /// members, too many groups).
+    Group(crate::group::GroupError),
 }
 
 /// A member's reconciliation state (Kafka's `MemberState`).

@@ -30,6 +30,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{oneshot, Notify};
 
+pub use consumer::{
+    Assignment, ConsumerError, ConsumerGroup, ConsumerLimits, Heartbeat, HeartbeatReply, TopicId,
+    TopicInfo, Topics,
+};
 pub use state::{
     Committed, Group, GroupError, GroupState, JoinRequest, JoinResult, JoinedMember, Limits, Out,
     Reply, SyncResult,
@@ -79,6 +83,48 @@ pub struct GroupOverview {
     pub protocol_type: String,
     /// Kafka's state name.
     pub state: &'static str,
+    /// `classic` or `consumer` (KIP-848), as ListGroups v5 reports it.
+    pub group_type: &'static str,
+}
+
+/// A KIP-848 member as ConsumerGroupDescribe reports it.
+#[derive(Debug, Clone)]
+pub struct ConsumerMemberSummary {
+    /// Member id.
+    pub member_id: String,
+    /// `group.instance.id`.
+    pub instance_id: Option<String>,
+    /// `client.rack`.
+    pub rack_id: Option<String>,
+    /// Its epoch.
+    pub member_epoch: i32,
+    /// Client id.
+    pub client_id: String,
+    /// Client address.
+    pub client_host: String,
+    /// Subscribed topic names.
+    pub topic_names: Vec<String>,
+    /// Subscribed regex.
+    pub topic_regex: Option<String>,
+    /// What it owns now.
+    pub assignment: Assignment,
+    /// What it is moving to.
+    pub target: Assignment,
+}
+
+/// A KIP-848 group as ConsumerGroupDescribe reports it.
+#[derive(Debug, Clone)]
+pub struct ConsumerGroupSummary {
+    /// Kafka's state name.
+    pub state: &'static str,
+    /// The group epoch.
+    pub group_epoch: i32,
+    /// The target assignment's epoch.
+    pub assignment_epoch: i32,
+    /// The assignor in use.
+    pub assignor: &'static str,
+    /// The members.
+    pub members: Vec<ConsumerMemberSummary>,
 }
 
 /// A group as the metrics see it: state, member count and committed offsets.
@@ -128,6 +174,11 @@ struct Pending {
 struct Slot {
     /// The state machine.
     group: Group,
+    /// The group's KIP-848 members, when consumers of that protocol use it
+    /// (the classic `group` then stays Empty and keeps the offsets). Not
+    /// persisted: after a restart members are told UNKNOWN_MEMBER_ID and
+    /// rejoin.
+    consumer: Option<ConsumerGroup>,
     /// Parked JoinGroups by member id.
     joins: HashMap<String, oneshot::Sender<JoinResult>>,
     /// Parked SyncGroups by member id.
@@ -149,9 +200,15 @@ struct Slot {
 }
 
 impl Slot {
+    /// Whether KIP-848 consumers are members.
+    fn has_consumers(&self) -> bool {
+        self.consumer.as_ref().is_some_and(|c| !c.is_empty())
+    }
+
     fn new(group: Group, versions: records::OffsetVersions) -> Slot {
         Slot {
             group,
+            consumer: None,
             joins: HashMap::new(),
             syncs: HashMap::new(),
             pending: VecDeque::new(),
@@ -216,6 +273,8 @@ struct Timers {
 pub struct Coordinator {
     /// Enforced by the state machine.
     limits: Limits,
+    /// Enforced by the KIP-848 state machines.
+    consumer_limits: ConsumerLimits,
     /// The rest of the settings.
     settings: Settings,
     /// Groups by id.
@@ -277,8 +336,14 @@ impl Coordinator {
             ),
             offset_metadata_bytes_max: config.offset_metadata_bytes_max,
         };
+        let consumer_limits = ConsumerLimits {
+            session_timeout_ms: config.group_consumer_session_timeout_ms,
+            heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
+            members_max: config.group_members_max,
+        };
         let coordinator = Arc::new(Coordinator {
             limits,
+            consumer_limits,
             settings,
             groups: Mutex::new(HashMap::new()),
             store: Arc::new(store),
@@ -331,10 +396,14 @@ impl Coordinator {
 
     /// Queues the group's next deadline if it is earlier than what is queued.
     fn schedule(&self, group: &Group) {
-        let Some(deadline) = group.next_deadline() else {
+        self.schedule_at(&group.id, group.next_deadline());
+    }
+
+    /// Queues `deadline` for group `id` if it is earlier than what is queued.
+    fn schedule_at(&self, id: &str, deadline: Option<i64>) {
+        let Some(deadline) = deadline else {
             return;
         };
-        let id = group.id.as_str();
         let mut t = lock(&self.timers);
         match t.by_group.get(id) {
             Some(d) if *d <= deadline => return,
@@ -662,6 +731,10 @@ impl Coordinator {
         let (tx, rx) = oneshot::channel();
         let (now_reply, records, deferred) = {
             let mut s = lock(&slot);
+            if s.has_consumers() {
+                // KIP-848 members own it (Kafka with migration disabled).
+                return err(GroupError::InconsistentGroupProtocol);
+            }
             let (reply, outs) = s.group.join(now_ms(), &self.limits, req);
             let now_reply = match reply {
                 Reply::Now(r) => Some(r),
@@ -830,10 +903,17 @@ impl Coordinator {
         let now = now_ms();
         let (rx, results) = {
             let mut s = lock(&slot);
-            if let Err(e) = s
-                .group
-                .check_commit(now, member_id, instance_id, generation)
-            {
+            let checked = match s.consumer.as_ref().filter(|c| !c.is_empty()) {
+                // A KIP-848 member commits at its member epoch (v9+).
+                Some(c) => c.check_commit(member_id, generation).map_err(|e| match e {
+                    ConsumerError::StaleMemberEpoch => GroupError::StaleMemberEpoch,
+                    _ => GroupError::UnknownMemberId,
+                }),
+                None => s
+                    .group
+                    .check_commit(now, member_id, instance_id, generation),
+            };
+            if let Err(e) = checked {
                 return all(e);
             }
             let (results, records, changes) = self.offset_changes(
@@ -1115,10 +1195,19 @@ impl Coordinator {
             .filter_map(|slot| {
                 let s = lock(slot);
                 let g = &s.group;
+                if let Some(c) = s.consumer.as_ref().filter(|c| !c.is_empty()) {
+                    return Some(GroupOverview {
+                        group_id: g.id.clone(),
+                        protocol_type: "consumer".into(),
+                        state: c.state(),
+                        group_type: "consumer",
+                    });
+                }
                 (g.state != GroupState::Dead).then(|| GroupOverview {
                     group_id: g.id.clone(),
                     protocol_type: g.protocol_type.clone().unwrap_or_default(),
                     state: g.state.name(),
+                    group_type: "classic",
                 })
             })
             .collect();
@@ -1138,6 +1227,10 @@ impl Coordinator {
             return dead;
         };
         let s = lock(&slot);
+        if s.has_consumers() {
+            // Not a classic group: Kafka describes it as Dead (before v6).
+            return dead;
+        }
         let g = &s.group;
         let stable = g.state == GroupState::Stable;
         let protocol = g.protocol.clone().unwrap_or_default();
@@ -1207,6 +1300,7 @@ impl Coordinator {
             let rx = {
                 let mut s = lock(&slot);
                 match s.group.state {
+                    _ if s.has_consumers() => Err(GroupError::NonEmptyGroup),
                     GroupState::Dead => Err(GroupError::GroupIdNotFound),
                     GroupState::Empty => Ok(self.remove_group(&slot, &mut s)),
                     _ => Err(GroupError::NonEmptyGroup),
@@ -1275,8 +1369,8 @@ impl Coordinator {
         let mut waits = Vec::new();
         for slot in slots {
             let mut s = lock(&slot);
-            if !s.pending.is_empty() {
-                // Offsets are changing right now; the next pass looks again.
+            if !s.pending.is_empty() || s.has_consumers() {
+                // Offsets are changing right now, or KIP-848 members use them.
                 continue;
             }
             if s.group.state == GroupState::Empty
@@ -1321,10 +1415,94 @@ impl Coordinator {
         let Some(slot) = self.slot(id) else { return };
         let (records, deferred) = {
             let mut s = lock(&slot);
-            let outs = s.group.tick(now_ms(), &self.limits);
+            let now = now_ms();
+            if let Some(c) = s.consumer.as_mut() {
+                for member in c.tick(now) {
+                    tracing::info!(
+                        group = id,
+                        member,
+                        "KIP-848 member removed: session or rebalance timeout"
+                    );
+                }
+                self.schedule_at(id, c.next_deadline());
+            }
+            let outs = s.group.tick(now, &self.limits);
             self.apply(&mut s, outs)
         };
         self.persist_then_deliver(records, deferred);
+    }
+
+    /// Handles ConsumerGroupHeartbeat (KIP-848) against the `topics` that
+    /// exist. A classic group with members keeps its protocol (as Kafka with
+    /// upgrades disabled: GROUP_ID_NOT_FOUND); an empty one is taken over,
+    /// offsets kept.
+    pub fn consumer_heartbeat(
+        &self,
+        group_id: &str,
+        mut req: Heartbeat,
+        topics: &Topics,
+    ) -> Result<HeartbeatReply, ConsumerError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(ConsumerError::Group(GroupError::NotCoordinator));
+        }
+        if group_id.trim().is_empty() {
+            return Err(ConsumerError::InvalidRequest(
+                "GroupId can't be empty.".into(),
+            ));
+        }
+        let slot = if req.member_epoch == 0 {
+            self.slot_or_create(group_id)
+                .map_err(ConsumerError::Group)?
+        } else {
+            // Unknown after a restart (membership is not persisted): the
+            // member rejoins, where Kafka's GROUP_ID_NOT_FOUND would be fatal
+            // to librdkafka.
+            self.slot(group_id).ok_or(ConsumerError::UnknownMemberId)?
+        };
+        req.new_member_id = uuid::Uuid::new_v4().to_string();
+        let mut s = lock(&slot);
+        match s.group.state {
+            GroupState::Dead => {
+                return Err(ConsumerError::Group(GroupError::CoordinatorNotAvailable))
+            }
+            GroupState::Empty => {}
+            _ => return Err(ConsumerError::Group(GroupError::GroupIdNotFound)),
+        }
+        let now = now_ms();
+        let c = s
+            .consumer
+            .get_or_insert_with(|| ConsumerGroup::new(group_id));
+        let reply = c.heartbeat(req, topics, &self.consumer_limits, now);
+        self.schedule_at(group_id, c.next_deadline());
+        reply
+    }
+
+    /// A KIP-848 group for ConsumerGroupDescribe; `None` if the id is not one.
+    pub fn consumer_describe(&self, group_id: &str) -> Option<ConsumerGroupSummary> {
+        let slot = self.slot(group_id)?;
+        let s = lock(&slot);
+        let c = s.consumer.as_ref().filter(|c| !c.is_empty())?;
+        Some(ConsumerGroupSummary {
+            state: c.state(),
+            group_epoch: c.group_epoch,
+            assignment_epoch: c.assignment_epoch,
+            assignor: c.assignor(),
+            members: c
+                .members()
+                .map(|m| ConsumerMemberSummary {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    rack_id: m.rack_id.clone(),
+                    member_epoch: m.epoch,
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    topic_names: m.topic_names.clone(),
+                    topic_regex: m.topic_regex.clone(),
+                    assignment: m.assigned.clone(),
+                    target: c.target_of(&m.id).cloned().unwrap_or_default(),
+                })
+                .collect(),
+        })
     }
 
     /// Answers every parked JoinGroup and SyncGroup with NOT_COORDINATOR, so

@@ -80,6 +80,8 @@ pub enum GroupError {
     OffsetMetadataTooLarge,
     /// The broker cannot take another group (`groups_max`).
     TooManyGroups,
+    /// A KIP-848 member committed at an epoch other than its own.
+    StaleMemberEpoch,
 }
 
 /// Broker-wide settings the state machine enforces.

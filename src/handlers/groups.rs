@@ -56,6 +56,7 @@ pub(super) fn group_error_code(e: GroupError) -> i16 {
         GroupError::GroupIdNotFound => error::GROUP_ID_NOT_FOUND,
         GroupError::GroupSubscribedToTopic => error::GROUP_SUBSCRIBED_TO_TOPIC,
         GroupError::OffsetMetadataTooLarge => error::OFFSET_METADATA_TOO_LARGE,
+        GroupError::StaleMemberEpoch => error::STALE_MEMBER_EPOCH,
     }
 }
 
@@ -596,13 +597,12 @@ pub(super) fn list(broker: &Arc<Broker>, ctx: &Ctx, req: ListGroupsRequest) -> R
     // DESCRIBE on the cluster lists every group; otherwise the groups the
     // sender may DESCRIBE, as Kafka.
     let all = ctx.may_cluster(broker, Operation::Describe);
-    let groups = if !types.is_empty() && !types.iter().any(|t| t == "classic") {
-        Vec::new()
-    } else {
+    let groups = {
         broker
             .groups
             .list()
             .into_iter()
+            .filter(|g| types.is_empty() || types.iter().any(|t| t == g.group_type))
             .filter(|g| states.is_empty() || states.contains(&g.state.to_ascii_lowercase()))
             .filter(|g| all || may_group(broker, ctx, Operation::Describe, &g.group_id))
             .map(|g| {
@@ -613,7 +613,7 @@ pub(super) fn list(broker: &Arc<Broker>, ctx: &Ctx, req: ListGroupsRequest) -> R
                     l.group_state = sb(g.state);
                 }
                 if ctx.version >= 5 {
-                    l.group_type = sb("classic");
+                    l.group_type = sb(g.group_type);
                 }
                 l
             })

@@ -5,6 +5,7 @@ mod acls;
 mod admin;
 mod api_versions;
 mod configs;
+mod consumer_groups;
 mod fetch;
 mod groups;
 mod list_offsets;
@@ -138,6 +139,11 @@ async fn route(broker: &Arc<Broker>, ctx: Ctx, req: RequestFrame) -> Option<Resp
         Request::DeleteAcls(r) => Some(acls::delete(broker, &ctx, r).await),
         Request::DescribeClientQuotas(r) => Some(quotas::describe(broker, &ctx, r)),
         Request::AlterClientQuotas(r) => Some(quotas::alter(broker, &ctx, r).await),
+        Request::ConsumerGroupHeartbeat(r) => {
+            let client_id = req.client_id.as_deref().unwrap_or("");
+            Some(consumer_groups::heartbeat(broker, &ctx, client_id, r))
+        }
+        Request::ConsumerGroupDescribe(r) => Some(consumer_groups::describe(broker, &ctx, r)),
         // On a listener without SASL (the connection's authenticator answers
         // these on SASL listeners).
         Request::SaslHandshake(_) | Request::SaslAuthenticate(_) => Some(sasl::illegal_state(

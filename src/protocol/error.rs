@@ -127,3 +127,13 @@ pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
 pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
 /// No authorizer is configured (the ACL APIs).
 pub const SECURITY_DISABLED: i16 = 54;
+/// KIP-848: the member's epoch is not one the group accepts; rejoin.
+pub const FENCED_MEMBER_EPOCH: i16 = 110;
+/// KIP-848: a live member still holds the static member's instance id.
+pub const UNRELEASED_INSTANCE_ID: i16 = 111;
+/// KIP-848: the requested server assignor does not exist.
+pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
+/// KIP-848: an offset commit or fetch at an epoch other than the member's.
+pub const STALE_MEMBER_EPOCH: i16 = 113;
+/// KIP-848: the subscribed regular expression does not compile.
+pub const INVALID_REGULAR_EXPRESSION: i16 = 128;

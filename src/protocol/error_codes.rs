@@ -226,6 +226,18 @@ impl ErrorCodes for OffsetFetchResponse {
     }
 }
 
+impl ErrorCodes for ConsumerGroupHeartbeatResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        t.add(self.error_code);
+    }
+}
+
+impl ErrorCodes for ConsumerGroupDescribeResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        self.groups.iter().for_each(|g| t.add(g.error_code));
+    }
+}
+
 impl ErrorCodes for DescribeGroupsResponse {
     fn error_codes(&self, t: &mut ErrorTally) {
         self.groups.iter().for_each(|g| t.add(g.error_code));

@@ -126,6 +126,10 @@ pub enum Request {
     DescribeClientQuotas(kafka_protocol::messages::DescribeClientQuotasRequest),
     /// AlterClientQuotas.
     AlterClientQuotas(kafka_protocol::messages::AlterClientQuotasRequest),
+    /// ConsumerGroupHeartbeat (KIP-848).
+    ConsumerGroupHeartbeat(kafka_protocol::messages::ConsumerGroupHeartbeatRequest),
+    /// ConsumerGroupDescribe (KIP-848).
+    ConsumerGroupDescribe(kafka_protocol::messages::ConsumerGroupDescribeRequest),
     /// SaslHandshake.
     SaslHandshake(SaslHandshakeRequest),
     /// SaslAuthenticate.
@@ -375,6 +379,12 @@ fn decode_frame(mut frame: Bytes) -> Result<RequestFrame, DecodeError> {
         }
         ApiKey::AlterClientQuotas => {
             Request::AlterClientQuotas(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::ConsumerGroupHeartbeat => {
+            Request::ConsumerGroupHeartbeat(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            Request::ConsumerGroupDescribe(decode_body(&mut frame, v).map_err(malformed)?)
         }
         ApiKey::SaslHandshake => {
             Request::SaslHandshake(decode_body(&mut frame, v).map_err(malformed)?)

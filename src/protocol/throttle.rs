@@ -67,6 +67,8 @@ throttled!(
     DeleteAclsResponse,
     DescribeClientQuotasResponse,
     AlterClientQuotasResponse,
+    ConsumerGroupHeartbeatResponse,
+    ConsumerGroupDescribeResponse,
 );
 
 /// SASL responses carry no throttle time (they are never throttled).

@@ -480,6 +480,19 @@ pub fn request(
                     ]),
             ])
             .encode(&mut buf, v),
+        ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s(&format!("fz-cg-{}", rng.below(3)))))
+            .with_member_id(s(&format!("fz-m-{}", rng.below(4))))
+            .with_member_epoch(rng.below(4) as i32 - 2)
+            .with_rebalance_timeout_ms(if rng.below(2) == 0 { -1 } else { 30_000 })
+            .with_subscribed_topic_names(
+                (rng.below(2) == 0).then(|| vec![TopicName(s("fz-topic"))]),
+            )
+            .with_topic_partitions((rng.below(2) == 0).then(Vec::new))
+            .encode(&mut buf, v),
+        ApiKey::ConsumerGroupDescribe => ConsumerGroupDescribeRequest::default()
+            .with_group_ids(vec![GroupId(s(&format!("fz-cg-{}", rng.below(3))))])
+            .encode(&mut buf, v),
         ApiKey::DescribeTransactions => DescribeTransactionsRequest::default()
             .with_transactional_ids(vec![
                 TransactionalId(s("fz-txn-0")),
@@ -801,6 +814,8 @@ fn check_response(case: u64, key: ApiKey, v: i16, correlation_id: i32, mut frame
         ApiKey::EndTxn => body!(EndTxnResponse),
         ApiKey::TxnOffsetCommit => body!(TxnOffsetCommitResponse),
         ApiKey::DescribeTransactions => body!(DescribeTransactionsResponse),
+        ApiKey::ConsumerGroupHeartbeat => body!(ConsumerGroupHeartbeatResponse),
+        ApiKey::ConsumerGroupDescribe => body!(ConsumerGroupDescribeResponse),
         ApiKey::ListTransactions => body!(ListTransactionsResponse),
         ApiKey::DescribeUserScramCredentials => body!(DescribeUserScramCredentialsResponse),
         ApiKey::AlterUserScramCredentials => body!(AlterUserScramCredentialsResponse),

@@ -1,0 +1,172 @@
+"""KIP-848 consumer groups (ConsumerGroupHeartbeat) with librdkafka's
+`group.protocol=consumer` (confluent-kafka): the broker assigns, members
+reconcile incrementally, revoking before anyone else is given a partition.
+
+Each consumer is a worker subprocess (workers/confluent_worker.py) printing
+its assignment after every change and each record it consumed after
+committing it, as in test_groups.py.
+"""
+
+import time
+
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import Broker, scrape
+from test_groups import PARTITIONS, Worker, split_ok, wait_for
+
+# Short broker-side timings so the test does not wait for Kafka's 5 s / 45 s.
+FAST = ["--group-consumer-heartbeat-interval-ms", "300",
+        "--group-consumer-session-timeout-ms", "6000"]
+
+
+@pytest.fixture
+def kbroker(tmp_path):
+    b = Broker(tmp_path / "data", FAST).start()
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    for f in a.create_topics([NewTopic("k", PARTITIONS, 1)]).values():
+        f.result(timeout=30)
+    yield b
+    b.stop()
+
+
+def heartbeats(b):
+    """ConsumerGroupHeartbeat requests the broker has served."""
+    return sum(v for (name, labels), v in scrape(b).items()
+               if name == "sluice_requests_total" and ("api", "ConsumerGroupHeartbeat") in labels)
+
+
+def produce(b, n, start=0):
+    p = Producer({"bootstrap.servers": b.bootstrap, "linger.ms": 5})
+    for i in range(start, start + n):
+        p.produce("k", value=b"%d" % i, partition=i % PARTITIONS)
+    assert p.flush(30) == 0
+
+
+def member(b, group, **opts):
+    return Worker("confluent-kafka", b.bootstrap, "k", group, protocol="consumer", **opts)
+
+
+def shares(ws, n):
+    return split_ok(ws) and all(len(w.assignment()) == n for w in ws)
+
+
+def held_after(w, since):
+    """Every partition set w held from event index `since` on."""
+    return [set(e["parts"]) for e in w.rebalances()[since:]]
+
+
+def test_three_members_split_and_share_on_leave_and_on_kill(kbroker):
+    produce(kbroker, 600)
+    ws = []
+    try:
+        for _ in range(3):
+            ws.append(member(kbroker, "kg"))
+        wait_for(lambda: shares(ws, 2), "three members with two partitions each")
+        kept = [w.assignment() for w in ws[:2]]
+        marks = [len(w.rebalances()) for w in ws[:2]]
+
+        # A clean leave: the others take its partitions and lose none of theirs.
+        ws[2].term()
+        wait_for(lambda: shares(ws[:2], 3), "two members with three partitions each")
+        for w, had, mark in zip(ws[:2], kept, marks):
+            for held in held_after(w, mark):
+                assert had <= held, f"a member lost {had - held} it kept"
+
+        # A SIGKILLed member: its partitions move after the session timeout.
+        ws[1].kill()
+        wait_for(lambda: ws[0].assignment() == set(range(PARTITIONS)),
+                 "the survivor takes every partition", timeout=60)
+        # Every record was consumed by someone (at least once).
+        wait_for(lambda: len(set().union(*(w.consumed() for w in ws))) >= 600,
+                 "every record consumed")
+        per_partition = {}
+        for p, o in set().union(*(w.consumed() for w in ws)):
+            per_partition.setdefault(p, set()).add(o)
+        assert all(per_partition[p] == set(range(100)) for p in range(PARTITIONS))
+        # The members used the KIP-848 protocol, not a classic fallback.
+        assert heartbeats(kbroker) > 0
+    finally:
+        for w in ws:
+            if w.alive():
+                w.kill()
+
+
+def test_a_restarted_consumer_resumes_at_committed_offsets(kbroker):
+    produce(kbroker, 60)
+    first = member(kbroker, "resume")
+    try:
+        wait_for(lambda: len(first.consumed()) == 60, "the first consumer reads 60")
+    finally:
+        first.term()
+    produce(kbroker, 30, start=60)
+    second = member(kbroker, "resume")
+    try:
+        wait_for(lambda: len(second.consumed()) == 30, "the second consumer reads 30")
+        time.sleep(1)
+        # Only what came after the commits: offsets 10..14 of each partition.
+        assert second.consumed() == {(p, o) for p in range(PARTITIONS) for o in range(10, 15)}
+    finally:
+        second.term()
+
+
+def test_describe_and_list_report_a_consumer_group(kbroker):
+    from confluent_kafka import ConsumerGroupType
+    ws = [member(kbroker, "dg", assignor="range") for _ in range(2)]
+    try:
+        wait_for(lambda: shares(ws, 3), "two members with three partitions each")
+        a = AdminClient({"bootstrap.servers": kbroker.bootstrap})
+        listed = {g.group_id: g for g in a.list_consumer_groups().result(timeout=30).valid}
+        assert listed["dg"].type == ConsumerGroupType.CONSUMER
+        d = a.describe_consumer_groups(["dg"])["dg"].result(timeout=30)
+        assert d.type == ConsumerGroupType.CONSUMER
+        assert d.partition_assignor == "range"
+        described = sorted(sorted(tp.partition for tp in m.assignment.topic_partitions)
+                           for m in d.members)
+        # range: contiguous halves.
+        assert described == [[0, 1, 2], [3, 4, 5]]
+        assert sorted(sorted(w.assignment()) for w in ws) == described
+        assert heartbeats(kbroker) > 0
+    finally:
+        for w in ws:
+            w.term()
+
+
+def test_a_group_id_used_by_both_protocols_follows_kafkas_rules(kbroker):
+    """As Kafka with group.consumer.migration.policy=disabled for groups with
+    members, and conversion of empty groups: a KIP-848 member cannot join a
+    classic group that has members (GROUP_ID_NOT_FOUND), a classic member
+    cannot join a KIP-848 group with members (INCONSISTENT_GROUP_PROTOCOL),
+    and once a group is empty the other protocol takes it over, keeping its
+    committed offsets."""
+    produce(kbroker, 60)
+    classic = Worker("confluent-kafka", kbroker.bootstrap, "k", "mixed")
+    try:
+        wait_for(lambda: len(classic.consumed()) == 60, "the classic member reads 60")
+        modern = member(kbroker, "mixed")
+        try:
+            wait_for(lambda: any(e["ev"] == "error" for e in modern.snapshot()),
+                     "the KIP-848 member is refused")
+            assert modern.assignment() == set()
+            assert classic.assignment() == set(range(PARTITIONS))
+        finally:
+            modern.kill()
+    finally:
+        classic.term()
+    # The classic group is empty now: a KIP-848 member takes it over and
+    # resumes at its offsets.
+    produce(kbroker, 30, start=60)
+    modern = member(kbroker, "mixed")
+    try:
+        wait_for(lambda: len(modern.consumed()) == 30, "the KIP-848 member reads 30")
+        assert modern.consumed() == {(p, o) for p in range(PARTITIONS) for o in range(10, 15)}
+        late = Worker("confluent-kafka", kbroker.bootstrap, "k", "mixed")
+        try:
+            wait_for(lambda: any(e["ev"] == "error" for e in late.snapshot())
+                     or not late.alive(), "the classic member is refused", timeout=30)
+            assert late.assignment() == set()
+        finally:
+            late.kill()
+    finally:
+        modern.term()
