@@ -1171,10 +1171,15 @@ impl Coordinator {
             .filter_map(|slot| {
                 let s = lock(slot);
                 let g = &s.group;
+                // A KIP-848 group's state and members are its consumer view.
+                let (state, members) = match s.consumer.as_ref().filter(|c| !c.is_empty()) {
+                    Some(c) => (c.state(), c.members().count()),
+                    None => (g.state.name(), g.members.len()),
+                };
                 (g.state != GroupState::Dead).then(|| GroupMetrics {
                     group_id: g.id.clone(),
-                    state: g.state.name(),
-                    members: g.members.len(),
+                    state,
+                    members,
                     offsets: g
                         .offsets
                         .iter()

@@ -311,11 +311,14 @@ fn groups(out: &mut String, broker: &Broker, topics: &[Arc<Topic>], max: usize) 
         "gauge",
         "Consumer groups by state.",
     );
+    // Classic states, then the KIP-848 ones a consumer group passes through.
     for state in [
         "Empty",
         "PreparingRebalance",
         "CompletingRebalance",
         "Stable",
+        "Assigning",
+        "Reconciling",
     ] {
         let n = view.iter().filter(|g| g.state == state).count();
         f.sample(&[("state", state)], n as f64);
