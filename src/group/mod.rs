@@ -19,6 +19,7 @@
 
 pub mod consumer;
 pub mod records;
+pub mod share_partition;
 pub mod state;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};

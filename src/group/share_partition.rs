@@ -1,0 +1,478 @@
+//! One share-partition of a share group (KIP-932), as a pure state machine:
+//! which records of a topic-partition are available to the group's
+//! consumers, handed out under a time-limited lock, acknowledged, or given up
+//! on. Time comes in as `now` (ms); nothing here does I/O. Not yet served:
+//! the share-group APIs come on top of it.
+//!
+//! The window of records the group is working on runs from the share-partition
+//! start offset (SPSO) to the end offset (SPEO). Below the start every record
+//! is done; within the window each offset has a state and a delivery count; at
+//! most `max_in_flight` offsets are in the window, so a group that stops
+//! acknowledging holds a bounded amount of state.
+
+use std::collections::BTreeMap;
+
+/// The settings a share-partition enforces (Kafka's `group.share.*`).
+#[derive(Debug, Clone, Copy)]
+pub struct ShareLimits {
+    /// `group.share.partition.max.record.locks`: most offsets in the window.
+    pub max_in_flight: i64,
+    /// `group.share.record.lock.duration.ms`: how long a consumer holds a
+    /// record before it is offered again.
+    pub lock_ms: i64,
+    /// `group.share.delivery.count.limit`: deliveries before a record is
+    /// given up on (archived).
+    pub delivery_limit: u16,
+}
+
+impl Default for ShareLimits {
+    fn default() -> Self {
+        ShareLimits {
+            max_in_flight: 2000,
+            lock_ms: 30_000,
+            delivery_limit: 5,
+        }
+    }
+}
+
+/// How a consumer acknowledges records (ShareAcknowledge's types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckKind {
+    /// 0: offsets with no record (compacted away, control records).
+    Gap,
+    /// 1: processed.
+    Accept,
+    /// 2: not processed; offer it again.
+    Release,
+    /// 3: unprocessable; never offer it again.
+    Reject,
+}
+
+/// The state of one offset in the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordState {
+    /// May be handed out.
+    Available,
+    /// Handed out to `member` until `deadline`.
+    Acquired {
+        /// The member holding it.
+        member: String,
+        /// When the lock ends (ms).
+        deadline: i64,
+    },
+    /// Done: processed.
+    Acknowledged,
+    /// Done: rejected, a gap, or over the delivery limit.
+    Archived,
+}
+
+/// One offset in the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlight {
+    /// Its state.
+    pub state: RecordState,
+    /// How many times it has been handed out.
+    pub deliveries: u16,
+}
+
+/// A run of offsets handed out together, as ShareFetch's acquired records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acquired {
+    /// First offset.
+    pub first: i64,
+    /// Last offset (inclusive).
+    pub last: i64,
+    /// The delivery count of every offset in the run.
+    pub deliveries: u16,
+}
+
+/// Why an acknowledgement was refused (INVALID_RECORD_STATE).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidRecordState {
+    /// The first offset that was not the member's to acknowledge.
+    pub offset: i64,
+}
+
+/// What the durable state of a share-partition holds (Kafka's share
+/// coordinator state): the start offset and, for offsets past it that are
+/// not simply new, their state and delivery count. A lock is not durable:
+/// after a restart an acquired record is available again, with its count.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The share-partition start offset.
+    pub start: i64,
+    /// (first, last, done, deliveries): `done` is acknowledged or archived.
+    pub ranges: Vec<(i64, i64, bool, u16)>,
+}
+
+/// One share-partition.
+#[derive(Debug, Clone)]
+pub struct SharePartition {
+    /// Every offset below is done.
+    start: i64,
+    /// The window: offsets from `start` that have been handed out at least once.
+    window: BTreeMap<i64, InFlight>,
+    /// Settings.
+    limits: ShareLimits,
+}
+
+impl SharePartition {
+    /// A share-partition starting at `start` (from `share.auto.offset.reset`).
+    pub fn new(start: i64, limits: ShareLimits) -> SharePartition {
+        SharePartition {
+            start,
+            window: BTreeMap::new(),
+            limits,
+        }
+    }
+
+    /// The share-partition start offset.
+    pub fn start(&self) -> i64 {
+        self.start
+    }
+
+    /// The next offset never handed out (SPEO).
+    pub fn end(&self) -> i64 {
+        self.window
+            .last_key_value()
+            .map_or(self.start, |(o, _)| o + 1)
+    }
+
+    /// The state of one offset in the window.
+    pub fn get(&self, offset: i64) -> Option<&InFlight> {
+        self.window.get(&offset)
+    }
+
+    /// Offsets currently locked by some member.
+    pub fn acquired(&self) -> usize {
+        self.window
+            .values()
+            .filter(|r| matches!(r.state, RecordState::Acquired { .. }))
+            .count()
+    }
+
+    /// Hands `member` at most `max_records` offsets below `log_end` (the last
+    /// stable offset): first those offered again, oldest first, then new ones
+    /// while the window has room.
+    pub fn acquire(
+        &mut self,
+        member: &str,
+        log_end: i64,
+        max_records: usize,
+        now: i64,
+    ) -> Vec<Acquired> {
+        let deadline = now.saturating_add(self.limits.lock_ms);
+        let mut got: Vec<(i64, u16)> = Vec::new();
+        for (offset, r) in self.window.iter_mut() {
+            if got.len() >= max_records {
+                break;
+            }
+            if r.state == RecordState::Available {
+                r.deliveries = r.deliveries.saturating_add(1);
+                r.state = RecordState::Acquired {
+                    member: member.to_string(),
+                    deadline,
+                };
+                got.push((*offset, r.deliveries));
+            }
+        }
+        let mut next = self.end();
+        while got.len() < max_records
+            && next < log_end
+            && next < self.start + self.limits.max_in_flight
+        {
+            self.window.insert(
+                next,
+                InFlight {
+                    state: RecordState::Acquired {
+                        member: member.to_string(),
+                        deadline,
+                    },
+                    deliveries: 1,
+                },
+            );
+            got.push((next, 1));
+            next += 1;
+        }
+        runs(&got)
+    }
+
+    /// Applies `member`'s acknowledgement of `first..=last`. Every offset
+    /// must be locked by that member; otherwise nothing changes.
+    pub fn acknowledge(
+        &mut self,
+        member: &str,
+        first: i64,
+        last: i64,
+        kind: AckKind,
+    ) -> Result<(), InvalidRecordState> {
+        for offset in first..=last {
+            let mine = self.window.get(&offset).is_some_and(
+                |r| matches!(&r.state, RecordState::Acquired { member: m, .. } if m == member),
+            );
+            if !mine {
+                return Err(InvalidRecordState { offset });
+            }
+        }
+        let limit = self.limits.delivery_limit;
+        for offset in first..=last {
+            let r = self.window.get_mut(&offset).expect("checked above");
+            r.state = match kind {
+                AckKind::Accept => RecordState::Acknowledged,
+                AckKind::Gap | AckKind::Reject => RecordState::Archived,
+                AckKind::Release => offered_again(r.deliveries, limit),
+            };
+        }
+        self.advance();
+        Ok(())
+    }
+
+    /// Ends locks whose time is up: those records are offered again (or
+    /// archived at the delivery limit). Returns how many locks ended.
+    pub fn expire(&mut self, now: i64) -> usize {
+        let limit = self.limits.delivery_limit;
+        let mut n = 0;
+        for r in self.window.values_mut() {
+            if matches!(r.state, RecordState::Acquired { deadline, .. } if deadline <= now) {
+                r.state = offered_again(r.deliveries, limit);
+                n += 1;
+            }
+        }
+        self.advance();
+        n
+    }
+
+    /// Releases every lock `member` holds (its share session ended).
+    pub fn release_member(&mut self, member: &str) -> usize {
+        let limit = self.limits.delivery_limit;
+        let mut n = 0;
+        for r in self.window.values_mut() {
+            if matches!(&r.state, RecordState::Acquired { member: m, .. } if m == member) {
+                r.state = offered_again(r.deliveries, limit);
+                n += 1;
+            }
+        }
+        self.advance();
+        n
+    }
+
+    /// The earliest lock deadline.
+    pub fn next_deadline(&self) -> Option<i64> {
+        self.window
+            .values()
+            .filter_map(|r| match r.state {
+                RecordState::Acquired { deadline, .. } => Some(deadline),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Moves the start past offsets that are done.
+    fn advance(&mut self) {
+        while let Some(entry) = self.window.first_entry() {
+            if *entry.key() != self.start
+                || !matches!(
+                    entry.get().state,
+                    RecordState::Acknowledged | RecordState::Archived
+                )
+            {
+                break;
+            }
+            entry.remove();
+            self.start += 1;
+        }
+    }
+
+    /// What must be durable: the start and the window, with locks as
+    /// available records (a lock does not survive a restart).
+    pub fn snapshot(&self) -> Snapshot {
+        let mut ranges: Vec<(i64, i64, bool, u16)> = Vec::new();
+        for (offset, r) in &self.window {
+            let done = matches!(r.state, RecordState::Acknowledged | RecordState::Archived);
+            match ranges.last_mut() {
+                Some((_, last, d, n))
+                    if *last + 1 == *offset && *d == done && *n == r.deliveries =>
+                {
+                    *last = *offset;
+                }
+                _ => ranges.push((*offset, *offset, done, r.deliveries)),
+            }
+        }
+        Snapshot {
+            start: self.start,
+            ranges,
+        }
+    }
+
+    /// The share-partition a snapshot describes, every lock released.
+    pub fn restore(s: &Snapshot, limits: ShareLimits) -> SharePartition {
+        let mut p = SharePartition::new(s.start, limits);
+        for (first, last, done, deliveries) in &s.ranges {
+            for offset in (*first).max(s.start)..=*last {
+                p.window.insert(
+                    offset,
+                    InFlight {
+                        state: if *done {
+                            RecordState::Archived
+                        } else {
+                            offered_again(*deliveries, limits.delivery_limit)
+                        },
+                        deliveries: *deliveries,
+                    },
+                );
+            }
+        }
+        p.advance();
+        p
+    }
+}
+
+/// A record offered again after `deliveries` deliveries: available, or
+/// archived once it reached the limit.
+fn offered_again(deliveries: u16, limit: u16) -> RecordState {
+    if deliveries >= limit {
+        RecordState::Archived
+    } else {
+        RecordState::Available
+    }
+}
+
+/// Offsets (ascending, with their counts) as runs of consecutive offsets
+/// with the same count.
+fn runs(got: &[(i64, u16)]) -> Vec<Acquired> {
+    let mut sorted = got.to_vec();
+    sorted.sort_unstable();
+    let mut out: Vec<Acquired> = Vec::new();
+    for (offset, deliveries) in sorted {
+        match out.last_mut() {
+            Some(a) if a.last + 1 == offset && a.deliveries == deliveries => a.last = offset,
+            _ => out.push(Acquired {
+                first: offset,
+                last: offset,
+                deliveries,
+            }),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(first: i64, last: i64, deliveries: u16) -> Acquired {
+        Acquired {
+            first,
+            last,
+            deliveries,
+        }
+    }
+
+    fn limits() -> ShareLimits {
+        ShareLimits {
+            max_in_flight: 10,
+            lock_ms: 1000,
+            delivery_limit: 3,
+        }
+    }
+
+    #[test]
+    fn consumers_get_different_records_and_the_start_follows_acks() {
+        let mut p = SharePartition::new(0, limits());
+        assert_eq!(p.acquire("a", 6, 3, 0), vec![run(0, 2, 1)]);
+        assert_eq!(p.acquire("b", 6, 3, 0), vec![run(3, 5, 1)]);
+        assert_eq!(
+            p.acquire("c", 6, 3, 0),
+            vec![],
+            "nothing left below the log end"
+        );
+        // b finishes first: the start waits for a.
+        p.acknowledge("b", 3, 5, AckKind::Accept).unwrap();
+        assert_eq!(p.start(), 0);
+        // Only the holder may acknowledge.
+        assert_eq!(
+            p.acknowledge("b", 0, 0, AckKind::Accept),
+            Err(InvalidRecordState { offset: 0 })
+        );
+        assert_eq!(
+            p.acknowledge("a", 2, 3, AckKind::Accept),
+            Err(InvalidRecordState { offset: 3 }),
+            "nothing changes when part of the range is not the member's"
+        );
+        assert_eq!(p.get(2).unwrap().deliveries, 1);
+        p.acknowledge("a", 0, 2, AckKind::Accept).unwrap();
+        assert_eq!((p.start(), p.end()), (6, 6));
+    }
+
+    #[test]
+    fn released_and_expired_records_come_back_with_a_higher_count() {
+        let mut p = SharePartition::new(0, limits());
+        p.acquire("a", 4, 4, 0);
+        p.acknowledge("a", 0, 0, AckKind::Release).unwrap();
+        p.acknowledge("a", 1, 1, AckKind::Reject).unwrap();
+        p.acknowledge("a", 3, 3, AckKind::Accept).unwrap();
+        // 0 was released; 2 is still locked until 1000.
+        assert_eq!(p.acquire("b", 4, 10, 500), vec![run(0, 0, 2)]);
+        assert_eq!(p.next_deadline(), Some(1000));
+        assert_eq!(p.expire(999), 0);
+        assert_eq!(p.expire(1000), 1);
+        // 2 comes back; 1 (rejected) never does.
+        assert_eq!(p.acquire("b", 4, 10, 1000), vec![run(2, 2, 2)]);
+        p.acknowledge("b", 0, 0, AckKind::Accept).unwrap();
+        p.acknowledge("b", 2, 2, AckKind::Accept).unwrap();
+        assert_eq!(p.start(), 4);
+        assert_eq!(p.acquire("b", 4, 10, 1000), vec![]);
+    }
+
+    #[test]
+    fn the_delivery_limit_archives_and_the_window_is_bounded() {
+        let mut p = SharePartition::new(0, limits());
+        for round in 1..=3u16 {
+            assert_eq!(p.acquire("a", 1, 1, 0), vec![run(0, 0, round)]);
+            p.acknowledge("a", 0, 0, AckKind::Release).unwrap();
+        }
+        // Three deliveries: given up on, and the start moves past it.
+        assert_eq!(p.start(), 1);
+        assert_eq!(p.acquire("a", 1, 1, 0), vec![]);
+        // A consumer that never acknowledges holds at most max_in_flight.
+        let got = p.acquire("a", 1_000, 1_000, 0);
+        assert_eq!(got, vec![run(1, 10, 1)]);
+        assert_eq!(p.acquired(), 10);
+        assert_eq!(p.acquire("b", 1_000, 1_000, 0), vec![]);
+        // Its session ends: everything is offered again.
+        assert_eq!(p.release_member("a"), 10);
+        assert_eq!(p.acquire("b", 1_000, 1_000, 0), vec![run(1, 10, 2)]);
+    }
+
+    #[test]
+    fn a_restart_keeps_acknowledgements_and_redelivers_the_rest() {
+        let mut p = SharePartition::new(5, limits());
+        p.acquire("a", 11, 6, 0); // 5..=10
+        p.acknowledge("a", 5, 6, AckKind::Accept).unwrap();
+        p.acknowledge("a", 8, 8, AckKind::Accept).unwrap();
+        p.acknowledge("a", 9, 9, AckKind::Release).unwrap();
+        // In every state: acknowledged (8), released (9), locked (7, 10).
+        let s = p.snapshot();
+        assert_eq!(s.start, 7);
+        let mut back = SharePartition::restore(&s, limits());
+        assert_eq!((back.start(), back.end()), (7, 11));
+        // What was not acknowledged comes back, counted; 8 never does.
+        assert_eq!(
+            back.acquire("b", 12, 10, 0),
+            vec![run(7, 7, 2), run(9, 10, 2), run(11, 11, 1)]
+        );
+        assert_eq!(back.get(8).unwrap().state, RecordState::Archived);
+        for o in [7, 9, 10, 11] {
+            back.acknowledge("b", o, o, AckKind::Accept).unwrap();
+        }
+        assert_eq!(back.start(), 12);
+        // A snapshot of a finished window is just the start.
+        assert_eq!(
+            back.snapshot(),
+            Snapshot {
+                start: 12,
+                ranges: vec![]
+            }
+        );
+    }
+}
