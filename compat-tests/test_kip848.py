@@ -177,3 +177,28 @@ def test_a_group_id_used_by_both_protocols_follows_kafkas_rules(kbroker):
             late.kill()
     finally:
         modern.term()
+
+
+def test_a_static_member_gets_its_partitions_back_after_a_restart(kbroker):
+    """A member with group.instance.id leaves with epoch -2 when it closes: its
+    partitions stay its own (nobody else is given them) and its next process,
+    with the same instance id, gets the same ones back without the other
+    member noticing."""
+    produce(kbroker, 60)
+    one = member(kbroker, "sg", instance_id="s1")
+    two = member(kbroker, "sg", instance_id="s2")
+    try:
+        wait_for(lambda: shares([one, two], 3), "two static members with three partitions each")
+        had, others = one.assignment(), two.assignment()
+        mark = len(two.rebalances())
+        one.term()
+        # Well within the 6 s session: nothing moves.
+        time.sleep(1.5)
+        assert two.assignment() == others
+        one = member(kbroker, "sg", instance_id="s1")
+        wait_for(lambda: one.assignment() == had, "the restarted member gets its partitions back")
+        assert held_after(two, mark) == [], "the other member saw no change"
+    finally:
+        for w in (one, two):
+            if w.alive():
+                w.term()
