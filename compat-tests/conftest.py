@@ -40,6 +40,18 @@ def value(samples, name, **labels):
 _ISSUED = set()
 
 
+def refused(conf):
+    """The errors a confluent-kafka client with `conf` got; it must not have
+    connected (its metadata request fails)."""
+    from confluent_kafka import KafkaException, Producer
+    errors = []
+    p = Producer({**conf, "error_cb": errors.append})
+    with pytest.raises(KafkaException):
+        p.list_topics(timeout=5)
+    p.poll(1)
+    return errors
+
+
 def free_port():
     while True:
         with socket.socket() as s:

@@ -19,7 +19,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import Broker, free_port
+from conftest import Broker, free_port, refused
 
 HERE = pathlib.Path(__file__).resolve().parent
 ISSUER = "https://issuer.sluice.test"
@@ -101,15 +101,6 @@ def round_trip(conf, tag):
             want.discard(m.value())
     c.close()
     assert not want
-
-
-def refused(conf):
-    errors = []
-    p = Producer({**conf, "error_cb": errors.append})
-    with pytest.raises(KafkaException):
-        p.list_topics(timeout=5)
-    p.poll(0.5)
-    return errors
 
 
 def test_unsecured_tokens_as_kafkas_default_validator(tmp_path):

@@ -24,7 +24,7 @@ from confluent_kafka.admin import (
 )
 
 from certs import make_certs
-from conftest import Broker, free_port
+from conftest import Broker, free_port, refused
 
 HERE = pathlib.Path(__file__).resolve().parent
 MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -143,16 +143,6 @@ def test_wrong_password_over_sasl_ssl_is_refused(tbroker, certs):
         p.list_topics(timeout=5)
     p.poll(1)
     assert any(e.code() == -169 for e in errors), errors  # _AUTHENTICATION
-
-
-def refused(conf):
-    """The errors a client with `conf` got; it must not have connected."""
-    errors = []
-    p = Producer({**conf, "error_cb": errors.append})
-    with pytest.raises(KafkaException):
-        p.list_topics(timeout=5)
-    p.poll(1)
-    return errors
 
 
 def test_untrusted_or_missing_client_certificates_are_refused_where_required(tmp_path, certs):
