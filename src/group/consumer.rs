@@ -157,6 +157,8 @@ pub struct Member {
     pub topic_names: Vec<String>,
     /// Subscribed regular expression, if any.
     pub topic_regex: Option<String>,
+    /// `topic_regex` compiled, once, when it changes.
+    regex: Option<regex::Regex>,
     /// Its revocation deadline's length.
     pub rebalance_timeout_ms: i32,
     /// Its `group.instance.id`.
@@ -330,6 +332,20 @@ impl ConsumerGroup {
             && (req.topic_names.is_some() || req.topic_regex.is_some())
             && req.owned.is_some();
         let mut bump = self.group_epoch == 0;
+        // A new regex is compiled once, before anything changes.
+        let new_regex = match req.topic_regex.as_deref() {
+            Some(re)
+                if !re.is_empty()
+                    && self
+                        .members
+                        .get(&member_id)
+                        .and_then(|m| m.topic_regex.as_deref())
+                        != Some(re) =>
+            {
+                Some(compile(re)?)
+            }
+            _ => None,
+        };
 
         // The member: new, replacing a static member, or existing.
         if !self.members.contains_key(&member_id) {
@@ -360,6 +376,7 @@ impl ConsumerGroup {
                             pending_revocation: Assignment::new(),
                             topic_names: Vec::new(),
                             topic_regex: None,
+                            regex: None,
                             rebalance_timeout_ms: req.rebalance_timeout_ms,
                             instance_id: req.instance_id.clone(),
                             rack_id: None,
@@ -394,10 +411,6 @@ impl ConsumerGroup {
             }
         }
 
-        // Apply what the request changes.
-        if let Some(re) = req.topic_regex.as_deref().filter(|r| !r.is_empty()) {
-            compile(re)?;
-        }
         let m = self.members.get_mut(&member_id).expect("member present");
         if req.member_epoch == 0 && m.epoch == -2 {
             m.epoch = 0;
@@ -415,6 +428,7 @@ impl ConsumerGroup {
             let re = Some(re.clone()).filter(|r| !r.is_empty());
             if re != m.topic_regex {
                 m.topic_regex = re;
+                m.regex = new_regex;
                 bump = true;
             }
         }
@@ -544,14 +558,13 @@ impl ConsumerGroup {
 
     /// The existing topics some member subscribes to, by name or regex.
     fn subscribed_topics(&self, topics: &Topics) -> BTreeMap<String, TopicInfo> {
-        let regexes: Vec<regex::Regex> = self
+        let mut regexes: Vec<&regex::Regex> = self
             .members
             .values()
-            .filter_map(|m| m.topic_regex.as_deref())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .filter_map(|r| compile(r).ok())
+            .filter_map(|m| m.regex.as_ref())
             .collect();
+        regexes.sort_by_key(|r| r.as_str());
+        regexes.dedup_by_key(|r| r.as_str());
         let mut out = BTreeMap::new();
         for m in self.members.values() {
             for name in &m.topic_names {
@@ -572,12 +585,11 @@ impl ConsumerGroup {
 
     /// The topics one member subscribes to, among the group's subscribed ones.
     fn member_topics(&self, m: &Member) -> BTreeSet<String> {
-        let re = m.topic_regex.as_deref().and_then(|r| compile(r).ok());
         self.subscribed
             .keys()
             .filter(|name| {
                 m.topic_names.iter().any(|n| n == *name)
-                    || re.as_ref().is_some_and(|r| r.is_match(name))
+                    || m.regex.as_ref().is_some_and(|r| r.is_match(name))
             })
             .cloned()
             .collect()
@@ -1177,6 +1189,7 @@ mod tests {
             g.heartbeat(bad_regex, &ts, &l, 0),
             Err(ConsumerError::InvalidRegularExpression(_))
         ));
+        assert!(g.is_empty(), "a refused join leaves no member behind");
         assert_eq!(
             g.heartbeat(beat("ghost", 3, None), &ts, &l, 0),
             Err(ConsumerError::UnknownMemberId)
