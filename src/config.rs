@@ -472,6 +472,86 @@ pub struct Config {
     )]
     pub group_consumer_heartbeat_interval_ms: i32,
 
+    /// Kafka's `group.share.session.timeout.ms`: a share-group member that
+    /// has not heartbeated for this long leaves the group.
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_SHARE_SESSION_TIMEOUT_MS",
+        default_value_t = 45_000
+    )]
+    pub group_share_session_timeout_ms: i32,
+
+    /// Kafka's `group.share.heartbeat.interval.ms`: how often share-group
+    /// members are told to heartbeat.
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_SHARE_HEARTBEAT_INTERVAL_MS",
+        default_value_t = 5_000
+    )]
+    pub group_share_heartbeat_interval_ms: i32,
+
+    /// Kafka's `group.share.record.lock.duration.ms`: how long a share
+    /// consumer holds a record it was given before the record is offered
+    /// to others again (a group may override it within the min and max).
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_SHARE_RECORD_LOCK_DURATION_MS",
+        default_value_t = 30_000
+    )]
+    pub group_share_record_lock_duration_ms: i32,
+
+    /// Kafka's `group.share.min.record.lock.duration.ms`: the shortest lock
+    /// a group may configure (shorter locks redeliver records still being
+    /// processed).
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_SHARE_MIN_RECORD_LOCK_DURATION_MS",
+        default_value_t = 15_000
+    )]
+    pub group_share_min_record_lock_duration_ms: i32,
+
+    /// Kafka's `group.share.max.record.lock.duration.ms`: the longest lock a
+    /// group may configure (longer locks delay redelivery after a crash).
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_SHARE_MAX_RECORD_LOCK_DURATION_MS",
+        default_value_t = 60_000
+    )]
+    pub group_share_max_record_lock_duration_ms: i32,
+
+    /// Kafka's `group.share.delivery.count.limit`: after this many
+    /// deliveries a record is given up on (archived), so a poison record
+    /// cannot stall a group forever.
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_SHARE_DELIVERY_COUNT_LIMIT",
+        default_value_t = 5
+    )]
+    pub group_share_delivery_count_limit: u16,
+
+    /// Kafka's `group.share.partition.max.record.locks`: most records of one
+    /// share-partition in flight (handed out and not yet done); bounds the
+    /// state a group that stops acknowledging holds.
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_SHARE_PARTITION_MAX_RECORD_LOCKS",
+        default_value_t = 2_000
+    )]
+    pub group_share_partition_max_record_locks: i64,
+
+    /// Kafka's `group.share.max.share.sessions`: most share sessions
+    /// (one per share consumer and broker) held at once.
+    #[arg(
+        long,
+        env = "SLUICE_GROUP_SHARE_MAX_SHARE_SESSIONS",
+        default_value_t = 2_000
+    )]
+    pub group_share_max_share_sessions: usize,
+
+    /// Kafka's `group.share.max.size`: most members of one share group.
+    #[arg(long, env = "SLUICE_GROUP_SHARE_MAX_SIZE", default_value_t = 200)]
+    pub group_share_max_size: usize,
+
     /// Most groups the coordinator holds; bounds memory against clients inventing group ids.
     #[arg(long, env = "SLUICE_GROUPS_MAX", default_value_t = 100_000)]
     pub groups_max: usize,
@@ -702,6 +782,31 @@ impl Config {
         }
         if self.metrics_connections_max == 0 {
             return Err("--metrics-connections-max must be at least 1".into());
+        }
+        if self.group_share_heartbeat_interval_ms <= 0
+            || self.group_share_session_timeout_ms <= self.group_share_heartbeat_interval_ms
+        {
+            return Err("--group-share-heartbeat-interval-ms must be positive and below --group-share-session-timeout-ms".into());
+        }
+        if self.group_share_min_record_lock_duration_ms < 1
+            || self.group_share_min_record_lock_duration_ms
+                > self.group_share_record_lock_duration_ms
+            || self.group_share_record_lock_duration_ms
+                > self.group_share_max_record_lock_duration_ms
+        {
+            return Err("--group-share-record-lock-duration-ms must lie between its min and max, and the min must be at least 1".into());
+        }
+        if self.group_share_delivery_count_limit < 2 || self.group_share_delivery_count_limit > 10 {
+            return Err(
+                "--group-share-delivery-count-limit must be between 2 and 10 (Kafka's range)"
+                    .into(),
+            );
+        }
+        if self.group_share_partition_max_record_locks < 1
+            || self.group_share_max_share_sessions == 0
+            || self.group_share_max_size == 0
+        {
+            return Err("--group-share-partition-max-record-locks, --group-share-max-share-sessions and --group-share-max-size must be at least 1".into());
         }
         if self.group_consumer_heartbeat_interval_ms <= 0
             || self.group_consumer_session_timeout_ms <= self.group_consumer_heartbeat_interval_ms

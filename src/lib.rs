@@ -42,3 +42,4 @@ pub mod server;
 pub mod storage;
 pub mod sys;
 pub mod txn;
+pub mod waiters;

@@ -75,10 +75,11 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("sys", &[]),
     ("alloc", &[]),
     ("metrics", &[]),
+    ("waiters", &[]),
 ];
 
 /// Leaves every layer but `log` may use.
-const SHARED: &[&str] = &["config", "clock", "sys", "alloc", "metrics"];
+const SHARED: &[&str] = &["config", "clock", "sys", "alloc", "metrics", "waiters"];
 
 /// Code without comments, so prose may name any module.
 fn code_lines(text: &str) -> impl Iterator<Item = &str> {

@@ -248,6 +248,39 @@ async fn every_advertised_version_decodes_and_answers() {
                         .with_group_ids(vec![GroupId(s("wire-no-such-group"))]);
                     c.send(key, v, &r).await
                 }
+                ApiKey::ShareGroupHeartbeat => {
+                    // A KIP-932 join: the client names itself.
+                    let r = ShareGroupHeartbeatRequest::default()
+                        .with_group_id(GroupId(s("wire-sg")))
+                        .with_member_id(s("wire-share-member"))
+                        .with_member_epoch(0)
+                        .with_subscribed_topic_names(Some(vec![TopicName(s("wire-sg-t"))]));
+                    c.send(key, v, &r).await
+                }
+                ApiKey::ShareGroupDescribe => {
+                    let r = ShareGroupDescribeRequest::default()
+                        .with_group_ids(vec![GroupId(s("wire-no-such-group"))]);
+                    c.send(key, v, &r).await
+                }
+                ApiKey::ShareFetch => {
+                    // Opens a share session on nothing: answered at once.
+                    let r = ShareFetchRequest::default()
+                        .with_group_id(Some(GroupId(s("wire-sg"))))
+                        .with_member_id(Some(s("wire-share-member")))
+                        .with_share_session_epoch(0)
+                        .with_max_wait_ms(0)
+                        .with_max_bytes(1 << 20)
+                        .with_max_records(10);
+                    c.send(key, v, &r).await
+                }
+                ApiKey::ShareAcknowledge => {
+                    // Epoch 0 is not a ShareAcknowledge epoch.
+                    let r = ShareAcknowledgeRequest::default()
+                        .with_group_id(Some(GroupId(s("wire-sg"))))
+                        .with_member_id(Some(s("wire-share-member")))
+                        .with_share_session_epoch(0);
+                    c.send(key, v, &r).await
+                }
                 ApiKey::DescribeTransactions => {
                     let r = DescribeTransactionsRequest::default()
                         .with_transactional_ids(vec![TransactionalId(s("wire-txn"))]);
@@ -611,6 +644,32 @@ fn check_body(key: ApiKey, v: i16, mut frame: bytes::Bytes) {
         ApiKey::ConsumerGroupDescribe => {
             let r: ConsumerGroupDescribeResponse = decode(key, v, &mut frame);
             assert_eq!(r.groups[0].error_code, 69, "{at}: GROUP_ID_NOT_FOUND");
+        }
+        ApiKey::ShareGroupHeartbeat => {
+            let r: ShareGroupHeartbeatResponse = decode(key, v, &mut frame);
+            assert_eq!(r.error_code, 0, "{at}: {:?}", r.error_message);
+            assert_eq!(r.member_id.as_deref(), Some("wire-share-member"), "{at}");
+            assert!(r.member_epoch >= 1, "{at}");
+            assert!(r.heartbeat_interval_ms > 0, "{at}");
+            assert_eq!(
+                r.assignment.map(|a| a.topic_partitions.len()),
+                Some(0),
+                "{at}: the topic does not exist"
+            );
+        }
+        ApiKey::ShareGroupDescribe => {
+            let r: ShareGroupDescribeResponse = decode(key, v, &mut frame);
+            assert_eq!(r.groups[0].error_code, 69, "{at}: GROUP_ID_NOT_FOUND");
+        }
+        ApiKey::ShareFetch => {
+            let r: ShareFetchResponse = decode(key, v, &mut frame);
+            assert_eq!(r.error_code, 0, "{at}: {:?}", r.error_message);
+            assert_eq!(r.acquisition_lock_timeout_ms, 30_000, "{at}");
+            assert!(r.responses.is_empty(), "{at}");
+        }
+        ApiKey::ShareAcknowledge => {
+            let r: ShareAcknowledgeResponse = decode(key, v, &mut frame);
+            assert_eq!(r.error_code, 123, "{at}: INVALID_SHARE_SESSION_EPOCH");
         }
         ApiKey::DescribeTransactions => {
             let r: DescribeTransactionsResponse = decode(key, v, &mut frame);

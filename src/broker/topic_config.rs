@@ -27,6 +27,8 @@ pub enum Source {
     Static = 4,
     /// The built-in default (DEFAULT_CONFIG).
     Default = 5,
+    /// Set on this group (GROUP_CONFIG).
+    Group = 8,
 }
 
 /// Kafka's config types (ConfigType ids in DescribeConfigs v3+).

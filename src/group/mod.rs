@@ -19,10 +19,12 @@
 
 pub mod consumer;
 pub mod records;
+pub mod share;
 pub mod share_partition;
+pub mod shares;
 pub mod state;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,6 +36,12 @@ use tokio::sync::{oneshot, Notify};
 pub use consumer::{
     Assignment, ConsumerError, ConsumerGroup, ConsumerLimits, Heartbeat, HeartbeatReply, TopicId,
     TopicInfo, Topics,
+};
+pub use share::{ShareGroupLimits, ShareHeartbeat, ShareHeartbeatReply};
+pub use share_partition::{AckBatch, AckKind, Acquired, ShareLimits};
+pub use shares::{
+    AckError, SessionError, SessionStep, ShareGroupSummary, ShareMemberSummary, SharePartitionKey,
+    ShareSettings, ShareWant,
 };
 pub use state::{
     Committed, Group, GroupError, GroupState, JoinRequest, JoinResult, JoinedMember, Limits, Out,
@@ -180,6 +188,9 @@ struct Slot {
     /// persisted: after a restart members are told UNKNOWN_MEMBER_ID and
     /// rejoin.
     consumer: Option<ConsumerGroup>,
+    /// The group's share-group state, when it is a share group (KIP-932);
+    /// the classic `group` then stays Empty with no offsets.
+    share: Option<shares::ShareState>,
     /// Parked JoinGroups by member id.
     joins: HashMap<String, oneshot::Sender<JoinResult>>,
     /// Parked SyncGroups by member id.
@@ -210,6 +221,7 @@ impl Slot {
         Slot {
             group,
             consumer: None,
+            share: None,
             joins: HashMap::new(),
             syncs: HashMap::new(),
             pending: VecDeque::new(),
@@ -276,6 +288,13 @@ pub struct Coordinator {
     limits: Limits,
     /// Enforced by the KIP-848 state machines.
     consumer_limits: ConsumerLimits,
+    /// Share-group settings.
+    share: ShareSettings,
+    /// Share sessions by (group, member).
+    sessions: Mutex<shares::Sessions>,
+    /// Group configs (GROUP resources) by group id; durable, and independent
+    /// of whether the group exists, as in Kafka.
+    group_configs: Mutex<HashMap<String, BTreeMap<String, String>>>,
     /// The rest of the settings.
     settings: Settings,
     /// Groups by id.
@@ -321,6 +340,8 @@ impl Coordinator {
             groups,
             mut versions,
             mut txn_offsets,
+            shares,
+            group_configs,
         } = records::build_groups(snapshot, now_ms());
         tracing::info!(groups = groups.len(), "group log replayed");
         let limits = Limits {
@@ -342,9 +363,27 @@ impl Coordinator {
             heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
             members_max: config.group_members_max,
         };
+        let share = ShareSettings {
+            group: ShareGroupLimits {
+                session_timeout_ms: i64::from(config.group_share_session_timeout_ms),
+                heartbeat_interval_ms: config.group_share_heartbeat_interval_ms,
+                members_max: config.group_share_max_size,
+            },
+            partition: ShareLimits {
+                max_in_flight: config.group_share_partition_max_record_locks,
+                lock_ms: i64::from(config.group_share_record_lock_duration_ms),
+                delivery_limit: config.group_share_delivery_count_limit,
+            },
+            lock_ms_min: i64::from(config.group_share_min_record_lock_duration_ms),
+            lock_ms_max: i64::from(config.group_share_max_record_lock_duration_ms),
+            sessions_max: config.group_share_max_share_sessions,
+        };
         let coordinator = Arc::new(Coordinator {
             limits,
             consumer_limits,
+            share,
+            sessions: Mutex::new(HashMap::new()),
+            group_configs: Mutex::new(group_configs),
             settings,
             groups: Mutex::new(HashMap::new()),
             store: Arc::new(store),
@@ -359,6 +398,17 @@ impl Coordinator {
             let mut slot = Slot::new(group, v);
             slot.txn_offsets = txn_offsets.remove(&id).unwrap_or_default();
             lock(&coordinator.groups).insert(id, Arc::new(Mutex::new(slot)));
+        }
+        for (id, partitions) in shares {
+            let sh = coordinator.restore_share(&id, partitions);
+            let slot = coordinator.slot(&id).unwrap_or_else(|| {
+                Arc::new(Mutex::new(Slot::new(
+                    Group::new(&id, now_ms()),
+                    HashMap::new(),
+                )))
+            });
+            lock(&slot).share = Some(sh);
+            lock(&coordinator.groups).insert(id, slot);
         }
         tokio::spawn(timer_task(
             Arc::downgrade(&coordinator),
@@ -683,6 +733,7 @@ impl Coordinator {
                     value: Some(records::offset_value(c)),
                 });
             }
+            self.share_compaction_records(&s, &mut records);
             for (pid, pending) in &s.txn_offsets {
                 for ((topic, partition), (c, version)) in pending {
                     records.push(Entry {
@@ -693,6 +744,7 @@ impl Coordinator {
                 }
             }
         }
+        self.group_config_records(&mut records);
         if let Err(e) = self.store.finish_snapshot(base, records).await {
             tracing::error!(error = %e, "group log compaction failed");
         }
@@ -732,8 +784,9 @@ impl Coordinator {
         let (tx, rx) = oneshot::channel();
         let (now_reply, records, deferred) = {
             let mut s = lock(&slot);
-            if s.has_consumers() {
-                // KIP-848 members own it (Kafka with migration disabled).
+            if s.has_consumers() || s.share.is_some() {
+                // KIP-848 members own it (Kafka with migration disabled), or
+                // it is a share group.
                 return err(GroupError::InconsistentGroupProtocol);
             }
             let (reply, outs) = s.group.join(now_ms(), &self.limits, req);
@@ -1171,6 +1224,10 @@ impl Coordinator {
             .iter()
             .filter_map(|slot| {
                 let s = lock(slot);
+                if s.share.is_some() {
+                    // Share groups have metrics of their own.
+                    return None;
+                }
                 let g = &s.group;
                 // A KIP-848 group's state and members are its consumer view.
                 let (state, members) = match s.consumer.as_ref().filter(|c| !c.is_empty()) {
@@ -1201,6 +1258,14 @@ impl Coordinator {
             .filter_map(|slot| {
                 let s = lock(slot);
                 let g = &s.group;
+                if let Some(sh) = s.share.as_ref() {
+                    return Some(GroupOverview {
+                        group_id: g.id.clone(),
+                        protocol_type: "share".into(),
+                        state: sh.group.state(),
+                        group_type: "share",
+                    });
+                }
                 if let Some(c) = s.consumer.as_ref().filter(|c| !c.is_empty()) {
                     return Some(GroupOverview {
                         group_id: g.id.clone(),
@@ -1233,7 +1298,7 @@ impl Coordinator {
             return dead;
         };
         let s = lock(&slot);
-        if s.has_consumers() {
+        if s.has_consumers() || s.share.is_some() {
             // Not a classic group: Kafka describes it as Dead (before v6).
             return dead;
         }
@@ -1284,6 +1349,12 @@ impl Coordinator {
         for (topic, partition) in s.group.offsets.keys() {
             records.push(self.entry(records::offset_key(&id, topic, *partition), None));
         }
+        // A share group's share-partitions go with it.
+        if let Some(sh) = s.share.as_ref() {
+            for (topic, partition) in sh.partitions.keys() {
+                records.push(self.entry(records::share_key(&id, *topic, *partition), None));
+            }
+        }
         // Pending transactional offsets go with the group (their
         // transaction's marker then finds nothing).
         for (pid, pending) in &s.txn_offsets {
@@ -1307,6 +1378,9 @@ impl Coordinator {
                 let mut s = lock(&slot);
                 match s.group.state {
                     _ if s.has_consumers() => Err(GroupError::NonEmptyGroup),
+                    _ if s.share.as_ref().is_some_and(|sh| !sh.group.is_empty()) => {
+                        Err(GroupError::NonEmptyGroup)
+                    }
                     GroupState::Dead => Err(GroupError::GroupIdNotFound),
                     GroupState::Empty => Ok(self.remove_group(&slot, &mut s)),
                     _ => Err(GroupError::NonEmptyGroup),
@@ -1375,8 +1449,9 @@ impl Coordinator {
         let mut waits = Vec::new();
         for slot in slots {
             let mut s = lock(&slot);
-            if !s.pending.is_empty() || s.has_consumers() {
-                // Offsets are changing right now, or KIP-848 members use them.
+            if !s.pending.is_empty() || s.has_consumers() || s.share.is_some() {
+                // Offsets are changing right now, or KIP-848 members use them,
+                // or it is a share group (kept, as Kafka keeps them).
                 continue;
             }
             if s.group.state == GroupState::Empty
@@ -1432,6 +1507,7 @@ impl Coordinator {
                 }
                 self.schedule_at(id, c.next_deadline());
             }
+            self.share_tick(id, &mut s, now);
             let outs = s.group.tick(now, &self.limits);
             self.apply(&mut s, outs)
         };
@@ -1467,6 +1543,9 @@ impl Coordinator {
         };
         req.new_member_id = uuid::Uuid::new_v4().to_string();
         let mut s = lock(&slot);
+        if s.share.is_some() {
+            return Err(ConsumerError::Group(GroupError::GroupIdNotFound));
+        }
         match s.group.state {
             GroupState::Dead => {
                 return Err(ConsumerError::Group(GroupError::CoordinatorNotAvailable))

@@ -6,6 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 
+use uuid::Uuid;
+
+use super::share_partition::Snapshot as ShareSnapshot;
 use super::state::{Committed, Group, Member};
 use crate::storage::codec::{Dec, Enc};
 use crate::storage::state_log::Snapshot;
@@ -15,6 +18,79 @@ const KIND_GROUP: u8 = 1;
 /// A transactional offset commit not yet decided (kind 2 is the transaction
 /// coordinator's, in its own log; kept distinct anyway).
 const KIND_TXN_OFFSET: u8 = 3;
+/// A share-partition's durable state (KIP-932).
+const KIND_SHARE_PARTITION: u8 = 4;
+/// A group's configs (IncrementalAlterConfigs on a GROUP resource).
+const KIND_GROUP_CONFIG: u8 = 5;
+
+/// The key of a share-partition's state: group, topic id, partition.
+pub fn share_key(group: &str, topic: Uuid, partition: i32) -> Vec<u8> {
+    let mut e = Enc::default();
+    e.u8(KIND_SHARE_PARTITION)
+        .str(group)
+        .bytes(topic.as_bytes())
+        .i32(partition);
+    e.0
+}
+
+/// A share-partition's state: the start offset and the ranges past it.
+pub fn share_value(s: &ShareSnapshot) -> Vec<u8> {
+    let mut e = Enc::default();
+    e.i64(s.start)
+        .i32(i32::try_from(s.ranges.len()).unwrap_or(i32::MAX));
+    for (first, last, done, deliveries) in &s.ranges {
+        e.i64(*first)
+            .i64(*last)
+            .u8(u8::from(*done))
+            .i32(i32::from(*deliveries));
+    }
+    e.0
+}
+
+fn decode_share(v: &mut Dec) -> Option<ShareSnapshot> {
+    let start = v.i64()?;
+    let n = usize::try_from(v.i32()?).ok()?;
+    // Each range is 21 bytes: a count past what the value holds is corrupt.
+    if n > v.0.len() / 21 {
+        return None;
+    }
+    let mut ranges = Vec::with_capacity(n);
+    for _ in 0..n {
+        let first = v.i64()?;
+        let last = v.i64()?;
+        let done = v.u8()? != 0;
+        let deliveries = u16::try_from(v.i32()?).ok()?;
+        ranges.push((first, last, done, deliveries));
+    }
+    Some(ShareSnapshot { start, ranges })
+}
+
+/// The key of a group's configs.
+pub fn group_config_key(group: &str) -> Vec<u8> {
+    let mut e = Enc::default();
+    e.u8(KIND_GROUP_CONFIG).str(group);
+    e.0
+}
+
+/// A group's configs, name to value.
+pub fn group_config_value(configs: &BTreeMap<String, String>) -> Vec<u8> {
+    let mut e = Enc::default();
+    e.i32(i32::try_from(configs.len()).unwrap_or(i32::MAX));
+    for (k, v) in configs {
+        e.str(k).str(v);
+    }
+    e.0
+}
+
+fn decode_group_config(v: &mut Dec) -> Option<BTreeMap<String, String>> {
+    let n = v.i32()?;
+    let mut out = BTreeMap::new();
+    for _ in 0..n {
+        let k = v.str()?;
+        out.insert(k, v.str()?);
+    }
+    Some(out)
+}
 
 /// The key of a group's membership record.
 pub fn group_key(group: &str) -> Vec<u8> {
@@ -156,6 +232,10 @@ pub struct Replayed {
     pub versions: HashMap<String, OffsetVersions>,
     /// Each group's pending transactional offsets.
     pub txn_offsets: HashMap<String, TxnOffsets>,
+    /// Each share group's share-partitions by (topic id, partition).
+    pub shares: HashMap<String, HashMap<(Uuid, i32), ShareSnapshot>>,
+    /// Each group's configs.
+    pub group_configs: HashMap<String, BTreeMap<String, String>>,
 }
 
 /// Turns the newest value of every key into groups, with the versions of their
@@ -166,6 +246,8 @@ pub fn build_groups(snapshot: Snapshot, now: i64) -> Replayed {
     let mut versions: HashMap<String, OffsetVersions> = HashMap::new();
     let mut txn_offsets: HashMap<String, TxnOffsets> = HashMap::new();
     let mut offsets = Vec::new();
+    let mut shares: HashMap<String, HashMap<(Uuid, i32), ShareSnapshot>> = HashMap::new();
+    let mut group_configs = HashMap::new();
     for (key, (version, value)) in snapshot {
         let mut k = Dec(&key);
         let mut v = Dec(&value);
@@ -198,6 +280,22 @@ pub fn build_groups(snapshot: Snapshot, now: i64) -> Replayed {
                     .insert((topic, partition), (c, version));
                 Some(())
             })(),
+            Some(KIND_SHARE_PARTITION) => (|| {
+                let group = k.str()?;
+                let topic = Uuid::from_slice(k.bytes()?).ok()?;
+                let partition = k.i32()?;
+                let state = decode_share(&mut v)?;
+                shares
+                    .entry(group)
+                    .or_default()
+                    .insert((topic, partition), state);
+                Some(())
+            })(),
+            Some(KIND_GROUP_CONFIG) => (|| {
+                let group = k.str()?;
+                group_configs.insert(group, decode_group_config(&mut v)?);
+                Some(())
+            })(),
             _ => None,
         };
         if parsed.is_none() {
@@ -219,6 +317,8 @@ pub fn build_groups(snapshot: Snapshot, now: i64) -> Replayed {
         groups,
         versions,
         txn_offsets,
+        shares,
+        group_configs,
     }
 }
 

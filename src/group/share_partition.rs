@@ -1,8 +1,8 @@
 //! One share-partition of a share group (KIP-932), as a pure state machine:
 //! which records of a topic-partition are available to the group's
 //! consumers, handed out under a time-limited lock, acknowledged, or given up
-//! on. Time comes in as `now` (ms); nothing here does I/O. Not yet served:
-//! the share-group APIs come on top of it.
+//! on. Time comes in as `now` (ms); nothing here does I/O. The coordinator
+//! (`group::shares`) serves it through ShareFetch and ShareAcknowledge.
 //!
 //! The window of records the group is working on runs from the share-partition
 //! start offset (SPSO) to the end offset (SPEO). Below the start every record
@@ -86,6 +86,43 @@ pub struct Acquired {
     pub deliveries: u16,
 }
 
+/// One acknowledgement batch of ShareFetch or ShareAcknowledge: a range and
+/// either one kind for all of it or one kind per offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckBatch {
+    /// First offset.
+    pub first: i64,
+    /// Last offset (inclusive).
+    pub last: i64,
+    /// One kind, or `last - first + 1` kinds.
+    pub kinds: Vec<AckKind>,
+}
+
+impl AckBatch {
+    /// The kind for `offset` (which lies in the batch).
+    fn kind_of(&self, offset: i64) -> AckKind {
+        if self.kinds.len() == 1 {
+            return self.kinds[0];
+        }
+        let i = usize::try_from(offset - self.first).unwrap_or(0);
+        self.kinds.get(i).copied().unwrap_or(AckKind::Accept)
+    }
+}
+
+/// What happened to a share-partition's records since the counters were
+/// last taken, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Records handed out again (delivery count above 1).
+    pub redelivered: u64,
+    /// Locks that ran out.
+    pub lock_expiries: u64,
+    /// Records given up on: rejected, or at the delivery limit.
+    pub archived: u64,
+    /// Records acknowledged as processed.
+    pub accepted: u64,
+}
+
 /// Why an acknowledgement was refused (INVALID_RECORD_STATE).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidRecordState {
@@ -114,6 +151,8 @@ pub struct SharePartition {
     window: BTreeMap<i64, InFlight>,
     /// Settings.
     limits: ShareLimits,
+    /// Events since the coordinator last took them.
+    counters: Counters,
 }
 
 impl SharePartition {
@@ -123,7 +162,30 @@ impl SharePartition {
             start,
             window: BTreeMap::new(),
             limits,
+            counters: Counters::default(),
         }
+    }
+
+    /// The settings in force.
+    pub fn limits(&self) -> ShareLimits {
+        self.limits
+    }
+
+    /// Changes the settings (a group config changed); locks already given
+    /// keep their deadlines.
+    pub fn set_limits(&mut self, limits: ShareLimits) {
+        self.limits = limits;
+    }
+
+    /// Takes the events counted since the last call.
+    pub fn take_counters(&mut self) -> Counters {
+        std::mem::take(&mut self.counters)
+    }
+
+    /// Offsets in the window (locked, offered again, or done but above an
+    /// unfinished one): what `max_in_flight` bounds.
+    pub fn in_flight(&self) -> usize {
+        self.window.len()
     }
 
     /// The share-partition start offset.
@@ -169,6 +231,7 @@ impl SharePartition {
             }
             if r.state == RecordState::Available {
                 r.deliveries = r.deliveries.saturating_add(1);
+                self.counters.redelivered += 1;
                 r.state = RecordState::Acquired {
                     member: member.to_string(),
                     deadline,
@@ -206,25 +269,94 @@ impl SharePartition {
         last: i64,
         kind: AckKind,
     ) -> Result<(), InvalidRecordState> {
-        for offset in first..=last {
-            let mine = self.window.get(&offset).is_some_and(
-                |r| matches!(&r.state, RecordState::Acquired { member: m, .. } if m == member),
-            );
-            if !mine {
-                return Err(InvalidRecordState { offset });
+        self.acknowledge_all(
+            member,
+            &[AckBatch {
+                first,
+                last,
+                kinds: vec![kind],
+            }],
+        )
+    }
+
+    /// Applies a request's acknowledgement batches, all or nothing: every
+    /// offset at or above the start must be locked by `member` (offsets below
+    /// the start are already done and skipped, as Kafka does).
+    pub fn acknowledge_all(
+        &mut self,
+        member: &str,
+        batches: &[AckBatch],
+    ) -> Result<(), InvalidRecordState> {
+        for b in batches {
+            for offset in b.first.max(self.start)..=b.last {
+                let mine = self.window.get(&offset).is_some_and(
+                    |r| matches!(&r.state, RecordState::Acquired { member: m, .. } if m == member),
+                );
+                if !mine {
+                    return Err(InvalidRecordState { offset });
+                }
             }
         }
         let limit = self.limits.delivery_limit;
-        for offset in first..=last {
-            let r = self.window.get_mut(&offset).expect("checked above");
-            r.state = match kind {
-                AckKind::Accept => RecordState::Acknowledged,
-                AckKind::Gap | AckKind::Reject => RecordState::Archived,
-                AckKind::Release => offered_again(r.deliveries, limit),
-            };
+        for b in batches {
+            for offset in b.first.max(self.start)..=b.last {
+                let r = self.window.get_mut(&offset).expect("checked above");
+                r.state = match b.kind_of(offset) {
+                    AckKind::Accept => {
+                        self.counters.accepted += 1;
+                        RecordState::Acknowledged
+                    }
+                    AckKind::Gap => RecordState::Archived,
+                    AckKind::Reject => {
+                        self.counters.archived += 1;
+                        RecordState::Archived
+                    }
+                    AckKind::Release => {
+                        let s = offered_again(r.deliveries, limit);
+                        if s == RecordState::Archived {
+                            self.counters.archived += 1;
+                        }
+                        s
+                    }
+                };
+            }
         }
         self.advance();
         Ok(())
+    }
+
+    /// Gives back offsets `member` acquired but that were never sent (the
+    /// response had no room for them): as if never handed out this time.
+    pub fn unacquire(&mut self, member: &str, first: i64, last: i64) {
+        for offset in first..=last {
+            if let Some(r) = self.window.get_mut(&offset) {
+                if matches!(&r.state, RecordState::Acquired { member: m, .. } if m == member) {
+                    r.deliveries = r.deliveries.saturating_sub(1);
+                    if r.deliveries > 0 {
+                        self.counters.redelivered = self.counters.redelivered.saturating_sub(1);
+                    }
+                    r.state = RecordState::Available;
+                }
+            }
+        }
+        // New offsets given back at the end leave the window again.
+        while let Some(entry) = self.window.last_entry() {
+            if entry.get().deliveries != 0 || entry.get().state != RecordState::Available {
+                break;
+            }
+            entry.remove();
+        }
+    }
+
+    /// The log's start moved past the share-partition's (retention, record
+    /// deletion): what is gone is done.
+    pub fn move_start(&mut self, log_start: i64) {
+        if log_start <= self.start {
+            return;
+        }
+        self.window = self.window.split_off(&log_start);
+        self.start = log_start;
+        self.advance();
     }
 
     /// Ends locks whose time is up: those records are offered again (or
@@ -235,9 +367,13 @@ impl SharePartition {
         for r in self.window.values_mut() {
             if matches!(r.state, RecordState::Acquired { deadline, .. } if deadline <= now) {
                 r.state = offered_again(r.deliveries, limit);
+                if r.state == RecordState::Archived {
+                    self.counters.archived += 1;
+                }
                 n += 1;
             }
         }
+        self.counters.lock_expiries += n as u64;
         self.advance();
         n
     }
@@ -249,6 +385,9 @@ impl SharePartition {
         for r in self.window.values_mut() {
             if matches!(&r.state, RecordState::Acquired { member: m, .. } if m == member) {
                 r.state = offered_again(r.deliveries, limit);
+                if r.state == RecordState::Archived {
+                    self.counters.archived += 1;
+                }
                 n += 1;
             }
         }
@@ -474,5 +613,60 @@ mod tests {
                 ranges: vec![]
             }
         );
+    }
+
+    #[test]
+    fn batches_apply_all_or_nothing_with_a_kind_per_offset() {
+        let mut p = SharePartition::new(0, limits());
+        p.acquire("a", 6, 6, 0);
+        let per_offset = AckBatch {
+            first: 0,
+            last: 2,
+            kinds: vec![AckKind::Accept, AckKind::Release, AckKind::Reject],
+        };
+        let foreign = AckBatch {
+            first: 5,
+            last: 7,
+            kinds: vec![AckKind::Accept],
+        };
+        // 6 and 7 were never handed out: nothing of the request applies.
+        assert_eq!(
+            p.acknowledge_all("a", &[per_offset.clone(), foreign]),
+            Err(InvalidRecordState { offset: 6 })
+        );
+        assert_eq!(
+            p.get(0).unwrap().state,
+            RecordState::Acquired {
+                member: "a".into(),
+                deadline: 1000
+            }
+        );
+        p.acknowledge_all("a", &[per_offset]).unwrap();
+        assert_eq!(p.get(1).unwrap().state, RecordState::Available);
+        assert_eq!(p.get(2).unwrap().state, RecordState::Archived);
+        assert_eq!(p.start(), 1);
+        // Offsets below the start are done already and skipped.
+        p.acknowledge("a", 0, 0, AckKind::Accept).unwrap();
+        let c = p.take_counters();
+        assert_eq!((c.accepted, c.archived), (1, 1));
+    }
+
+    #[test]
+    fn records_not_sent_are_given_back_and_a_moved_log_start_is_followed() {
+        let mut p = SharePartition::new(0, limits());
+        assert_eq!(p.acquire("a", 10, 6, 0), vec![run(0, 5, 1)]);
+        // Only 0..=2 fit the response: 3..=5 leave the window again.
+        p.unacquire("a", 3, 5);
+        assert_eq!(p.end(), 3);
+        assert_eq!(p.acquire("b", 10, 2, 0), vec![run(3, 4, 1)]);
+        // A redelivered record given back keeps its earlier count.
+        p.acknowledge("a", 0, 0, AckKind::Release).unwrap();
+        assert_eq!(p.acquire("b", 10, 1, 0), vec![run(0, 0, 2)]);
+        p.unacquire("b", 0, 0);
+        assert_eq!(p.get(0).unwrap().deliveries, 1);
+        // Retention removed offsets 0..8: they are done.
+        p.move_start(8);
+        assert_eq!((p.start(), p.end()), (8, 8));
+        assert_eq!(p.acquire("a", 10, 5, 0), vec![run(8, 9, 1)]);
     }
 }

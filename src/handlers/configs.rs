@@ -21,6 +21,7 @@ use super::{sb, topic_error_code, Ctx};
 use crate::auth::acl::{Operation, ResourceType};
 use crate::broker::topic_config::{self, Kind, Source};
 use crate::broker::{Broker, TopicError};
+use crate::group::shares;
 use crate::protocol::{error, ResponseFrame};
 
 /// Kafka's resource type ids.
@@ -29,6 +30,179 @@ const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 /// A broker's log4j loggers: not served.
 const BROKER_LOGGER: i8 = 8;
+/// A consumer or share group (KIP-848, KIP-932).
+const GROUP: i8 = 32;
+
+/// The group configs served: name, type, and what it does. Share-group
+/// settings only; others are refused with INVALID_CONFIG.
+const GROUP_CONFIGS: &[(&str, Kind, &str)] = &[
+    (
+        shares::SHARE_AUTO_OFFSET_RESET,
+        Kind::String,
+        "Where a share group starts reading a partition it has not read: latest or earliest.",
+    ),
+    (
+        shares::SHARE_ISOLATION_LEVEL,
+        Kind::String,
+        "Which records a share group reads; only read_uncommitted is served.",
+    ),
+    (
+        shares::SHARE_RECORD_LOCK_DURATION_MS,
+        Kind::Int,
+        "How long a share consumer holds a record before it is offered again.",
+    ),
+    (
+        shares::SHARE_SESSION_TIMEOUT_MS,
+        Kind::Int,
+        "How long a silent share-group member stays in the group.",
+    ),
+    (
+        shares::SHARE_HEARTBEAT_INTERVAL_MS,
+        Kind::Int,
+        "How often share-group members heartbeat.",
+    ),
+];
+
+/// The group configs of `name`, with broker defaults for those not set.
+fn group_rows(broker: &Broker, name: &str) -> Result<Vec<Row>, Refusal> {
+    if name.is_empty() {
+        return Err((error::INVALID_GROUP_ID, "group id is empty".into()));
+    }
+    let set = broker.groups.group_configs(name);
+    let c = &broker.config;
+    Ok(GROUP_CONFIGS
+        .iter()
+        .map(|(key, kind, doc)| {
+            let default = match *key {
+                shares::SHARE_AUTO_OFFSET_RESET => "latest".to_string(),
+                shares::SHARE_ISOLATION_LEVEL => "read_uncommitted".to_string(),
+                shares::SHARE_RECORD_LOCK_DURATION_MS => {
+                    c.group_share_record_lock_duration_ms.to_string()
+                }
+                shares::SHARE_SESSION_TIMEOUT_MS => c.group_share_session_timeout_ms.to_string(),
+                _ => c.group_share_heartbeat_interval_ms.to_string(),
+            };
+            let (value, source) = match set.get(*key) {
+                Some(v) => (v.clone(), Source::Group),
+                None => (default, Source::Default),
+            };
+            Row {
+                name: key.to_string(),
+                value: Some(value.clone()),
+                source,
+                read_only: false,
+                kind: *kind,
+                doc,
+                synonyms: vec![(key.to_string(), value, source)],
+            }
+        })
+        .collect())
+}
+
+/// Applies SET and DELETE to a group's configs and checks the result as
+/// Kafka's `GroupConfig` does.
+fn incremental_group(
+    broker: &Broker,
+    current: &BTreeMap<String, String>,
+    ops: &[(String, i8, Option<String>)],
+) -> Result<BTreeMap<String, String>, Refusal> {
+    let mut out = current.clone();
+    for (name, op, value) in ops {
+        if !GROUP_CONFIGS.iter().any(|(k, _, _)| k == name) {
+            return Err((
+                error::INVALID_CONFIG,
+                format!("Unknown group config name: {name}"),
+            ));
+        }
+        match *op {
+            SET => {
+                let v = value.clone().ok_or((
+                    error::INVALID_REQUEST,
+                    format!("Null value not supported for: {name}"),
+                ))?;
+                out.insert(name.clone(), v);
+            }
+            DELETE => {
+                out.remove(name);
+            }
+            _ => {
+                return Err((
+                    error::INVALID_CONFIG,
+                    format!(
+                        "Config value append or subtract is not allowed for config key: {name}"
+                    ),
+                ))
+            }
+        }
+    }
+    let c = &broker.config;
+    let int = |k: &str, default: i32| -> Result<i64, Refusal> {
+        match out.get(k) {
+            None => Ok(i64::from(default)),
+            Some(v) => v.trim().parse::<i64>().map_err(|_| {
+                (
+                    error::INVALID_CONFIG,
+                    format!("Invalid value {v} for configuration {k}: Not a number of type INT"),
+                )
+            }),
+        }
+    };
+    let (min, max) = broker.groups.share_lock_bounds();
+    let lock = int(
+        shares::SHARE_RECORD_LOCK_DURATION_MS,
+        c.group_share_record_lock_duration_ms,
+    )?;
+    if !(min..=max).contains(&lock) {
+        return Err((
+            error::INVALID_CONFIG,
+            format!(
+                "{} must be between {min} and {max}",
+                shares::SHARE_RECORD_LOCK_DURATION_MS
+            ),
+        ));
+    }
+    let session = int(
+        shares::SHARE_SESSION_TIMEOUT_MS,
+        c.group_share_session_timeout_ms,
+    )?;
+    let heartbeat = int(
+        shares::SHARE_HEARTBEAT_INTERVAL_MS,
+        c.group_share_heartbeat_interval_ms,
+    )?;
+    if heartbeat < 1 || session <= heartbeat || session > i64::from(i32::MAX) {
+        return Err((
+            error::INVALID_CONFIG,
+            format!(
+                "{} must be positive and below {}",
+                shares::SHARE_HEARTBEAT_INTERVAL_MS,
+                shares::SHARE_SESSION_TIMEOUT_MS
+            ),
+        ));
+    }
+    if let Some(v) = out.get(shares::SHARE_AUTO_OFFSET_RESET) {
+        if v != "latest" && v != "earliest" {
+            return Err((
+                error::INVALID_CONFIG,
+                format!(
+                    "Invalid value {v} for configuration {}: latest or earliest (by_duration is not supported)",
+                    shares::SHARE_AUTO_OFFSET_RESET
+                ),
+            ));
+        }
+    }
+    if let Some(v) = out.get(shares::SHARE_ISOLATION_LEVEL) {
+        if v != "read_uncommitted" {
+            return Err((
+                error::INVALID_CONFIG,
+                format!(
+                    "Invalid value {v} for configuration {}: only read_uncommitted is supported",
+                    shares::SHARE_ISOLATION_LEVEL
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
 
 /// An error for one resource: code and message.
 type Refusal = (i16, String);
@@ -346,6 +520,10 @@ fn refusal(
             error::TOPIC_AUTHORIZATION_FAILED,
             "Topic authorization failed.".into(),
         )),
+        GROUP if !ctx.may(broker, op, ResourceType::Group, name) => Some((
+            error::GROUP_AUTHORIZATION_FAILED,
+            "Group authorization failed.".into(),
+        )),
         BROKER | BROKER_LOGGER if !ctx.may_cluster(broker, op) => Some((
             error::CLUSTER_AUTHORIZATION_FAILED,
             "Cluster authorization failed.".into(),
@@ -377,6 +555,7 @@ pub(super) fn describe(
             _ if refused.is_some() => Err(refused.unwrap_or_default()),
             TOPIC => topic_rows(broker, &name),
             BROKER => broker_rows(broker, &name),
+            GROUP => group_rows(broker, &name),
             BROKER_LOGGER => Err((
                 error::INVALID_REQUEST,
                 "describing broker loggers is not supported".to_string(),
@@ -804,6 +983,24 @@ pub(super) async fn incremental_alter(
                         broker_values(incremental_broker(&current, &ops)?)
                     };
                     alter_broker(broker, node, change, req.validate_only).await
+                }
+                GROUP => {
+                    if name.is_empty() {
+                        return Err((error::INVALID_GROUP_ID, "group id is empty".into()));
+                    }
+                    let current = broker.groups.group_configs(&name);
+                    let next = incremental_group(broker, &current, &ops)?;
+                    if req.validate_only || next == current {
+                        return Ok(());
+                    }
+                    if broker.groups.set_group_configs(&name, next).await {
+                        Ok(())
+                    } else {
+                        Err((
+                            error::KAFKA_STORAGE_ERROR,
+                            "the group configs could not be written".into(),
+                        ))
+                    }
                 }
                 t => Err((
                     error::INVALID_REQUEST,

@@ -22,7 +22,7 @@ use crate::group::{Assignment, ConsumerError, Heartbeat, TopicInfo, Topics};
 use crate::protocol::{error, ResponseFrame};
 
 /// The topics that exist now, as the state machine sees them.
-fn topics(broker: &Broker) -> Topics {
+pub(super) fn topics(broker: &Broker) -> Topics {
     broker
         .topics()
         .iter()
@@ -40,7 +40,7 @@ fn topics(broker: &Broker) -> Topics {
 }
 
 /// The Kafka error code and message of a refused heartbeat.
-fn error_of(e: ConsumerError) -> (i16, Option<String>) {
+pub(super) fn error_of(e: ConsumerError) -> (i16, Option<String>) {
     match e {
         ConsumerError::InvalidRequest(m) => (error::INVALID_REQUEST, Some(m)),
         ConsumerError::UnknownMemberId => (error::UNKNOWN_MEMBER_ID, None),

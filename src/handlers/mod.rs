@@ -15,6 +15,7 @@ mod producer_id;
 mod quotas;
 pub mod sasl;
 mod scram;
+mod share;
 mod topics;
 mod txn;
 
@@ -72,6 +73,12 @@ pub fn record_send_work(broker: &Broker, principal: &str, client_id: &str, ns: u
         let units = QuotaKind::work_units(ns);
         quotas.record_in(QuotaKind::Request, &bucket, units, crate::clock::now_ms());
     }
+}
+
+/// A connection closed: what was bound to it ends (share sessions, whose
+/// records are offered again at once).
+pub fn connection_closed(broker: &Broker, conn: u64) {
+    broker.groups.share_connection_closed(conn);
 }
 
 /// Whether any request quota is configured (so the work of sending
@@ -144,6 +151,13 @@ async fn route(broker: &Arc<Broker>, ctx: Ctx, req: RequestFrame) -> Option<Resp
             Some(consumer_groups::heartbeat(broker, &ctx, client_id, r))
         }
         Request::ConsumerGroupDescribe(r) => Some(consumer_groups::describe(broker, &ctx, r)),
+        Request::ShareGroupHeartbeat(r) => {
+            let client_id = req.client_id.as_deref().unwrap_or("");
+            Some(share::heartbeat(broker, &ctx, client_id, r))
+        }
+        Request::ShareGroupDescribe(r) => Some(share::describe(broker, &ctx, r)),
+        Request::ShareFetch(r) => Some(share::fetch(broker, &ctx, r).await),
+        Request::ShareAcknowledge(r) => Some(share::acknowledge_request(broker, &ctx, r).await),
         // On a listener without SASL (the connection's authenticator answers
         // these on SASL listeners).
         Request::SaslHandshake(_) | Request::SaslAuthenticate(_) => Some(sasl::illegal_state(
@@ -164,6 +178,8 @@ pub(crate) struct Ctx {
     pub correlation_id: i32,
     /// The listener the request came through (its advertised endpoint).
     pub listener: usize,
+    /// The connection it came on: share sessions are bound to it.
+    pub conn: u64,
     /// Who sent it (`User:<name>`), for the authorizer.
     pub principal: Arc<str>,
     /// The client's address as Kafka reports it (`/ip`); ACLs match the ip.
@@ -181,6 +197,7 @@ impl Ctx {
             version: req.api_version,
             correlation_id: req.correlation_id,
             listener: req.listener,
+            conn: req.conn,
             principal: req.principal.clone(),
             client_host: req.client_host.clone(),
             throttle_ms: 0,

@@ -66,6 +66,9 @@ enum Close {
     Io(io::Error),
 }
 
+/// Connection ids, unique for the process (share sessions are bound to one).
+static NEXT_CONN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// Serves one connection until it closes, times out or the broker shuts down.
 pub async fn serve(
     mut stream: TcpStream,
@@ -77,8 +80,9 @@ pub async fn serve(
     let c = &broker.config;
     let open = metrics::connections_open();
     open.increment(1.0);
+    let conn = NEXT_CONN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let close = match &listener.tls {
-        None => serve_inner(&mut stream, peer, &broker, &listener, None).await,
+        None => serve_inner(&mut stream, peer, &broker, &listener, None, conn).await,
         Some(tls) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
             let limit = Duration::from_millis(c.ssl_handshake_timeout_ms);
@@ -88,12 +92,21 @@ pub async fn serve(
                 Ok(Ok(mut tls_stream)) => {
                     let principal = tls::principal_of(tls_stream.get_ref().1.peer_certificates());
                     tracing::debug!(%peer, listener = %listener.name, %principal, "TLS established");
-                    serve_inner(&mut tls_stream, peer, &broker, &listener, Some(principal)).await
+                    serve_inner(
+                        &mut tls_stream,
+                        peer,
+                        &broker,
+                        &listener,
+                        Some(principal),
+                        conn,
+                    )
+                    .await
                 }
             }
         }
     };
     open.decrement(1.0);
+    handlers::connection_closed(&broker, conn);
     metrics::connection_closed(close.label());
     match close {
         Close::Normal | Close::Shutdown => tracing::debug!(%peer, "connection closed"),
@@ -197,6 +210,7 @@ async fn serve_inner<S: Transport>(
     broker: &Arc<Broker>,
     listener: &Listener,
     tls_principal: Option<String>,
+    conn: u64,
 ) -> Close {
     // IPv4 clients of a dual-stack listener arrive as ::ffff:a.b.c.d; ACLs,
     // logs and limits name them as Kafka does, by their IPv4 address.
@@ -325,6 +339,7 @@ async fn serve_inner<S: Transport>(
                 req.client_host = client_host.clone();
                 req.principal = principal.clone();
                 req.listener = listener.index;
+                req.conn = conn;
                 if !req.is_sasl()
                     && !req.is_api_versions()
                     && sasl.as_ref().is_some_and(|s| !s.is_authenticated())

@@ -137,3 +137,11 @@ pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
 pub const STALE_MEMBER_EPOCH: i16 = 113;
 /// KIP-848: the subscribed regular expression does not compile.
 pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
+/// A share acknowledgement of a record the member does not hold (KIP-932).
+pub const INVALID_RECORD_STATE: i16 = 121;
+/// The share session named does not exist (KIP-932).
+pub const SHARE_SESSION_NOT_FOUND: i16 = 122;
+/// The share session epoch is not the expected one (KIP-932).
+pub const INVALID_SHARE_SESSION_EPOCH: i16 = 123;
+/// The broker holds `group.share.max.share.sessions` share sessions (KIP-932).
+pub const SHARE_SESSION_LIMIT_REACHED: i16 = 133;

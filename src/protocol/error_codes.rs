@@ -238,6 +238,27 @@ impl ErrorCodes for ConsumerGroupDescribeResponse {
     }
 }
 
+impl ErrorCodes for ShareGroupHeartbeatResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        t.add(self.error_code);
+    }
+}
+
+impl ErrorCodes for ShareGroupDescribeResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        self.groups.iter().for_each(|g| t.add(g.error_code));
+    }
+}
+
+impl ErrorCodes for ShareAcknowledgeResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        t.add(self.error_code);
+        for topic in &self.responses {
+            topic.partitions.iter().for_each(|p| t.add(p.error_code));
+        }
+    }
+}
+
 impl ErrorCodes for DescribeGroupsResponse {
     fn error_codes(&self, t: &mut ErrorTally) {
         self.groups.iter().for_each(|g| t.add(g.error_code));

@@ -63,7 +63,8 @@ impl FetchReply {
     }
 }
 
-fn put_uvarint(buf: &mut BytesMut, mut v: u64) {
+/// Writes an unsigned varint (compact lengths, tagged-field counts).
+pub(super) fn put_uvarint(buf: &mut BytesMut, mut v: u64) {
     while v >= 0x80 {
         buf.put_u8((v as u8 & 0x7f) | 0x80);
         v >>= 7;
@@ -73,7 +74,7 @@ fn put_uvarint(buf: &mut BytesMut, mut v: u64) {
 
 /// Writes an array length. Arrays here hold what a request of at most
 /// `request_bytes_max` (< 2 GiB) asked for, so the count fits an i32.
-fn put_array_len(buf: &mut BytesMut, flexible: bool, n: usize) {
+pub(super) fn put_array_len(buf: &mut BytesMut, flexible: bool, n: usize) {
     if flexible {
         put_uvarint(buf, n as u64 + 1);
     } else {

@@ -8,11 +8,15 @@
 pub mod error;
 pub mod error_codes;
 pub mod fetch;
+pub mod share_fetch;
 pub mod throttle;
 pub mod versions;
 
 pub use error_codes::{error_name, ErrorCodes, ErrorTally};
 pub use fetch::{encode_fetch, FetchPartitionReply, FetchReply, FetchTopicReply};
+pub use share_fetch::{
+    encode_share_fetch, ShareFetchPartitionReply, ShareFetchReply, ShareFetchTopicReply,
+};
 pub use throttle::Throttled;
 pub use versions::{
     api_name, api_name_of, api_version_list, api_versions_fallback, supported_range, SUPPORTED,
@@ -130,6 +134,14 @@ pub enum Request {
     ConsumerGroupHeartbeat(kafka_protocol::messages::ConsumerGroupHeartbeatRequest),
     /// ConsumerGroupDescribe (KIP-848).
     ConsumerGroupDescribe(kafka_protocol::messages::ConsumerGroupDescribeRequest),
+    /// ShareGroupHeartbeat (KIP-932).
+    ShareGroupHeartbeat(kafka_protocol::messages::ShareGroupHeartbeatRequest),
+    /// ShareGroupDescribe (KIP-932).
+    ShareGroupDescribe(kafka_protocol::messages::ShareGroupDescribeRequest),
+    /// ShareFetch (KIP-932).
+    ShareFetch(kafka_protocol::messages::ShareFetchRequest),
+    /// ShareAcknowledge (KIP-932).
+    ShareAcknowledge(kafka_protocol::messages::ShareAcknowledgeRequest),
     /// SaslHandshake.
     SaslHandshake(SaslHandshakeRequest),
     /// SaslAuthenticate.
@@ -151,6 +163,9 @@ pub struct RequestFrame {
     pub client_host: std::sync::Arc<str>,
     /// The listener (by index) the request came through; set by the connection.
     pub listener: usize,
+    /// The connection it came on (unique for the process); set by the
+    /// connection. Share sessions end with their connection.
+    pub conn: u64,
     /// Who sent it, as Kafka's principal (`User:<name>`): the SASL user, the
     /// TLS client certificate's subject, or ANONYMOUS; set by the connection.
     pub principal: std::sync::Arc<str>,
@@ -386,6 +401,16 @@ fn decode_frame(mut frame: Bytes) -> Result<RequestFrame, DecodeError> {
         ApiKey::ConsumerGroupDescribe => {
             Request::ConsumerGroupDescribe(decode_body(&mut frame, v).map_err(malformed)?)
         }
+        ApiKey::ShareGroupHeartbeat => {
+            Request::ShareGroupHeartbeat(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::ShareGroupDescribe => {
+            Request::ShareGroupDescribe(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::ShareFetch => Request::ShareFetch(decode_body(&mut frame, v).map_err(malformed)?),
+        ApiKey::ShareAcknowledge => {
+            Request::ShareAcknowledge(decode_body(&mut frame, v).map_err(malformed)?)
+        }
         ApiKey::SaslHandshake => {
             Request::SaslHandshake(decode_body(&mut frame, v).map_err(malformed)?)
         }
@@ -402,6 +427,7 @@ fn decode_frame(mut frame: Bytes) -> Result<RequestFrame, DecodeError> {
         client_host: "".into(),
         principal: format!("User:{ANONYMOUS}").into(),
         listener: 0,
+        conn: 0,
         body,
     })
 }

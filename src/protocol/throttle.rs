@@ -69,6 +69,9 @@ throttled!(
     AlterClientQuotasResponse,
     ConsumerGroupHeartbeatResponse,
     ConsumerGroupDescribeResponse,
+    ShareGroupHeartbeatResponse,
+    ShareGroupDescribeResponse,
+    ShareAcknowledgeResponse,
 );
 
 /// SASL responses carry no throttle time (they are never throttled).

@@ -3,7 +3,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
@@ -13,6 +13,7 @@ use crate::log::compress::Compression;
 use crate::log::records;
 use crate::log::txn_index::AbortedTxn;
 use crate::log::{AppendError, AppendInfo, FileSlice, FsFile, PartitionLog, ReadError};
+use crate::waiters::Waiters;
 
 /// Why a partition operation did not happen. `handlers` maps each to a Kafka error.
 #[derive(Debug)]
@@ -86,10 +87,6 @@ pub struct PartitionStats {
 /// transaction verification of Produce).
 pub type BatchCheck<'a> = dyn Fn(&crate::log::BatchHeader) -> Result<(), AppendError> + 'a;
 
-/// Fetches parked on one partition are at most one per connection; past this many
-/// entries, dead ones are pruned before another is added.
-const WAITERS_PRUNE_AT: usize = 64;
-
 /// One partition: its log plus what readers need without taking the log lock.
 #[derive(Debug)]
 pub struct Partition {
@@ -108,7 +105,7 @@ pub struct Partition {
     flushed: AtomicI64,
     /// Fetches parked until this partition gets data. Each connection parks at most
     /// one fetch, so the list is bounded by `connections_max`; dead entries are pruned.
-    waiters: Mutex<Vec<Weak<Notify>>>,
+    waiters: Waiters,
     /// Set when the topic is deleted: operations fail and parked fetches wake.
     deleted: AtomicBool,
     /// Set when this partition's log can no longer be trusted in memory (a panic
@@ -172,7 +169,7 @@ impl Partition {
             flushed: AtomicI64::new(log.flushed_offset()),
             compression: Mutex::new(log.config().compression),
             log: Mutex::new(Some(log)),
-            waiters: Mutex::new(Vec::new()),
+            waiters: Waiters::new(),
             deleted: AtomicBool::new(false),
             offline: AtomicBool::new(false),
             health,
@@ -196,7 +193,7 @@ impl Partition {
             lso: AtomicI64::new(-1),
             flushed: AtomicI64::new(-1),
             log: Mutex::new(None),
-            waiters: Mutex::new(Vec::new()),
+            waiters: Waiters::new(),
             deleted: AtomicBool::new(false),
             offline: AtomicBool::new(true),
             health,
@@ -312,21 +309,12 @@ impl Partition {
 
     /// Registers a parked fetch to be notified on the next append.
     pub fn register_waiter(&self, n: &Arc<Notify>) {
-        let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        if w.len() >= WAITERS_PRUNE_AT {
-            w.retain(|x| x.strong_count() > 0);
-        }
-        w.push(Arc::downgrade(n));
+        self.waiters.register(n);
     }
 
     /// Wakes every parked fetch (after an append, a deletion or a failure).
     pub fn wake_waiters(&self) {
-        let waiters = std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|p| p.into_inner()));
-        for w in waiters {
-            if let Some(n) = w.upgrade() {
-                n.notify_one();
-            }
-        }
+        self.waiters.wake();
     }
 
     /// Validates `records` completely (outside the log lock), then appends them

@@ -493,6 +493,59 @@ pub fn request(
         ApiKey::ConsumerGroupDescribe => ConsumerGroupDescribeRequest::default()
             .with_group_ids(vec![GroupId(s(&format!("fz-cg-{}", rng.below(3))))])
             .encode(&mut buf, v),
+        ApiKey::ShareGroupHeartbeat => ShareGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s(&format!("fz-sg-{}", rng.below(3)))))
+            .with_member_id(s(&format!("fz-sm-{}", rng.below(4))))
+            .with_member_epoch(rng.below(4) as i32 - 2)
+            .with_subscribed_topic_names(
+                (rng.below(2) == 0).then(|| vec![TopicName(s("fz-topic"))]),
+            )
+            .encode(&mut buf, v),
+        ApiKey::ShareGroupDescribe => ShareGroupDescribeRequest::default()
+            .with_group_ids(vec![GroupId(s(&format!("fz-sg-{}", rng.below(3))))])
+            .encode(&mut buf, v),
+        ApiKey::ShareFetch => {
+            let batch = share_fetch_request::AcknowledgementBatch::default()
+                .with_first_offset(rng.below(5) as i64)
+                .with_last_offset(rng.below(5) as i64)
+                .with_acknowledge_types(vec![rng.below(5) as i8]);
+            ShareFetchRequest::default()
+                .with_group_id(Some(GroupId(s(&format!("fz-sg-{}", rng.below(3))))))
+                .with_member_id(Some(s(&format!("fz-sm-{}", rng.below(4)))))
+                .with_share_session_epoch(rng.below(4) as i32 - 1)
+                .with_max_wait_ms(rng.below(50) as i32)
+                .with_max_bytes(1 << 16)
+                .with_max_records(rng.below(20) as i32)
+                .with_topics(vec![share_fetch_request::FetchTopic::default()
+                    .with_topic_id(uuid::Uuid::from_u128(u128::from(rng.below(2))))
+                    .with_partitions(vec![
+                        share_fetch_request::FetchPartition::default()
+                            .with_partition_index(rng.below(2) as i32)
+                            .with_acknowledgement_batches(if rng.below(2) == 0 {
+                                vec![batch]
+                            } else {
+                                Vec::new()
+                            }),
+                    ])])
+                .encode(&mut buf, v)
+        }
+        ApiKey::ShareAcknowledge => ShareAcknowledgeRequest::default()
+            .with_group_id(Some(GroupId(s(&format!("fz-sg-{}", rng.below(3))))))
+            .with_member_id(Some(s(&format!("fz-sm-{}", rng.below(4)))))
+            .with_share_session_epoch(rng.below(4) as i32 - 1)
+            .with_topics(vec![share_acknowledge_request::AcknowledgeTopic::default()
+                .with_topic_id(uuid::Uuid::from_u128(u128::from(rng.below(2))))
+                .with_partitions(vec![
+                    share_acknowledge_request::AcknowledgePartition::default()
+                        .with_partition_index(0)
+                        .with_acknowledgement_batches(vec![
+                            share_acknowledge_request::AcknowledgementBatch::default()
+                                .with_first_offset(rng.below(5) as i64)
+                                .with_last_offset(rng.below(5) as i64)
+                                .with_acknowledge_types(vec![rng.below(5) as i8]),
+                        ]),
+                ])])
+            .encode(&mut buf, v),
         ApiKey::DescribeTransactions => DescribeTransactionsRequest::default()
             .with_transactional_ids(vec![
                 TransactionalId(s("fz-txn-0")),
@@ -816,6 +869,10 @@ fn check_response(case: u64, key: ApiKey, v: i16, correlation_id: i32, mut frame
         ApiKey::DescribeTransactions => body!(DescribeTransactionsResponse),
         ApiKey::ConsumerGroupHeartbeat => body!(ConsumerGroupHeartbeatResponse),
         ApiKey::ConsumerGroupDescribe => body!(ConsumerGroupDescribeResponse),
+        ApiKey::ShareGroupHeartbeat => body!(ShareGroupHeartbeatResponse),
+        ApiKey::ShareGroupDescribe => body!(ShareGroupDescribeResponse),
+        ApiKey::ShareFetch => body!(ShareFetchResponse),
+        ApiKey::ShareAcknowledge => body!(ShareAcknowledgeResponse),
         ApiKey::ListTransactions => body!(ListTransactionsResponse),
         ApiKey::DescribeUserScramCredentials => body!(DescribeUserScramCredentialsResponse),
         ApiKey::AlterUserScramCredentials => body!(AlterUserScramCredentialsResponse),
