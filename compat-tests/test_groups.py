@@ -41,6 +41,7 @@ def worker_cmd(client):
         "confluent-kafka": "confluent_worker.py",
         "kafka-python": "kafka_python_worker.py",
         "aiokafka": "aiokafka_worker.py",
+        "share-consumer": "share_worker.py",
     }[client]
     return [sys.executable, str(WORKERS / script)]
 

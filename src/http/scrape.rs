@@ -139,6 +139,7 @@ pub(super) fn render(out: &mut String, broker: Option<&Broker>, ready: bool) {
     let topics = broker.topics();
     partitions(out, &topics, max);
     groups(out, broker, &topics, max);
+    share_groups(out, broker, max);
     transactions(out, broker);
 }
 
@@ -301,6 +302,66 @@ struct LagRow {
     lag: i64,
     /// Age of the first uncommitted record in seconds; not computed for [`OTHER`].
     lag_seconds: Option<f64>,
+}
+
+/// Share groups (KIP-932): members, records in flight, and what happened to
+/// their records, per group (the first `max` groups; the rest summed).
+fn share_groups(out: &mut String, broker: &Broker, max: usize) {
+    let ids = broker.groups.share_groups();
+    let view: Vec<(String, crate::group::ShareGroupSummary)> = ids
+        .into_iter()
+        .filter_map(|id| broker.groups.share_describe(&id).map(|s| (id, s)))
+        .collect();
+    type Get = fn(&crate::group::ShareGroupSummary) -> f64;
+    let families: [(&str, &str, &str, Get); 6] = [
+        (
+            "sluice_share_group_members",
+            "gauge",
+            "Members of each share group.",
+            |s| s.members.len() as f64,
+        ),
+        (
+            "sluice_share_group_in_flight_records",
+            "gauge",
+            "Records of each share group handed out or offered again and not yet done.",
+            |s| s.in_flight as f64,
+        ),
+        (
+            "sluice_share_group_acknowledged_total",
+            "counter",
+            "Records a share group's consumers accepted.",
+            |s| s.totals.accepted as f64,
+        ),
+        (
+            "sluice_share_group_redeliveries_total",
+            "counter",
+            "Records handed out again (released, lock expired, or holder gone).",
+            |s| s.totals.redelivered as f64,
+        ),
+        (
+            "sluice_share_group_lock_expiries_total",
+            "counter",
+            "Record locks that ran out before the record was acknowledged.",
+            |s| s.totals.lock_expiries as f64,
+        ),
+        (
+            "sluice_share_group_archived_total",
+            "counter",
+            "Records given up on: rejected, or at the delivery count limit.",
+            |s| s.totals.archived as f64,
+        ),
+    ];
+    let (listed, rest) = view.split_at(view.len().min(max));
+    for (name, kind, help, get) in families {
+        let mut f = Family::new(out, name, kind, help);
+        for (id, s) in listed {
+            f.sample(&[("group", id)], get(s));
+        }
+        if !rest.is_empty() {
+            let n: f64 = rest.iter().map(|(_, s)| get(s)).sum();
+            f.sample(&[("group", OTHER)], n);
+        }
+    }
 }
 
 fn groups(out: &mut String, broker: &Broker, topics: &[Arc<Topic>], max: usize) {
