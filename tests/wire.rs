@@ -273,6 +273,31 @@ async fn every_advertised_version_decodes_and_answers() {
                         .with_max_records(10);
                     c.send(key, v, &r).await
                 }
+                ApiKey::DescribeShareGroupOffsets => {
+                    let r = DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+                        describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default()
+                            .with_group_id(GroupId(s("wire-no-such-group")))
+                            .with_topics(None),
+                    ]);
+                    c.send(key, v, &r).await
+                }
+                ApiKey::AlterShareGroupOffsets => {
+                    let r = AlterShareGroupOffsetsRequest::default()
+                        .with_group_id(GroupId(s("wire-sg-alter")))
+                        .with_topics(vec![
+                            alter_share_group_offsets_request::AlterShareGroupOffsetsRequestTopic::default()
+                                .with_topic_name(t("wire-no-such-topic"))
+                                .with_partitions(vec![
+                                    alter_share_group_offsets_request::AlterShareGroupOffsetsRequestPartition::default(),
+                                ]),
+                        ]);
+                    c.send(key, v, &r).await
+                }
+                ApiKey::DeleteShareGroupOffsets => {
+                    let r = DeleteShareGroupOffsetsRequest::default()
+                        .with_group_id(GroupId(s("wire-no-such-group")));
+                    c.send(key, v, &r).await
+                }
                 ApiKey::ShareAcknowledge => {
                     // Epoch 0 is not a ShareAcknowledge epoch.
                     let r = ShareAcknowledgeRequest::default()
@@ -666,6 +691,22 @@ fn check_body(key: ApiKey, v: i16, mut frame: bytes::Bytes) {
             assert_eq!(r.error_code, 0, "{at}: {:?}", r.error_message);
             assert_eq!(r.acquisition_lock_timeout_ms, 30_000, "{at}");
             assert!(r.responses.is_empty(), "{at}");
+        }
+        ApiKey::DescribeShareGroupOffsets => {
+            let r: DescribeShareGroupOffsetsResponse = decode(key, v, &mut frame);
+            assert_eq!(r.groups[0].error_code, 69, "{at}: GROUP_ID_NOT_FOUND");
+        }
+        ApiKey::AlterShareGroupOffsets => {
+            let r: AlterShareGroupOffsetsResponse = decode(key, v, &mut frame);
+            assert_eq!(r.error_code, 0, "{at}: {:?}", r.error_message);
+            assert_eq!(
+                r.responses[0].partitions[0].error_code, 3,
+                "{at}: UNKNOWN_TOPIC_OR_PARTITION"
+            );
+        }
+        ApiKey::DeleteShareGroupOffsets => {
+            let r: DeleteShareGroupOffsetsResponse = decode(key, v, &mut frame);
+            assert_eq!(r.error_code, 69, "{at}: GROUP_ID_NOT_FOUND");
         }
         ApiKey::ShareAcknowledge => {
             let r: ShareAcknowledgeResponse = decode(key, v, &mut frame);

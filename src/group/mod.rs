@@ -40,8 +40,8 @@ pub use consumer::{
 pub use share::{ShareGroupLimits, ShareHeartbeat, ShareHeartbeatReply};
 pub use share_partition::{AckBatch, AckKind, Acquired, ShareLimits};
 pub use shares::{
-    AckError, SessionError, SessionStep, ShareGroupSummary, ShareMemberSummary, SharePartitionKey,
-    ShareSettings, ShareWant,
+    AckError, SessionError, SessionStep, ShareAdminError, ShareGroupSummary, ShareMemberSummary,
+    SharePartitionKey, ShareSettings, ShareWant,
 };
 pub use state::{
     Committed, Group, GroupError, GroupState, JoinRequest, JoinResult, JoinedMember, Limits, Out,
@@ -957,6 +957,10 @@ impl Coordinator {
         let now = now_ms();
         let (rx, results) = {
             let mut s = lock(&slot);
+            if s.share.is_some() {
+                // A share group has no committed offsets (as Kafka).
+                return all(GroupError::GroupIdNotFound);
+            }
             let checked = match s.consumer.as_ref().filter(|c| !c.is_empty()) {
                 // A KIP-848 member commits at its member epoch (v9+).
                 Some(c) => c.check_commit(member_id, generation).map_err(|e| match e {
@@ -1075,6 +1079,9 @@ impl Coordinator {
         let (rx, results) = {
             let mut s = lock(&slot);
             verify()?;
+            if s.share.is_some() {
+                return all(GroupError::GroupIdNotFound);
+            }
             if generation >= 0 || !member_id.is_empty() {
                 if let Err(e) = s
                     .group

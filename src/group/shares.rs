@@ -764,3 +764,113 @@ impl Coordinator {
         }
     }
 }
+
+/// Why a share-offset admin request was refused for the whole group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareAdminError {
+    /// Not a share group (GROUP_ID_NOT_FOUND).
+    NotFound,
+    /// The group has members (NON_EMPTY_GROUP).
+    NonEmpty,
+    /// The change could not be made durable (KAFKA_STORAGE_ERROR).
+    Storage,
+    /// Too many groups, or the coordinator is stopping.
+    Group(GroupError),
+}
+
+impl Coordinator {
+    /// The start offset of each initialized share-partition of a share
+    /// group; `None` if the id is not a share group.
+    pub fn share_start_offsets(&self, group_id: &str) -> Option<BTreeMap<SharePartitionKey, i64>> {
+        let slot = self.slot(group_id)?;
+        let s = lock(&slot);
+        let sh = s.share.as_ref()?;
+        Some(sh.partitions.iter().map(|(k, p)| (*k, p.start())).collect())
+    }
+
+    /// AlterShareGroupOffsets: sets the start of each listed share-partition
+    /// (a negative start forgets it: the next fetch starts where
+    /// `share.auto.offset.reset` says). The group must have no members; it
+    /// is created if it does not exist, as Kafka.
+    pub async fn share_alter_offsets(
+        self: &Arc<Self>,
+        group_id: &str,
+        starts: &[(SharePartitionKey, i64)],
+    ) -> Result<(), ShareAdminError> {
+        let slot = self.share_slot(group_id, true).map_err(|e| match e {
+            ConsumerError::Group(GroupError::GroupIdNotFound) => ShareAdminError::NotFound,
+            ConsumerError::Group(g) => ShareAdminError::Group(g),
+            _ => ShareAdminError::NotFound,
+        })?;
+        let entries = {
+            let mut s = lock(&slot);
+            let Some(sh) = s.share.as_mut() else {
+                return Err(ShareAdminError::NotFound);
+            };
+            if !sh.group.is_empty() {
+                return Err(ShareAdminError::NonEmpty);
+            }
+            let limits = self.share_config(group_id).partition;
+            let mut entries = Vec::with_capacity(starts.len());
+            for (key, start) in starts {
+                let key_bytes = records::share_key(group_id, key.0, key.1);
+                if *start < 0 {
+                    sh.partitions.remove(key);
+                    entries.push(self.entry(key_bytes, None));
+                } else {
+                    let p = SharePartition::new(*start, limits);
+                    entries.push(self.entry(key_bytes, Some(records::share_value(&p.snapshot()))));
+                    sh.partitions.insert(*key, p);
+                }
+            }
+            sh.waiters.wake();
+            entries
+        };
+        if entries.is_empty() || self.write(entries).await {
+            Ok(())
+        } else {
+            Err(ShareAdminError::Storage)
+        }
+    }
+
+    /// DeleteShareGroupOffsets: forgets every share-partition of each
+    /// listed topic; per topic, whether it had any. The group must exist
+    /// as a share group and have no members.
+    pub async fn share_delete_offsets(
+        self: &Arc<Self>,
+        group_id: &str,
+        topics: &[TopicId],
+    ) -> Result<Vec<bool>, ShareAdminError> {
+        let slot = self.slot(group_id).ok_or(ShareAdminError::NotFound)?;
+        let (had, entries) = {
+            let mut s = lock(&slot);
+            let Some(sh) = s.share.as_mut() else {
+                return Err(ShareAdminError::NotFound);
+            };
+            if !sh.group.is_empty() {
+                return Err(ShareAdminError::NonEmpty);
+            }
+            let mut had = Vec::with_capacity(topics.len());
+            let mut entries = Vec::new();
+            for topic in topics {
+                let keys: Vec<SharePartitionKey> = sh
+                    .partitions
+                    .keys()
+                    .filter(|(t, _)| t == topic)
+                    .copied()
+                    .collect();
+                had.push(!keys.is_empty());
+                for k in keys {
+                    sh.partitions.remove(&k);
+                    entries.push(self.entry(records::share_key(group_id, k.0, k.1), None));
+                }
+            }
+            (had, entries)
+        };
+        if entries.is_empty() || self.write(entries).await {
+            Ok(had)
+        } else {
+            Err(ShareAdminError::Storage)
+        }
+    }
+}

@@ -16,6 +16,7 @@ mod quotas;
 pub mod sasl;
 mod scram;
 mod share;
+mod share_offsets;
 mod topics;
 mod txn;
 
@@ -158,6 +159,9 @@ async fn route(broker: &Arc<Broker>, ctx: Ctx, req: RequestFrame) -> Option<Resp
         Request::ShareGroupDescribe(r) => Some(share::describe(broker, &ctx, r)),
         Request::ShareFetch(r) => Some(share::fetch(broker, &ctx, r).await),
         Request::ShareAcknowledge(r) => Some(share::acknowledge_request(broker, &ctx, r).await),
+        Request::DescribeShareGroupOffsets(r) => Some(share_offsets::describe(broker, &ctx, r)),
+        Request::AlterShareGroupOffsets(r) => Some(share_offsets::alter(broker, &ctx, r).await),
+        Request::DeleteShareGroupOffsets(r) => Some(share_offsets::delete(broker, &ctx, r).await),
         // On a listener without SASL (the connection's authenticator answers
         // these on SASL listeners).
         Request::SaslHandshake(_) | Request::SaslAuthenticate(_) => Some(sasl::illegal_state(

@@ -259,6 +259,33 @@ impl ErrorCodes for ShareAcknowledgeResponse {
     }
 }
 
+impl ErrorCodes for DescribeShareGroupOffsetsResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        for g in &self.groups {
+            t.add(g.error_code);
+            for topic in &g.topics {
+                topic.partitions.iter().for_each(|p| t.add(p.error_code));
+            }
+        }
+    }
+}
+
+impl ErrorCodes for AlterShareGroupOffsetsResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        t.add(self.error_code);
+        for topic in &self.responses {
+            topic.partitions.iter().for_each(|p| t.add(p.error_code));
+        }
+    }
+}
+
+impl ErrorCodes for DeleteShareGroupOffsetsResponse {
+    fn error_codes(&self, t: &mut ErrorTally) {
+        t.add(self.error_code);
+        self.responses.iter().for_each(|r| t.add(r.error_code));
+    }
+}
+
 impl ErrorCodes for DescribeGroupsResponse {
     fn error_codes(&self, t: &mut ErrorTally) {
         self.groups.iter().for_each(|g| t.add(g.error_code));

@@ -142,6 +142,12 @@ pub enum Request {
     ShareFetch(kafka_protocol::messages::ShareFetchRequest),
     /// ShareAcknowledge (KIP-932).
     ShareAcknowledge(kafka_protocol::messages::ShareAcknowledgeRequest),
+    /// DescribeShareGroupOffsets (KIP-932).
+    DescribeShareGroupOffsets(kafka_protocol::messages::DescribeShareGroupOffsetsRequest),
+    /// AlterShareGroupOffsets (KIP-932).
+    AlterShareGroupOffsets(kafka_protocol::messages::AlterShareGroupOffsetsRequest),
+    /// DeleteShareGroupOffsets (KIP-932).
+    DeleteShareGroupOffsets(kafka_protocol::messages::DeleteShareGroupOffsetsRequest),
     /// SaslHandshake.
     SaslHandshake(SaslHandshakeRequest),
     /// SaslAuthenticate.
@@ -410,6 +416,15 @@ fn decode_frame(mut frame: Bytes) -> Result<RequestFrame, DecodeError> {
         ApiKey::ShareFetch => Request::ShareFetch(decode_body(&mut frame, v).map_err(malformed)?),
         ApiKey::ShareAcknowledge => {
             Request::ShareAcknowledge(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::DescribeShareGroupOffsets => {
+            Request::DescribeShareGroupOffsets(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::AlterShareGroupOffsets => {
+            Request::AlterShareGroupOffsets(decode_body(&mut frame, v).map_err(malformed)?)
+        }
+        ApiKey::DeleteShareGroupOffsets => {
+            Request::DeleteShareGroupOffsets(decode_body(&mut frame, v).map_err(malformed)?)
         }
         ApiKey::SaslHandshake => {
             Request::SaslHandshake(decode_body(&mut frame, v).map_err(malformed)?)

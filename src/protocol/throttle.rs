@@ -72,6 +72,9 @@ throttled!(
     ShareGroupHeartbeatResponse,
     ShareGroupDescribeResponse,
     ShareAcknowledgeResponse,
+    DescribeShareGroupOffsetsResponse,
+    AlterShareGroupOffsetsResponse,
+    DeleteShareGroupOffsetsResponse,
 );
 
 /// SASL responses carry no throttle time (they are never throttled).

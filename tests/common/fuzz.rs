@@ -529,6 +529,36 @@ pub fn request(
                     ])])
                 .encode(&mut buf, v)
         }
+        ApiKey::DescribeShareGroupOffsets => DescribeShareGroupOffsetsRequest::default()
+            .with_groups(vec![
+                describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default()
+                    .with_group_id(GroupId(s(&format!("fz-sg-{}", rng.below(3)))))
+                    .with_topics((rng.below(2) == 0).then(|| {
+                        vec![describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestTopic::default()
+                            .with_topic_name(TopicName(s(topic(rng))))
+                            .with_partitions(vec![rng.below(3) as i32 - 1])]
+                    })),
+            ])
+            .encode(&mut buf, v),
+        ApiKey::AlterShareGroupOffsets => AlterShareGroupOffsetsRequest::default()
+            .with_group_id(GroupId(s(&format!("fz-sg-{}", rng.below(3)))))
+            .with_topics(vec![
+                alter_share_group_offsets_request::AlterShareGroupOffsetsRequestTopic::default()
+                    .with_topic_name(TopicName(s(topic(rng))))
+                    .with_partitions(vec![
+                        alter_share_group_offsets_request::AlterShareGroupOffsetsRequestPartition::default()
+                            .with_partition_index(rng.below(3) as i32 - 1)
+                            .with_start_offset(rng.below(5) as i64 - 1),
+                    ]),
+            ])
+            .encode(&mut buf, v),
+        ApiKey::DeleteShareGroupOffsets => DeleteShareGroupOffsetsRequest::default()
+            .with_group_id(GroupId(s(&format!("fz-sg-{}", rng.below(3)))))
+            .with_topics(vec![
+                delete_share_group_offsets_request::DeleteShareGroupOffsetsRequestTopic::default()
+                    .with_topic_name(TopicName(s(topic(rng)))),
+            ])
+            .encode(&mut buf, v),
         ApiKey::ShareAcknowledge => ShareAcknowledgeRequest::default()
             .with_group_id(Some(GroupId(s(&format!("fz-sg-{}", rng.below(3))))))
             .with_member_id(Some(s(&format!("fz-sm-{}", rng.below(4)))))
@@ -873,6 +903,9 @@ fn check_response(case: u64, key: ApiKey, v: i16, correlation_id: i32, mut frame
         ApiKey::ShareGroupDescribe => body!(ShareGroupDescribeResponse),
         ApiKey::ShareFetch => body!(ShareFetchResponse),
         ApiKey::ShareAcknowledge => body!(ShareAcknowledgeResponse),
+        ApiKey::DescribeShareGroupOffsets => body!(DescribeShareGroupOffsetsResponse),
+        ApiKey::AlterShareGroupOffsets => body!(AlterShareGroupOffsetsResponse),
+        ApiKey::DeleteShareGroupOffsets => body!(DeleteShareGroupOffsetsResponse),
         ApiKey::ListTransactions => body!(ListTransactionsResponse),
         ApiKey::DescribeUserScramCredentials => body!(DescribeUserScramCredentialsResponse),
         ApiKey::AlterUserScramCredentials => body!(AlterUserScramCredentialsResponse),
