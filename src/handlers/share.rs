@@ -205,10 +205,9 @@ fn ack_batches(raw: &[(i64, i64, &[i8])]) -> Result<Vec<AckBatch>, &'static str>
         if *first <= after && after != i64::MIN {
             return Err("acknowledgement batches overlap or are out of order");
         }
-        let span = u64::try_from(last - first)
-            .unwrap_or(u64::MAX)
-            .saturating_add(1);
-        if types.is_empty() || (types.len() != 1 && types.len() as u64 != span) {
+        // i128: a client may send the whole i64 range.
+        let span = i128::from(*last) - i128::from(*first) + 1;
+        if types.is_empty() || (types.len() != 1 && types.len() as i128 != span) {
             return Err("acknowledge types must be one, or one per offset");
         }
         let kinds = types
