@@ -202,3 +202,31 @@ def test_a_static_member_gets_its_partitions_back_after_a_restart(kbroker):
         for w in (one, two):
             if w.alive():
                 w.term()
+
+
+def test_a_regex_subscription_follows_topics_as_they_appear(kbroker):
+    """subscribe(["^re-.*"]) sends a KIP-848 regex (RE2/J, whole name): the
+    broker assigns the matching topics, and a matching topic created later
+    joins the assignment without the consumer doing anything."""
+    a = AdminClient({"bootstrap.servers": kbroker.bootstrap})
+    for f in a.create_topics([NewTopic("re-a", 2, 1), NewTopic("zz-re-a", 1, 1)]).values():
+        f.result(timeout=30)
+    p = Producer({"bootstrap.servers": kbroker.bootstrap, "linger.ms": 5})
+    for t in ("re-a", "zz-re-a"):
+        for i in range(10):
+            p.produce(t, value=b"%d" % i, partition=i % (2 if t == "re-a" else 1))
+    assert p.flush(30) == 0
+    w = Worker("confluent-kafka", kbroker.bootstrap, "^re-.*", "rx", protocol="consumer")
+    try:
+        topics = lambda: [e["t"] for e in w.snapshot() if e["ev"] == "msg"]  # noqa: E731
+        wait_for(lambda: topics().count("re-a") == 10, "the matching topic consumed")
+        for f in a.create_topics([NewTopic("re-b", 2, 1)]).values():
+            f.result(timeout=30)
+        for i in range(10):
+            p.produce("re-b", value=b"%d" % i, partition=i % 2)
+        assert p.flush(30) == 0
+        wait_for(lambda: topics().count("re-b") == 10, "the topic created later consumed")
+        assert "zz-re-a" not in topics(), "a regex matches whole names only"
+        assert heartbeats(kbroker) > 0
+    finally:
+        w.term()

@@ -2,7 +2,7 @@
 
 Prints one JSON line per event on stdout: {"ev": "assign"|"revoke", "parts": [...]}
 after each rebalance callback and {"ev": "msg", "p": partition, "o": offset} per
-record (after its offset was committed synchronously). SIGTERM closes the
+record (after its offset was committed synchronously), with its topic "t". SIGTERM closes the
 consumer (which leaves the group) and exits 0.
 """
 
@@ -85,6 +85,6 @@ while not stop:
     except KafkaException as e:
         # A commit that fails in a rebalance is retried by at-least-once redelivery.
         emit(ev="commit_error", error=str(e))
-    emit(ev="msg", p=m.partition(), o=m.offset())
+    emit(ev="msg", p=m.partition(), o=m.offset(), t=m.topic())
 consumer.close()
 emit(ev="closed")

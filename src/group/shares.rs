@@ -139,7 +139,8 @@ pub(super) type Sessions = HashMap<(String, String), ShareSession>;
 /// A request's share-session step, accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionStep {
-    /// The partitions to fetch (all of the session's).
+    /// The partitions to fetch (all of the session's), starting at a
+    /// different one each request.
     pub partitions: Vec<SharePartitionKey>,
     /// The session ends with this request (epoch -1): acknowledge, then
     /// [`Coordinator::share_close_session`], fetch nothing.
@@ -357,8 +358,15 @@ impl Coordinator {
                 session.partitions.remove(f);
             }
         }
+        // Each request starts at a different partition, so one with a deep
+        // backlog does not take every request's `max_records` (fairness).
+        let mut partitions: Vec<SharePartitionKey> = session.partitions.iter().copied().collect();
+        if !partitions.is_empty() {
+            let turn = usize::try_from(session.epoch).unwrap_or(0) % partitions.len();
+            partitions.rotate_left(turn);
+        }
         Ok(SessionStep {
-            partitions: session.partitions.iter().copied().collect(),
+            partitions,
             closing: false,
         })
     }
