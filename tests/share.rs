@@ -352,5 +352,31 @@ async fn a_closed_connection_releases_its_records_to_a_parked_fetch() {
     drop(holder);
     let r: ShareFetchResponse = taker.recv(ApiKey::ShareFetch, 1, id).await;
     assert_eq!(acquired(&r), vec![(0, 1, 2)]);
+
+    // A share group without members can be deleted, state and all.
+    let d: DeleteGroupsResponse = c
+        .call(
+            ApiKey::DeleteGroups,
+            2,
+            &DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(GROUP))]),
+        )
+        .await;
+    assert_eq!(d.results[0].error_code, 0);
+    drop((c, taker));
+    b.stop().await;
+    let b = TestBroker::start(dir.path()).await;
+    let mut c = b.client().await;
+    let r: DescribeShareGroupOffsetsResponse = c
+        .call(
+            ApiKey::DescribeShareGroupOffsets,
+            0,
+            &DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+                describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default()
+                    .with_group_id(GroupId(s(GROUP)))
+                    .with_topics(None),
+            ]),
+        )
+        .await;
+    assert_eq!(r.groups[0].error_code, 69, "deleted, also after a restart");
     b.stop().await;
 }

@@ -623,6 +623,7 @@ impl Coordinator {
             }
             (OffsetChange::RemoveGroup, true) => {
                 s.group.offsets.clear();
+                s.share = None;
                 s.versions.clear();
                 s.txn_offsets.clear();
                 let id = s.group.id.clone();

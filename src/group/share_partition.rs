@@ -242,7 +242,7 @@ impl SharePartition {
         let mut next = self.end();
         while got.len() < max_records
             && next < log_end
-            && next < self.start + self.limits.max_in_flight
+            && next < self.start.saturating_add(self.limits.max_in_flight)
         {
             self.window.insert(
                 next,
@@ -327,13 +327,15 @@ impl SharePartition {
 
     /// Gives back offsets `member` acquired but that were never sent (the
     /// response had no room for them): as if never handed out this time.
-    pub fn unacquire(&mut self, member: &str, first: i64, last: i64) {
+    /// Returns how many of them were redeliveries (no longer to be counted).
+    pub fn unacquire(&mut self, member: &str, first: i64, last: i64) -> u64 {
+        let mut redeliveries = 0;
         for offset in first..=last {
             if let Some(r) = self.window.get_mut(&offset) {
                 if matches!(&r.state, RecordState::Acquired { member: m, .. } if m == member) {
                     r.deliveries = r.deliveries.saturating_sub(1);
                     if r.deliveries > 0 {
-                        self.counters.redelivered = self.counters.redelivered.saturating_sub(1);
+                        redeliveries += 1;
                     }
                     r.state = RecordState::Available;
                 }
@@ -346,6 +348,7 @@ impl SharePartition {
             }
             entry.remove();
         }
+        redeliveries
     }
 
     /// The log's start moved past the share-partition's (retention, record
@@ -428,13 +431,17 @@ impl SharePartition {
         let mut ranges: Vec<(i64, i64, bool, u16)> = Vec::new();
         for (offset, r) in &self.window {
             let done = matches!(r.state, RecordState::Acknowledged | RecordState::Archived);
+            // A locked record is saved as before this delivery: after a
+            // crash it is offered again, even at its last allowed delivery.
+            let deliveries = match r.state {
+                RecordState::Acquired { .. } => r.deliveries.saturating_sub(1),
+                _ => r.deliveries,
+            };
             match ranges.last_mut() {
-                Some((_, last, d, n))
-                    if *last + 1 == *offset && *d == done && *n == r.deliveries =>
-                {
+                Some((_, last, d, n)) if *last + 1 == *offset && *d == done && *n == deliveries => {
                     *last = *offset;
                 }
-                _ => ranges.push((*offset, *offset, done, r.deliveries)),
+                _ => ranges.push((*offset, *offset, done, deliveries)),
             }
         }
         Snapshot {
@@ -595,10 +602,11 @@ mod tests {
         assert_eq!(s.start, 7);
         let mut back = SharePartition::restore(&s, limits());
         assert_eq!((back.start(), back.end()), (7, 11));
-        // What was not acknowledged comes back, counted; 8 never does.
+        // What was not acknowledged comes back; 8 never does. A lock is not
+        // durable: 7 and 10 count as delivered once (this delivery), 9 twice.
         assert_eq!(
             back.acquire("b", 12, 10, 0),
-            vec![run(7, 7, 2), run(9, 10, 2), run(11, 11, 1)]
+            vec![run(7, 7, 1), run(9, 9, 2), run(10, 11, 1)]
         );
         assert_eq!(back.get(8).unwrap().state, RecordState::Archived);
         for o in [7, 9, 10, 11] {
@@ -613,6 +621,16 @@ mod tests {
                 ranges: vec![]
             }
         );
+        // A record locked on its last allowed delivery when the broker
+        // stops is offered again after the restart, not given up on.
+        let mut p = SharePartition::new(0, limits());
+        for _ in 0..2 {
+            p.acquire("a", 1, 1, 0);
+            p.acknowledge("a", 0, 0, AckKind::Release).unwrap();
+        }
+        assert_eq!(p.acquire("a", 1, 1, 0), vec![run(0, 0, 3)]);
+        let mut back = SharePartition::restore(&p.snapshot(), limits());
+        assert_eq!(back.acquire("b", 1, 1, 0), vec![run(0, 0, 3)]);
     }
 
     #[test]

@@ -451,7 +451,7 @@ impl Coordinator {
                 let p = SharePartition::new(start, config.partition);
                 fresh.push((w.key, p.snapshot()));
                 sh.partitions.insert(w.key, p);
-                created.push(w.key);
+                created.push((w.key, start));
             }
             let entries: Vec<Entry> = fresh
                 .iter()
@@ -462,10 +462,18 @@ impl Coordinator {
         if entries.is_empty() || self.write(entries).await {
             return true;
         }
+        // Forget what was created, unless a fetch has used it meanwhile (its
+        // acknowledgements then carry the start to the log).
         let mut s = lock(&slot);
         if let Some(sh) = s.share.as_mut() {
-            for k in created {
-                sh.partitions.remove(&k);
+            for (k, start) in created {
+                if sh
+                    .partitions
+                    .get(&k)
+                    .is_some_and(|p| p.in_flight() == 0 && p.start() == start)
+                {
+                    sh.partitions.remove(&k);
+                }
             }
         }
         false
@@ -531,8 +539,11 @@ impl Coordinator {
             return;
         };
         let mut s = lock(&slot);
-        if let Some(p) = s.share.as_mut().and_then(|sh| sh.partitions.get_mut(&key)) {
-            p.unacquire(member_id, first, last);
+        if let Some(sh) = s.share.as_mut() {
+            if let Some(p) = sh.partitions.get_mut(&key) {
+                let given_back = p.unacquire(member_id, first, last);
+                sh.totals.redelivered = sh.totals.redelivered.saturating_sub(given_back);
+            }
         }
     }
 
@@ -668,18 +679,23 @@ impl Coordinator {
         (self.share.lock_ms_min, self.share.lock_ms_max)
     }
 
-    /// Replaces a group's configs, durably; false if the write failed (and
-    /// then nothing changed). Share-partitions take a new lock duration for
+    /// Replaces a group's configs, durably: TooManyGroups past `groups_max`
+    /// groups with configs, NotCoordinator if the write failed (and then
+    /// nothing changed). Share-partitions take a new lock duration for
     /// the locks they give from now on.
     pub async fn set_group_configs(
         self: &Arc<Self>,
         group_id: &str,
         configs: BTreeMap<String, String>,
-    ) -> bool {
+    ) -> Result<(), GroupError> {
         // Memory changes first, under the lock the version is taken under,
         // so a compaction in between writes the new configs, not the old.
         let (entry, old) = {
             let mut all = lock(&self.group_configs);
+            if !all.contains_key(group_id) && all.len() >= self.settings.groups_max {
+                // As many groups with configs as groups may exist at all.
+                return Err(GroupError::TooManyGroups);
+            }
             let entry = self.entry(
                 records::group_config_key(group_id),
                 (!configs.is_empty()).then(|| records::group_config_value(&configs)),
@@ -699,7 +715,7 @@ impl Coordinator {
                     None => all.remove(group_id),
                 };
             }
-            return false;
+            return Err(GroupError::NotCoordinator);
         }
         let limits = self.share_config(group_id).partition;
         if let Some(slot) = self.slot(group_id) {
@@ -709,7 +725,7 @@ impl Coordinator {
                 }
             }
         }
-        true
+        Ok(())
     }
 
     /// Runs a share group's deadlines: member sessions and record locks.
@@ -754,6 +770,11 @@ impl Coordinator {
     /// and each group's configs, at fresh versions (memory is the truth, and
     /// each state was changed under the lock its version is taken under).
     pub(super) fn share_compaction_records(&self, s: &Slot, out: &mut Vec<Entry>) {
+        if s.group.state == GroupState::Dead {
+            // Being deleted: its tombstones are newer than anything written
+            // here; if the deletion fails the next compaction writes it.
+            return;
+        }
         if let Some(sh) = s.share.as_ref() {
             for (k, p) in &sh.partitions {
                 out.push(self.share_entry(&s.group.id, *k, &p.snapshot()));

@@ -120,7 +120,7 @@ fn incremental_group(
                     error::INVALID_REQUEST,
                     format!("Null value not supported for: {name}"),
                 ))?;
-                out.insert(name.clone(), v);
+                out.insert(name.clone(), v.trim().to_string());
             }
             DELETE => {
                 out.remove(name);
@@ -993,13 +993,16 @@ pub(super) async fn incremental_alter(
                     if req.validate_only || next == current {
                         return Ok(());
                     }
-                    if broker.groups.set_group_configs(&name, next).await {
-                        Ok(())
-                    } else {
-                        Err((
+                    match broker.groups.set_group_configs(&name, next).await {
+                        Ok(()) => Ok(()),
+                        Err(crate::group::GroupError::TooManyGroups) => Err((
+                            error::INVALID_REQUEST,
+                            "as many groups have configs as groups may exist (groups_max)".into(),
+                        )),
+                        Err(_) => Err((
                             error::KAFKA_STORAGE_ERROR,
                             "the group configs could not be written".into(),
-                        ))
+                        )),
                     }
                 }
                 t => Err((

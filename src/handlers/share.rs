@@ -7,7 +7,7 @@
 //! sleep loop. Record bytes go from the segment files to the socket as in
 //! Fetch; only the runs of offsets handed out are listed as acquired.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -365,7 +365,9 @@ fn read_acquired(
                 if limit == 0 {
                     break;
                 }
-                match w.partition.read_blocking(from, limit) {
+                // Only batches holding offsets of this run: nothing the
+                // member was not given uses up the response.
+                match w.partition.read_below_blocking(from, limit, run.last + 1) {
                     Ok(Some(slice)) if first || slice.len <= remaining => {
                         first = false;
                         remaining = remaining.saturating_sub(slice.len);
@@ -396,6 +398,18 @@ fn read_acquired(
         out.push(got);
     }
     (out, unsent)
+}
+
+/// Whether a share-partition may be fetched: NONE, or the error to answer.
+fn partition_error(broker: &Broker, ctx: &Ctx, key: &SharePartitionKey) -> i16 {
+    match broker.topic_by_id(&key.0) {
+        None => error::UNKNOWN_TOPIC_ID,
+        Some(t) if !ctx.may(broker, Operation::Read, ResourceType::Topic, &t.name) => {
+            error::TOPIC_AUTHORIZATION_FAILED
+        }
+        Some(t) if t.partition(key.1).is_none() => error::UNKNOWN_TOPIC_OR_PARTITION,
+        Some(_) => error::NONE,
+    }
 }
 
 /// One partition's entry in a ShareFetch response.
@@ -436,11 +450,12 @@ pub(super) async fn fetch(
     // A topic may be listed twice (librdkafka: once to add, once to ack):
     // merge by partition, in first-seen order.
     let mut order: Vec<SharePartitionKey> = Vec::new();
+    let mut seen: HashSet<SharePartitionKey> = HashSet::new();
     let mut acks: BTreeMap<SharePartitionKey, RawAcks> = BTreeMap::new();
     for t in &req.topics {
         for p in &t.partitions {
             let key = (t.topic_id, p.partition_index);
-            if !order.contains(&key) {
+            if seen.insert(key) {
                 order.push(key);
             }
             if !p.acknowledgement_batches.is_empty() {
@@ -452,6 +467,21 @@ pub(super) async fn fetch(
             }
         }
     }
+    // Entries merged from a repeated partition may interleave.
+    for batches in acks.values_mut() {
+        batches.sort_by_key(|b| b.0);
+    }
+    // Only partitions that exist and may be read join the session (so it
+    // is bounded by the partitions there are); the others are answered
+    // with their error this once.
+    let mut refused: Vec<(SharePartitionKey, i16)> = Vec::new();
+    order.retain(|key| {
+        let code = partition_error(broker, ctx, key);
+        if code != error::NONE {
+            refused.push((*key, code));
+        }
+        code == error::NONE
+    });
     let forgotten: Vec<SharePartitionKey> = req
         .forgotten_topics_data
         .iter()
@@ -475,6 +505,12 @@ pub(super) async fn fetch(
     };
     let initial = req.share_session_epoch == 0;
     let mut parts: BTreeMap<SharePartitionKey, ShareFetchPartitionReply> = BTreeMap::new();
+    for (key, code) in refused {
+        parts
+            .entry(key)
+            .or_insert_with(|| partition_reply(key.1))
+            .error_code = code;
+    }
     let acked = acknowledge(broker, ctx, &group, &member, acks.into_iter().collect()).await;
     for (key, code, message) in acked {
         let p = parts.entry(key).or_insert_with(|| partition_reply(key.1));
@@ -487,22 +523,17 @@ pub(super) async fn fetch(
     // The partitions to fetch, resolved; the unresolvable answer an error.
     let mut wants = Vec::new();
     for key in &step.partitions {
-        let code = match broker.topic_by_id(&key.0) {
-            None => error::UNKNOWN_TOPIC_ID,
-            Some(t) if !ctx.may(broker, Operation::Read, ResourceType::Topic, &t.name) => {
-                error::TOPIC_AUTHORIZATION_FAILED
-            }
-            Some(t) => match t.partition(key.1) {
-                None => error::UNKNOWN_TOPIC_OR_PARTITION,
-                Some(p) => {
-                    wants.push(Want {
-                        key: *key,
-                        partition: p.clone(),
-                    });
-                    error::NONE
-                }
-            },
-        };
+        let code = partition_error(broker, ctx, key);
+        if let Some(p) = broker
+            .topic_by_id(&key.0)
+            .and_then(|t| t.partition(key.1).cloned())
+            .filter(|_| code == error::NONE)
+        {
+            wants.push(Want {
+                key: *key,
+                partition: p,
+            });
+        }
         if code != error::NONE || initial {
             parts
                 .entry(*key)
@@ -671,7 +702,11 @@ pub(super) async fn acknowledge_request(
     }
     let mut acks: BTreeMap<SharePartitionKey, RawAcks> = BTreeMap::new();
     for t in &req.topics {
-        for p in &t.partitions {
+        for p in t
+            .partitions
+            .iter()
+            .filter(|p| !p.acknowledgement_batches.is_empty())
+        {
             acks.entry((t.topic_id, p.partition_index))
                 .or_default()
                 .extend(
@@ -680,6 +715,9 @@ pub(super) async fn acknowledge_request(
                         .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone())),
                 );
         }
+    }
+    for batches in acks.values_mut() {
+        batches.sort_by_key(|b| b.0);
     }
     let step = match broker.groups.share_session(
         &group,

@@ -438,6 +438,23 @@ impl Partition {
         Ok(slice)
     }
 
+    /// As [`Partition::read_blocking`], but no batch starting at or past
+    /// `max_offset` (a share fetch reads only what it handed out).
+    pub fn read_below_blocking(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+        max_offset: i64,
+    ) -> Result<Option<FileSlice>, PartitionError> {
+        let slice = self
+            .with_log(|log| log.read_below(offset, max_bytes, max_offset))?
+            .map_err(PartitionError::Read)?;
+        if let Some(s) = &slice {
+            s.file.readahead(s.position, s.len);
+        }
+        Ok(slice)
+    }
+
     /// How much of this compacted log awaits the cleaner (`None` for other
     /// logs; blocking: takes the log lock and may read a batch header).
     pub fn dirtiness_blocking(
