@@ -140,43 +140,116 @@ def test_describe_and_list_report_a_consumer_group(kbroker):
             w.term()
 
 
-def test_a_group_id_used_by_both_protocols_follows_kafkas_rules(kbroker):
-    """As Kafka with group.consumer.migration.policy=disabled for groups with
-    members, and conversion of empty groups: a KIP-848 member cannot join a
-    classic group that has members (GROUP_ID_NOT_FOUND), a classic member
-    cannot join a KIP-848 group with members (INCONSISTENT_GROUP_PROTOCOL),
-    and once a group is empty the other protocol takes it over, keeping its
-    committed offsets."""
+@pytest.mark.parametrize("assignor", ["range", "cooperative-sticky"])
+def test_a_rolling_upgrade_shares_the_group_between_protocols(kbroker, assignor):
+    """Kafka's online migration (`group.consumer.migration.policy`
+    bidirectional, the default). With eager `range` members: a KIP-848
+    member joining the classic group turns it into a KIP-848 group in which
+    the classic members stay, on JoinGroup/SyncGroup/Heartbeat, with
+    partitions from the broker's assignor. With `cooperative-sticky`
+    members (whose assignments carry assignor data, so Kafka refuses to
+    convert their group) the KIP-848 member comes first and the classic
+    members join its group. Either way, when the KIP-848 member leaves the
+    classic members are a classic group again. Nobody holds a partition
+    another holds, and every record is consumed."""
+    from confluent_kafka import ConsumerGroupType
+    group = f"mixed-{assignor}"
+    eager = assignor == "range"
     produce(kbroker, 60)
-    classic = Worker("confluent-kafka", kbroker.bootstrap, "k", "mixed")
+    everyone = []
+    consumed = lambda: {r for w in everyone for r in w.consumed()}  # noqa: E731
+
+    def classic_member():
+        w = Worker("confluent-kafka", kbroker.bootstrap, "k", group, assignor=assignor)
+        everyone.append(w)
+        return w
     try:
-        wait_for(lambda: len(classic.consumed()) == 60, "the classic member reads 60")
-        modern = member(kbroker, "mixed")
+        if eager:
+            classic = [classic_member() for _ in range(2)]
+            wait_for(lambda: shares(classic, 3), "two classic members with three partitions each")
+            wait_for(lambda: len(consumed()) == 60, "the classic members read 60")
+            modern = member(kbroker, group)
+            everyone.append(modern)
+        else:
+            modern = member(kbroker, group)
+            everyone.append(modern)
+            wait_for(lambda: len(modern.assignment()) == PARTITIONS, "the KIP-848 member alone")
+            classic = [classic_member() for _ in range(2)]
+        ws = classic + [modern]
+        wait_for(lambda: shares(ws, 2), "three members, either protocol, two partitions each")
+        a = AdminClient({"bootstrap.servers": kbroker.bootstrap})
+        listed = {g.group_id: g for g in a.list_consumer_groups().result(timeout=30).valid}
+        assert listed[group].type == ConsumerGroupType.CONSUMER
+        produce(kbroker, 60, start=60)
+        wait_for(lambda: len(consumed()) == 120, "every record consumed by the mixed group")
+        assert heartbeats(kbroker) > 0
+        # The KIP-848 member leaves: a classic group again, split between two.
+        modern.term()
+        wait_for(lambda: shares(classic, 3), "the classic members take everything back")
+        listed = {g.group_id: g for g in a.list_consumer_groups().result(timeout=30).valid}
+        assert listed[group].type == ConsumerGroupType.CLASSIC
+        produce(kbroker, 60, start=120)
+        wait_for(lambda: len(consumed()) == 180, "every record consumed after the downgrade")
+        per_partition = {}
+        for p, o in consumed():
+            per_partition.setdefault(p, set()).add(o)
+        assert all(per_partition[p] == set(range(30)) for p in range(PARTITIONS))
+    finally:
+        for w in everyone:
+            if w.alive():
+                w.term()
+
+
+def test_a_group_with_assignor_data_is_not_upgraded(kbroker):
+    """As Kafka: a classic group whose assignments carry assignor user data
+    (librdkafka's cooperative-sticky leader writes some once there are
+    several members) is not converted, as the data would be lost; the
+    KIP-848 member is refused with GROUP_ID_NOT_FOUND and the classic
+    members keep their partitions."""
+    produce(kbroker, 6)
+    classic = [Worker("confluent-kafka", kbroker.bootstrap, "k", "sticky",
+                      assignor="cooperative-sticky") for _ in range(2)]
+    try:
+        wait_for(lambda: shares(classic, 3), "two classic members with three partitions each")
+        held = [w.assignment() for w in classic]
+        modern = member(kbroker, "sticky")
         try:
             wait_for(lambda: any(e["ev"] == "error" for e in modern.snapshot()),
                      "the KIP-848 member is refused")
+            errors = [e["error"] for e in modern.snapshot() if e["ev"] == "error"]
+            assert any("group id does not exist" in e for e in errors), errors
             assert modern.assignment() == set()
-            assert classic.assignment() == set(range(PARTITIONS))
+            assert [w.assignment() for w in classic] == held
         finally:
             modern.kill()
     finally:
+        for w in classic:
+            w.term()
+
+
+def test_empty_groups_change_protocol_and_keep_their_offsets(kbroker):
+    """A group whose members all left converts to the protocol of whoever
+    joins next, keeping its committed offsets, as Kafka does."""
+    produce(kbroker, 60)
+    classic = Worker("confluent-kafka", kbroker.bootstrap, "k", "handover")
+    try:
+        wait_for(lambda: len(classic.consumed()) == 60, "the classic member reads 60")
+    finally:
         classic.term()
-    # The classic group is empty now: a KIP-848 member takes it over and
-    # resumes at its offsets.
     produce(kbroker, 30, start=60)
-    modern = member(kbroker, "mixed")
+    modern = member(kbroker, "handover")
     try:
         wait_for(lambda: len(modern.consumed()) == 30, "the KIP-848 member reads 30")
         assert modern.consumed() == {(p, o) for p in range(PARTITIONS) for o in range(10, 15)}
-        late = Worker("confluent-kafka", kbroker.bootstrap, "k", "mixed")
-        try:
-            wait_for(lambda: any(e["ev"] == "error" for e in late.snapshot())
-                     or not late.alive(), "the classic member is refused", timeout=30)
-            assert late.assignment() == set()
-        finally:
-            late.kill()
     finally:
         modern.term()
+    produce(kbroker, 30, start=90)
+    late = Worker("confluent-kafka", kbroker.bootstrap, "k", "handover")
+    try:
+        wait_for(lambda: len(late.consumed()) == 30, "the classic member reads 30")
+        assert late.consumed() == {(p, o) for p in range(PARTITIONS) for o in range(15, 20)}
+    finally:
+        late.term()
 
 
 def test_a_static_member_gets_its_partitions_back_after_a_restart(kbroker):

@@ -12,7 +12,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use bytes::Bytes;
+
 use uuid::Uuid;
+
+use super::embedded;
+use super::state::{Group, GroupError, JoinRequest, JoinResult, SyncResult};
 
 /// A topic's id, as assignments name topics.
 pub type TopicId = Uuid;
@@ -77,6 +82,9 @@ pub enum ConsumerError {
     InvalidRegularExpression(String),
     /// An offset commit at an epoch other than the member's.
     StaleMemberEpoch,
+    /// A classic member (in a group KIP-848 members share) committed at a
+    /// generation other than its epoch.
+    IllegalGeneration,
     /// A group-level refusal (coordinator stopping, a classic group with
     /// members, too many groups).
     Group(crate::group::GroupError),
@@ -175,6 +183,32 @@ pub struct Member {
     session_deadline: i64,
     /// When it is removed unless it has revoked, and the epoch it was at.
     rebalance_deadline: Option<(i64, i32)>,
+    /// Set for a member using the classic protocol (JoinGroup, SyncGroup,
+    /// Heartbeat) in a group KIP-848 members use too.
+    pub classic: Option<ClassicMeta>,
+}
+
+/// What a classic-protocol member of a KIP-848 group keeps (Kafka's
+/// `classicMemberMetadata`).
+#[derive(Debug, Clone)]
+pub struct ClassicMeta {
+    /// Its session timeout, from its JoinGroup.
+    pub session_timeout_ms: i32,
+    /// (assignor name, subscription) in its order of preference.
+    pub protocols: Vec<(String, Bytes)>,
+    /// Told to rejoin: removed unless it joins by then.
+    join_deadline: Option<i64>,
+    /// Joined: removed unless it syncs by then.
+    sync_deadline: Option<i64>,
+}
+
+impl ClassicMeta {
+    /// The protocol it prefers (its JoinGroup answers name it).
+    fn first(&self) -> (&str, &[u8]) {
+        self.protocols
+            .first()
+            .map_or(("", &[][..]), |(n, m)| (n.as_str(), &m[..]))
+    }
 }
 
 /// A group of KIP-848 consumers.
@@ -278,7 +312,11 @@ impl ConsumerGroup {
             .get(member_id)
             .ok_or(ConsumerError::UnknownMemberId)?;
         if m.epoch != epoch {
-            return Err(ConsumerError::StaleMemberEpoch);
+            return Err(if m.classic.is_some() {
+                ConsumerError::IllegalGeneration
+            } else {
+                ConsumerError::StaleMemberEpoch
+            });
         }
         Ok(())
     }
@@ -288,7 +326,11 @@ impl ConsumerGroup {
         self.members
             .values()
             .flat_map(|m| {
-                std::iter::once(m.session_deadline).chain(m.rebalance_deadline.map(|(at, _)| at))
+                let classic = m.classic.as_ref();
+                std::iter::once(m.session_deadline)
+                    .chain(m.rebalance_deadline.map(|(at, _)| at))
+                    .chain(classic.and_then(|c| c.join_deadline))
+                    .chain(classic.and_then(|c| c.sync_deadline))
             })
             .min()
     }
@@ -299,9 +341,16 @@ impl ConsumerGroup {
             .members
             .values()
             .filter(|m| {
+                let classic = m.classic.as_ref();
                 m.session_deadline <= now
                     || m.rebalance_deadline
                         .is_some_and(|(at, epoch)| at <= now && epoch == m.epoch)
+                    || classic
+                        .and_then(|c| c.join_deadline)
+                        .is_some_and(|at| at <= now)
+                    || classic
+                        .and_then(|c| c.sync_deadline)
+                        .is_some_and(|at| at <= now)
             })
             .map(|m| m.id.clone())
             .collect();
@@ -385,6 +434,7 @@ impl ConsumerGroup {
                             client_host: String::new(),
                             session_deadline: 0,
                             rebalance_deadline: None,
+                            classic: None,
                         },
                     );
                     bump = true;
@@ -651,7 +701,7 @@ impl ConsumerGroup {
         mm.assigned = assigned;
         mm.pending_revocation = pending;
         mm.rebalance_deadline = match mm.rebalance_deadline {
-            _ if state != MemberState::UnrevokedPartitions => None,
+            _ if state != MemberState::UnrevokedPartitions || mm.classic.is_some() => None,
             Some((at, e)) if e == mm.epoch => Some((at, e)),
             _ => {
                 let timeout = i64::from(mm.rebalance_timeout_ms.max(0));
@@ -723,6 +773,462 @@ impl ConsumerGroup {
             MemberState::Stable
         };
         (state, target_epoch, keep, Assignment::new())
+    }
+}
+
+/// Partitions by topic name as topic ids (topics that do not exist dropped).
+fn ids_of(parts: &[(String, Vec<i32>)], topics: &Topics) -> Assignment {
+    let mut out = Assignment::new();
+    for (name, ps) in parts {
+        if let Some(t) = topics.get(name) {
+            out.entry(t.id).or_default().extend(ps.iter().copied());
+        }
+    }
+    out
+}
+
+/// The classic protocol inside a KIP-848 group (Kafka's online migration,
+/// `group.consumer.migration.policy=bidirectional`): a classic group with
+/// members becomes a KIP-848 group when a KIP-848 member joins, its classic
+/// members staying on JoinGroup/SyncGroup/Heartbeat, each with its own
+/// generation (its member epoch) and its partitions from the server-side
+/// assignor; when only classic members are left it becomes a classic group
+/// again.
+impl ConsumerGroup {
+    /// The KIP-848 group a classic group with members becomes (Kafka's
+    /// `fromClassicGroup`): every member Stable at the generation with the
+    /// partitions it was assigned. Refused (why) if the group does not use
+    /// the consumer protocol, or a member's subscription or assignment does
+    /// not parse or carries assignor data a server assignment would lose.
+    pub fn from_classic(
+        g: &Group,
+        topics: &Topics,
+        now: i64,
+    ) -> Result<ConsumerGroup, &'static str> {
+        if g.protocol_type.as_deref() != Some("consumer") {
+            return Err("the classic group does not use the consumer protocol");
+        }
+        let mut c = ConsumerGroup::new(&g.id);
+        c.group_epoch = g.generation;
+        c.assignment_epoch = g.generation;
+        for m in g.members.values() {
+            let chosen = g
+                .protocol
+                .as_deref()
+                .and_then(|p| m.metadata(p))
+                .or_else(|| m.protocols.first().map(|(_, md)| md))
+                .ok_or("a member has no subscription")?;
+            let sub =
+                embedded::parse_subscription(chosen).ok_or("a subscription does not parse")?;
+            let a =
+                embedded::parse_assignment(&m.assignment).ok_or("an assignment does not parse")?;
+            if a.user_data {
+                return Err(
+                    "an assignment carries assignor user data a server assignment would lose",
+                );
+            }
+            let assigned = ids_of(&a.partitions, topics);
+            let mut names = sub.topics.clone();
+            names.sort();
+            names.dedup();
+            for (t, ps) in &assigned {
+                for p in ps {
+                    c.owners.insert((*t, *p), m.id.clone());
+                }
+            }
+            c.target.insert(m.id.clone(), assigned.clone());
+            c.members.insert(
+                m.id.clone(),
+                Member {
+                    id: m.id.clone(),
+                    epoch: g.generation,
+                    previous_epoch: g.generation,
+                    state: MemberState::Stable,
+                    assigned,
+                    pending_revocation: Assignment::new(),
+                    topic_names: names,
+                    topic_regex: None,
+                    regex: None,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    instance_id: m.instance_id.clone(),
+                    rack_id: sub.rack_id,
+                    assignor: None,
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_deadline: now.saturating_add(i64::from(m.session_timeout_ms)),
+                    rebalance_deadline: None,
+                    classic: Some(ClassicMeta {
+                        session_timeout_ms: m.session_timeout_ms,
+                        protocols: m.protocols.clone(),
+                        join_deadline: None,
+                        sync_deadline: None,
+                    }),
+                },
+            );
+        }
+        c.subscribed = c.subscribed_topics(topics);
+        Ok(c)
+    }
+
+    /// Whether members are left and every one uses the classic protocol
+    /// (the group then becomes a classic group again).
+    pub fn only_classic_members(&self) -> bool {
+        !self.members.is_empty() && self.members.values().all(|m| m.classic.is_some())
+    }
+
+    /// The classic group the remaining (classic) members form, Stable at
+    /// the generation they are at, each with its target partitions, about
+    /// to rebalance as classic groups do (Kafka's `fromConsumerGroup`).
+    pub fn to_classic(&self, now: i64) -> Group {
+        let generation = self.members.values().map(|m| m.epoch).max().unwrap_or(0);
+        // The protocol every member supports, in the first member's order.
+        let protocol = self.members.values().next().and_then(|first| {
+            first
+                .classic
+                .as_ref()?
+                .protocols
+                .iter()
+                .find_map(|(name, _)| {
+                    self.members
+                        .values()
+                        .all(|m| {
+                            m.classic
+                                .as_ref()
+                                .is_some_and(|c| c.protocols.iter().any(|(n, _)| n == name))
+                        })
+                        .then(|| name.clone())
+                })
+        });
+        let members = self
+            .members
+            .values()
+            .filter_map(|m| {
+                let c = m.classic.as_ref()?;
+                let name = protocol.clone().unwrap_or_else(|| c.first().0.to_string());
+                let metadata = c
+                    .protocols
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map_or_else(Bytes::new, |(_, md)| md.clone());
+                let target = self.target.get(&m.id).cloned().unwrap_or_default();
+                let assignment = embedded::encode_assignment(
+                    embedded::version_of(&metadata),
+                    &self.names(&target),
+                );
+                Some(Group::restored_member(
+                    m.id.clone(),
+                    m.instance_id.clone(),
+                    m.client_id.clone(),
+                    m.client_host.clone(),
+                    c.session_timeout_ms,
+                    m.rebalance_timeout_ms,
+                    "consumer".into(),
+                    (name, metadata),
+                    assignment,
+                ))
+            })
+            .collect();
+        let leader = self.members.keys().next().cloned();
+        Group::restore(
+            &self.id,
+            now,
+            generation,
+            Some("consumer".into()),
+            protocol,
+            leader,
+            now,
+            members,
+        )
+    }
+
+    /// An assignment with topic names (topics no longer subscribed dropped).
+    fn names(&self, a: &Assignment) -> Vec<(String, Vec<i32>)> {
+        let by_id: HashMap<TopicId, &str> = self
+            .subscribed
+            .iter()
+            .map(|(name, t)| (t.id, name.as_str()))
+            .collect();
+        a.iter()
+            .filter_map(|(id, ps)| {
+                by_id
+                    .get(id)
+                    .map(|name| (name.to_string(), ps.iter().copied().collect()))
+            })
+            .collect()
+    }
+
+    /// JoinGroup from a classic member (Kafka's
+    /// `classicGroupJoinToConsumerGroup`): answered at once, never parked;
+    /// every classic member is a follower whose generation is its epoch.
+    pub fn classic_join(
+        &mut self,
+        req: &JoinRequest,
+        topics: &Topics,
+        limits: &ConsumerLimits,
+        now: i64,
+    ) -> JoinResult {
+        let fail = |member: &str, e| JoinResult {
+            error: Some(e),
+            generation: -1,
+            protocol_type: None,
+            protocol_name: None,
+            leader: String::new(),
+            member_id: member.to_string(),
+            members: Vec::new(),
+        };
+        let member_id = if req.member_id.is_empty() {
+            req.new_member_id.clone()
+        } else {
+            req.member_id.clone()
+        };
+        let known = self.members.contains_key(&member_id);
+        let statics = req
+            .instance_id
+            .as_deref()
+            .and_then(|i| self.static_holder(i));
+        if !known && statics.is_none() && self.members.len() >= limits.members_max {
+            return fail(&req.member_id, GroupError::GroupMaxSizeReached);
+        }
+        // The consumer protocol, and an assignor name every classic member has.
+        let others: Vec<&ClassicMeta> = self
+            .members
+            .values()
+            .filter(|m| m.id != member_id)
+            .filter_map(|m| m.classic.as_ref())
+            .collect();
+        let shared = req.protocols.iter().any(|(name, _)| {
+            others
+                .iter()
+                .all(|c| c.protocols.iter().any(|(n, _)| n == name))
+        });
+        if req.protocol_type != "consumer" || req.protocols.is_empty() || !shared {
+            return fail(&req.member_id, GroupError::InconsistentGroupProtocol);
+        }
+        if req.member_id.is_empty() && req.require_known_member_id && req.instance_id.is_none() {
+            return fail(&member_id, GroupError::MemberIdRequired);
+        }
+        let Some(sub) = embedded::parse_subscription(&req.protocols[0].1) else {
+            return fail(&req.member_id, GroupError::InconsistentGroupProtocol);
+        };
+        let mut bump = false;
+        match statics {
+            Some(old) if old != member_id => self.replace(&old, &member_id),
+            _ => {}
+        }
+        if !self.members.contains_key(&member_id) {
+            self.members.insert(
+                member_id.clone(),
+                Member {
+                    id: member_id.clone(),
+                    epoch: 0,
+                    previous_epoch: -1,
+                    state: MemberState::Stable,
+                    assigned: Assignment::new(),
+                    pending_revocation: Assignment::new(),
+                    topic_names: Vec::new(),
+                    topic_regex: None,
+                    regex: None,
+                    rebalance_timeout_ms: req.rebalance_timeout_ms,
+                    instance_id: None,
+                    rack_id: None,
+                    assignor: None,
+                    client_id: String::new(),
+                    client_host: String::new(),
+                    session_deadline: 0,
+                    rebalance_deadline: None,
+                    classic: None,
+                },
+            );
+            bump = true;
+        }
+        let m = self.members.get_mut(&member_id).expect("member present");
+        let mut names = sub.topics.clone();
+        names.sort();
+        names.dedup();
+        if names != m.topic_names {
+            m.topic_names = names;
+            bump = true;
+        }
+        m.rebalance_timeout_ms = req.rebalance_timeout_ms;
+        m.instance_id = req.instance_id.clone();
+        m.rack_id = sub.rack_id.clone();
+        m.client_id = req.client_id.clone();
+        m.client_host = req.client_host.clone();
+        m.session_deadline = now.saturating_add(i64::from(req.session_timeout_ms));
+        m.classic = Some(ClassicMeta {
+            session_timeout_ms: req.session_timeout_ms,
+            protocols: req.protocols.clone(),
+            join_deadline: None,
+            sync_deadline: Some(now.saturating_add(i64::from(req.rebalance_timeout_ms.max(0)))),
+        });
+        let subscribed = self.subscribed_topics(topics);
+        if subscribed != self.subscribed {
+            self.subscribed = subscribed;
+            bump = true;
+        }
+        if bump {
+            self.group_epoch += 1;
+        }
+        if self.group_epoch > self.assignment_epoch {
+            self.compute_target();
+        }
+        let owned = ids_of(&sub.owned, topics);
+        self.reconcile(&member_id, Some(&owned), now);
+        let m = &self.members[&member_id];
+        JoinResult {
+            error: None,
+            generation: m.epoch,
+            protocol_type: Some("consumer".into()),
+            protocol_name: Some(req.protocols[0].0.clone()),
+            leader: String::new(),
+            member_id,
+            members: Vec::new(),
+        }
+    }
+
+    /// The classic member `member_id` (by instance id for a static one).
+    fn classic_member(
+        &self,
+        member_id: &str,
+        instance_id: &Option<String>,
+    ) -> Result<&Member, GroupError> {
+        let m = match instance_id {
+            Some(i) => {
+                let holder = self.static_holder(i).ok_or(GroupError::UnknownMemberId)?;
+                if holder != member_id {
+                    return Err(GroupError::FencedInstanceId);
+                }
+                &self.members[&holder]
+            }
+            None => self
+                .members
+                .get(member_id)
+                .ok_or(GroupError::UnknownMemberId)?,
+        };
+        if m.classic.is_none() {
+            return Err(GroupError::UnknownMemberId);
+        }
+        Ok(m)
+    }
+
+    /// Tells a classic member to rejoin, arming its join deadline once.
+    fn rejoin(&mut self, member_id: &str, now: i64) -> GroupError {
+        if let Some(m) = self.members.get_mut(member_id) {
+            let timeout = i64::from(m.rebalance_timeout_ms.max(0));
+            if let Some(c) = m.classic.as_mut() {
+                c.join_deadline.get_or_insert(now.saturating_add(timeout));
+            }
+        }
+        GroupError::RebalanceInProgress
+    }
+
+    /// SyncGroup from a classic member: the partitions it may use now
+    /// (Kafka's `classicGroupSyncToConsumerGroup`).
+    pub fn classic_sync(
+        &mut self,
+        member_id: &str,
+        instance_id: &Option<String>,
+        generation: i32,
+        protocol: (Option<&str>, Option<&str>),
+        now: i64,
+    ) -> SyncResult {
+        let fail = |e| SyncResult {
+            error: Some(e),
+            protocol_type: None,
+            protocol_name: None,
+            assignment: Bytes::new(),
+        };
+        let m = match self.classic_member(member_id, instance_id) {
+            Ok(m) => m,
+            Err(e) => return fail(e),
+        };
+        if generation != m.epoch {
+            return fail(GroupError::IllegalGeneration);
+        }
+        let c = m.classic.as_ref().expect("classic member");
+        let (first, metadata) = c.first();
+        if protocol.0.is_some_and(|t| t != "consumer") || protocol.1.is_some_and(|n| n != first) {
+            return fail(GroupError::InconsistentGroupProtocol);
+        }
+        if self.group_epoch > m.epoch && m.state != MemberState::UnrevokedPartitions {
+            let id = m.id.clone();
+            return fail(self.rejoin(&id, now));
+        }
+        let name = first.to_string();
+        let assignment =
+            embedded::encode_assignment(embedded::version_of(metadata), &self.names(&m.assigned));
+        let id = m.id.clone();
+        let m = self.members.get_mut(&id).expect("member present");
+        let c = m.classic.as_mut().expect("classic member");
+        c.sync_deadline = None;
+        m.session_deadline = now.saturating_add(i64::from(c.session_timeout_ms));
+        SyncResult {
+            error: None,
+            protocol_type: Some("consumer".into()),
+            protocol_name: Some(name),
+            assignment,
+        }
+    }
+
+    /// Heartbeat from a classic member: REBALANCE_IN_PROGRESS when the
+    /// group moved on, it has partitions to give up, or partitions it waits
+    /// for are free (Kafka's `classicGroupHeartbeatToConsumerGroup`).
+    pub fn classic_heartbeat(
+        &mut self,
+        member_id: &str,
+        instance_id: &Option<String>,
+        generation: i32,
+        now: i64,
+    ) -> Result<(), GroupError> {
+        let m = self.classic_member(member_id, instance_id)?;
+        if generation != m.epoch {
+            return Err(GroupError::IllegalGeneration);
+        }
+        let waiting = self.target.get(&m.id).is_some_and(|t| {
+            t.iter().any(|(topic, ps)| {
+                ps.iter().any(|p| {
+                    !m.assigned.get(topic).is_some_and(|a| a.contains(p))
+                        && self.owners.get(&(*topic, *p)).is_some_and(|o| o != &m.id)
+                })
+            })
+        });
+        let rejoin = m.epoch < self.group_epoch
+            || m.state == MemberState::UnrevokedPartitions
+            || (m.state == MemberState::UnreleasedPartitions && !waiting);
+        let id = m.id.clone();
+        let mm = self.members.get_mut(&id).expect("member present");
+        let timeout = mm.classic.as_ref().map_or(0, |c| c.session_timeout_ms);
+        mm.session_deadline = now.saturating_add(i64::from(timeout));
+        if rejoin {
+            return Err(self.rejoin(&id, now));
+        }
+        Ok(())
+    }
+
+    /// LeaveGroup: removes a member (of either protocol, as Kafka's admin
+    /// removal may name KIP-848 members too).
+    pub fn classic_leave(
+        &mut self,
+        member_id: &str,
+        instance_id: &Option<String>,
+    ) -> Result<(), GroupError> {
+        let id = match instance_id {
+            Some(i) => {
+                let holder = self.static_holder(i).ok_or(GroupError::UnknownMemberId)?;
+                if !member_id.is_empty() && holder != member_id {
+                    return Err(GroupError::FencedInstanceId);
+                }
+                holder
+            }
+            None => {
+                if !self.members.contains_key(member_id) {
+                    return Err(GroupError::UnknownMemberId);
+                }
+                member_id.to_string()
+            }
+        };
+        self.remove(&id);
+        Ok(())
     }
 }
 
@@ -1294,5 +1800,190 @@ mod tests {
             g.target_of("b"),
             Some(&[(t(1), [2, 3].into()), (t(2), [1].into())].into())
         );
+    }
+
+    /// A ConsumerProtocolSubscription: v0 (eager clients) or v1 with the
+    /// partitions owned (cooperative clients).
+    fn subscription(topic: &str, owned: Option<&[i32]>) -> Bytes {
+        use bytes::BufMut;
+        let mut b = bytes::BytesMut::new();
+        b.put_i16(if owned.is_some() { 1 } else { 0 });
+        b.put_i32(1);
+        b.put_i16(topic.len() as i16);
+        b.put_slice(topic.as_bytes());
+        b.put_i32(-1);
+        if let Some(ps) = owned {
+            b.put_i32(i32::from(!ps.is_empty()));
+            if !ps.is_empty() {
+                b.put_i16(topic.len() as i16);
+                b.put_slice(topic.as_bytes());
+                b.put_i32(ps.len() as i32);
+                for p in ps {
+                    b.put_i32(*p);
+                }
+            }
+        }
+        b.freeze()
+    }
+
+    fn classic_join(member: &str, sub: Bytes) -> JoinRequest {
+        JoinRequest {
+            member_id: member.into(),
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: "/h".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), sub)],
+            require_known_member_id: true,
+            new_member_id: format!("{member}-new"),
+        }
+    }
+
+    /// The partitions of topic "t" a SyncGroup answer assigns.
+    fn synced(r: &SyncResult) -> BTreeSet<i32> {
+        assert_eq!(r.error, None, "{r:?}");
+        let a = embedded::parse_assignment(&r.assignment).unwrap();
+        a.partitions.into_iter().flat_map(|(_, ps)| ps).collect()
+    }
+
+    #[test]
+    fn classic_members_stay_through_an_online_upgrade_and_downgrade() {
+        let ts = topics(&[("t", 1, 6)]);
+        let limits = ConsumerLimits::default();
+        let member = |id: &str, parts: &[i32]| {
+            Group::restored_member(
+                id.into(),
+                None,
+                "c".into(),
+                "/h".into(),
+                10_000,
+                10_000,
+                "consumer".into(),
+                ("range".into(), subscription("t", None)),
+                embedded::encode_assignment(0, &[("t".into(), parts.to_vec())]),
+            )
+        };
+        let classic = Group::restore(
+            "g",
+            0,
+            5,
+            Some("consumer".into()),
+            Some("range".into()),
+            Some("a".into()),
+            0,
+            vec![member("a", &[0, 1, 2]), member("b", &[3, 4, 5])],
+        );
+        let mut g = ConsumerGroup::from_classic(&classic, &ts, 0).unwrap();
+        assert_eq!((g.group_epoch, g.state()), (5, "Stable"));
+        assert!(g.only_classic_members());
+        // A KIP-848 member joins: the others own everything for now.
+        let c = g.heartbeat(join("c", &["t"]), &ts, &limits, 1).unwrap();
+        assert_eq!(c.member_epoch, 6);
+        assert_eq!(c.assignment, Some(Assignment::new()));
+        // a (eager) is told to rejoin, revokes everything, rejoins at epoch 6.
+        let none = None;
+        assert_eq!(
+            g.classic_heartbeat("a", &none, 5, 2),
+            Err(GroupError::RebalanceInProgress)
+        );
+        assert_eq!(g.check_commit("a", 5), Ok(()), "still at generation 5");
+        let j = g.classic_join(&classic_join("a", subscription("t", None)), &ts, &limits, 3);
+        assert_eq!((j.error, j.generation, j.leader.as_str()), (None, 6, ""));
+        assert_eq!(j.protocol_name.as_deref(), Some("range"));
+        let a = synced(&g.classic_sync("a", &none, 6, (Some("consumer"), Some("range")), 4));
+        assert_eq!(a.len(), 2);
+        assert_eq!(
+            g.check_commit("a", 5),
+            Err(ConsumerError::IllegalGeneration),
+            "a classic member commits at its epoch"
+        );
+        // b (cooperative) keeps consuming: first it gives up what it must.
+        let j = g.classic_join(
+            &classic_join("b", subscription("t", Some(&[3, 4, 5]))),
+            &ts,
+            &limits,
+            5,
+        );
+        assert_eq!(j.generation, 5, "revoking first, still at its old epoch");
+        let kept = synced(&g.classic_sync("b", &none, 5, (None, None), 6));
+        assert!(kept.len() < 3 && kept.is_subset(&[3, 4, 5].into()));
+        assert_eq!(
+            g.classic_heartbeat("b", &none, 5, 7),
+            Err(GroupError::RebalanceInProgress)
+        );
+        let owned: Vec<i32> = kept.iter().copied().collect();
+        let j = g.classic_join(
+            &classic_join("b", subscription("t", Some(&owned))),
+            &ts,
+            &limits,
+            8,
+        );
+        assert_eq!(j.generation, 6);
+        let b = synced(&g.classic_sync("b", &none, 6, (None, None), 9));
+        // c gets the rest; nobody shares a partition.
+        let c = g
+            .heartbeat(beat("c", 6, Some(&Assignment::new())), &ts, &limits, 10)
+            .unwrap();
+        let c: BTreeSet<i32> = c.assignment.unwrap().values().flatten().copied().collect();
+        assert!(a.is_disjoint(&b) && a.is_disjoint(&c) && b.is_disjoint(&c));
+        assert_eq!(a.len() + b.len() + c.len(), 6);
+        assert_eq!(g.classic_heartbeat("a", &none, 6, 11), Ok(()));
+        // c leaves: only classic members are left, a classic group again,
+        // rebalancing with their partitions as the last assignment.
+        g.heartbeat(beat("c", -1, None), &ts, &limits, 12).unwrap();
+        assert!(g.only_classic_members());
+        let mut back = g.to_classic(13);
+        assert_eq!(
+            (
+                back.generation,
+                back.protocol.as_deref(),
+                back.members.len()
+            ),
+            (6, Some("range"), 2)
+        );
+        back.rebalance_now(14);
+        assert_eq!(back.state, crate::group::GroupState::PreparingRebalance);
+    }
+
+    #[test]
+    fn classic_joins_into_a_kip848_group_are_checked_as_kafka_does() {
+        let ts = topics(&[("t", 1, 2)]);
+        let limits = ConsumerLimits::default();
+        let mut g = ConsumerGroup::new("g");
+        g.heartbeat(join("k", &["t"]), &ts, &limits, 0).unwrap();
+        // v4+: a new member is given its id first.
+        let j = g.classic_join(&classic_join("", subscription("t", None)), &ts, &limits, 1);
+        assert_eq!(
+            (j.error, j.member_id.as_str()),
+            (Some(GroupError::MemberIdRequired), "-new")
+        );
+        let mut bad = classic_join("x", subscription("t", None));
+        bad.protocol_type = "connect".into();
+        assert_eq!(
+            g.classic_join(&bad, &ts, &limits, 1).error,
+            Some(GroupError::InconsistentGroupProtocol)
+        );
+        // A subscription cut short: refused, nothing joins.
+        let garbage = classic_join("x", Bytes::from_static(&[0, 0, 0x7f]));
+        assert_eq!(
+            g.classic_join(&garbage, &ts, &limits, 1).error,
+            Some(GroupError::InconsistentGroupProtocol)
+        );
+        let j = g.classic_join(&classic_join("x", subscription("t", None)), &ts, &limits, 1);
+        assert_eq!(j.error, None);
+        let none = None;
+        assert_eq!(
+            g.classic_heartbeat("x", &none, j.generation + 1, 2),
+            Err(GroupError::IllegalGeneration)
+        );
+        assert_eq!(
+            g.classic_heartbeat("k", &none, 1, 2),
+            Err(GroupError::UnknownMemberId),
+            "a KIP-848 member does not use Heartbeat"
+        );
+        // A classic member that never syncs is removed after its rebalance timeout.
+        assert!(g.tick(10_002).contains(&"x".to_string()));
     }
 }

@@ -18,6 +18,7 @@
 //! restart would forget.
 
 pub mod consumer;
+pub mod embedded;
 pub mod records;
 pub mod share;
 pub mod share_partition;
@@ -119,6 +120,8 @@ pub struct ConsumerMemberSummary {
     pub assignment: Assignment,
     /// What it is moving to.
     pub target: Assignment,
+    /// It uses the classic protocol (a group in online migration).
+    pub classic: bool,
 }
 
 /// A KIP-848 group as ConsumerGroupDescribe reports it.
@@ -752,7 +755,12 @@ impl Coordinator {
     }
 
     /// Handles JoinGroup: answers at once or parks until the join phase ends.
-    pub async fn join(self: &Arc<Self>, group_id: &str, mut req: JoinRequest) -> JoinResult {
+    pub async fn join(
+        self: &Arc<Self>,
+        group_id: &str,
+        mut req: JoinRequest,
+        topics: &(dyn Fn() -> Topics + Sync),
+    ) -> JoinResult {
         let member_id = req.member_id.clone();
         let err = |e| JoinResult {
             error: Some(e),
@@ -785,10 +793,25 @@ impl Coordinator {
         let (tx, rx) = oneshot::channel();
         let (now_reply, records, deferred) = {
             let mut s = lock(&slot);
-            if s.has_consumers() || s.share.is_some() {
-                // KIP-848 members own it (Kafka with migration disabled), or
-                // it is a share group.
+            if s.share.is_some() {
                 return err(GroupError::InconsistentGroupProtocol);
+            }
+            if s.has_consumers() {
+                // A classic member in a KIP-848 group (online migration):
+                // answered at once, never parked.
+                let l = &self.limits;
+                if req.session_timeout_ms < l.session_timeout_ms_min
+                    || req.session_timeout_ms > l.session_timeout_ms_max
+                {
+                    return err(GroupError::InvalidSessionTimeout);
+                }
+                let now = now_ms();
+                let c = s.consumer.as_mut().expect("has consumers");
+                let r = c.classic_join(&req, &topics(), &self.consumer_limits, now);
+                let next = c.next_deadline();
+                drop(s);
+                self.schedule_at(group_id, next);
+                return r;
             }
             let (reply, outs) = s.group.join(now_ms(), &self.limits, req);
             let now_reply = match reply {
@@ -845,6 +868,13 @@ impl Coordinator {
         let (tx, rx) = oneshot::channel();
         let (records, deferred) = {
             let mut s = lock(&slot);
+            if let Some(c) = s.consumer.as_mut().filter(|c| !c.is_empty()) {
+                let r = c.classic_sync(member_id, instance_id, generation, protocol, now_ms());
+                let next = c.next_deadline();
+                drop(s);
+                self.schedule_at(group_id, next);
+                return r;
+            }
             let (reply, outs) = s.group.sync(
                 now_ms(),
                 member_id,
@@ -886,11 +916,37 @@ impl Coordinator {
         }
         let slot = self.slot(group_id).ok_or(GroupError::UnknownMemberId)?;
         let mut s = lock(&slot);
+        if let Some(c) = s.consumer.as_mut().filter(|c| !c.is_empty()) {
+            let r = c.classic_heartbeat(member_id, instance_id, generation, now_ms());
+            let next = c.next_deadline();
+            drop(s);
+            self.schedule_at(group_id, next);
+            return r;
+        }
         let r = s
             .group
             .heartbeat(now_ms(), member_id, instance_id, generation);
         self.schedule(&s.group);
         r
+    }
+
+    /// A KIP-848 group left with only classic members becomes a classic
+    /// group again (Kafka's online downgrade), keeping its offsets; its
+    /// members are told to rejoin. Returns the effects to apply.
+    fn maybe_downgrade(&self, s: &mut Slot, now: i64) -> Vec<Out> {
+        let Some(c) = s.consumer.as_ref().filter(|c| c.only_classic_members()) else {
+            return Vec::new();
+        };
+        let mut g = c.to_classic(now);
+        g.offsets = std::mem::take(&mut s.group.offsets);
+        tracing::info!(
+            group = %g.id,
+            members = g.members.len(),
+            "only classic members are left: the group is a classic group again"
+        );
+        s.group = g;
+        s.consumer = None;
+        s.group.rebalance_now(now)
     }
 
     /// Handles LeaveGroup: one result per member, or a group-level error.
@@ -915,10 +971,18 @@ impl Coordinator {
             }
             let now = now_ms();
             let mut outs = Vec::new();
-            let results: Vec<_> = members
-                .iter()
-                .map(|(m, i)| s.group.leave(now, m, i, &mut outs))
-                .collect();
+            let results: Vec<_> = match s.consumer.as_mut().filter(|c| !c.is_empty()) {
+                Some(c) => {
+                    let r = members.iter().map(|(m, i)| c.classic_leave(m, i)).collect();
+                    self.schedule_at(group_id, c.next_deadline());
+                    outs = self.maybe_downgrade(&mut s, now);
+                    r
+                }
+                None => members
+                    .iter()
+                    .map(|(m, i)| s.group.leave(now, m, i, &mut outs))
+                    .collect(),
+            };
             let (records, deferred) = self.apply(&mut s, outs);
             (results, records, deferred)
         };
@@ -966,6 +1030,7 @@ impl Coordinator {
                 // A KIP-848 member commits at its member epoch (v9+).
                 Some(c) => c.check_commit(member_id, generation).map_err(|e| match e {
                     ConsumerError::StaleMemberEpoch => GroupError::StaleMemberEpoch,
+                    ConsumerError::IllegalGeneration => GroupError::IllegalGeneration,
                     _ => GroupError::UnknownMemberId,
                 }),
                 None => s
@@ -1505,18 +1570,23 @@ impl Coordinator {
         let (records, deferred) = {
             let mut s = lock(&slot);
             let now = now_ms();
+            let mut outs = Vec::new();
             if let Some(c) = s.consumer.as_mut() {
-                for member in c.tick(now) {
+                let gone = c.tick(now);
+                for member in &gone {
                     tracing::info!(
                         group = id,
                         member,
-                        "KIP-848 member removed: session or rebalance timeout"
+                        "KIP-848 group member removed: session, rebalance, join or sync timeout"
                     );
                 }
                 self.schedule_at(id, c.next_deadline());
+                if !gone.is_empty() {
+                    outs = self.maybe_downgrade(&mut s, now);
+                }
             }
             self.share_tick(id, &mut s, now);
-            let outs = s.group.tick(now, &self.limits);
+            outs.extend(s.group.tick(now, &self.limits));
             self.apply(&mut s, outs)
         };
         self.persist_then_deliver(records, deferred);
@@ -1527,7 +1597,7 @@ impl Coordinator {
     /// upgrades disabled: GROUP_ID_NOT_FOUND); an empty one is taken over,
     /// offsets kept.
     pub fn consumer_heartbeat(
-        &self,
+        self: &Arc<Self>,
         group_id: &str,
         mut req: Heartbeat,
         topics: &Topics,
@@ -1554,19 +1624,48 @@ impl Coordinator {
         if s.share.is_some() {
             return Err(ConsumerError::Group(GroupError::GroupIdNotFound));
         }
+        let now = now_ms();
+        let mut outs = Vec::new();
         match s.group.state {
             GroupState::Dead => {
                 return Err(ConsumerError::Group(GroupError::CoordinatorNotAvailable))
             }
             GroupState::Empty => {}
+            // A classic group with members: a joining KIP-848 member makes it
+            // a KIP-848 group its classic members stay in (Kafka's online
+            // upgrade); anything else is not a consumer group.
+            _ if req.member_epoch == 0
+                && s.group.members.len() < self.consumer_limits.members_max =>
+            {
+                let c = match ConsumerGroup::from_classic(&s.group, topics, now) {
+                    Ok(c) => c,
+                    Err(why) => {
+                        tracing::info!(group = group_id, "cannot upgrade the classic group: {why}");
+                        return Err(ConsumerError::Group(GroupError::GroupIdNotFound));
+                    }
+                };
+                tracing::info!(
+                    group = group_id,
+                    members = s.group.members.len(),
+                    "a KIP-848 member joined a classic group: upgraded, its classic members stay"
+                );
+                outs = s.group.hand_over_members(now);
+                s.consumer = Some(c);
+            }
             _ => return Err(ConsumerError::Group(GroupError::GroupIdNotFound)),
         }
-        let now = now_ms();
         let c = s
             .consumer
             .get_or_insert_with(|| ConsumerGroup::new(group_id));
+        let leaving = req.member_epoch < 0;
         let reply = c.heartbeat(req, topics, &self.consumer_limits, now);
         self.schedule_at(group_id, c.next_deadline());
+        if leaving && reply.is_ok() {
+            outs.extend(self.maybe_downgrade(&mut s, now));
+        }
+        let (records, deferred) = self.apply(&mut s, outs);
+        drop(s);
+        self.persist_then_deliver(records, deferred);
         reply
     }
 
@@ -1593,6 +1692,7 @@ impl Coordinator {
                     topic_regex: m.topic_regex.clone(),
                     assignment: m.assigned.clone(),
                     target: c.target_of(&m.id).cloned().unwrap_or_default(),
+                    classic: m.classic.is_some(),
                 })
                 .collect(),
         })

@@ -1277,6 +1277,34 @@ impl Group {
         out
     }
 
+    /// Its members moved into a KIP-848 group (Kafka's online upgrade):
+    /// parked requests are told to rejoin, and the group keeps only its
+    /// offsets, Empty, with its membership record rewritten.
+    pub fn hand_over_members(&mut self, now: i64) -> Vec<Out> {
+        let mut out = self.abandon_waiters(GroupError::RebalanceInProgress);
+        self.members.clear();
+        self.pending.clear();
+        self.statics.clear();
+        self.leader = None;
+        self.protocol = None;
+        self.protocol_type = None;
+        self.join_deadline = None;
+        self.sync_deadline = None;
+        self.initial_delay_remaining = None;
+        self.new_member_added = false;
+        self.transition(now, GroupState::Empty);
+        out.push(Out::StoreGroup);
+        out
+    }
+
+    /// Starts a rebalance of a Stable group now (a KIP-848 group that
+    /// became classic again: its members rejoin as a classic group).
+    pub fn rebalance_now(&mut self, now: i64) -> Vec<Out> {
+        let mut out = vec![Out::StoreGroup];
+        self.prepare_rebalance(now, RebalanceCause::MemberLeave, &mut out);
+        out
+    }
+
     /// Marks the group deleted.
     pub fn mark_dead(&mut self, now: i64) {
         self.transition(now, GroupState::Dead);

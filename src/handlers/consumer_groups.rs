@@ -51,6 +51,7 @@ pub(super) fn error_of(e: ConsumerError) -> (i16, Option<String>) {
         ConsumerError::GroupMaxSizeReached => (error::GROUP_MAX_SIZE_REACHED, None),
         ConsumerError::InvalidRegularExpression(m) => (error::INVALID_REGULAR_EXPRESSION, Some(m)),
         ConsumerError::StaleMemberEpoch => (error::STALE_MEMBER_EPOCH, None),
+        ConsumerError::IllegalGeneration => (error::ILLEGAL_GENERATION, None),
         ConsumerError::Group(g) => (group_error_code(g), None),
     }
 }
@@ -210,7 +211,8 @@ pub(super) fn describe(
                     d.rack_id = m.rack_id.map(sb);
                     d.subscribed_topic_regex = m.topic_regex.map(sb);
                     if ctx.version >= 1 {
-                        d.member_type = 1; // consumer protocol
+                        // 0: classic protocol (a group in migration), 1: consumer.
+                        d.member_type = if m.classic { 0 } else { 1 };
                     }
                     d
                 })

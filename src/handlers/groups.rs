@@ -190,7 +190,8 @@ pub(super) async fn join(
         new_member_id: String::new(),
     };
     let started = std::time::Instant::now();
-    let r = broker.groups.join(&req.group_id, join).await;
+    let topics = || super::consumer_groups::topics(broker);
+    let r = broker.groups.join(&req.group_id, join, &topics).await;
     crate::metrics::group_parked(true, started);
     let old = ctx.version < 7;
     let mut resp = JoinGroupResponse::default()
