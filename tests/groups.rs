@@ -348,3 +348,125 @@ async fn deleting_a_topic_forgets_its_committed_offsets() {
     assert_eq!(fetch(&mut c, "g2", "kept").await, vec![(0, 7)]);
     b.stop().await;
 }
+
+/// A ConsumerProtocolSubscription v0 of one topic.
+fn subscription_v0(topic: &str) -> bytes::Bytes {
+    let mut b = Vec::new();
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&1i32.to_be_bytes());
+    b.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+    b.extend_from_slice(topic.as_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.into()
+}
+
+/// A ConsumerProtocolAssignment v0 of partitions of one topic.
+fn assignment_v0(topic: &str, partitions: &[i32]) -> bytes::Bytes {
+    let mut b = Vec::new();
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&1i32.to_be_bytes());
+    b.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+    b.extend_from_slice(topic.as_bytes());
+    b.extend_from_slice(&(partitions.len() as i32).to_be_bytes());
+    for p in partitions {
+        b.extend_from_slice(&p.to_be_bytes());
+    }
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.into()
+}
+
+#[tokio::test]
+async fn a_classic_group_upgrades_only_on_a_good_kip848_join_and_downgrades_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = TestBroker::start_with(config(dir.path())).await;
+    let mut c = b.client().await;
+    create_topic_n(&mut c, "mt", 2, &[]).await;
+    let join = |member: &str| {
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(s("mg")))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_member_id(s(member))
+            .with_protocol_type(s("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(s("range"))
+                .with_metadata(subscription_v0("mt"))])
+    };
+    let r: JoinGroupResponse = c.call(ApiKey::JoinGroup, 3, &join("")).await;
+    assert_eq!((r.error_code, r.generation_id), (0, 1));
+    let id = r.member_id.clone();
+    let sync = |generation: i32, assignments: Vec<SyncGroupRequestAssignment>| {
+        SyncGroupRequest::default()
+            .with_group_id(GroupId(s("mg")))
+            .with_generation_id(generation)
+            .with_member_id(id.clone())
+            .with_assignments(assignments)
+    };
+    let sr: SyncGroupResponse = c
+        .call(
+            ApiKey::SyncGroup,
+            3,
+            &sync(
+                1,
+                vec![SyncGroupRequestAssignment::default()
+                    .with_member_id(id.clone())
+                    .with_assignment(assignment_v0("mt", &[0, 1]))],
+            ),
+        )
+        .await;
+    assert_eq!(sr.error_code, 0);
+    let hb = |generation| {
+        HeartbeatRequest::default()
+            .with_group_id(GroupId(s("mg")))
+            .with_generation_id(generation)
+            .with_member_id(id.clone())
+    };
+    let kip848 = |assignor: &str, epoch: i32| {
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s("mg")))
+            .with_member_id(s("k"))
+            .with_member_epoch(epoch)
+            .with_rebalance_timeout_ms(10_000)
+            .with_subscribed_topic_names(Some(vec![TopicName(s("mt"))]))
+            .with_server_assignor(Some(s(assignor)))
+            .with_topic_partitions(Some(vec![]))
+    };
+    // A KIP-848 join that fails changes nothing: the classic group goes on.
+    let k: ConsumerGroupHeartbeatResponse = c
+        .call(ApiKey::ConsumerGroupHeartbeat, 1, &kip848("bogus", 0))
+        .await;
+    assert_eq!(k.error_code, 112, "UNSUPPORTED_ASSIGNOR");
+    let h: HeartbeatResponse = c.call(ApiKey::Heartbeat, 3, &hb(1)).await;
+    assert_eq!(h.error_code, 0);
+    // A good one upgrades the group; the classic member is told to rejoin
+    // and does, as a follower whose generation is its epoch.
+    let k: ConsumerGroupHeartbeatResponse = c
+        .call(ApiKey::ConsumerGroupHeartbeat, 1, &kip848("uniform", 0))
+        .await;
+    assert_eq!((k.error_code, k.member_epoch), (0, 2));
+    let h: HeartbeatResponse = c.call(ApiKey::Heartbeat, 3, &hb(1)).await;
+    assert_eq!(h.error_code, 27, "REBALANCE_IN_PROGRESS");
+    let r: JoinGroupResponse = c.call(ApiKey::JoinGroup, 3, &join(&id)).await;
+    assert_eq!((r.error_code, r.generation_id), (0, 2));
+    assert_eq!((r.leader.as_str(), r.members.len()), ("", 0));
+    let sr: SyncGroupResponse = c.call(ApiKey::SyncGroup, 3, &sync(2, vec![])).await;
+    assert_eq!(sr.error_code, 0);
+    assert!(
+        sr.assignment == assignment_v0("mt", &[0]) || sr.assignment == assignment_v0("mt", &[1]),
+        "one partition each: {:?}",
+        sr.assignment
+    );
+    let h: HeartbeatResponse = c.call(ApiKey::Heartbeat, 3, &hb(2)).await;
+    assert_eq!(h.error_code, 0);
+    // The KIP-848 member leaves: a classic group again, rebalancing.
+    let k: ConsumerGroupHeartbeatResponse = c
+        .call(ApiKey::ConsumerGroupHeartbeat, 1, &kip848("uniform", -1))
+        .await;
+    assert_eq!(k.error_code, 0);
+    let h: HeartbeatResponse = c.call(ApiKey::Heartbeat, 3, &hb(2)).await;
+    assert_eq!(h.error_code, 27);
+    let r: JoinGroupResponse = c.call(ApiKey::JoinGroup, 3, &join(&id)).await;
+    assert_eq!((r.error_code, r.generation_id), (0, 3));
+    assert_eq!(r.leader, id, "a classic leader again");
+    b.stop().await;
+}

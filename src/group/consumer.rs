@@ -406,7 +406,11 @@ impl ConsumerGroup {
                 None => None,
             };
             match replaced {
-                Some(old) if self.members[&old].epoch != -2 => {
+                // A classic static member is replaced at once (Kafka checks
+                // only KIP-848 holders: a classic client sends no leave).
+                Some(old)
+                    if self.members[&old].epoch != -2 && self.members[&old].classic.is_none() =>
+                {
                     return Err(ConsumerError::UnreleasedInstanceId);
                 }
                 Some(old) => self.replace(&old, &member_id),
@@ -462,6 +466,11 @@ impl ConsumerGroup {
         }
 
         let m = self.members.get_mut(&member_id).expect("member present");
+        // A member heartbeating this way uses the KIP-848 protocol (it may
+        // have replaced a classic static member).
+        if m.classic.take().is_some() {
+            bump = true;
+        }
         if req.member_epoch == 0 && m.epoch == -2 {
             m.epoch = 0;
         }
@@ -915,7 +924,7 @@ impl ConsumerGroup {
                     embedded::version_of(&metadata),
                     &self.names(&target),
                 );
-                Some(Group::restored_member(
+                let mut restored = Group::restored_member(
                     m.id.clone(),
                     m.instance_id.clone(),
                     m.client_id.clone(),
@@ -925,7 +934,13 @@ impl ConsumerGroup {
                     "consumer".into(),
                     (name, metadata),
                     assignment,
-                ))
+                );
+                // Every protocol it supports, so later joiners are checked
+                // against all of them, as in any classic group.
+                if !c.protocols.is_empty() {
+                    restored.protocols = c.protocols.clone();
+                }
+                Some(restored)
             })
             .collect();
         let leader = self.members.keys().next().cloned();
@@ -1012,7 +1027,18 @@ impl ConsumerGroup {
         };
         let mut bump = false;
         match statics {
-            Some(old) if old != member_id => self.replace(&old, &member_id),
+            // A new process of a static member takes its place...
+            Some(old) if old != member_id && req.member_id.is_empty() => {
+                self.replace(&old, &member_id)
+            }
+            // ...but a stale one (another member id) is fenced.
+            Some(old) if old != member_id => {
+                return fail(&req.member_id, GroupError::FencedInstanceId);
+            }
+            // A static member id the group does not know.
+            None if req.instance_id.is_some() && !req.member_id.is_empty() => {
+                return fail(&req.member_id, GroupError::UnknownMemberId);
+            }
             _ => {}
         }
         if !self.members.contains_key(&member_id) {
@@ -1047,6 +1073,12 @@ impl ConsumerGroup {
         names.dedup();
         if names != m.topic_names {
             m.topic_names = names;
+            bump = true;
+        }
+        // A classic member subscribes by names only (KAFKA-19720), and
+        // asks for no server assignor.
+        if m.topic_regex.take().is_some() || m.assignor.take().is_some() {
+            m.regex = None;
             bump = true;
         }
         m.rebalance_timeout_ms = req.rebalance_timeout_ms;
@@ -1985,5 +2017,38 @@ mod tests {
         );
         // A classic member that never syncs is removed after its rebalance timeout.
         assert!(g.tick(10_002).contains(&"x".to_string()));
+    }
+
+    #[test]
+    fn static_members_move_between_protocols_as_kafka_lets_them() {
+        let ts = topics(&[("t", 1, 2)]);
+        let limits = ConsumerLimits::default();
+        let mut g = ConsumerGroup::new("g");
+        g.heartbeat(join("k", &["t"]), &ts, &limits, 0).unwrap();
+        let mut classic = classic_join("", subscription("t", None));
+        classic.instance_id = Some("i".into());
+        let j = g.classic_join(&classic, &ts, &limits, 1);
+        assert_eq!(j.error, None);
+        let first = j.member_id.clone();
+        // A stale process of the instance (another member id) is fenced.
+        let mut stale = classic.clone();
+        stale.member_id = "old".into();
+        assert_eq!(
+            g.classic_join(&stale, &ts, &limits, 2).error,
+            Some(GroupError::FencedInstanceId)
+        );
+        // A new classic process of it takes its place...
+        classic.new_member_id = "second".into();
+        let j = g.classic_join(&classic, &ts, &limits, 3);
+        assert_eq!((j.error, j.member_id.as_str()), (None, "second"));
+        assert!(!g.members.contains_key(&first));
+        // ...and so does a KIP-848 one, at once (a classic client sends no
+        // leave), which then uses the KIP-848 protocol only.
+        let mut upgraded = join("k2", &["t"]);
+        upgraded.instance_id = Some("i".into());
+        g.heartbeat(upgraded, &ts, &limits, 4).unwrap();
+        assert!(g.members["k2"].classic.is_none());
+        assert!(!g.members.contains_key("second"));
+        assert!(!g.only_classic_members());
     }
 }

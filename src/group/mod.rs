@@ -973,9 +973,11 @@ impl Coordinator {
             let mut outs = Vec::new();
             let results: Vec<_> = match s.consumer.as_mut().filter(|c| !c.is_empty()) {
                 Some(c) => {
-                    let r = members.iter().map(|(m, i)| c.classic_leave(m, i)).collect();
+                    let r: Vec<_> = members.iter().map(|(m, i)| c.classic_leave(m, i)).collect();
                     self.schedule_at(group_id, c.next_deadline());
-                    outs = self.maybe_downgrade(&mut s, now);
+                    if r.iter().any(Result::is_ok) {
+                        outs = self.maybe_downgrade(&mut s, now);
+                    }
                     r
                 }
                 None => members
@@ -1149,10 +1151,19 @@ impl Coordinator {
                 return all(GroupError::GroupIdNotFound);
             }
             if generation >= 0 || !member_id.is_empty() {
-                if let Err(e) = s
-                    .group
-                    .check_commit(now, member_id, instance_id, generation)
-                {
+                let checked = match s.consumer.as_ref().filter(|c| !c.is_empty()) {
+                    // As Kafka: a stale epoch is ILLEGAL_GENERATION here.
+                    Some(c) => c.check_commit(member_id, generation).map_err(|e| match e {
+                        ConsumerError::StaleMemberEpoch | ConsumerError::IllegalGeneration => {
+                            GroupError::IllegalGeneration
+                        }
+                        _ => GroupError::UnknownMemberId,
+                    }),
+                    None => s
+                        .group
+                        .check_commit(now, member_id, instance_id, generation),
+                };
+                if let Err(e) = checked {
                     return all(e);
                 }
             }
@@ -1626,24 +1637,31 @@ impl Coordinator {
         }
         let now = now_ms();
         let mut outs = Vec::new();
-        match s.group.state {
+        let leaving = req.member_epoch < 0;
+        let reply = match s.group.state {
             GroupState::Dead => {
                 return Err(ConsumerError::Group(GroupError::CoordinatorNotAvailable))
             }
-            GroupState::Empty => {}
+            GroupState::Empty => {
+                let c = s
+                    .consumer
+                    .get_or_insert_with(|| ConsumerGroup::new(group_id));
+                c.heartbeat(req, topics, &self.consumer_limits, now)
+            }
             // A classic group with members: a joining KIP-848 member makes it
             // a KIP-848 group its classic members stay in (Kafka's online
-            // upgrade); anything else is not a consumer group.
+            // upgrade); nothing changes unless the join succeeds.
             _ if req.member_epoch == 0
                 && s.group.members.len() < self.consumer_limits.members_max =>
             {
-                let c = match ConsumerGroup::from_classic(&s.group, topics, now) {
+                let mut c = match ConsumerGroup::from_classic(&s.group, topics, now) {
                     Ok(c) => c,
                     Err(why) => {
                         tracing::info!(group = group_id, "cannot upgrade the classic group: {why}");
                         return Err(ConsumerError::Group(GroupError::GroupIdNotFound));
                     }
                 };
+                let reply = c.heartbeat(req, topics, &self.consumer_limits, now)?;
                 tracing::info!(
                     group = group_id,
                     members = s.group.members.len(),
@@ -1651,15 +1669,18 @@ impl Coordinator {
                 );
                 outs = s.group.hand_over_members(now);
                 s.consumer = Some(c);
+                Ok(reply)
             }
+            // A KIP-848 member the group no longer knows (mixed membership
+            // is not persisted, or it was removed as the group went back to
+            // classic): it rejoins with epoch 0, where Kafka's
+            // GROUP_ID_NOT_FOUND would be fatal to librdkafka.
+            _ if req.member_epoch > 0 => return Err(ConsumerError::UnknownMemberId),
             _ => return Err(ConsumerError::Group(GroupError::GroupIdNotFound)),
+        };
+        if let Some(c) = s.consumer.as_ref() {
+            self.schedule_at(group_id, c.next_deadline());
         }
-        let c = s
-            .consumer
-            .get_or_insert_with(|| ConsumerGroup::new(group_id));
-        let leaving = req.member_epoch < 0;
-        let reply = c.heartbeat(req, topics, &self.consumer_limits, now);
-        self.schedule_at(group_id, c.next_deadline());
         if leaving && reply.is_ok() {
             outs.extend(self.maybe_downgrade(&mut s, now));
         }
