@@ -97,22 +97,32 @@ fn acquired(r: &ShareFetchResponse) -> Vec<(i64, i64, i16)> {
         .collect()
 }
 
+/// DescribeShareGroupOffsets of the test group: `topic`'s partition 0, or
+/// every initialized partition.
+async fn describe_offsets(
+    c: &mut Client,
+    topic: Option<&str>,
+) -> DescribeShareGroupOffsetsResponse {
+    use describe_share_group_offsets_request as d;
+    let topics = topic.map(|t| {
+        vec![d::DescribeShareGroupOffsetsRequestTopic::default()
+            .with_topic_name(TopicName(s(t)))
+            .with_partitions(vec![0])]
+    });
+    c.call(
+        ApiKey::DescribeShareGroupOffsets,
+        0,
+        &DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+            d::DescribeShareGroupOffsetsRequestGroup::default()
+                .with_group_id(GroupId(s(GROUP)))
+                .with_topics(topics),
+        ]),
+    )
+    .await
+}
+
 async fn start_offset(c: &mut Client, topic: &str) -> i64 {
-    let r: DescribeShareGroupOffsetsResponse = c
-        .call(
-            ApiKey::DescribeShareGroupOffsets,
-            0,
-            &DescribeShareGroupOffsetsRequest::default().with_groups(vec![
-                describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default()
-                    .with_group_id(GroupId(s(GROUP)))
-                    .with_topics(Some(vec![
-                        describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestTopic::default()
-                            .with_topic_name(TopicName(s(topic)))
-                            .with_partitions(vec![0]),
-                    ])),
-            ]),
-        )
-        .await;
+    let r = describe_offsets(c, Some(topic)).await;
     let p = &r.groups[0].topics[0].partitions[0];
     assert_eq!(p.error_code, 0);
     p.start_offset
@@ -366,17 +376,7 @@ async fn a_closed_connection_releases_its_records_to_a_parked_fetch() {
     b.stop().await;
     let b = TestBroker::start(dir.path()).await;
     let mut c = b.client().await;
-    let r: DescribeShareGroupOffsetsResponse = c
-        .call(
-            ApiKey::DescribeShareGroupOffsets,
-            0,
-            &DescribeShareGroupOffsetsRequest::default().with_groups(vec![
-                describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default()
-                    .with_group_id(GroupId(s(GROUP)))
-                    .with_topics(None),
-            ]),
-        )
-        .await;
+    let r = describe_offsets(&mut c, None).await;
     assert_eq!(r.groups[0].error_code, 69, "deleted, also after a restart");
     b.stop().await;
 }

@@ -211,6 +211,33 @@ impl ClassicMeta {
     }
 }
 
+impl Member {
+    /// A member joining now (epoch 0, nothing assigned), of either protocol:
+    /// the join fills in its subscription and the rest.
+    fn joining(id: &str, rebalance_timeout_ms: i32) -> Member {
+        Member {
+            id: id.to_string(),
+            epoch: 0,
+            previous_epoch: -1,
+            state: MemberState::Stable,
+            assigned: Assignment::new(),
+            pending_revocation: Assignment::new(),
+            topic_names: Vec::new(),
+            topic_regex: None,
+            regex: None,
+            rebalance_timeout_ms,
+            instance_id: None,
+            rack_id: None,
+            assignor: None,
+            client_id: String::new(),
+            client_host: String::new(),
+            session_deadline: 0,
+            rebalance_deadline: None,
+            classic: None,
+        }
+    }
+}
+
 /// A group of KIP-848 consumers.
 #[derive(Debug, Clone)]
 pub struct ConsumerGroup {
@@ -418,29 +445,9 @@ impl ConsumerGroup {
                     if self.members.len() >= limits.members_max {
                         return Err(ConsumerError::GroupMaxSizeReached);
                     }
-                    self.members.insert(
-                        member_id.clone(),
-                        Member {
-                            id: member_id.clone(),
-                            epoch: 0,
-                            previous_epoch: -1,
-                            state: MemberState::Stable,
-                            assigned: Assignment::new(),
-                            pending_revocation: Assignment::new(),
-                            topic_names: Vec::new(),
-                            topic_regex: None,
-                            regex: None,
-                            rebalance_timeout_ms: req.rebalance_timeout_ms,
-                            instance_id: req.instance_id.clone(),
-                            rack_id: None,
-                            assignor: None,
-                            client_id: String::new(),
-                            client_host: String::new(),
-                            session_deadline: 0,
-                            rebalance_deadline: None,
-                            classic: None,
-                        },
-                    );
+                    let mut m = Member::joining(&member_id, req.rebalance_timeout_ms);
+                    m.instance_id = req.instance_id.clone();
+                    self.members.insert(member_id.clone(), m);
                     bump = true;
                 }
             }
@@ -1044,26 +1051,7 @@ impl ConsumerGroup {
         if !self.members.contains_key(&member_id) {
             self.members.insert(
                 member_id.clone(),
-                Member {
-                    id: member_id.clone(),
-                    epoch: 0,
-                    previous_epoch: -1,
-                    state: MemberState::Stable,
-                    assigned: Assignment::new(),
-                    pending_revocation: Assignment::new(),
-                    topic_names: Vec::new(),
-                    topic_regex: None,
-                    regex: None,
-                    rebalance_timeout_ms: req.rebalance_timeout_ms,
-                    instance_id: None,
-                    rack_id: None,
-                    assignor: None,
-                    client_id: String::new(),
-                    client_host: String::new(),
-                    session_deadline: 0,
-                    rebalance_deadline: None,
-                    classic: None,
-                },
+                Member::joining(&member_id, req.rebalance_timeout_ms),
             );
             bump = true;
         }

@@ -99,13 +99,28 @@ impl ShareState {
     /// Adds the counters of `key`'s share-partition to the totals.
     fn count(&mut self, key: &SharePartitionKey) {
         if let Some(p) = self.partitions.get_mut(key) {
-            let c = p.take_counters();
-            self.totals.redelivered += c.redelivered;
-            self.totals.lock_expiries += c.lock_expiries;
-            self.totals.archived += c.archived;
-            self.totals.accepted += c.accepted;
+            add(&mut self.totals, p.take_counters());
         }
     }
+
+    /// Applies `f` to every share-partition, counting what happened; returns
+    /// the sum of what `f` returned.
+    fn each(&mut self, mut f: impl FnMut(&mut SharePartition) -> usize) -> usize {
+        let mut n = 0;
+        for p in self.partitions.values_mut() {
+            n += f(p);
+            add(&mut self.totals, p.take_counters());
+        }
+        n
+    }
+}
+
+/// Adds counters taken from a share-partition to a group's totals.
+fn add(totals: &mut ShareTotals, c: Counters) {
+    totals.redelivered += c.redelivered;
+    totals.lock_expiries += c.lock_expiries;
+    totals.archived += c.archived;
+    totals.accepted += c.accepted;
 }
 
 /// Why a share session refused a request (Kafka's top-level errors).
@@ -403,15 +418,7 @@ impl Coordinator {
         };
         let mut s = lock(&slot);
         let Some(sh) = s.share.as_mut() else { return };
-        let mut released = 0;
-        let keys: Vec<SharePartitionKey> = sh.partitions.keys().copied().collect();
-        for k in keys {
-            released += sh
-                .partitions
-                .get_mut(&k)
-                .map_or(0, |p| p.release_member(member_id));
-            sh.count(&k);
-        }
+        let released = sh.each(|p| p.release_member(member_id));
         if released > 0 {
             tracing::debug!(
                 group = group_id,
@@ -600,11 +607,10 @@ impl Coordinator {
             }
             let entries: Vec<Entry> = changed
                 .iter()
-                .filter_map(|k| sh.partitions.get(k).map(|p| (k, p.snapshot())))
-                .map(|(k, snap)| (*k, snap))
-                .collect::<Vec<_>>()
-                .into_iter()
-                .map(|(k, snap)| self.share_entry(group_id, k, &snap))
+                .filter_map(|k| {
+                    let p = sh.partitions.get(k)?;
+                    Some(self.share_entry(group_id, *k, &p.snapshot()))
+                })
                 .collect();
             if !changed.is_empty() {
                 // Released records and a moved start let parked fetches go on.
@@ -738,12 +744,7 @@ impl Coordinator {
                 "share-group member removed: session timeout"
             );
         }
-        let mut expired = 0;
-        let keys: Vec<SharePartitionKey> = sh.partitions.keys().copied().collect();
-        for k in keys {
-            expired += sh.partitions.get_mut(&k).map_or(0, |p| p.expire(now));
-            sh.count(&k);
-        }
+        let expired = sh.each(|p| p.expire(now));
         if expired > 0 {
             sh.waiters.wake();
         }

@@ -155,6 +155,18 @@ fn described(broker: &Broker, a: &Assignment) -> DescribedAssignment {
     )
 }
 
+/// Why a group may not be described (ConsumerGroupDescribe,
+/// ShareGroupDescribe): an empty id, then DESCRIBE on the group, as Kafka.
+pub(super) fn describe_refusal(broker: &Broker, ctx: &Ctx, name: &str) -> Option<i16> {
+    if name.is_empty() {
+        return Some(error::INVALID_GROUP_ID);
+    }
+    if !ctx.may(broker, Operation::Describe, ResourceType::Group, name) {
+        return Some(error::GROUP_AUTHORIZATION_FAILED);
+    }
+    None
+}
+
 /// ConsumerGroupDescribe: DESCRIBE on each group; a group that is not a
 /// KIP-848 group is GROUP_ID_NOT_FOUND, as Kafka.
 pub(super) fn describe(
@@ -169,12 +181,8 @@ pub(super) fn describe(
             let name = id.0.to_string();
             let mut g = DescribedGroup::default().with_group_id(GroupId(sb(name.clone())));
             g.error_message = None;
-            if name.is_empty() {
-                g.error_code = error::INVALID_GROUP_ID;
-                return g;
-            }
-            if !ctx.may(broker, Operation::Describe, ResourceType::Group, &name) {
-                g.error_code = error::GROUP_AUTHORIZATION_FAILED;
+            if let Some(code) = describe_refusal(broker, ctx, &name) {
+                g.error_code = code;
                 return g;
             }
             let Some(c) = broker.groups.consumer_describe(&name) else {

@@ -29,7 +29,7 @@ use kafka_protocol::messages::{
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::consumer_groups::{error_of, topics};
+use super::consumer_groups::{describe_refusal, error_of, topics};
 use super::{sb, Ctx};
 use crate::auth::acl::{Operation, ResourceType};
 use crate::broker::Broker;
@@ -126,12 +126,8 @@ pub(super) fn describe(
             let name = id.0.to_string();
             let mut g = DescribedGroup::default().with_group_id(GroupId(sb(name.clone())));
             g.error_message = None;
-            if name.is_empty() {
-                g.error_code = error::INVALID_GROUP_ID;
-                return g;
-            }
-            if !ctx.may(broker, Operation::Describe, ResourceType::Group, &name) {
-                g.error_code = error::GROUP_AUTHORIZATION_FAILED;
+            if let Some(code) = describe_refusal(broker, ctx, &name) {
+                g.error_code = code;
                 return g;
             }
             let Some(sh) = broker.groups.share_describe(&name) else {
@@ -233,6 +229,22 @@ fn ack_batches(raw: &[(i64, i64, &[i8])]) -> Result<Vec<AckBatch>, &'static str>
 /// A partition's acknowledgement batches as the request has them:
 /// (first, last, types).
 type RawAcks = Vec<(i64, i64, Vec<i8>)>;
+
+/// A request's acknowledgements by partition: partitions without any are
+/// left out, and a partition listed twice (librdkafka may) has its batches
+/// merged in offset order.
+fn merged_acks(
+    entries: impl Iterator<Item = (SharePartitionKey, RawAcks)>,
+) -> BTreeMap<SharePartitionKey, RawAcks> {
+    let mut acks: BTreeMap<SharePartitionKey, RawAcks> = BTreeMap::new();
+    for (key, raw) in entries.filter(|(_, raw)| !raw.is_empty()) {
+        acks.entry(key).or_default().extend(raw);
+    }
+    for batches in acks.values_mut() {
+        batches.sort_by_key(|b| b.0);
+    }
+    acks
+}
 
 /// The acknowledgements of one partition, resolved and checked: the batches
 /// to apply, or the error to answer with.
@@ -451,26 +463,21 @@ pub(super) async fn fetch(
     // merge by partition, in first-seen order.
     let mut order: Vec<SharePartitionKey> = Vec::new();
     let mut seen: HashSet<SharePartitionKey> = HashSet::new();
-    let mut acks: BTreeMap<SharePartitionKey, RawAcks> = BTreeMap::new();
     for t in &req.topics {
         for p in &t.partitions {
             let key = (t.topic_id, p.partition_index);
             if seen.insert(key) {
                 order.push(key);
             }
-            if !p.acknowledgement_batches.is_empty() {
-                acks.entry(key).or_default().extend(
-                    p.acknowledgement_batches
-                        .iter()
-                        .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone())),
-                );
-            }
         }
     }
-    // Entries merged from a repeated partition may interleave.
-    for batches in acks.values_mut() {
-        batches.sort_by_key(|b| b.0);
-    }
+    let acks = merged_acks(req.topics.iter().flat_map(|t| {
+        t.partitions.iter().map(move |p| {
+            let batches = p.acknowledgement_batches.iter();
+            let raw = batches.map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()));
+            ((t.topic_id, p.partition_index), raw.collect())
+        })
+    }));
     // Only partitions that exist and may be read join the session (so it
     // is bounded by the partitions there are); the others are answered
     // with their error this once.
@@ -700,25 +707,13 @@ pub(super) async fn acknowledge_request(
     if !ctx.may(broker, Operation::Read, ResourceType::Group, &group) {
         return top(resp, error::GROUP_AUTHORIZATION_FAILED, None);
     }
-    let mut acks: BTreeMap<SharePartitionKey, RawAcks> = BTreeMap::new();
-    for t in &req.topics {
-        for p in t
-            .partitions
-            .iter()
-            .filter(|p| !p.acknowledgement_batches.is_empty())
-        {
-            acks.entry((t.topic_id, p.partition_index))
-                .or_default()
-                .extend(
-                    p.acknowledgement_batches
-                        .iter()
-                        .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone())),
-                );
-        }
-    }
-    for batches in acks.values_mut() {
-        batches.sort_by_key(|b| b.0);
-    }
+    let acks = merged_acks(req.topics.iter().flat_map(|t| {
+        t.partitions.iter().map(move |p| {
+            let batches = p.acknowledgement_batches.iter();
+            let raw = batches.map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()));
+            ((t.topic_id, p.partition_index), raw.collect())
+        })
+    }));
     let step = match broker.groups.share_session(
         &group,
         &member,

@@ -172,11 +172,23 @@ pub fn encode_fetch(version: i16, correlation_id: i32, reply: FetchReply) -> Res
         put_uvarint(&mut buf, 0); // top-level tagged fields
     }
     chunks.push(Chunk::Mem(buf.freeze()));
+    finish_frame(chunks, errors, reply.throttle_time_ms, "fetch")
+}
+
+/// A response of `chunks` whose first (in-memory) chunk begins with a
+/// placeholder size: the size is patched in, or the response fails if it is
+/// over 2 GiB. Shared by the zero-copy encoders (Fetch, ShareFetch).
+pub(super) fn finish_frame(
+    chunks: Vec<Chunk>,
+    errors: ErrorTally,
+    throttle_time_ms: i32,
+    what: &str,
+) -> ResponseFrame {
     let mut frame = ResponseFrame::new(chunks);
     frame.errors = errors;
-    frame.throttle_ms = u64::try_from(reply.throttle_time_ms).unwrap_or(0);
+    frame.throttle_ms = u64::try_from(throttle_time_ms).unwrap_or(0);
     let Ok(size) = i32::try_from(frame.wire_len() - 4) else {
-        return ResponseFrame::failed("fetch response over 2 GiB".into());
+        return ResponseFrame::failed(format!("{what} response over 2 GiB"));
     };
     if let Some(Chunk::Mem(first)) = frame.chunks.first_mut() {
         let mut b = BytesMut::from(&first[..]);

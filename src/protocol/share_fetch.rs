@@ -7,7 +7,7 @@
 use bytes::{BufMut, BytesMut};
 use uuid::Uuid;
 
-use super::fetch::{put_array_len, put_uvarint};
+use super::fetch::{finish_frame, put_array_len, put_uvarint};
 use super::{Chunk, ErrorTally, ResponseFrame};
 use crate::log::FileSlice;
 
@@ -118,16 +118,5 @@ pub fn encode_share_fetch(correlation_id: i32, reply: ShareFetchReply) -> Respon
     put_array_len(&mut buf, true, 0); // node_endpoints: only for leader changes
     put_uvarint(&mut buf, 0); // top-level tagged fields
     chunks.push(Chunk::Mem(buf.freeze()));
-    let mut frame = ResponseFrame::new(chunks);
-    frame.errors = errors;
-    frame.throttle_ms = u64::try_from(reply.throttle_time_ms).unwrap_or(0);
-    let Ok(size) = i32::try_from(frame.wire_len() - 4) else {
-        return ResponseFrame::failed("share fetch response over 2 GiB".into());
-    };
-    if let Some(Chunk::Mem(first)) = frame.chunks.first_mut() {
-        let mut b = BytesMut::from(&first[..]);
-        b[0..4].copy_from_slice(&size.to_be_bytes());
-        *first = b.freeze();
-    }
-    frame
+    finish_frame(chunks, errors, reply.throttle_time_ms, "share fetch")
 }
