@@ -35,6 +35,84 @@ pub struct Config {
     #[arg(long, env = "SLUICE_METRICS_CONNECTIONS_MAX", default_value_t = 64)]
     pub metrics_connections_max: usize,
 
+    /// Address of the HTTP gateway: the REST Proxy v2 API, WebSocket and
+    /// Server-Sent Events consumers, and the web console. Off by default (it
+    /// serves data); `--http-listen` alone binds `127.0.0.1:8082`.
+    #[arg(long, env = "SLUICE_HTTP_LISTEN", default_value = "off", value_parser = parse_listen,
+        num_args = 0..=1, default_missing_value = "127.0.0.1:8082")]
+    pub http_listen: Listen,
+
+    /// Serve the gateway over HTTPS with the `--ssl-keystore-*` certificate.
+    #[arg(long, env = "SLUICE_HTTP_TLS", default_value_t = false)]
+    pub http_tls: bool,
+
+    /// How gateway callers authenticate: `none` (everyone is `User:ANONYMOUS`),
+    /// `basic` (HTTP Basic against the SCRAM users, as SASL/PLAIN), `bearer`
+    /// (a JWT validated as OAUTHBEARER's), or `basic,bearer`.
+    #[arg(long, env = "SLUICE_HTTP_AUTH", default_value = "none")]
+    pub http_auth: String,
+
+    /// The gateway's base URL as clients reach it (in `base_uri` of new
+    /// consumer instances); by default the scheme and `Host` of the request.
+    #[arg(long, env = "SLUICE_HTTP_ADVERTISED_URL")]
+    pub http_advertised_url: Option<String>,
+
+    /// Most gateway connections open at once; more wait in its backlog. Each
+    /// long poll, WebSocket or SSE stream holds one for its life.
+    #[arg(long, env = "SLUICE_HTTP_CONNECTIONS_MAX", default_value_t = 256)]
+    pub http_connections_max: usize,
+
+    /// A gateway connection that moves no byte either way for this long is
+    /// closed (streams send keep-alives well within it).
+    #[arg(long, env = "SLUICE_HTTP_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub http_idle_timeout_ms: u64,
+
+    /// Largest request body the gateway reads (a produce request's records):
+    /// bodies are held in memory whole, so this bounds each connection's share.
+    #[arg(long, env = "SLUICE_HTTP_REQUEST_BODY_MAX_BYTES", default_value_t = 8 << 20)]
+    pub http_request_body_max_bytes: usize,
+
+    /// Most REST consumer instances at once (each is a group member with a
+    /// heartbeat task and positions); creating more answers 429.
+    #[arg(
+        long,
+        env = "SLUICE_HTTP_CONSUMER_INSTANCES_MAX",
+        default_value_t = 1000
+    )]
+    pub http_consumer_instances_max: usize,
+
+    /// A REST consumer instance not used for this long is closed and leaves
+    /// its group (REST Proxy's `consumer.instance.timeout.ms`).
+    #[arg(
+        long,
+        env = "SLUICE_HTTP_CONSUMER_INSTANCE_TIMEOUT_MS",
+        default_value_t = 300_000
+    )]
+    pub http_consumer_instance_timeout_ms: u64,
+
+    /// How long a records request waits for data when it names no `timeout`
+    /// (REST Proxy's `consumer.request.timeout.ms`).
+    #[arg(
+        long,
+        env = "SLUICE_HTTP_CONSUMER_REQUEST_TIMEOUT_MS",
+        default_value_t = 1_000
+    )]
+    pub http_consumer_request_timeout_ms: u64,
+
+    /// The longest a records request may wait, whatever it asks: a parked
+    /// request holds a connection, so it must end well within the idle timeout.
+    #[arg(
+        long,
+        env = "SLUICE_HTTP_CONSUMER_REQUEST_TIMEOUT_MAX_MS",
+        default_value_t = 30_000
+    )]
+    pub http_consumer_request_timeout_max_ms: u64,
+
+    /// Most record bytes (keys and values) one records request returns,
+    /// whatever `max_bytes` asks: the response is built in memory.
+    #[arg(long, env = "SLUICE_HTTP_CONSUMER_REQUEST_MAX_BYTES", default_value_t = 8 << 20)]
+    pub http_consumer_request_max_bytes: u64,
+
     /// HOST:PORT that clients are told to connect to (in Metadata).
     /// Defaults to the listen address; set it when clients reach the broker through another name.
     #[arg(long, env = "SLUICE_ADVERTISED_LISTENER")]
@@ -779,6 +857,31 @@ impl Config {
         }
         if self.producer_id_expiration_ms < 1 {
             return Err("--producer-id-expiration-ms must be at least 1".into());
+        }
+        if self.http_connections_max == 0 || self.http_consumer_instances_max == 0 {
+            return Err(
+                "--http-connections-max and --http-consumer-instances-max must be at least 1"
+                    .into(),
+            );
+        }
+        if self.http_idle_timeout_ms < 1_000 {
+            return Err("--http-idle-timeout-ms must be at least 1000".into());
+        }
+        if self.http_consumer_request_timeout_max_ms >= self.http_idle_timeout_ms {
+            return Err(
+                "--http-consumer-request-timeout-max-ms must be below --http-idle-timeout-ms"
+                    .into(),
+            );
+        }
+        if self.http_request_body_max_bytes < 1024 || self.http_consumer_request_max_bytes < 1024 {
+            return Err("--http-request-body-max-bytes and --http-consumer-request-max-bytes must be at least 1024".into());
+        }
+        for mode in self.http_auth.split(',').map(str::trim) {
+            if !matches!(mode, "none" | "basic" | "bearer") {
+                return Err(format!(
+                    "--http-auth: unknown mode {mode:?} (none, basic, bearer, basic,bearer)"
+                ));
+            }
         }
         if self.metrics_connections_max == 0 {
             return Err("--metrics-connections-max must be at least 1".into());

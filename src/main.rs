@@ -62,7 +62,7 @@ async fn run(config: Config) -> std::io::Result<()> {
     }
     // Before anything caches a metric handle: handles taken earlier record nowhere.
     // With the listener off nothing is installed and every handle is a no-op.
-    if config.metrics_listen.0.is_some() {
+    if config.metrics_listen.0.is_some() || config.http_listen.0.is_some() {
         sluice::metrics::install();
     }
     let http = Arc::new(HttpState::default());
@@ -96,7 +96,7 @@ async fn run(config: Config) -> std::io::Result<()> {
         .collect();
     // TLS files are checked before the data directory is opened: a typo in a
     // path fails at once, not after recovery.
-    let tls = if specs.iter().any(|s| s.protocol.is_tls()) {
+    let tls = if specs.iter().any(|s| s.protocol.is_tls()) || config.http_tls {
         let settings = TlsSettings::from_config(&config).map_err(std::io::Error::other)?;
         let acceptor = TlsAcceptor::load(settings).map_err(std::io::Error::other)?;
         let acceptor = Arc::new(acceptor);
@@ -150,9 +150,30 @@ async fn run(config: Config) -> std::io::Result<()> {
         listeners.push((l, Arc::new(info)));
     }
     broker.set_listeners(advertised);
+    // One stop for both: the gateway closes (its consumer instances leave
+    // their groups) before the Kafka listeners drain and the logs close.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let gateway = match start_gateway(&broker, oauth.clone(), tls.clone(), stop_rx.clone()).await {
+        Ok(g) => g,
+        Err(e) => {
+            let _ = broker.shutdown().await;
+            return Err(e);
+        }
+    };
     http.set_accepting(true);
     tracing::info!("sluice is ready");
-    let result = sluice::server::run_listeners(listeners, broker, shutdown_signal()).await;
+    let mut stop = stop_rx;
+    let shutdown = async move {
+        let _ = stop.wait_for(|s| *s).await;
+        if let Some(g) = gateway {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(15), g).await;
+        }
+    };
+    let result = sluice::server::run_listeners(listeners, broker, shutdown).await;
     http.set_accepting(false);
     let _ = http_stop.send(());
     if let Some(t) = http_task {
@@ -161,16 +182,50 @@ async fn run(config: Config) -> std::io::Result<()> {
     result
 }
 
+/// Starts the HTTP gateway when `--http-listen` is on; the task ends once
+/// `stop` turns true and the gateway has closed.
+async fn start_gateway(
+    broker: &Arc<Broker>,
+    oauth: Option<Arc<sluice::auth::oauth::OAuthValidator>>,
+    tls: Option<Arc<TlsAcceptor>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(addr) = broker.config.http_listen.0 else {
+        return Ok(None);
+    };
+    let l = TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen for HTTP on {addr}: {e}"))
+    })?;
+    let tls: Option<sluice::http::listener::TlsConfig> = match (broker.config.http_tls, tls) {
+        (true, Some(t)) => Some(Arc::new(move || t.config())),
+        _ => None,
+    };
+    tracing::info!(listen = %l.local_addr()?, tls = tls.is_some(), auth = %broker.config.http_auth,
+        "HTTP gateway up (REST Proxy v2)");
+    let broker = broker.clone();
+    Ok(Some(tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = sluice::http::gateway::serve(l, broker, oauth, tls, stopped).await {
+            tracing::error!(error = %e, "HTTP gateway failed");
+        }
+    })))
+}
+
 /// The OAUTHBEARER validator when the mechanism is enabled: signed tokens
 /// against the JWKS (kept fresh by a task), or unsecured ones when allowed.
 async fn oauth_validator(
     config: &Config,
 ) -> std::io::Result<Option<Arc<sluice::auth::oauth::OAuthValidator>>> {
     use sluice::auth::oauth::OAuthValidator;
-    if !config
-        .sasl_enabled_mechanisms
-        .split(',')
-        .any(|m| m.trim() == "OAUTHBEARER")
+    let bearer_http =
+        config.http_listen.0.is_some() && config.http_auth.split(',').any(|m| m.trim() == "bearer");
+    if !bearer_http
+        && !config
+            .sasl_enabled_mechanisms
+            .split(',')
+            .any(|m| m.trim() == "OAUTHBEARER")
     {
         return Ok(None);
     }

@@ -68,7 +68,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("net", &["handlers", "protocol", "broker", "log", "auth"]),
     ("server", &["net", "broker"]),
-    ("http", &["broker", "group", "storage", "log"]),
+    ("http", &["broker", "group", "storage", "log", "auth"]),
     ("cli", &["broker", "auth", "log"]),
     ("config", &["log"]),
     ("clock", &[]),

@@ -7,6 +7,7 @@
 //! block reservation.
 
 pub mod acls;
+pub mod append;
 pub mod credentials;
 pub mod meta;
 mod producer_ids;
@@ -333,6 +334,21 @@ impl Broker {
         let mut v: Vec<_> = self.read_topics().by_name.values().cloned().collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
+    }
+
+    /// The topics that exist now, as the group coordinator's assignors see them.
+    pub fn group_topics(&self) -> crate::group::Topics {
+        self.topics()
+            .iter()
+            .map(|t| {
+                let partitions = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);
+                let info = crate::group::TopicInfo {
+                    id: t.id,
+                    partitions,
+                };
+                (t.name.clone(), info)
+            })
+            .collect()
     }
 
     /// Validates a topic creation without doing it; returns partitions and log config.

@@ -18,25 +18,12 @@ use super::groups::group_error_code;
 use super::{sb, Ctx};
 use crate::auth::acl::{Operation, ResourceType};
 use crate::broker::Broker;
-use crate::group::{Assignment, ConsumerError, Heartbeat, TopicInfo, Topics};
+use crate::group::{Assignment, ConsumerError, Heartbeat, Topics};
 use crate::protocol::{error, ResponseFrame};
 
 /// The topics that exist now, as the state machine sees them.
 pub(super) fn topics(broker: &Broker) -> Topics {
-    broker
-        .topics()
-        .iter()
-        .map(|t| {
-            let partitions = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);
-            (
-                t.name.clone(),
-                TopicInfo {
-                    id: t.id,
-                    partitions,
-                },
-            )
-        })
-        .collect()
+    broker.group_topics()
 }
 
 /// The Kafka error code and message of a refused heartbeat.

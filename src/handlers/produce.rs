@@ -10,13 +10,14 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{describe, partition_error_code, sb, Ctx};
 use crate::auth::acl::{Operation, ResourceType};
+use crate::broker::append::{Acks, AppendJob, PreAppend};
 use crate::broker::Broker;
 use crate::log::records::{self, InvalidBatch, RecordError};
 use crate::log::AppendError;
 use crate::log::BatchError;
 use crate::protocol::{error, ResponseFrame};
 use crate::quota::QuotaKind;
-use crate::storage::{Partition, PartitionError};
+use crate::storage::Partition;
 
 /// An append to do: the partition, its records (still in the request buffer)
 /// and its topic's name.
@@ -217,45 +218,41 @@ pub(super) async fn handle(
 
     // All appends of the request in one blocking task: validation and disk
     // writes stay off the workers.
-    let (parts, jobs): (Vec<(usize, Arc<Partition>)>, Vec<Job>) = slots
-        .iter_mut()
-        .enumerate()
-        .filter_map(|(i, s)| s.job.take().map(|(p, b, t)| ((i, p.clone()), (p, b, t))))
-        .unzip();
-    let b = broker.clone();
-    let appended = crate::clock::work::blocking(move || {
-        jobs.into_iter()
-            .map(|(p, bytes, topic)| {
-                let check = |h: &crate::log::BatchHeader| {
-                    verify_transactional(&b, txn_id.as_deref(), &topic, p.index, h)
-                };
-                p.append_checked(&bytes, Some(&check))
-                    .map(|info| (info, bytes.len() as u64))
-            })
-            .collect::<Vec<_>>()
-    })
-    .await;
-    let results = appended.unwrap_or_else(|e| {
-        // The task panicked: nothing it did may count as written.
-        tracing::error!(error = %e, "the append task failed");
-        parts.iter().map(|_| Err(PartitionError::Offline)).collect()
-    });
-
-    // (slot, partition, offset that must be durable)
-    let mut written = Vec::with_capacity(parts.len());
+    let mut parts = Vec::new();
+    let mut jobs = Vec::new();
+    for (i, s) in slots.iter_mut().enumerate() {
+        let Some((p, bytes, topic_name)) = s.job.take() else {
+            continue;
+        };
+        let Some(topic) = known[s.topic].clone() else {
+            continue;
+        };
+        let (b, txn_id, index) = (broker.clone(), txn_id.clone(), p.index);
+        let check: PreAppend = Box::new(move |h: &crate::log::BatchHeader| {
+            verify_transactional(&b, txn_id.as_deref(), &topic_name, index, h)
+        });
+        parts.push((i, p.clone()));
+        jobs.push(AppendJob {
+            partition: p,
+            topic,
+            bytes,
+            check: Some(check),
+        });
+    }
+    // Written with acks=1, durable too with acks=-1 (the flush policy permitting).
+    let wait = if acks == -1 {
+        Acks::Durable
+    } else {
+        Acks::Written
+    };
+    let results = broker.append_batches(jobs, wait).await;
     for ((i, p), result) in parts.into_iter().zip(results) {
         let slot = &mut slots[i];
         match result {
-            Ok((info, bytes)) => {
-                if let Some(t) = &known[slot.topic] {
-                    let records =
-                        u64::try_from(info.last_offset - info.base_offset + 1).unwrap_or(0);
-                    t.metrics.appended(records, bytes);
-                }
+            Ok(info) => {
                 slot.response.base_offset = info.base_offset;
                 slot.response.log_append_time_ms = info.log_append_time;
                 slot.response.log_start_offset = p.log_start_offset();
-                written.push((i, p, info.last_offset + 1));
             }
             Err(e) => {
                 let code = partition_error_code(&e);
@@ -268,19 +265,6 @@ pub(super) async fn handle(
                 slot.response = partition_error(slot.response.index, code, message);
             }
         }
-    }
-    // `flush.messages` above 1 (Kafka's durability model): nothing waits for the
-    // fsync; a flush is asked for once that many messages are unflushed.
-    let (must_sync, lazy): (Vec<_>, Vec<_>) = written
-        .into_iter()
-        .partition(|(_, p, _)| p.flush_policy().sync_before_ack());
-    let due: Vec<(Arc<Partition>, i64)> = lazy
-        .iter()
-        .filter(|(_, p, _)| p.unflushed() >= p.flush_policy().messages)
-        .map(|(_, p, end)| (p.clone(), *end))
-        .collect();
-    if !due.is_empty() {
-        broker.storage.syncer().request_flush(due);
     }
     // The data is kept whatever the quota says; a client over it is told to
     // wait (throttle_time_ms) and its connection is muted for that long.
@@ -296,21 +280,6 @@ pub(super) async fn handle(
             }
         }
         return None;
-    }
-    let written = must_sync;
-    if acks == -1 && !written.is_empty() {
-        let targets = written
-            .iter()
-            .map(|(_, p, end)| (p.clone(), *end))
-            .collect();
-        if let Err(e) = broker.wait_durable(targets).await {
-            // Written but not durable: the producer must not count it as stored.
-            for (i, _, _) in &written {
-                let index = slots[*i].response.index;
-                slots[*i].response =
-                    partition_error(index, partition_error_code(&e), e.to_string());
-            }
-        }
     }
     for slot in slots {
         if slot.response.error_code != error::NONE {

@@ -2,17 +2,19 @@
 //! (the process is up) and `/readyz` (the data directory is loaded, the Kafka
 //! listener accepts, the data directory is online). It starts before the data
 //! directory loads, so probes see "not ready" during recovery rather than a
-//! refused connection. The REST and WebSocket gateway will share this stack.
+//! refused connection. The gateway (`gateway`: REST Proxy v2, WebSocket,
+//! SSE, console) is a second listener on the same stack (`listener`).
 
+pub mod gateway;
+pub mod listener;
 mod scrape;
+
+use listener::{Incoming, ListenSettings};
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -20,14 +22,13 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::broker::Broker;
 
-/// An HTTP connection that sends nothing for this long is closed, so dead or
-/// stalled clients do not hold one of the `metrics_connections_max` slots.
+/// A metrics connection that moves nothing for this long is closed, so dead
+/// or stalled clients do not hold one of the `metrics_connections_max` slots.
 const HTTP_IDLE: Duration = Duration::from_secs(60);
 /// How often histogram samples are folded into buckets when nobody scrapes, so
 /// they never pile up in memory.
@@ -105,10 +106,15 @@ pub async fn serve(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state);
-    let listener = Limited {
-        inner: listener,
-        permits: Arc::new(Semaphore::new(connections_max.max(1))),
-    };
+    let listener = Incoming::new(
+        listener,
+        ListenSettings {
+            connections_max,
+            idle: HTTP_IDLE,
+            tls: None,
+            name: "metrics",
+        },
+    )?;
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -164,104 +170,5 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
             tracing::error!(error = %e, "metrics scrape failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "scrape failed\n").into_response()
         }
-    }
-}
-
-/// A listener that holds a permit per open connection.
-struct Limited {
-    /// The socket.
-    inner: TcpListener,
-    /// One per open connection.
-    permits: Arc<Semaphore>,
-}
-
-impl axum::serve::Listener for Limited {
-    type Io = Permitted;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Permitted, SocketAddr) {
-        // The semaphore is never closed, so this only waits.
-        let permit = loop {
-            if let Ok(p) = self.permits.clone().acquire_owned().await {
-                break p;
-            }
-        };
-        loop {
-            match self.inner.accept().await {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    return (
-                        Permitted {
-                            stream,
-                            _permit: permit,
-                            idle: Box::pin(tokio::time::sleep(HTTP_IDLE)),
-                        },
-                        addr,
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(error = %crate::sys::describe_io_error(&e), "metrics listener: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
-    }
-}
-
-/// A connection holding its slot, closed when it stays silent for [`HTTP_IDLE`].
-struct Permitted {
-    /// The socket.
-    stream: TcpStream,
-    /// Released when the connection is dropped.
-    _permit: OwnedSemaphorePermit,
-    /// Reset on every byte read.
-    idle: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl AsyncRead for Permitted {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        match Pin::new(&mut self.stream).poll_read(cx, buf) {
-            Poll::Ready(r) => {
-                if buf.filled().len() > before {
-                    let at = tokio::time::Instant::now() + HTTP_IDLE;
-                    self.idle.as_mut().reset(at);
-                }
-                Poll::Ready(r)
-            }
-            Poll::Pending => match self.idle.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "idle HTTP connection",
-                ))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-}
-
-impl AsyncWrite for Permitted {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }

@@ -12,6 +12,7 @@
 pub mod batch;
 pub mod cleaner;
 pub mod compress;
+pub mod decode;
 pub mod fs;
 pub mod index;
 pub mod partition;

@@ -1,0 +1,964 @@
+//! REST consumer instances: real members of Kafka consumer groups.
+//!
+//! A subscribed instance is a KIP-848 member of its group: a task per
+//! instance heartbeats the group coordinator, takes the partitions the
+//! server-side assignor gives it, and gives revoked ones back at once
+//! (committing them first with auto-commit), so a REST consumer and a
+//! librdkafka consumer of one group share its partitions. A manually assigned
+//! instance joins nothing. Positions (the next offset to return) start from
+//! the committed offset, else `auto.offset.reset`.
+//!
+//! A records request is a long poll: it parks on the partitions' waiters,
+//! the mechanism Kafka's Fetch parks on, and on the instance's assignment
+//! changes, until records arrive or its deadline passes.
+//!
+//! Locks are short and never held across an await: reads snapshot the
+//! positions, read on the blocking pool, and advance only positions nobody
+//! moved meanwhile.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::sync::{watch, Notify, Semaphore};
+
+use super::error::RestError;
+use super::json::{embedded_value, Format};
+use super::Gateway;
+use crate::config::Config;
+use crate::group::{Assignment, ConsumerError, GroupError, Heartbeat};
+use crate::log::decode::{decode_batch, Decoded};
+use crate::log::records::split_stored;
+use crate::log::ReadError;
+use crate::storage::PartitionError;
+
+/// How often auto-commit commits (the Java consumer's `auto.commit.interval.ms`).
+const AUTO_COMMIT_INTERVAL: Duration = Duration::from_secs(5);
+/// How often expired instances are looked for.
+const REAP_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a subscribe waits for the first assignment before answering.
+const FIRST_ASSIGNMENT_WAIT: Duration = Duration::from_secs(1);
+/// Pause after a refused heartbeat before the next, so a failing group is not spun on.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// The rebalance timeout the members declare: they revoke at once.
+const REBALANCE_TIMEOUT_MS: i32 = 30_000;
+
+/// A partition: topic name and index.
+pub type TopicPartition = (String, i32);
+
+/// What to do without a valid position (`auto.offset.reset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reset {
+    /// The log start.
+    Earliest,
+    /// The high watermark.
+    Latest,
+    /// Fail the read.
+    None,
+}
+
+/// What the instance consumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Nothing yet.
+    Idle,
+    /// Topics, through the group.
+    Topics(Vec<String>),
+    /// Topics matching a (RE2) pattern, through the group.
+    Pattern(String),
+    /// Partitions chosen by the client, outside the group's assignment.
+    Manual,
+}
+
+/// Immutable settings of an instance, from its create request.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Embedded format of its records.
+    pub format: Format,
+    /// `auto.offset.reset`.
+    pub reset: Reset,
+    /// `auto.commit.enable`.
+    pub auto_commit: bool,
+    /// `fetch.min.bytes`: a read waits for this many bytes (≤ 0: any record).
+    pub fetch_min_bytes: i64,
+    /// `consumer.request.timeout.ms`: the wait of a read naming no timeout.
+    pub request_timeout_ms: Option<u64>,
+}
+
+/// The changing part of an instance.
+struct State {
+    /// When it expires unless used.
+    expires: Instant,
+    /// What it consumes.
+    mode: Mode,
+    /// Its group member id (chosen here, as KIP-848 clients do).
+    member_id: String,
+    /// Its member epoch; 0 until joined.
+    epoch: i32,
+    /// The partitions it reads.
+    owned: BTreeSet<TopicPartition>,
+    /// Next offset to return, per owned partition (absent: not resolved yet).
+    positions: BTreeMap<TopicPartition, i64>,
+    /// Positions last committed by auto-commit.
+    auto_committed: BTreeMap<TopicPartition, i64>,
+    /// Where the next read starts among the owned partitions (fairness).
+    rotate: usize,
+    /// The membership and auto-commit task, while one runs.
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// One REST consumer instance.
+pub struct Instance {
+    /// Its group.
+    pub group: String,
+    /// Its name (`instance_id`).
+    pub name: String,
+    /// The principal that created it: nobody else may use it.
+    pub owner: String,
+    /// Where its creator connected from (the member's client host).
+    host: String,
+    /// Its settings.
+    pub settings: Settings,
+    /// What changes.
+    state: Mutex<State>,
+    /// Bumped when the owned partitions change: parked reads look again.
+    assignment: watch::Sender<u64>,
+    /// Wakes the membership task (subscription changed, closing).
+    wake: Notify,
+    /// One read at a time.
+    reads: Semaphore,
+    /// Set once closed: every later call finds nothing.
+    closed: AtomicBool,
+    /// How long it lives unused.
+    timeout: Duration,
+}
+
+impl Instance {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Pushes the expiry back: the instance was used.
+    fn touch(&self) {
+        self.lock().expires = Instant::now() + self.timeout;
+    }
+
+    fn bump(&self) {
+        self.assignment.send_modify(|v| *v += 1);
+    }
+
+    /// Its subscription: topic names (those a pattern matches now).
+    pub fn subscription(&self, gw: &Gateway) -> Vec<String> {
+        match &self.lock().mode {
+            Mode::Topics(t) => t.clone(),
+            Mode::Pattern(p) => match regex::Regex::new(p) {
+                Ok(re) => {
+                    let mut names: Vec<String> = gw
+                        .broker
+                        .topics()
+                        .iter()
+                        .filter(|t| re.is_match(&t.name) && !crate::broker::is_internal(&t.name))
+                        .map(|t| t.name.clone())
+                        .collect();
+                    names.sort();
+                    names
+                }
+                Err(_) => Vec::new(),
+            },
+            Mode::Idle | Mode::Manual => Vec::new(),
+        }
+    }
+
+    /// The partitions it reads now.
+    pub fn owned(&self) -> Vec<TopicPartition> {
+        self.lock().owned.iter().cloned().collect()
+    }
+
+    /// Subscribes to `mode` (topics or a pattern), replacing a subscription;
+    /// 409 while manually assigned. Waits briefly for the first assignment.
+    pub async fn subscribe(self: &Arc<Self>, gw: &Arc<Gateway>, mode: Mode) {
+        let mut rx = self.assignment.subscribe();
+        rx.borrow_and_update();
+        {
+            let mut s = self.lock();
+            s.mode = mode;
+            self.ensure_task(gw, &mut s);
+        }
+        self.wake.notify_one();
+        let _ = tokio::time::timeout(FIRST_ASSIGNMENT_WAIT, rx.changed()).await;
+    }
+
+    /// Whether it is manually assigned (subscribing is refused), or subscribed
+    /// (assigning is refused).
+    pub fn mode(&self) -> Mode {
+        self.lock().mode.clone()
+    }
+
+    /// Drops the subscription or assignment: the task leaves the group.
+    pub async fn unsubscribe(self: &Arc<Self>, gw: &Arc<Gateway>) {
+        let commit = {
+            let mut s = self.lock();
+            let was_manual = s.mode == Mode::Manual;
+            s.mode = Mode::Idle;
+            if was_manual {
+                s.owned.clear();
+                std::mem::take(&mut s.positions)
+            } else {
+                BTreeMap::new()
+            }
+        };
+        if self.settings.auto_commit && !commit.is_empty() {
+            let _ = self.commit_positions(gw, commit).await;
+        }
+        self.bump();
+        self.wake.notify_one();
+    }
+
+    /// Assigns `partitions` manually (replacing any earlier assignment).
+    pub fn assign(self: &Arc<Self>, gw: &Arc<Gateway>, partitions: Vec<TopicPartition>) {
+        {
+            let mut s = self.lock();
+            s.mode = Mode::Manual;
+            s.owned = partitions.into_iter().collect();
+            let owned = s.owned.clone();
+            s.positions.retain(|tp, _| owned.contains(tp));
+            self.ensure_task(gw, &mut s);
+        }
+        self.bump();
+    }
+
+    /// Sets positions; 409 for a partition it does not own.
+    pub fn seek(&self, to: Vec<(TopicPartition, i64)>) -> Result<(), RestError> {
+        let mut s = self.lock();
+        if let Some(((t, p), _)) = to.iter().find(|(tp, _)| !s.owned.contains(tp)) {
+            return Err(RestError::illegal_state(format!(
+                "No current assignment for partition {t}-{p}"
+            )));
+        }
+        for (tp, offset) in to {
+            s.positions.insert(tp, offset.max(0));
+        }
+        drop(s);
+        self.bump();
+        Ok(())
+    }
+
+    /// Starts the membership task unless one runs.
+    fn ensure_task(self: &Arc<Self>, gw: &Arc<Gateway>, s: &mut State) {
+        if s.task.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        s.task = Some(tokio::spawn(membership(gw.clone(), self.clone())));
+    }
+
+    /// Commits `offsets` (the next offset to read, per partition) as this
+    /// member: at its epoch while in the group, else as a simple consumer.
+    pub async fn commit(
+        &self,
+        gw: &Gateway,
+        offsets: Vec<(TopicPartition, i64, String)>,
+    ) -> Result<(), RestError> {
+        let (member, epoch) = {
+            let s = self.lock();
+            match s.mode {
+                Mode::Topics(_) | Mode::Pattern(_) if s.epoch > 0 => (s.member_id.clone(), s.epoch),
+                _ => (String::new(), -1),
+            }
+        };
+        let offsets = offsets
+            .into_iter()
+            .map(|((t, p), o, m)| (t, p, o, -1, m))
+            .collect();
+        let results = gw
+            .broker
+            .groups
+            .commit(&self.group, &member, &None, epoch, None, offsets)
+            .await;
+        match results.into_iter().find_map(Result::err) {
+            None => Ok(()),
+            Some(e) => Err(commit_error(e)),
+        }
+    }
+
+    /// Commits positions, remembering them as auto-committed.
+    async fn commit_positions(
+        &self,
+        gw: &Gateway,
+        positions: BTreeMap<TopicPartition, i64>,
+    ) -> Result<(), RestError> {
+        let list = positions
+            .iter()
+            .map(|(tp, o)| (tp.clone(), *o, String::new()))
+            .collect();
+        self.commit(gw, list).await?;
+        let mut s = self.lock();
+        s.auto_committed.extend(positions);
+        Ok(())
+    }
+
+    /// Commits every position it holds (a commit without a body).
+    pub async fn commit_all(&self, gw: &Gateway) -> Result<(), RestError> {
+        let positions = self.lock().positions.clone();
+        if positions.is_empty() {
+            return Ok(());
+        }
+        self.commit_positions(gw, positions).await
+    }
+
+    /// Positions that moved since the last auto-commit.
+    fn uncommitted(&self) -> BTreeMap<TopicPartition, i64> {
+        let s = self.lock();
+        s.positions
+            .iter()
+            .filter(|(tp, o)| s.auto_committed.get(*tp) != Some(*o))
+            .map(|(tp, o)| (tp.clone(), *o))
+            .collect()
+    }
+
+    /// Seeks owned partitions to the log start (`end`: the high watermark).
+    pub fn seek_to_edge(
+        &self,
+        gw: &Gateway,
+        partitions: Vec<TopicPartition>,
+        end: bool,
+    ) -> Result<(), RestError> {
+        let mut to = Vec::with_capacity(partitions.len());
+        for (t, p) in partitions {
+            let part = gw
+                .broker
+                .topic(&t)
+                .and_then(|x| x.partition(p).cloned())
+                .ok_or_else(RestError::partition_not_found)?;
+            let o = if end {
+                part.high_watermark()
+            } else {
+                part.log_start_offset()
+            };
+            to.push(((t, p), o));
+        }
+        self.seek(to)
+    }
+}
+
+/// REST Proxy's answer to a refused commit.
+fn commit_error(e: GroupError) -> RestError {
+    match e {
+        GroupError::NotCoordinator | GroupError::CoordinatorNotAvailable => {
+            RestError::retriable(format!("The group coordinator is not available ({e:?})."))
+        }
+        GroupError::StaleMemberEpoch
+        | GroupError::IllegalGeneration
+        | GroupError::UnknownMemberId
+        | GroupError::RebalanceInProgress => RestError::illegal_state(format!(
+            "Commit cannot be completed since the group has already rebalanced ({e:?})"
+        )),
+        other => RestError::kafka(format!("The commit failed: {other:?}")),
+    }
+}
+
+/// The registry of instances, bounded by `--http-consumer-instances-max`.
+pub struct Instances {
+    /// By (group, name).
+    map: Mutex<HashMap<(String, String), Arc<Instance>>>,
+    /// Most instances.
+    max: usize,
+    /// How long an instance lives unused.
+    timeout: Duration,
+}
+
+impl Instances {
+    /// An empty registry with the config's limits.
+    pub fn new(c: &Config) -> Instances {
+        Instances {
+            map: Mutex::new(HashMap::new()),
+            max: c.http_consumer_instances_max,
+            timeout: Duration::from_millis(c.http_consumer_instance_timeout_ms),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<Instance>>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates an instance; 409 40902 if the name is taken in the group, 429 when full.
+    pub fn create(
+        &self,
+        group: &str,
+        name: &str,
+        owner: &str,
+        host: &str,
+        settings: Settings,
+    ) -> Result<Arc<Instance>, RestError> {
+        let mut map = self.lock();
+        let key = (group.to_string(), name.to_string());
+        if map.contains_key(&key) {
+            return Err(RestError::new(
+                axum::http::StatusCode::CONFLICT,
+                40902,
+                "Consumer with specified consumer ID already exists in the specified consumer group.",
+            ));
+        }
+        if map.len() >= self.max {
+            return Err(RestError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                429,
+                format!("Too many consumer instances ({}, --http-consumer-instances-max); delete some first.", self.max),
+            ));
+        }
+        let (assignment, _) = watch::channel(0);
+        let inst = Arc::new(Instance {
+            group: group.to_string(),
+            name: name.to_string(),
+            owner: owner.to_string(),
+            host: host.to_string(),
+            settings,
+            state: Mutex::new(State {
+                expires: Instant::now() + self.timeout,
+                mode: Mode::Idle,
+                member_id: uuid::Uuid::new_v4().to_string(),
+                epoch: 0,
+                owned: BTreeSet::new(),
+                positions: BTreeMap::new(),
+                auto_committed: BTreeMap::new(),
+                rotate: 0,
+                task: None,
+            }),
+            assignment,
+            wake: Notify::new(),
+            reads: Semaphore::new(1),
+            closed: AtomicBool::new(false),
+            timeout: self.timeout,
+        });
+        map.insert(key, inst.clone());
+        Ok(inst)
+    }
+
+    /// The caller's instance, touched; 404 40403 when unknown or another's.
+    pub fn get(
+        &self,
+        group: &str,
+        name: &str,
+        principal: &str,
+    ) -> Result<Arc<Instance>, RestError> {
+        let inst = self
+            .lock()
+            .get(&(group.to_string(), name.to_string()))
+            .cloned()
+            .filter(|i| i.owner == principal)
+            .ok_or_else(RestError::instance_not_found)?;
+        inst.touch();
+        Ok(inst)
+    }
+
+    /// Removes and closes the caller's instance.
+    pub async fn delete(
+        &self,
+        gw: &Gateway,
+        group: &str,
+        name: &str,
+        principal: &str,
+    ) -> Result<(), RestError> {
+        let inst = {
+            let mut map = self.lock();
+            let key = (group.to_string(), name.to_string());
+            match map.get(&key) {
+                Some(i) if i.owner == principal => map.remove(&key),
+                _ => None,
+            }
+        }
+        .ok_or_else(RestError::instance_not_found)?;
+        close(gw, &inst).await;
+        Ok(())
+    }
+
+    /// Closes every instance (the gateway is stopping): members leave their
+    /// groups and auto-commit instances commit.
+    pub async fn close_all(&self, gw: &Gateway) {
+        let all: Vec<Arc<Instance>> = self.lock().drain().map(|(_, i)| i).collect();
+        for inst in all {
+            close(gw, &inst).await;
+        }
+    }
+}
+
+/// Closes an instance: its task commits (with auto-commit) and leaves the group.
+async fn close(gw: &Gateway, inst: &Arc<Instance>) {
+    inst.closed.store(true, Ordering::Release);
+    inst.wake.notify_one();
+    inst.bump();
+    let task = inst.lock().task.take();
+    match task {
+        Some(t) => {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+        None if inst.settings.auto_commit => {
+            let _ = inst.commit_all(gw).await;
+        }
+        None => {}
+    }
+    tracing::debug!(group = %inst.group, instance = %inst.name, "REST consumer instance closed");
+}
+
+/// Closes instances unused for their timeout, every second.
+pub async fn reap(gw: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(REAP_INTERVAL);
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        let expired: Vec<Arc<Instance>> = {
+            let mut map = gw.instances.lock();
+            let keys: Vec<(String, String)> = map
+                .iter()
+                .filter(|(_, i)| i.lock().expires <= now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.iter().filter_map(|k| map.remove(k)).collect()
+        };
+        for inst in expired {
+            tracing::info!(group = %inst.group, instance = %inst.name, "REST consumer instance expired");
+            close(&gw, &inst).await;
+        }
+    }
+}
+
+/// The instance's life in its group: heartbeats while subscribed, taking and
+/// giving back partitions; auto-commits; leaves on unsubscribe or close.
+async fn membership(gw: Arc<Gateway>, inst: Arc<Instance>) {
+    let mut last_commit = Instant::now();
+    loop {
+        let closed = inst.closed.load(Ordering::Acquire);
+        let mode = inst.lock().mode.clone();
+        let subscribed = matches!(mode, Mode::Topics(_) | Mode::Pattern(_));
+        if closed || !subscribed {
+            let auto = inst.settings.auto_commit;
+            if auto && (closed || mode == Mode::Idle) {
+                let moved = inst.uncommitted();
+                if !moved.is_empty() {
+                    if let Err(e) = inst.commit_positions(&gw, moved).await {
+                        tracing::info!(group = %inst.group, error = %e.message, "auto-commit on leaving failed");
+                    }
+                }
+            }
+            leave(&gw, &inst);
+            if closed || mode == Mode::Idle {
+                return;
+            }
+        }
+        let mut wait = AUTO_COMMIT_INTERVAL;
+        if subscribed && !closed {
+            wait = heartbeat(&gw, &inst, mode).await.min(AUTO_COMMIT_INTERVAL);
+        }
+        if inst.settings.auto_commit && last_commit.elapsed() >= AUTO_COMMIT_INTERVAL {
+            last_commit = Instant::now();
+            let moved = inst.uncommitted();
+            if !moved.is_empty() {
+                if let Err(e) = inst.commit_positions(&gw, moved).await {
+                    tracing::debug!(group = %inst.group, error = %e.message, "auto-commit failed");
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = inst.wake.notified() => {}
+        }
+    }
+}
+
+/// Leaves the group if a member (epoch -1), giving back every partition.
+fn leave(gw: &Gateway, inst: &Instance) {
+    let (member_id, epoch) = {
+        let mut s = inst.lock();
+        let out = (s.member_id.clone(), s.epoch);
+        if s.epoch > 0 {
+            s.epoch = 0;
+            if s.mode != Mode::Manual {
+                s.owned.clear();
+                s.positions.clear();
+            }
+        }
+        out
+    };
+    if epoch <= 0 {
+        return;
+    }
+    let hb = Heartbeat {
+        version: 1,
+        member_id,
+        member_epoch: -1,
+        instance_id: None,
+        rack_id: None,
+        rebalance_timeout_ms: -1,
+        topic_names: None,
+        topic_regex: None,
+        assignor: None,
+        owned: None,
+        client_id: client_id(inst),
+        client_host: inst.host.clone(),
+        new_member_id: String::new(),
+    };
+    let _ = gw
+        .broker
+        .groups
+        .consumer_heartbeat(&inst.group, hb, &gw.broker.group_topics());
+    inst.bump();
+}
+
+fn client_id(inst: &Instance) -> String {
+    format!("sluice-rest-{}", inst.name)
+}
+
+/// One heartbeat; returns when the next is due.
+async fn heartbeat(gw: &Arc<Gateway>, inst: &Arc<Instance>, mode: Mode) -> Duration {
+    let (member_id, epoch, owned) = {
+        let s = inst.lock();
+        (s.member_id.clone(), s.epoch, s.owned.clone())
+    };
+    let mut assignment: Assignment = Assignment::new();
+    for (t, p) in &owned {
+        if let Some(topic) = gw.broker.topic(t) {
+            assignment.entry(topic.id).or_default().insert(*p);
+        }
+    }
+    let (topic_names, topic_regex) = match mode {
+        Mode::Topics(t) => (Some(t), None),
+        Mode::Pattern(p) => (None, Some(p)),
+        _ => (None, None),
+    };
+    let hb = Heartbeat {
+        version: 1,
+        member_id,
+        member_epoch: epoch,
+        instance_id: None,
+        rack_id: None,
+        rebalance_timeout_ms: REBALANCE_TIMEOUT_MS,
+        topic_names,
+        topic_regex,
+        assignor: None,
+        owned: Some(assignment),
+        client_id: client_id(inst),
+        client_host: inst.host.clone(),
+        new_member_id: String::new(),
+    };
+    let reply = gw
+        .broker
+        .groups
+        .consumer_heartbeat(&inst.group, hb, &gw.broker.group_topics());
+    match reply {
+        Ok(r) => {
+            let next =
+                Duration::from_millis(u64::try_from(r.heartbeat_interval_ms).unwrap_or(5000));
+            let Some(a) = r.assignment else {
+                inst.lock().epoch = r.member_epoch;
+                return next;
+            };
+            let mut target = BTreeSet::new();
+            for (id, ps) in a {
+                if let Some(t) = gw.broker.topic_by_id(&id) {
+                    target.extend(ps.into_iter().map(|p| (t.name.clone(), p)));
+                }
+            }
+            let revoked: BTreeMap<TopicPartition, i64> = {
+                let s = inst.lock();
+                s.positions
+                    .iter()
+                    .filter(|(tp, _)| !target.contains(*tp))
+                    .map(|(tp, o)| (tp.clone(), *o))
+                    .collect()
+            };
+            // Revoked partitions are committed before they are given back,
+            // as the Java consumer's auto-commit does in its rebalance.
+            if inst.settings.auto_commit && !revoked.is_empty() {
+                let _ = inst.commit_positions(gw, revoked).await;
+            }
+            let changed = {
+                let mut s = inst.lock();
+                s.member_id = r.member_id;
+                s.epoch = r.member_epoch;
+                let changed = s.owned != target;
+                s.positions.retain(|tp, _| target.contains(tp));
+                s.owned = target;
+                changed
+            };
+            if changed {
+                inst.bump();
+                // Tell the coordinator at once what is owned now, so
+                // partitions revoked here reach their next owner quickly.
+                return Duration::ZERO;
+            }
+            next
+        }
+        Err(ConsumerError::UnknownMemberId | ConsumerError::FencedMemberEpoch) => {
+            // Rejoin from scratch, owning nothing.
+            {
+                let mut s = inst.lock();
+                s.epoch = 0;
+                s.owned.clear();
+                s.positions.clear();
+            }
+            inst.bump();
+            RETRY_PAUSE
+        }
+        Err(e) => {
+            tracing::info!(group = %inst.group, instance = %inst.name, error = ?e, "REST consumer heartbeat refused");
+            RETRY_PAUSE * 4
+        }
+    }
+}
+
+/// One read's outcome: the records' JSON and the positions they advance.
+struct ReadOut {
+    /// Records as REST Proxy returns them.
+    records: Vec<Value>,
+    /// Per partition: (position read from, next position).
+    advanced: Vec<(TopicPartition, i64, i64)>,
+    /// Key and value bytes read.
+    bytes: u64,
+    /// Positions to reset (out of range), per partition: (from, to).
+    resets: Vec<(TopicPartition, i64, i64)>,
+}
+
+/// Resolves positions of owned partitions that have none: the committed
+/// offset, else `auto.offset.reset`.
+fn resolve_positions(
+    gw: &Gateway,
+    inst: &Instance,
+) -> Result<Vec<(TopicPartition, i64)>, RestError> {
+    let (owned, known, rotate) = {
+        let mut s = inst.lock();
+        s.rotate = s.rotate.wrapping_add(1);
+        (s.owned.clone(), s.positions.clone(), s.rotate)
+    };
+    let missing: Vec<TopicPartition> = owned
+        .iter()
+        .filter(|tp| !known.contains_key(*tp))
+        .cloned()
+        .collect();
+    let mut found = BTreeMap::new();
+    if !missing.is_empty() {
+        let committed = gw
+            .broker
+            .groups
+            .fetch_offsets(&inst.group, Some(missing.clone()));
+        for (tp, c) in committed {
+            let at = match c {
+                Some(c) if c.offset >= 0 => c.offset,
+                _ => reset_position(gw, inst, &tp)?,
+            };
+            found.insert(tp, at);
+        }
+        let mut s = inst.lock();
+        for (tp, at) in &found {
+            if s.owned.contains(tp) {
+                s.positions.entry(tp.clone()).or_insert(*at);
+            }
+        }
+    }
+    let mut all: Vec<(TopicPartition, i64)> = owned
+        .into_iter()
+        .filter_map(|tp| {
+            let at = known.get(&tp).or_else(|| found.get(&tp)).copied()?;
+            Some((tp, at))
+        })
+        .collect();
+    if !all.is_empty() {
+        let n = all.len();
+        all.rotate_left(rotate % n);
+    }
+    Ok(all)
+}
+
+/// Where `auto.offset.reset` puts a partition.
+fn reset_position(
+    gw: &Gateway,
+    inst: &Instance,
+    (t, p): &TopicPartition,
+) -> Result<i64, RestError> {
+    let part = gw
+        .broker
+        .topic(t)
+        .and_then(|x| x.partition(*p).cloned())
+        .ok_or_else(RestError::partition_not_found)?;
+    match inst.settings.reset {
+        Reset::Earliest => Ok(part.log_start_offset()),
+        Reset::Latest => Ok(part.high_watermark()),
+        Reset::None => Err(RestError::kafka(format!(
+            "Undefined offset with no reset policy for partitions: [{t}-{p}]"
+        ))),
+    }
+}
+
+/// Reads what is there from `positions`, up to `max_bytes` of keys and values
+/// (at least one record), as `format` (blocking).
+fn read_blocking(
+    gw: &Gateway,
+    positions: &[(TopicPartition, i64)],
+    format: Format,
+    max_bytes: u64,
+    decompressed_max: u64,
+) -> Result<ReadOut, RestError> {
+    let mut out = ReadOut {
+        records: Vec::new(),
+        advanced: Vec::new(),
+        bytes: 0,
+        resets: Vec::new(),
+    };
+    for ((t, p), from) in positions {
+        if out.bytes >= max_bytes {
+            break;
+        }
+        let Some(part) = gw.broker.topic(t).and_then(|x| x.partition(*p).cloned()) else {
+            continue;
+        };
+        let slice = match part.read_blocking(*from, max_bytes - out.bytes) {
+            Ok(Some(s)) => s,
+            Ok(None) => continue,
+            Err(PartitionError::Read(ReadError::OutOfRange { .. })) => {
+                out.resets.push(((t.clone(), *p), *from, -1));
+                continue;
+            }
+            Err(e) => return Err(RestError::retriable(e.to_string())),
+        };
+        let bytes = slice
+            .read_to_vec()
+            .map_err(|e| RestError::retriable(e.to_string()))?;
+        let mut next = *from;
+        'batches: for (at, h) in split_stored(&bytes) {
+            let b = &bytes[at..at + h.total_bytes()];
+            let records = match decode_batch(b, &h, next, decompressed_max) {
+                Ok(Decoded::Control) => {
+                    next = next.max(h.next_offset());
+                    continue;
+                }
+                Ok(Decoded::Records(r)) => r,
+                Err(e) => {
+                    return Err(RestError::kafka(format!(
+                        "A stored batch of {t}-{p} does not decode: {e}"
+                    )))
+                }
+            };
+            for r in records {
+                let size = r.size();
+                if !out.records.is_empty() && out.bytes + size >= max_bytes {
+                    break 'batches;
+                }
+                let key = embedded_value(format, r.key.as_deref());
+                let value = embedded_value(format, r.value.as_deref());
+                let (key, value) = match (key, value) {
+                    (Ok(k), Ok(v)) => (k, v),
+                    (Err(e), _) | (_, Err(e)) => {
+                        if out.records.is_empty() {
+                            return Err(RestError::new(
+                                axum::http::StatusCode::REQUEST_TIMEOUT,
+                                40801,
+                                format!("Error deserializing key/value for partition {t}-{p} at offset {}: {e}", r.offset),
+                            ));
+                        }
+                        // Return what came before; the next read fails on it.
+                        break 'batches;
+                    }
+                };
+                out.bytes += size;
+                out.records.push(json!({
+                    "topic": t, "key": key, "value": value, "partition": p, "offset": r.offset,
+                }));
+                next = r.offset + 1;
+            }
+            // Every record of the batch was taken (compaction may leave gaps).
+            next = next.max(h.next_offset());
+        }
+        if next > *from {
+            out.advanced.push(((t.clone(), *p), *from, next));
+        }
+    }
+    Ok(out)
+}
+
+/// A records request: waits up to `timeout` for records from the positions.
+pub async fn read(
+    gw: &Arc<Gateway>,
+    inst: &Arc<Instance>,
+    timeout: Duration,
+    max_bytes: u64,
+) -> Result<Vec<Value>, RestError> {
+    let Ok(_one) = inst.reads.acquire().await else {
+        return Err(RestError::instance_not_found());
+    };
+    if matches!(inst.mode(), Mode::Idle) {
+        return Err(RestError::illegal_state(
+            "Consumer is not subscribed to any topics or assigned any partitions",
+        ));
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut changes = inst.assignment.subscribe();
+    let decompressed_max = gw.broker.config.request_bytes_max as u64 * 4;
+    loop {
+        changes.borrow_and_update();
+        if inst.closed.load(Ordering::Acquire) {
+            return Err(RestError::instance_not_found());
+        }
+        let positions = resolve_positions(gw, inst)?;
+        let notify = Arc::new(Notify::new());
+        for ((t, p), _) in &positions {
+            if let Some(part) = gw.broker.topic(t).and_then(|x| x.partition(*p).cloned()) {
+                part.register_waiter(&notify);
+            }
+        }
+        let (g, pos, format) = (gw.clone(), positions.clone(), inst.settings.format);
+        let out = tokio::task::spawn_blocking(move || {
+            read_blocking(&g, &pos, format, max_bytes, decompressed_max)
+        })
+        .await
+        .map_err(|e| RestError::kafka(format!("the read failed: {e}")))??;
+        if !out.resets.is_empty() {
+            let mut fixed = Vec::new();
+            for (tp, _, _) in &out.resets {
+                fixed.push((tp.clone(), reset_position(gw, inst, tp)?));
+            }
+            let mut s = inst.lock();
+            for (tp, at) in fixed {
+                if s.owned.contains(&tp) {
+                    s.positions.insert(tp, at);
+                }
+            }
+            continue;
+        }
+        let min = inst.settings.fetch_min_bytes;
+        let enough = !out.records.is_empty() && (min <= 0 || out.bytes >= min as u64);
+        let timed_out = tokio::time::Instant::now() >= deadline;
+        if enough || (timed_out && !out.records.is_empty()) {
+            // Keep only records of partitions still owned at the positions
+            // they were read from (a seek or rebalance meanwhile wins).
+            let mut s = inst.lock();
+            let mut keep = BTreeSet::new();
+            for (tp, from, next) in out.advanced {
+                if s.owned.contains(&tp) && s.positions.get(&tp) == Some(&from) {
+                    s.positions.insert(tp.clone(), next);
+                    keep.insert(tp);
+                }
+            }
+            drop(s);
+            let records = out
+                .records
+                .into_iter()
+                .filter(|r| {
+                    let t = r["topic"].as_str().unwrap_or_default().to_string();
+                    let p = r["partition"].as_i64().unwrap_or(-1) as i32;
+                    keep.contains(&(t, p))
+                })
+                .collect();
+            inst.touch();
+            return Ok(records);
+        }
+        if timed_out {
+            inst.touch();
+            return Ok(Vec::new());
+        }
+        tokio::select! {
+            _ = notify.notified() => {}
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! The HTTP gateway (`--http-listen`): the Confluent REST Proxy v2 API, so
+//! REST Proxy clients and scripts work unchanged, served from the broker's own
+//! log, groups and ACLs. See docs/http.md.
+//!
+//! Every call is authenticated (`auth`), then judged by the same ACLs as a
+//! Kafka request of the same effect. Handlers are thin: topics and produce in
+//! `topics`, consumer instances' calls in `consumers`, their state (group
+//! membership, positions, long-poll reads) in `instance`.
+
+mod auth;
+mod consumers;
+pub mod error;
+mod instance;
+mod json;
+mod topics;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::connect_info::Connected;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use super::listener::{Incoming, ListenSettings, TlsConfig};
+use crate::auth::acl::{Operation, ResourceType};
+use crate::auth::oauth::OAuthValidator;
+use crate::broker::Broker;
+use error::RestError;
+
+/// The gateway's shared state.
+pub struct Gateway {
+    /// The broker it serves.
+    broker: Arc<Broker>,
+    /// Authenticates callers.
+    auth: auth::Authenticator,
+    /// REST consumer instances.
+    instances: instance::Instances,
+    /// Round-robin counter for records with neither key nor partition.
+    next_partition: AtomicU32,
+    /// The scheme of the listener (`https` with TLS), for `base_uri`.
+    scheme: &'static str,
+}
+
+/// The caller of one request, as authenticated.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Its Kafka principal (`User:name`).
+    pub principal: String,
+    /// Its address, for ACL host matching.
+    pub host: String,
+}
+
+impl Gateway {
+    /// Whether `caller` may do `op` on `(t, name)`.
+    fn may(&self, caller: &Caller, op: Operation, t: ResourceType, name: &str) -> bool {
+        self.broker
+            .acls
+            .allowed(&caller.principal, &caller.host, op, t, name)
+    }
+}
+
+/// The peer address of a gateway connection.
+#[derive(Debug, Clone, Copy)]
+struct Peer(SocketAddr);
+
+impl Connected<axum::serve::IncomingStream<'_, Incoming>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Incoming>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// Serves the gateway on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    oauth: Option<Arc<OAuthValidator>>,
+    tls: Option<TlsConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let c = &broker.config;
+    let settings = ListenSettings {
+        connections_max: c.http_connections_max,
+        idle: Duration::from_millis(c.http_idle_timeout_ms),
+        tls: tls.clone(),
+        name: "http",
+    };
+    let body_max = c.http_request_body_max_bytes;
+    let gw = Arc::new(Gateway {
+        auth: auth::Authenticator::new(&c.http_auth, oauth),
+        instances: instance::Instances::new(c),
+        next_partition: AtomicU32::new(0),
+        scheme: if tls.is_some() { "https" } else { "http" },
+        broker,
+    });
+    let reaper = tokio::spawn(instance::reap(gw.clone()));
+    let routes = router(gw.clone(), body_max);
+    // REST Proxy (JAX-RS) ignores a trailing slash; a path with one is
+    // routed again without it.
+    let again = routes.clone();
+    let app = routes.fallback(move |req: Request| {
+        let again = again.clone();
+        async move {
+            let path = req.uri().path();
+            if path.len() > 1 && path.ends_with('/') {
+                let mut parts = req.uri().clone().into_parts();
+                let trimmed = match req.uri().query() {
+                    Some(q) => format!("{}?{q}", path.trim_end_matches('/')),
+                    None => path.trim_end_matches('/').to_string(),
+                };
+                if let Ok(pq) = trimmed.parse() {
+                    parts.path_and_query = Some(pq);
+                    if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+                        let (mut head, body) = req.into_parts();
+                        head.uri = uri;
+                        let req = Request::from_parts(head, body);
+                        return match again.oneshot(req).await {
+                            Ok(r) => r,
+                            Err(never) => match never {},
+                        };
+                    }
+                }
+            }
+            RestError::not_found().into_response()
+        }
+    });
+    let incoming = Incoming::new(listener, settings)?;
+    let result = axum::serve(incoming, app.into_make_service_with_connect_info::<Peer>())
+        .with_graceful_shutdown(shutdown)
+        .await;
+    reaper.abort();
+    gw.instances.close_all(&gw).await;
+    result
+}
+
+/// Every route, behind authentication and the body checks.
+fn router(gw: Arc<Gateway>, body_max: usize) -> Router {
+    let inst = "/consumers/{group}/instances/{instance}";
+    Router::new()
+        .route("/", get(root).post(root))
+        .route("/brokers", get(topics::brokers))
+        .route("/topics", get(topics::list))
+        .route(
+            "/topics/{topic}",
+            get(topics::describe).post(topics::produce),
+        )
+        .route("/topics/{topic}/partitions", get(topics::partitions))
+        .route(
+            "/topics/{topic}/partitions/{partition}",
+            get(topics::partition).post(topics::produce_to_partition),
+        )
+        .route(
+            "/topics/{topic}/partitions/{partition}/offsets",
+            get(topics::partition_offsets),
+        )
+        .route("/consumers/{group}", post(consumers::create))
+        .route(inst, axum::routing::delete(consumers::delete))
+        .route(
+            &format!("{inst}/subscription"),
+            get(consumers::subscription)
+                .post(consumers::subscribe)
+                .delete(consumers::unsubscribe),
+        )
+        .route(
+            &format!("{inst}/assignments"),
+            get(consumers::assignments).post(consumers::assign),
+        )
+        .route(&format!("{inst}/positions"), post(consumers::seek))
+        .route(
+            &format!("{inst}/positions/beginning"),
+            post(consumers::seek_to_beginning),
+        )
+        .route(
+            &format!("{inst}/positions/end"),
+            post(consumers::seek_to_end),
+        )
+        .route(&format!("{inst}/records"), get(consumers::records))
+        .route(
+            &format!("{inst}/offsets"),
+            get(consumers::committed).post(consumers::commit),
+        )
+        .method_not_allowed_fallback(|| async {
+            RestError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                405,
+                "HTTP 405 Method Not Allowed",
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(gw.clone(), admit))
+        .layer(DefaultBodyLimit::max(body_max))
+        .with_state(gw)
+}
+
+/// REST Proxy's root: an empty object (a liveness check for its clients).
+async fn root() -> Response {
+    error::ok_json(&serde_json::json!({}))
+}
+
+/// Authenticates the caller and refuses bodies no REST client sends: over
+/// the size limit, or of a type a browser may send across sites without
+/// asking (forms, plain text), which would let any web page act as the user.
+async fn admit(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<Peer>>()
+        .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0 .0.ip());
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        if let Some(ct) = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+        {
+            let essence = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if matches!(
+                essence.as_str(),
+                "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain"
+            ) {
+                return RestError::unsupported_media_type(format!(
+                    "HTTP 415 Unsupported Media Type: {essence} (send application/vnd.kafka.v2+json or application/json)"
+                ))
+                .into_response();
+            }
+        }
+    }
+    let body_max = gw.broker.config.http_request_body_max_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > body_max as u64) {
+        return RestError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            413,
+            format!("The request body is over {body_max} bytes (--http-request-body-max-bytes)."),
+        )
+        .into_response();
+    }
+    match gw.auth.principal(&gw.broker, req.headers(), peer).await {
+        Ok(principal) => {
+            req.extensions_mut().insert(Caller {
+                principal,
+                host: peer.to_string(),
+            });
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,344 @@
+//! Topics, partitions and brokers metadata, and produce, as REST Proxy v2.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Extension;
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::error::{json_with, ok_json, RestError, V2_JSON};
+use super::json::{self, Format};
+use super::{Caller, Gateway};
+use crate::auth::acl::{Operation, ResourceType, CLUSTER_NAME};
+use crate::broker::append::{Acks, AppendJob};
+use crate::broker::{is_internal, Topic};
+use crate::log::decode::{encode_batch, partition_for_key, NewRecord};
+use crate::log::AppendError;
+use crate::storage::PartitionError;
+
+/// The topic, if it exists and the caller may describe it (an unauthorized
+/// caller learns nothing of its existence, as in Kafka's Metadata).
+pub(super) fn visible_topic(
+    gw: &Gateway,
+    caller: &Caller,
+    name: &str,
+) -> Result<Arc<Topic>, RestError> {
+    if is_internal(name) || !gw.may(caller, Operation::Describe, ResourceType::Topic, name) {
+        return Err(RestError::topic_not_found());
+    }
+    gw.broker.topic(name).ok_or_else(RestError::topic_not_found)
+}
+
+/// A partition's metadata: this broker leads every partition.
+fn partition_json(gw: &Gateway, index: i32) -> Value {
+    let node = gw.broker.config.node_id;
+    json!({
+        "partition": index,
+        "leader": node,
+        "replicas": [{"broker": node, "leader": true, "in_sync": true}],
+    })
+}
+
+/// `GET /brokers`.
+pub(super) async fn brokers(State(gw): State<Arc<Gateway>>) -> Response {
+    ok_json(&json!({"brokers": [gw.broker.config.node_id]}))
+}
+
+/// `GET /topics`: the names the caller may describe.
+pub(super) async fn list(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    let mut names: Vec<String> = gw
+        .broker
+        .topics()
+        .iter()
+        .filter(|t| !is_internal(&t.name))
+        .filter(|t| gw.may(&caller, Operation::Describe, ResourceType::Topic, &t.name))
+        .map(|t| t.name.clone())
+        .collect();
+    names.sort();
+    ok_json(&json!(names))
+}
+
+/// `GET /topics/{topic}`: partitions, and configs when the caller may describe them.
+pub(super) async fn describe(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    Path(topic): Path<String>,
+) -> Result<Response, RestError> {
+    let t = visible_topic(&gw, &caller, &topic)?;
+    let configs: BTreeMap<String, String> = if gw.may(
+        &caller,
+        Operation::DescribeConfigs,
+        ResourceType::Topic,
+        &topic,
+    ) {
+        t.configs()
+    } else {
+        BTreeMap::new()
+    };
+    let partitions: Vec<Value> = (0..t.partitions.len())
+        .map(|i| partition_json(&gw, i as i32))
+        .collect();
+    Ok(ok_json(&json!({
+        "name": t.name,
+        "configs": configs,
+        "partitions": partitions,
+    })))
+}
+
+/// `GET /topics/{topic}/partitions`.
+pub(super) async fn partitions(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    Path(topic): Path<String>,
+) -> Result<Response, RestError> {
+    let t = visible_topic(&gw, &caller, &topic)?;
+    let list: Vec<Value> = (0..t.partitions.len())
+        .map(|i| partition_json(&gw, i as i32))
+        .collect();
+    Ok(ok_json(&Value::Array(list)))
+}
+
+/// The partition of a path, or 404 40402.
+fn path_partition(t: &Topic, partition: &str) -> Result<i32, RestError> {
+    partition
+        .parse::<i32>()
+        .ok()
+        .filter(|p| t.partition(*p).is_some())
+        .ok_or_else(RestError::partition_not_found)
+}
+
+/// `GET /topics/{topic}/partitions/{partition}`.
+pub(super) async fn partition(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    Path((topic, partition)): Path<(String, String)>,
+) -> Result<Response, RestError> {
+    let t = visible_topic(&gw, &caller, &topic)?;
+    let p = path_partition(&t, &partition)?;
+    Ok(ok_json(&partition_json(&gw, p)))
+}
+
+/// `GET /topics/{topic}/partitions/{partition}/offsets`: log start and high watermark.
+pub(super) async fn partition_offsets(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    Path((topic, partition)): Path<(String, String)>,
+) -> Result<Response, RestError> {
+    let t = visible_topic(&gw, &caller, &topic)?;
+    let p = path_partition(&t, &partition)?;
+    let part = t.partition(p).ok_or_else(RestError::partition_not_found)?;
+    Ok(ok_json(&json!({
+        "beginning_offset": part.log_start_offset(),
+        "end_offset": part.high_watermark(),
+    })))
+}
+
+/// `POST /topics/{topic}`.
+pub(super) async fn produce(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    Path(topic): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, RestError> {
+    produce_records(&gw, &caller, &topic, None, &headers, &body).await
+}
+
+/// `POST /topics/{topic}/partitions/{partition}`.
+pub(super) async fn produce_to_partition(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    Path((topic, partition)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, RestError> {
+    let p = partition
+        .parse::<i32>()
+        .map_err(|_| RestError::partition_not_found())?;
+    produce_records(&gw, &caller, &topic, Some(p), &headers, &body).await
+}
+
+/// One record of a produce request, parsed.
+struct Incoming {
+    /// The partition it names, if any.
+    partition: Option<i32>,
+    /// Its key and value.
+    record: NewRecord,
+}
+
+/// Parses `{"records": [...]}` in `format`.
+fn parse_records(format: Format, body: &[u8]) -> Result<Vec<Incoming>, RestError> {
+    let m = json::object(body)?;
+    let records = m
+        .get("records")
+        .and_then(Value::as_array)
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| RestError::unprocessable(422, "records may not be empty"))?;
+    for schema in [
+        "key_schema",
+        "key_schema_id",
+        "value_schema",
+        "value_schema_id",
+    ] {
+        if m.get(schema).is_some_and(|v| !v.is_null()) {
+            return Err(RestError::unprocessable(
+                422,
+                format!("{schema} needs a Schema Registry, which Sluice does not have"),
+            ));
+        }
+    }
+    records
+        .iter()
+        .map(|r| {
+            let r = r
+                .as_object()
+                .ok_or_else(|| RestError::unprocessable(422, "a record must be an object"))?;
+            let partition =
+                match r.get("partition") {
+                    None | Some(Value::Null) => None,
+                    Some(v) => Some(v.as_i64().and_then(|p| i32::try_from(p).ok()).ok_or_else(
+                        || RestError::unprocessable(422, "partition must be an int"),
+                    )?),
+                };
+            Ok(Incoming {
+                partition,
+                record: NewRecord {
+                    key: json::embedded_bytes(format, r.get("key"), "key")?,
+                    value: json::embedded_bytes(format, r.get("value"), "value")?,
+                    headers: Vec::new(),
+                },
+            })
+        })
+        .collect()
+}
+
+/// REST Proxy's code for a failed append: 50003 when a retry may succeed,
+/// 50002 when it will not.
+pub(super) fn append_error(e: &PartitionError) -> (u32, String) {
+    let retriable = match e {
+        PartitionError::Offline | PartitionError::Io(_) | PartitionError::Deleted => true,
+        PartitionError::Append(AppendError::Io(_)) => true,
+        PartitionError::Append(_) | PartitionError::Read(_) => false,
+    };
+    (if retriable { 50003 } else { 50002 }, e.to_string())
+}
+
+/// Produces a request's records: keyed ones where Kafka's default
+/// partitioner puts them, the others round-robin, unless a partition is
+/// named. Answers once every batch is durable (acks=all).
+async fn produce_records(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    topic: &str,
+    path_partition: Option<i32>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, RestError> {
+    let format = json::produce_format(headers)?;
+    let records = parse_records(format, body)?;
+    if is_internal(topic) || !gw.may(caller, Operation::Write, ResourceType::Topic, topic) {
+        // As REST Proxy: each record fails with the producer's authorization error.
+        let offsets: Vec<Value> = records
+            .iter()
+            .map(|_| {
+                json!({"partition": null, "offset": null, "error_code": 40301,
+                    "error": "Not authorized to access topics: [".to_string() + topic + "]"})
+            })
+            .collect();
+        return Ok(produce_response(StatusCode::FORBIDDEN, offsets));
+    }
+    let t = match gw.broker.topic(topic) {
+        Some(t) => t,
+        None if gw.may(caller, Operation::Create, ResourceType::Topic, topic)
+            || gw.may(
+                caller,
+                Operation::Create,
+                ResourceType::Cluster,
+                CLUSTER_NAME,
+            ) =>
+        {
+            gw.broker
+                .get_or_create(topic)
+                .await
+                .map_err(|_| RestError::topic_not_found())?
+        }
+        None => return Err(RestError::topic_not_found()),
+    };
+    let count = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);
+    // The partition of each record, then the records of each partition in order.
+    let mut targets = Vec::with_capacity(records.len());
+    for r in &records {
+        let p = match (path_partition, r.partition, &r.record.key) {
+            (Some(p), _, _) | (None, Some(p), _) => p,
+            (None, None, Some(k)) => partition_for_key(k, count),
+            (None, None, None) => {
+                (gw.next_partition.fetch_add(1, Ordering::Relaxed) % count.max(1) as u32) as i32
+            }
+        };
+        if t.partition(p).is_none() {
+            return Err(RestError::partition_not_found());
+        }
+        targets.push(p);
+    }
+    let mut by_partition: BTreeMap<i32, Vec<NewRecord>> = BTreeMap::new();
+    let mut index_in_batch = Vec::with_capacity(records.len());
+    for (r, p) in records.into_iter().zip(&targets) {
+        let batch = by_partition.entry(*p).or_default();
+        index_in_batch.push(batch.len() as i64);
+        batch.push(r.record);
+    }
+    let now = crate::clock::now_ms();
+    let order: Vec<i32> = by_partition.keys().copied().collect();
+    let jobs = by_partition
+        .iter()
+        .filter_map(|(p, recs)| {
+            Some(AppendJob {
+                partition: t.partition(*p)?.clone(),
+                topic: t.clone(),
+                bytes: Bytes::from(encode_batch(now, recs)),
+                check: None,
+            })
+        })
+        .collect();
+    let results = gw.broker.append_batches(jobs, Acks::Durable).await;
+    let outcome: BTreeMap<i32, Result<i64, (u32, String)>> = order
+        .into_iter()
+        .zip(results)
+        .map(|(p, r)| {
+            (
+                p,
+                r.map(|info| info.base_offset).map_err(|e| append_error(&e)),
+            )
+        })
+        .collect();
+    let offsets: Vec<Value> = targets
+        .iter()
+        .zip(index_in_batch)
+        .map(|(p, i)| match &outcome[p] {
+            Ok(base) => {
+                json!({"partition": p, "offset": base + i, "error_code": null, "error": null})
+            }
+            Err((code, message)) => {
+                json!({"partition": null, "offset": null, "error_code": code, "error": message})
+            }
+        })
+        .collect();
+    Ok(produce_response(StatusCode::OK, offsets))
+}
+
+/// REST Proxy's ProduceResponse.
+fn produce_response(status: StatusCode, offsets: Vec<Value>) -> Response {
+    json_with(
+        status,
+        V2_JSON,
+        &json!({"offsets": offsets, "key_schema_id": null, "value_schema_id": null}),
+    )
+}
