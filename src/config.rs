@@ -113,6 +113,39 @@ pub struct Config {
     #[arg(long, env = "SLUICE_HTTP_CONSUMER_REQUEST_MAX_BYTES", default_value_t = 8 << 20)]
     pub http_consumer_request_max_bytes: u64,
 
+    /// Most record credit a WebSocket consumer may hold at once (records
+    /// granted and not yet sent); a grant past it is refused. Bounds what one
+    /// socket can ask the broker to push without reading.
+    #[arg(
+        long,
+        env = "SLUICE_HTTP_WS_CREDIT_RECORDS_MAX",
+        default_value_t = 10_000
+    )]
+    pub http_ws_credit_records_max: u64,
+
+    /// Most key and value bytes read from the log for one WebSocket or SSE
+    /// frame: what a stream holds in memory at a time.
+    #[arg(long, env = "SLUICE_HTTP_WS_FRAME_BYTES_MAX", default_value_t = 1 << 20)]
+    pub http_ws_frame_bytes_max: u64,
+
+    /// How often an idle WebSocket is pinged (and an SSE stream sends a
+    /// comment), keeping it inside the idle timeout and finding dead peers.
+    #[arg(
+        long,
+        env = "SLUICE_HTTP_WS_PING_INTERVAL_MS",
+        default_value_t = 20_000
+    )]
+    pub http_ws_ping_interval_ms: u64,
+
+    /// Most records a WebSocket producer has in flight (one append and its
+    /// acknowledgements at a time; the socket is not read meanwhile).
+    #[arg(
+        long,
+        env = "SLUICE_HTTP_WS_PRODUCE_INFLIGHT_MAX",
+        default_value_t = 1000
+    )]
+    pub http_ws_produce_inflight_max: usize,
+
     /// HOST:PORT that clients are told to connect to (in Metadata).
     /// Defaults to the listen address; set it when clients reach the broker through another name.
     #[arg(long, env = "SLUICE_ADVERTISED_LISTENER")]
@@ -872,6 +905,20 @@ impl Config {
                 "--http-consumer-request-timeout-max-ms must be below --http-idle-timeout-ms"
                     .into(),
             );
+        }
+        if self.http_ws_ping_interval_ms < 100
+            || self.http_ws_ping_interval_ms >= self.http_idle_timeout_ms
+        {
+            return Err(
+                "--http-ws-ping-interval-ms must be at least 100 and below --http-idle-timeout-ms"
+                    .into(),
+            );
+        }
+        if self.http_ws_credit_records_max == 0
+            || self.http_ws_produce_inflight_max == 0
+            || self.http_ws_frame_bytes_max < 1024
+        {
+            return Err("--http-ws-credit-records-max and --http-ws-produce-inflight-max must be at least 1, --http-ws-frame-bytes-max at least 1024".into());
         }
         if self.http_request_body_max_bytes < 1024 || self.http_consumer_request_max_bytes < 1024 {
             return Err("--http-request-body-max-bytes and --http-consumer-request-max-bytes must be at least 1024".into());

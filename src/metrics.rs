@@ -49,6 +49,13 @@ pub const FETCH_PARKED: &str = "sluice_fetch_parked_total";
 pub const QUOTA_THROTTLE_SECONDS: &str = "sluice_quota_throttle_seconds";
 /// Parked fetches that ended, by what ended them (data, timeout, shutdown).
 pub const FETCH_WOKEN: &str = "sluice_fetch_woken_total";
+/// WebSocket sessions of the HTTP gateway open now.
+pub const HTTP_WS_SESSIONS: &str = "sluice_http_ws_sessions";
+/// Record bytes read for WebSocket consumers and not yet written to their
+/// sockets: what credit-based flow keeps bounded.
+pub const HTTP_WS_BUFFERED_BYTES: &str = "sluice_http_ws_buffered_bytes";
+/// Records pushed to WebSocket consumers.
+pub const HTTP_WS_RECORDS_SENT: &str = "sluice_http_ws_records_sent_total";
 /// Connections open now.
 pub const CONNECTIONS_OPEN: &str = "sluice_connections_open";
 /// Connections accepted.
@@ -188,6 +195,19 @@ fn describe() {
         FETCH_WOKEN,
         "Parked fetches that ended, by what ended them."
     );
+    describe_gauge!(
+        HTTP_WS_SESSIONS,
+        "WebSocket sessions of the HTTP gateway open now."
+    );
+    describe_gauge!(
+        HTTP_WS_BUFFERED_BYTES,
+        Unit::Bytes,
+        "Record bytes read for WebSocket consumers and not yet written to their sockets."
+    );
+    describe_counter!(
+        HTTP_WS_RECORDS_SENT,
+        "Records pushed to WebSocket consumers."
+    );
     describe_gauge!(CONNECTIONS_OPEN, "Client connections open.");
     describe_counter!(CONNECTIONS_ACCEPTED, "Client connections accepted.");
     describe_counter!(CONNECTIONS_REFUSED, "Client connections refused, by limit.");
@@ -325,6 +345,21 @@ pub fn produce_rejected(reason: &'static str) {
 /// Counts a response throttled for `ms` by the quota `quota`.
 pub fn throttled(quota: &'static str, ms: u64) {
     histogram!(QUOTA_THROTTLE_SECONDS, "quota" => quota).record(ms as f64 / 1000.0);
+}
+
+/// Moves the open WebSocket sessions gauge by `delta`.
+pub fn http_ws_sessions(delta: i32) {
+    gauge!(HTTP_WS_SESSIONS).increment(f64::from(delta));
+}
+
+/// Moves the WebSocket buffered-bytes gauge by `delta`.
+pub fn http_ws_buffered(delta: f64) {
+    gauge!(HTTP_WS_BUFFERED_BYTES).increment(delta);
+}
+
+/// Counts records pushed to WebSocket consumers.
+pub fn http_ws_records_sent(n: u64) {
+    counter!(HTTP_WS_RECORDS_SENT).increment(n);
 }
 
 /// Counts a fetch that parked.

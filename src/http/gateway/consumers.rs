@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use super::error::{json_with, no_content, ok_json, RestError};
 use super::instance::{self, Instance, Mode, Reset, Settings, TopicPartition};
 use super::json::{self, Format};
+use super::reader::Budget;
 use super::{Caller, Gateway};
 use crate::auth::acl::{Operation, ResourceType};
 
@@ -432,12 +433,31 @@ pub(super) async fn records(
         _ => u64::MAX,
     }
     .min(c.http_consumer_request_max_bytes);
-    let records = instance::read(&gw, &inst, Duration::from_millis(timeout), max_bytes).await?;
-    Ok(json_with(
-        StatusCode::OK,
-        format.content_type(),
-        &Value::Array(records),
-    ))
+    let budget = Budget {
+        records: usize::MAX,
+        bytes: max_bytes,
+    };
+    let fetched =
+        instance::read(&gw, &inst, Duration::from_millis(timeout), budget, format).await?;
+    // Base64 or JSON of up to the byte budget: off the workers.
+    let body = tokio::task::spawn_blocking(move || {
+        let list = fetched
+            .into_iter()
+            .map(|((t, p), r)| {
+                json!({
+                    "topic": t,
+                    "key": json::embedded_value(format, r.key.as_deref()).unwrap_or(Value::Null),
+                    "value": json::embedded_value(format, r.value.as_deref()).unwrap_or(Value::Null),
+                    "partition": p,
+                    "offset": r.offset,
+                })
+            })
+            .collect();
+        Value::Array(list)
+    })
+    .await
+    .map_err(|e| RestError::kafka(format!("the response failed: {e}")))?;
+    Ok(json_with(StatusCode::OK, format.content_type(), &body))
 }
 
 /// `POST .../offsets`: commits the body's offsets plus one (REST Proxy's

@@ -21,18 +21,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
 use tokio::sync::{watch, Notify, Semaphore};
 
 use super::error::RestError;
-use super::json::{embedded_value, Format};
+use super::json::Format;
+use super::reader::{self, Budget, Fetched};
 use super::Gateway;
 use crate::config::Config;
 use crate::group::{Assignment, ConsumerError, GroupError, Heartbeat};
-use crate::log::decode::{decode_batch, Decoded};
-use crate::log::records::split_stored;
-use crate::log::ReadError;
-use crate::storage::PartitionError;
 
 /// How often auto-commit commits (the Java consumer's `auto.commit.interval.ms`).
 const AUTO_COMMIT_INTERVAL: Duration = Duration::from_secs(5);
@@ -136,6 +132,47 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// A new instance, owning nothing (outside any registry: WebSocket and
+    /// SSE sessions hold theirs for their life).
+    pub fn new(
+        group: &str,
+        name: &str,
+        owner: &str,
+        host: &str,
+        settings: Settings,
+        timeout: Duration,
+    ) -> Arc<Instance> {
+        let (assignment, _) = watch::channel(0);
+        Arc::new(Instance {
+            group: group.to_string(),
+            name: name.to_string(),
+            owner: owner.to_string(),
+            host: host.to_string(),
+            settings,
+            state: Mutex::new(State {
+                expires: Instant::now() + timeout,
+                mode: Mode::Idle,
+                member_id: uuid::Uuid::new_v4().to_string(),
+                epoch: 0,
+                owned: BTreeSet::new(),
+                positions: BTreeMap::new(),
+                auto_committed: BTreeMap::new(),
+                rotate: 0,
+                task: None,
+            }),
+            assignment,
+            wake: Notify::new(),
+            reads: Semaphore::new(1),
+            closed: AtomicBool::new(false),
+            timeout,
+        })
+    }
+
+    /// A receiver of its assignment changes.
+    pub fn assignment_changes(&self) -> watch::Receiver<u64> {
+        self.assignment.subscribe()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -407,30 +444,7 @@ impl Instances {
                 format!("Too many consumer instances ({}, --http-consumer-instances-max); delete some first.", self.max),
             ));
         }
-        let (assignment, _) = watch::channel(0);
-        let inst = Arc::new(Instance {
-            group: group.to_string(),
-            name: name.to_string(),
-            owner: owner.to_string(),
-            host: host.to_string(),
-            settings,
-            state: Mutex::new(State {
-                expires: Instant::now() + self.timeout,
-                mode: Mode::Idle,
-                member_id: uuid::Uuid::new_v4().to_string(),
-                epoch: 0,
-                owned: BTreeSet::new(),
-                positions: BTreeMap::new(),
-                auto_committed: BTreeMap::new(),
-                rotate: 0,
-                task: None,
-            }),
-            assignment,
-            wake: Notify::new(),
-            reads: Semaphore::new(1),
-            closed: AtomicBool::new(false),
-            timeout: self.timeout,
-        });
+        let inst = Instance::new(group, name, owner, host, settings, self.timeout);
         map.insert(key, inst.clone());
         Ok(inst)
     }
@@ -484,7 +498,7 @@ impl Instances {
 }
 
 /// Closes an instance: its task commits (with auto-commit) and leaves the group.
-async fn close(gw: &Gateway, inst: &Arc<Instance>) {
+pub async fn close(gw: &Gateway, inst: &Arc<Instance>) {
     inst.closed.store(true, Ordering::Release);
     inst.wake.notify_one();
     inst.bump();
@@ -707,18 +721,6 @@ async fn heartbeat(gw: &Arc<Gateway>, inst: &Arc<Instance>, mode: Mode) -> Durat
     }
 }
 
-/// One read's outcome: the records' JSON and the positions they advance.
-struct ReadOut {
-    /// Records as REST Proxy returns them.
-    records: Vec<Value>,
-    /// Per partition: (position read from, next position).
-    advanced: Vec<(TopicPartition, i64, i64)>,
-    /// Key and value bytes read.
-    bytes: u64,
-    /// Positions to reset (out of range), per partition: (from, to).
-    resets: Vec<(TopicPartition, i64, i64)>,
-}
-
 /// Resolves positions of owned partitions that have none: the committed
 /// offset, else `auto.offset.reset`.
 fn resolve_positions(
@@ -789,99 +791,16 @@ fn reset_position(
     }
 }
 
-/// Reads what is there from `positions`, up to `max_bytes` of keys and values
-/// (at least one record), as `format` (blocking).
-fn read_blocking(
-    gw: &Gateway,
-    positions: &[(TopicPartition, i64)],
-    format: Format,
-    max_bytes: u64,
-    decompressed_max: u64,
-) -> Result<ReadOut, RestError> {
-    let mut out = ReadOut {
-        records: Vec::new(),
-        advanced: Vec::new(),
-        bytes: 0,
-        resets: Vec::new(),
-    };
-    for ((t, p), from) in positions {
-        if out.bytes >= max_bytes {
-            break;
-        }
-        let Some(part) = gw.broker.topic(t).and_then(|x| x.partition(*p).cloned()) else {
-            continue;
-        };
-        let slice = match part.read_blocking(*from, max_bytes - out.bytes) {
-            Ok(Some(s)) => s,
-            Ok(None) => continue,
-            Err(PartitionError::Read(ReadError::OutOfRange { .. })) => {
-                out.resets.push(((t.clone(), *p), *from, -1));
-                continue;
-            }
-            Err(e) => return Err(RestError::retriable(e.to_string())),
-        };
-        let bytes = slice
-            .read_to_vec()
-            .map_err(|e| RestError::retriable(e.to_string()))?;
-        let mut next = *from;
-        'batches: for (at, h) in split_stored(&bytes) {
-            let b = &bytes[at..at + h.total_bytes()];
-            let records = match decode_batch(b, &h, next, decompressed_max) {
-                Ok(Decoded::Control) => {
-                    next = next.max(h.next_offset());
-                    continue;
-                }
-                Ok(Decoded::Records(r)) => r,
-                Err(e) => {
-                    return Err(RestError::kafka(format!(
-                        "A stored batch of {t}-{p} does not decode: {e}"
-                    )))
-                }
-            };
-            for r in records {
-                let size = r.size();
-                if !out.records.is_empty() && out.bytes + size >= max_bytes {
-                    break 'batches;
-                }
-                let key = embedded_value(format, r.key.as_deref());
-                let value = embedded_value(format, r.value.as_deref());
-                let (key, value) = match (key, value) {
-                    (Ok(k), Ok(v)) => (k, v),
-                    (Err(e), _) | (_, Err(e)) => {
-                        if out.records.is_empty() {
-                            return Err(RestError::new(
-                                axum::http::StatusCode::REQUEST_TIMEOUT,
-                                40801,
-                                format!("Error deserializing key/value for partition {t}-{p} at offset {}: {e}", r.offset),
-                            ));
-                        }
-                        // Return what came before; the next read fails on it.
-                        break 'batches;
-                    }
-                };
-                out.bytes += size;
-                out.records.push(json!({
-                    "topic": t, "key": key, "value": value, "partition": p, "offset": r.offset,
-                }));
-                next = r.offset + 1;
-            }
-            // Every record of the batch was taken (compaction may leave gaps).
-            next = next.max(h.next_offset());
-        }
-        if next > *from {
-            out.advanced.push(((t.clone(), *p), *from, next));
-        }
-    }
-    Ok(out)
-}
-
-/// A records request: waits up to `timeout` for records from the positions.
+/// A read: waits up to `timeout` for records from the positions, at most
+/// `budget` of them, each passing `format`'s check (a JSON consumer stops
+/// before bytes that are not JSON, and fails when the first is).
 pub async fn read(
     gw: &Arc<Gateway>,
     inst: &Arc<Instance>,
     timeout: Duration,
-    max_bytes: u64,
-) -> Result<Vec<Value>, RestError> {
+    budget: Budget,
+    format: Format,
+) -> Result<Vec<Fetched>, RestError> {
     let Ok(_one) = inst.reads.acquire().await else {
         return Err(RestError::instance_not_found());
     };
@@ -892,7 +811,6 @@ pub async fn read(
     }
     let deadline = tokio::time::Instant::now() + timeout;
     let mut changes = inst.assignment.subscribe();
-    let decompressed_max = gw.broker.config.request_bytes_max as u64 * 4;
     loop {
         changes.borrow_and_update();
         if inst.closed.load(Ordering::Acquire) {
@@ -905,15 +823,14 @@ pub async fn read(
                 part.register_waiter(&notify);
             }
         }
-        let (g, pos, format) = (gw.clone(), positions.clone(), inst.settings.format);
-        let out = tokio::task::spawn_blocking(move || {
-            read_blocking(&g, &pos, format, max_bytes, decompressed_max)
-        })
-        .await
-        .map_err(|e| RestError::kafka(format!("the read failed: {e}")))??;
+        let (b, pos) = (gw.broker.clone(), positions.clone());
+        let out =
+            tokio::task::spawn_blocking(move || reader::read_blocking(&b, &pos, budget, format))
+                .await
+                .map_err(|e| RestError::kafka(format!("the read failed: {e}")))??;
         if !out.resets.is_empty() {
             let mut fixed = Vec::new();
-            for (tp, _, _) in &out.resets {
+            for tp in &out.resets {
                 fixed.push((tp.clone(), reset_position(gw, inst, tp)?));
             }
             let mut s = inst.lock();
@@ -939,17 +856,12 @@ pub async fn read(
                 }
             }
             drop(s);
-            let records = out
+            inst.touch();
+            return Ok(out
                 .records
                 .into_iter()
-                .filter(|r| {
-                    let t = r["topic"].as_str().unwrap_or_default().to_string();
-                    let p = r["partition"].as_i64().unwrap_or(-1) as i32;
-                    keep.contains(&(t, p))
-                })
-                .collect();
-            inst.touch();
-            return Ok(records);
+                .filter(|(tp, _)| keep.contains(tp))
+                .collect());
         }
         if timed_out {
             inst.touch();

@@ -12,7 +12,11 @@ mod consumers;
 pub mod error;
 mod instance;
 mod json;
+mod pulsar;
+mod reader;
+mod sse;
 mod topics;
+mod ws;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicU32;
@@ -186,6 +190,21 @@ fn router(gw: Arc<Gateway>, body_max: usize) -> Router {
             &format!("{inst}/offsets"),
             get(consumers::committed).post(consumers::commit),
         )
+        .route("/v1/topics/{topic}/sse", get(sse::tail))
+        .route("/v1/ws/consume", get(ws::consume))
+        .route("/v1/ws/produce", get(ws::produce))
+        .route(
+            "/ws/v2/consumer/{domain}/{tenant}/{namespace}/{topic}/{subscription}",
+            get(ws::pulsar_consumer),
+        )
+        .route(
+            "/ws/v2/reader/{domain}/{tenant}/{namespace}/{topic}",
+            get(ws::pulsar_reader),
+        )
+        .route(
+            "/ws/v2/producer/{domain}/{tenant}/{namespace}/{topic}",
+            get(ws::pulsar_producer),
+        )
         .method_not_allowed_fallback(|| async {
             RestError::new(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,
@@ -257,5 +276,78 @@ async fn admit(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next) -> 
             next.run(req).await
         }
         Err(e) => e.into_response(),
+    }
+}
+
+/// The query's `name=value` pairs, percent-decoded (`+` is a space), in order.
+fn query_params(query: &Option<String>) -> Vec<(String, String)> {
+    fn decode(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < b.len() => {
+                    match std::str::from_utf8(&b[i + 1..i + 3])
+                        .ok()
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    {
+                        Some(v) => {
+                            out.push(v);
+                            i += 2;
+                        }
+                        None => out.push(b'%'),
+                    }
+                }
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// The last value of query parameter `name`.
+fn query_param(params: &[(String, String)], name: &str) -> Option<String> {
+    params
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_decode() {
+        let q = Some("topic=a%2Fb&topic=c+d&x=%zz&empty".to_string());
+        let p = query_params(&q);
+        assert_eq!(
+            p,
+            vec![
+                ("topic".into(), "a/b".into()),
+                ("topic".into(), "c d".into()),
+                ("x".into(), "%zz".into()),
+                ("empty".into(), "".into()),
+            ]
+        );
+        assert_eq!(query_param(&p, "x").as_deref(), Some("%zz"));
+        assert_eq!(
+            query_params(&Some("a=%4".into())),
+            vec![("a".into(), "%4".into())]
+        );
     }
 }

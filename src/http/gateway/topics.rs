@@ -231,6 +231,106 @@ pub(super) fn append_error(e: &PartitionError) -> (u32, String) {
     (if retriable { 50003 } else { 50002 }, e.to_string())
 }
 
+/// The topic a caller may write to, created if missing and allowed
+/// (auto-creation on, CREATE on the topic or the cluster). `Err(None)` when
+/// the ACLs deny WRITE: callers answer that per record.
+pub(super) async fn writable_topic(
+    gw: &Gateway,
+    caller: &Caller,
+    topic: &str,
+) -> Result<Arc<Topic>, Option<RestError>> {
+    if is_internal(topic) || !gw.may(caller, Operation::Write, ResourceType::Topic, topic) {
+        return Err(None);
+    }
+    match gw.broker.topic(topic) {
+        Some(t) => Ok(t),
+        None if gw.may(caller, Operation::Create, ResourceType::Topic, topic)
+            || gw.may(
+                caller,
+                Operation::Create,
+                ResourceType::Cluster,
+                CLUSTER_NAME,
+            ) =>
+        {
+            gw.broker
+                .get_or_create(topic)
+                .await
+                .map_err(|_| Some(RestError::topic_not_found()))
+        }
+        None => Err(Some(RestError::topic_not_found())),
+    }
+}
+
+/// The partition of a record: the one named, else where Kafka's default
+/// partitioner puts its key, else the next in turn. 404 40402 for a partition
+/// the topic does not have.
+pub(super) fn choose_partition(
+    gw: &Gateway,
+    t: &Topic,
+    named: Option<i32>,
+    key: Option<&[u8]>,
+) -> Result<i32, RestError> {
+    let count = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX).max(1);
+    let p = match (named, key) {
+        (Some(p), _) => p,
+        (None, Some(k)) => partition_for_key(k, count),
+        (None, None) => (gw.next_partition.fetch_add(1, Ordering::Relaxed) % count as u32) as i32,
+    };
+    t.partition(p)
+        .map(|_| p)
+        .ok_or_else(RestError::partition_not_found)
+}
+
+/// Appends records to their partitions (one batch per partition, in order)
+/// and answers once durable (acks=all): per record, its (partition, offset)
+/// or REST Proxy's error code and message.
+pub(super) async fn append_records(
+    gw: &Gateway,
+    t: &Arc<Topic>,
+    records: Vec<(i32, NewRecord)>,
+) -> Vec<Result<(i32, i64), (u32, String)>> {
+    let mut by_partition: BTreeMap<i32, Vec<NewRecord>> = BTreeMap::new();
+    let mut placed = Vec::with_capacity(records.len());
+    for (p, r) in records {
+        let batch = by_partition.entry(p).or_default();
+        placed.push((p, batch.len() as i64));
+        batch.push(r);
+    }
+    let now = crate::clock::now_ms();
+    let mut order = Vec::with_capacity(by_partition.len());
+    let mut jobs = Vec::with_capacity(by_partition.len());
+    for (p, recs) in &by_partition {
+        if let Some(part) = t.partition(*p) {
+            order.push(*p);
+            jobs.push(AppendJob {
+                partition: part.clone(),
+                topic: t.clone(),
+                bytes: Bytes::from(encode_batch(now, recs)),
+                check: None,
+            });
+        }
+    }
+    let results = gw.broker.append_batches(jobs, Acks::Durable).await;
+    let outcome: BTreeMap<i32, Result<i64, (u32, String)>> = order
+        .into_iter()
+        .zip(results)
+        .map(|(p, r)| {
+            (
+                p,
+                r.map(|info| info.base_offset).map_err(|e| append_error(&e)),
+            )
+        })
+        .collect();
+    placed
+        .into_iter()
+        .map(|(p, i)| match outcome.get(&p) {
+            Some(Ok(base)) => Ok((p, base + i)),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err((40402, "Partition not found.".to_string())),
+        })
+        .collect()
+}
+
 /// Produces a request's records: keyed ones where Kafka's default
 /// partitioner puts them, the others round-robin, unless a partition is
 /// named. Answers once every batch is durable (acks=all).
@@ -244,87 +344,37 @@ async fn produce_records(
 ) -> Result<Response, RestError> {
     let format = json::produce_format(headers)?;
     let records = parse_records(format, body)?;
-    if is_internal(topic) || !gw.may(caller, Operation::Write, ResourceType::Topic, topic) {
-        // As REST Proxy: each record fails with the producer's authorization error.
-        let offsets: Vec<Value> = records
-            .iter()
-            .map(|_| {
-                json!({"partition": null, "offset": null, "error_code": 40301,
-                    "error": "Not authorized to access topics: [".to_string() + topic + "]"})
-            })
-            .collect();
-        return Ok(produce_response(StatusCode::FORBIDDEN, offsets));
-    }
-    let t = match gw.broker.topic(topic) {
-        Some(t) => t,
-        None if gw.may(caller, Operation::Create, ResourceType::Topic, topic)
-            || gw.may(
-                caller,
-                Operation::Create,
-                ResourceType::Cluster,
-                CLUSTER_NAME,
-            ) =>
-        {
-            gw.broker
-                .get_or_create(topic)
-                .await
-                .map_err(|_| RestError::topic_not_found())?
+    let t = match writable_topic(gw, caller, topic).await {
+        Ok(t) => t,
+        Err(Some(e)) => return Err(e),
+        Err(None) => {
+            // As REST Proxy: each record fails with the producer's authorization error.
+            let offsets: Vec<Value> = records
+                .iter()
+                .map(|_| {
+                    json!({"partition": null, "offset": null, "error_code": 40301,
+                        "error": format!("Not authorized to access topics: [{topic}]")})
+                })
+                .collect();
+            return Ok(produce_response(StatusCode::FORBIDDEN, offsets));
         }
-        None => return Err(RestError::topic_not_found()),
     };
-    let count = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);
-    // The partition of each record, then the records of each partition in order.
-    let mut targets = Vec::with_capacity(records.len());
-    for r in &records {
-        let p = match (path_partition, r.partition, &r.record.key) {
-            (Some(p), _, _) | (None, Some(p), _) => p,
-            (None, None, Some(k)) => partition_for_key(k, count),
-            (None, None, None) => {
-                (gw.next_partition.fetch_add(1, Ordering::Relaxed) % count.max(1) as u32) as i32
-            }
-        };
-        if t.partition(p).is_none() {
-            return Err(RestError::partition_not_found());
-        }
-        targets.push(p);
+    let mut placed = Vec::with_capacity(records.len());
+    for r in records {
+        let p = choose_partition(
+            gw,
+            &t,
+            path_partition.or(r.partition),
+            r.record.key.as_deref(),
+        )?;
+        placed.push((p, r.record));
     }
-    let mut by_partition: BTreeMap<i32, Vec<NewRecord>> = BTreeMap::new();
-    let mut index_in_batch = Vec::with_capacity(records.len());
-    for (r, p) in records.into_iter().zip(&targets) {
-        let batch = by_partition.entry(*p).or_default();
-        index_in_batch.push(batch.len() as i64);
-        batch.push(r.record);
-    }
-    let now = crate::clock::now_ms();
-    let order: Vec<i32> = by_partition.keys().copied().collect();
-    let jobs = by_partition
-        .iter()
-        .filter_map(|(p, recs)| {
-            Some(AppendJob {
-                partition: t.partition(*p)?.clone(),
-                topic: t.clone(),
-                bytes: Bytes::from(encode_batch(now, recs)),
-                check: None,
-            })
-        })
-        .collect();
-    let results = gw.broker.append_batches(jobs, Acks::Durable).await;
-    let outcome: BTreeMap<i32, Result<i64, (u32, String)>> = order
+    let offsets: Vec<Value> = append_records(gw, &t, placed)
+        .await
         .into_iter()
-        .zip(results)
-        .map(|(p, r)| {
-            (
-                p,
-                r.map(|info| info.base_offset).map_err(|e| append_error(&e)),
-            )
-        })
-        .collect();
-    let offsets: Vec<Value> = targets
-        .iter()
-        .zip(index_in_batch)
-        .map(|(p, i)| match &outcome[p] {
-            Ok(base) => {
-                json!({"partition": p, "offset": base + i, "error_code": null, "error": null})
+        .map(|r| match r {
+            Ok((p, offset)) => {
+                json!({"partition": p, "offset": offset, "error_code": null, "error": null})
             }
             Err((code, message)) => {
                 json!({"partition": null, "offset": null, "error_code": code, "error": message})

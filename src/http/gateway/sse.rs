@@ -1,0 +1,132 @@
+//! Server-Sent Events: a read-only tail of a topic for browsers
+//! (`EventSource`) and `curl -N`. Each record is an event `record` whose data
+//! is the record as the WebSocket consumer sends it, and whose id holds the
+//! position of every partition so far (`0:15,1:7`), so a reconnecting
+//! `EventSource` resumes after what it saw (`Last-Event-ID`).
+//!
+//! The log is read one frame's worth at a time into a small channel: a
+//! client that reads slowly holds the reader back (TCP backpressure), never
+//! more than the channel's records in memory.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use tokio::sync::mpsc;
+
+use super::error::RestError;
+use super::instance;
+use super::reader::Budget;
+use super::ws::{native_record, standalone, Encoding, Start, READ_WAIT};
+use super::{query_param, query_params, Caller, Gateway};
+use crate::auth::acl::{Operation, ResourceType};
+
+/// Frames queued between the reader and the client.
+const QUEUED_FRAMES: usize = 16;
+/// Most records read at a time.
+const READ_RECORDS: usize = 500;
+
+/// The events of one stream, as a `Stream` for axum.
+pub(super) struct Events(mpsc::Receiver<Event>);
+
+impl futures_core::Stream for Events {
+    type Item = Result<Event, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|e| e.map(Ok))
+    }
+}
+
+/// `GET /v1/topics/{topic}/sse?partition=&offset=&format=`.
+pub(super) async fn tail(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    Path(topic): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, RestError> {
+    let q = query_params(&query);
+    let encoding = Encoding::parse(query_param(&q, "format").or(Some("string".into())))?;
+    super::topics::visible_topic(&gw, &caller, &topic)?;
+    if !gw.may(&caller, Operation::Read, ResourceType::Topic, &topic) {
+        return Err(RestError::forbidden(format!(
+            "Not authorized to access topics: [{topic}]"
+        )));
+    }
+    let start = match query_param(&q, "offset").as_deref() {
+        None | Some("latest") => Start::Latest,
+        Some("earliest") => Start::Earliest,
+        Some(n) => Start::At(n.parse().map_err(|_| {
+            RestError::unprocessable(422, "offset is earliest, latest or a number")
+        })?),
+    };
+    let partition = match query_param(&q, "partition") {
+        None => None,
+        Some(p) => Some(p.parse().map_err(|_| RestError::partition_not_found())?),
+    };
+    let inst = standalone(&gw, &caller, std::slice::from_ref(&topic), partition, start)?;
+    // Resume after the positions of the last event the client saw.
+    let mut seen: BTreeMap<i32, i64> = BTreeMap::new();
+    if let Some(last) = headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
+        for pair in last.split(',') {
+            if let Some((p, o)) = pair.split_once(':') {
+                if let (Ok(p), Ok(o)) = (p.trim().parse::<i32>(), o.trim().parse::<i64>()) {
+                    seen.insert(p, o);
+                }
+            }
+        }
+        let owned = inst.owned();
+        let to = seen
+            .iter()
+            .filter(|(p, _)| owned.iter().any(|(_, q)| q == *p))
+            .map(|(p, o)| ((topic.clone(), *p), o + 1))
+            .collect();
+        inst.seek(to)?;
+    }
+    let (tx, rx) = mpsc::channel(QUEUED_FRAMES);
+    let frame_bytes = gw.broker.config.http_ws_frame_bytes_max;
+    let ping = Duration::from_millis(gw.broker.config.http_ws_ping_interval_ms);
+    tokio::spawn(async move {
+        let budget = Budget {
+            records: READ_RECORDS,
+            bytes: frame_bytes,
+        };
+        'stream: loop {
+            let read = tokio::select! {
+                r = instance::read(&gw, &inst, READ_WAIT, budget, encoding.read_format()) => r,
+                _ = tx.closed() => break,
+            };
+            let records = match read {
+                Ok(r) => r,
+                Err(e) => {
+                    let data = serde_json::json!({"error_code": e.code, "message": e.message});
+                    let _ = tx
+                        .send(Event::default().event("error").data(data.to_string()))
+                        .await;
+                    break;
+                }
+            };
+            for ((t, p), r) in records {
+                seen.insert(p, r.offset);
+                let id: Vec<String> = seen.iter().map(|(p, o)| format!("{p}:{o}")).collect();
+                let data = native_record(encoding, &t, p, &r).to_string();
+                let ev = Event::default().event("record").id(id.join(",")).data(data);
+                if tx.send(ev).await.is_err() {
+                    break 'stream;
+                }
+            }
+        }
+        instance::close(&gw, &inst).await;
+    });
+    Ok(Sse::new(Events(rx))
+        .keep_alive(KeepAlive::new().interval(ping))
+        .into_response())
+}
