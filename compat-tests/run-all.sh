@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every Sluice test, on a fresh machine too: installs what it needs (kcat and
-# Node from Debian if missing, a Python venv with pinned clients, kafkajs from npm),
+# Runs every Sluice test, on a fresh machine too: installs what it needs (kcat,
+# Node and Chromium from Debian if missing, a Python venv with pinned clients, kafkajs from npm),
 # then format and lint checks, the Rust unit, property, wire and crash tests, and the
 # stock-client compatibility suite against the release binary.
 set -euo pipefail
@@ -13,6 +13,9 @@ command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# The console tests drive headless Chromium through its WebDriver.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if ((${#need_apt[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -40,7 +43,7 @@ cd compat-tests
 # kafkajs and lz4js (kafkajs's LZ4 codec, pure JavaScript), pinned by
 # package-lock.json; neither has install scripts.
 npm ci --no-audit --no-fund --silent --ignore-scripts
-echo "== compat tests (kcat, confluent-kafka, kafka-python, aiokafka, kafkajs, fuzz read-back)"
+echo "== compat tests (kcat, confluent-kafka, kafka-python, aiokafka, kafkajs, HTTP clients, Chromium, fuzz read-back)"
 # pytest captures each test's output itself; what reaches stderr outside that is
 # librdkafka's teardown chatter after the summary. Keep it, but show it only on failure,
 # so the runner's summary stays the last line.

@@ -17,7 +17,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use ::metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
-use ::metrics::{Counter, Gauge, Histogram, Unit};
+use ::metrics::{Counter, Histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Requests received, by API and version.
@@ -372,9 +372,25 @@ pub fn fetch_woken(by: &'static str) {
     counter!(FETCH_WOKEN, "by" => by).increment(1);
 }
 
-/// The open-connections gauge.
-pub fn connections_open() -> Gauge {
-    gauge!(CONNECTIONS_OPEN)
+/// Kafka client connections open now (also for the console, which must not
+/// depend on the Prometheus recorder being installed).
+static OPEN_CONNECTIONS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Counts a Kafka connection opening.
+pub fn connection_opened() {
+    OPEN_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+    gauge!(CONNECTIONS_OPEN).increment(1.0);
+}
+
+/// Counts a Kafka connection going away.
+pub fn connection_gone() {
+    OPEN_CONNECTIONS.fetch_sub(1, Ordering::Relaxed);
+    gauge!(CONNECTIONS_OPEN).decrement(1.0);
+}
+
+/// Kafka client connections open now.
+pub fn connections_open_now() -> i64 {
+    OPEN_CONNECTIONS.load(Ordering::Relaxed)
 }
 
 /// Counts an accepted connection.

@@ -336,6 +336,15 @@ impl Broker {
         v
     }
 
+    /// Every config of a topic with its effective value (its own, else the
+    /// broker's, else the default), as DescribeConfigs reports them.
+    pub fn topic_configs(&self, t: &Topic) -> BTreeMap<String, String> {
+        topic_config::describe(&self.topic_defaults(), &t.configs())
+            .into_iter()
+            .map(|d| (d.spec.name.to_string(), d.value.value))
+            .collect()
+    }
+
     /// The topics that exist now, as the group coordinator's assignors see them.
     pub fn group_topics(&self) -> crate::group::Topics {
         self.topics()

@@ -287,6 +287,20 @@ fn partitions(out: &mut String, topics: &[Arc<Topic>], max: usize) {
     }
 }
 
+/// A group's lag on a partition in seconds: the age of its first uncommitted
+/// record (below the log start, the oldest one kept); 0 without lag. Reads a
+/// batch header (blocking). The console shows the same number.
+pub(super) fn lag_seconds(p: &Partition, committed: i64, lag: i64, now: i64) -> f64 {
+    if lag == 0 {
+        return 0.0;
+    }
+    let from = committed.max(p.log_start_offset());
+    match p.timestamp_at_blocking(from) {
+        Ok(Some(ts)) if ts >= 0 => ((now - ts).max(0) as f64) / 1000.0,
+        _ => 0.0,
+    }
+}
+
 /// One lag series (or the sum of several).
 #[derive(Debug, Clone)]
 struct LagRow {
@@ -430,16 +444,7 @@ fn groups(out: &mut String, broker: &Broker, topics: &[Arc<Topic>], max: usize) 
                 o.lag += lag;
                 continue;
             }
-            let lag_seconds = if lag == 0 {
-                0.0
-            } else {
-                // The first uncommitted record; below the log start, the oldest one kept.
-                let from = (*committed).max(p.log_start_offset());
-                match p.timestamp_at_blocking(from) {
-                    Ok(Some(ts)) if ts >= 0 => ((now - ts).max(0) as f64) / 1000.0,
-                    _ => 0.0,
-                }
-            };
+            let lag_seconds = lag_seconds(p, *committed, lag, now);
             rows.push(LagRow {
                 group: g.group_id.clone(),
                 topic: topic.clone(),

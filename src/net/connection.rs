@@ -78,8 +78,7 @@ pub async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     let c = &broker.config;
-    let open = metrics::connections_open();
-    open.increment(1.0);
+    metrics::connection_opened();
     let conn = NEXT_CONN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let close = match &listener.tls {
         None => serve_inner(&mut stream, peer, &broker, &listener, None, conn).await,
@@ -105,7 +104,7 @@ pub async fn serve(
             }
         }
     };
-    open.decrement(1.0);
+    metrics::connection_gone();
     handlers::connection_closed(&broker, conn);
     metrics::connection_closed(close.label());
     match close {

@@ -8,6 +8,7 @@
 //! membership, positions, long-poll reads) in `instance`.
 
 mod auth;
+mod console;
 mod consumers;
 pub mod error;
 mod instance;
@@ -51,6 +52,8 @@ pub struct Gateway {
     next_partition: AtomicU32,
     /// The scheme of the listener (`https` with TLS), for `base_uri`.
     scheme: &'static str,
+    /// What the console samples over time.
+    console: console::Console,
 }
 
 /// The caller of one request, as authenticated.
@@ -102,9 +105,11 @@ pub async fn serve(
         instances: instance::Instances::new(c),
         next_partition: AtomicU32::new(0),
         scheme: if tls.is_some() { "https" } else { "http" },
+        console: console::Console::default(),
         broker,
     });
     let reaper = tokio::spawn(instance::reap(gw.clone()));
+    let sampler = tokio::spawn(console::sample(gw.clone()));
     let routes = router(gw.clone(), body_max);
     // REST Proxy (JAX-RS) ignores a trailing slash; a path with one is
     // routed again without it.
@@ -140,6 +145,7 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await;
     reaper.abort();
+    sampler.abort();
     gw.instances.close_all(&gw).await;
     result
 }
@@ -149,6 +155,15 @@ fn router(gw: Arc<Gateway>, body_max: usize) -> Router {
     let inst = "/consumers/{group}/instances/{instance}";
     Router::new()
         .route("/", get(root).post(root))
+        .route("/ui", get(console::to_index))
+        .route("/ui/", get(console::index))
+        .route("/ui/app.css", get(console::css))
+        .route("/ui/app.js", get(console::js))
+        .route("/ui/api/overview", get(console::overview))
+        .route("/ui/api/topics", get(console::topics))
+        .route("/ui/api/topics/{topic}", get(console::topic))
+        .route("/ui/api/groups", get(console::groups))
+        .route("/ui/api/groups/{group}", get(console::group))
         .route("/brokers", get(topics::brokers))
         .route("/topics", get(topics::list))
         .route(
@@ -217,8 +232,16 @@ fn router(gw: Arc<Gateway>, body_max: usize) -> Router {
         .with_state(gw)
 }
 
-/// REST Proxy's root: an empty object (a liveness check for its clients).
-async fn root() -> Response {
+/// REST Proxy's root: an empty object (a liveness check for its clients);
+/// a browser asking for a page is sent to the console.
+async fn root(headers: axum::http::HeaderMap) -> Response {
+    let html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if html {
+        return axum::response::Redirect::to("/ui/").into_response();
+    }
     error::ok_json(&serde_json::json!({}))
 }
 
