@@ -419,3 +419,39 @@ def test_basic_auth_and_acls(tmp_path):
         assert requests.get(uri + "/subscription", auth=alice, timeout=30).json()["error_code"] == 40403
     finally:
         b.stop()
+
+
+def test_https_and_bearer_tokens(tmp_path):
+    from certs import make_certs
+    from test_oauth import unsecured
+
+    certs = make_certs(tmp_path / "certs")
+    b = Broker(tmp_path / "data")
+    b.http_port = free_port()
+    b.extra_args += ["--http-listen", f"127.0.0.1:{b.http_port}", "--http-tls", "--http-auth", "bearer",
+                     "--ssl-keystore-location", str(certs.keystore)]
+    b.start()
+    url = f"https://127.0.0.1:{b.http_port}"
+    try:
+        def up():
+            try:
+                return requests.get(url + "/", verify=str(certs.ca), timeout=2).status_code == 401
+            except requests.ConnectionError:
+                return False
+
+        wait_for(up, "the HTTPS gateway", 30)
+        bearer = {"Authorization": "Bearer " + unsecured("alice")}
+        r = requests.get(url + "/topics", headers=bearer, verify=str(certs.ca), timeout=30)
+        assert r.status_code == 200 and r.json() == []
+        r = requests.get(url + "/topics", headers={"Authorization": "Bearer not-a-jwt"},
+                         verify=str(certs.ca), timeout=30)
+        assert r.status_code == 401 and r.json()["error_code"] == 40101
+        # Basic is not accepted when only bearer is configured.
+        r = requests.get(url + "/topics", auth=("alice", "pw"), verify=str(certs.ca), timeout=30)
+        assert r.status_code == 401
+        # base_uri carries the scheme the client used.
+        r = requests.post(url + "/consumers/g", headers={**bearer, "Content-Type": V2}, data="{}",
+                          verify=str(certs.ca), timeout=30)
+        assert r.json()["base_uri"].startswith(f"https://127.0.0.1:{b.http_port}/consumers/g/instances/")
+    finally:
+        b.stop()
