@@ -455,3 +455,49 @@ def test_https_and_bearer_tokens(tmp_path):
         assert r.json()["base_uri"].startswith(f"https://127.0.0.1:{b.http_port}/consumers/g/instances/")
     finally:
         b.stop()
+
+
+def test_cross_site_requests_are_refused(tmp_path):
+    b = start_gateway(tmp_path / "data", ["--http-allowed-origins", "https://app.example"])
+    try:
+        create_topic(b, "xs", 1)
+        body = json.dumps({"records": [{"value": b64(b"x")}]})
+        hdr = {"Content-Type": BINARY}
+
+        def post(**extra):
+            return requests.post(b.url + "/topics/xs", data=body, headers={**hdr, **extra}, timeout=30)
+
+        # A page of another site: refused, whether it says so with Origin or
+        # with Sec-Fetch-Site (no-cors requests carry no Origin).
+        r = post(Origin="http://evil.example")
+        assert r.status_code == 403 and r.json()["error_code"] == 40301
+        assert post(**{"Sec-Fetch-Site": "cross-site"}).status_code == 403
+        # A name rebound to this loopback listener is not this gateway.
+        r = requests.get(b.url + "/topics", headers={"Host": f"evil.example:{b.http_port}"}, timeout=30)
+        assert r.status_code == 403
+        # The gateway's own pages, listed origins and non-browser clients pass.
+        assert post(Origin=b.url).status_code == 200
+        assert post(Origin="https://app.example").status_code == 200
+        assert post().status_code == 200
+        # A body must say what it is (a no-cors request cannot set JSON types).
+        r = requests.post(b.url + "/topics/xs", data=body, timeout=30)
+        assert r.status_code == 415
+        # WebSocket upgrades from another origin are refused before the upgrade.
+        from websockets.sync.client import connect
+        ws_url = b.url.replace("http://", "ws://") + "/v1/ws/consume?topic=xs"
+        with pytest.raises(Exception):
+            with connect(ws_url, origin="http://evil.example"):
+                pass
+        with connect(ws_url, origin=b.url) as ws:
+            ws.send(json.dumps({"type": "credit", "records": 1}))
+    finally:
+        b.stop()
+
+
+def test_a_large_request_of_small_records_is_split(gw):
+    create_topic(gw, "big", 1)
+    recs = [{"value": b64(b"v" * 900)} for _ in range(4000)]  # ~4.8 MB of JSON, 3.6 MB of values
+    r = produce(gw, "big", recs)
+    assert r.status_code == 200, r.text[:200]
+    offsets = [o["offset"] for o in r.json()["offsets"]]
+    assert offsets == list(range(4000))

@@ -57,6 +57,13 @@ pub struct Config {
     #[arg(long, env = "SLUICE_HTTP_ADVERTISED_URL")]
     pub http_advertised_url: Option<String>,
 
+    /// Web origins (`https://app.example.com`, comma-separated; `*` for
+    /// any) whose pages may call the gateway from a browser, besides its own
+    /// (the console). Others are refused: a page from anywhere could
+    /// otherwise read and write topics with the visitor's credentials.
+    #[arg(long, env = "SLUICE_HTTP_ALLOWED_ORIGINS", default_value = "")]
+    pub http_allowed_origins: String,
+
     /// Most gateway connections open at once; more wait in its backlog. Each
     /// long poll, WebSocket or SSE stream holds one for its life.
     #[arg(long, env = "SLUICE_HTTP_CONNECTIONS_MAX", default_value_t = 256)]
@@ -71,6 +78,15 @@ pub struct Config {
     /// bodies are held in memory whole, so this bounds each connection's share.
     #[arg(long, env = "SLUICE_HTTP_REQUEST_BODY_MAX_BYTES", default_value_t = 8 << 20)]
     pub http_request_body_max_bytes: usize,
+
+    /// Most records one records request returns, whatever `max_bytes` allows:
+    /// tiny records cost far more memory than their key and value bytes.
+    #[arg(
+        long,
+        env = "SLUICE_HTTP_CONSUMER_REQUEST_RECORDS_MAX",
+        default_value_t = 50_000
+    )]
+    pub http_consumer_request_records_max: usize,
 
     /// Most REST consumer instances at once (each is a group member with a
     /// heartbeat task and positions); creating more answers 429.
@@ -891,9 +907,12 @@ impl Config {
         if self.producer_id_expiration_ms < 1 {
             return Err("--producer-id-expiration-ms must be at least 1".into());
         }
-        if self.http_connections_max == 0 || self.http_consumer_instances_max == 0 {
+        if self.http_connections_max == 0
+            || self.http_consumer_instances_max == 0
+            || self.http_consumer_request_records_max == 0
+        {
             return Err(
-                "--http-connections-max and --http-consumer-instances-max must be at least 1"
+                "--http-connections-max, --http-consumer-instances-max and --http-consumer-request-records-max must be at least 1"
                     .into(),
             );
         }

@@ -68,7 +68,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("net", &["handlers", "protocol", "broker", "log", "auth"]),
     ("server", &["net", "broker"]),
-    ("http", &["broker", "group", "storage", "log", "auth"]),
+    (
+        "http",
+        &["broker", "group", "storage", "log", "auth", "quota"],
+    ),
     ("cli", &["broker", "auth", "log"]),
     ("config", &["log"]),
     ("clock", &[]),

@@ -43,12 +43,14 @@ pub enum Decoded {
 }
 
 /// Decodes stored batch `b` (whose header is `h`), inflating at most
-/// `decompressed_bytes_max` bytes. Records before `from_offset` are left out
-/// (a read starts at the batch holding the wanted offset).
+/// `decompressed_bytes_max` bytes. Records before `from_offset` are skipped
+/// without copying (a read starts at the batch holding the wanted offset),
+/// and at most `records_max` are returned.
 pub fn decode_batch(
     b: &[u8],
     h: &BatchHeader,
     from_offset: i64,
+    records_max: usize,
     decompressed_bytes_max: u64,
 ) -> Result<Decoded, RecordError> {
     if h.attributes & batch::ATTR_CONTROL != 0 {
@@ -77,9 +79,12 @@ pub fn decode_batch(
     let log_append_time = h.attributes & batch::ATTR_LOG_APPEND_TIME != 0;
     let count = usize::try_from(h.records_count).unwrap_or(0);
     // Each record takes at least 7 bytes: the count cannot ask for more room than that.
-    let mut out = Vec::with_capacity(count.min(body.len() / 7 + 1));
+    let mut out = Vec::with_capacity(count.min(body.len() / 7 + 1).min(records_max));
     let mut at = 0usize;
     for i in 0..h.records_count {
+        if out.len() >= records_max {
+            break;
+        }
         let bad = |why| RecordError::Framing { record: i, why };
         let len = get_varint(body, &mut at).ok_or_else(|| bad("unreadable record length"))?;
         let len = usize::try_from(len).map_err(|_| bad("negative record length"))?;
@@ -93,6 +98,10 @@ pub fn decode_batch(
         let delta = get_varint(rec, &mut p).ok_or_else(|| bad("bad offset delta"))?;
         let key = get_bytes(rec, &mut p).ok_or_else(|| bad("bad key"))?;
         let value = get_bytes(rec, &mut p).ok_or_else(|| bad("bad value"))?;
+        let offset = h.base_offset.wrapping_add(delta);
+        if offset < from_offset {
+            continue;
+        }
         let n = get_varint(rec, &mut p).ok_or_else(|| bad("bad header count"))?;
         let n = usize::try_from(n).map_err(|_| bad("negative header count"))?;
         let mut headers = Vec::with_capacity(n.min(rec.len() / 2));
@@ -102,10 +111,6 @@ pub fn decode_batch(
                 .ok_or_else(|| bad("bad header key"))?;
             let v = get_bytes(rec, &mut p).ok_or_else(|| bad("bad header value"))?;
             headers.push((k.to_vec(), v.map(<[u8]>::to_vec)));
-        }
-        let offset = h.base_offset + delta;
-        if offset < from_offset {
-            continue;
         }
         out.push(DecodedRecord {
             offset,
@@ -243,7 +248,7 @@ mod tests {
         crate::log::records::validate(&b, 1 << 20).expect("a valid batch");
         batch::assign(&mut b, 40, 0);
         let h = BatchHeader::parse(&b).unwrap();
-        let Decoded::Records(out) = decode_batch(&b, &h, 0, 1 << 20).unwrap() else {
+        let Decoded::Records(out) = decode_batch(&b, &h, 0, usize::MAX, 1 << 20).unwrap() else {
             panic!("not a control batch");
         };
         assert_eq!(out.len(), 3);
@@ -256,17 +261,24 @@ mod tests {
         assert_eq!(out[2].value.as_ref().map(Vec::len), Some(300));
         assert_eq!(out[2].size(), 300);
         // A read from inside the batch skips the records before it.
-        let Decoded::Records(tail) = decode_batch(&b, &h, 42, 1 << 20).unwrap() else {
+        let Decoded::Records(tail) = decode_batch(&b, &h, 42, usize::MAX, 1 << 20).unwrap() else {
             panic!("not a control batch");
         };
         assert_eq!(tail.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![42]);
+        let Decoded::Records(one) = decode_batch(&b, &h, 0, 1, 1 << 20).unwrap() else {
+            panic!("not a control batch");
+        };
+        assert_eq!(one.len(), 1);
     }
 
     #[test]
     fn markers_are_control_batches() {
         let b = crate::log::records::build_marker(7, 0, true, 0, 1);
         let h = BatchHeader::parse(&b).unwrap();
-        assert_eq!(decode_batch(&b, &h, 0, 1 << 20).unwrap(), Decoded::Control);
+        assert_eq!(
+            decode_batch(&b, &h, 0, usize::MAX, 1 << 20).unwrap(),
+            Decoded::Control
+        );
     }
 
     #[test]
@@ -274,7 +286,7 @@ mod tests {
         let b = encode_batch(1, &[rec(Some(b"key"), Some(b"value"), &[])]);
         let h = BatchHeader::parse(&b).unwrap();
         for cut in HEADER_BYTES..b.len() {
-            let _ = decode_batch(&b[..cut], &h, 0, 1 << 20);
+            let _ = decode_batch(&b[..cut], &h, 0, usize::MAX, 1 << 20);
         }
     }
 

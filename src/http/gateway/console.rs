@@ -76,8 +76,10 @@ impl Console {
     }
 }
 
-/// Committed offsets and total lag per group (no blocking reads).
-fn group_lags(gw: &Gateway) -> Vec<(String, i64)> {
+/// Total lag per group (no blocking reads), on the topics `caller` may
+/// describe (all of them for the sampler, whose history the caller sees
+/// only for groups it may describe).
+fn group_lags(gw: &Gateway, caller: Option<&Caller>) -> Vec<(String, i64)> {
     gw.broker
         .groups
         .metrics_view()
@@ -86,6 +88,9 @@ fn group_lags(gw: &Gateway) -> Vec<(String, i64)> {
             let lag = g
                 .offsets
                 .iter()
+                .filter(|((t, _), _)| {
+                    caller.is_none_or(|c| gw.may(c, Operation::Describe, ResourceType::Topic, t))
+                })
                 .filter_map(|((t, p), committed)| {
                     let part = gw.broker.topic(t)?.partition(*p)?.clone();
                     Some((part.high_watermark() - committed).max(0))
@@ -108,7 +113,7 @@ pub async fn sample(gw: Arc<Gateway>) {
             totals[1] += bytes_in;
             totals[2] += bytes_out;
         }
-        let lags = group_lags(&gw);
+        let lags = group_lags(&gw, None);
         let now = Instant::now();
         let at = now_ms();
         let mut s = gw.console.lock();
@@ -294,12 +299,13 @@ pub(super) async fn topic(
     ))
 }
 
-/// `GET /ui/api/groups`: the groups the caller may describe, with total lag.
+/// `GET /ui/api/groups`: the groups the caller may describe, with their
+/// total lag on the topics the caller may describe.
 pub(super) async fn groups(
     State(gw): State<Arc<Gateway>>,
     Extension(caller): Extension<Caller>,
 ) -> Response {
-    let lags: HashMap<String, i64> = group_lags(&gw).into_iter().collect();
+    let lags: HashMap<String, i64> = group_lags(&gw, Some(&caller)).into_iter().collect();
     let members: HashMap<String, usize> = gw
         .broker
         .groups
@@ -411,7 +417,10 @@ pub(super) async fn group(
         .into_iter()
         .find(|g| g.group_id == id)
         .map(|g| g.offsets)
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|((t, _), _)| gw.may(&caller, Operation::Describe, ResourceType::Topic, t))
+        .collect();
     let b = gw.broker.clone();
     let lag: Vec<Value> = tokio::task::spawn_blocking(move || {
         let now = now_ms();

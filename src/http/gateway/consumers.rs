@@ -6,17 +6,18 @@ use std::time::Duration;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::error::{json_with, no_content, ok_json, RestError};
+use super::error::{no_content, ok_json, RestError};
 use super::instance::{self, Instance, Mode, Reset, Settings, TopicPartition};
 use super::json::{self, Format};
 use super::reader::Budget;
 use super::{Caller, Gateway};
 use crate::auth::acl::{Operation, ResourceType};
+use crate::quota::QuotaKind;
 
 /// Path of an instance: group and name.
 type InstancePath = Path<(String, String)>;
@@ -256,7 +257,7 @@ pub(super) async fn subscribe(
             "Subscription to topics, partitions and pattern are mutually exclusive",
         ));
     }
-    inst.subscribe(&gw, mode).await;
+    inst.subscribe(&gw, mode).await?;
     Ok(no_content())
 }
 
@@ -434,30 +435,46 @@ pub(super) async fn records(
     }
     .min(c.http_consumer_request_max_bytes);
     let budget = Budget {
-        records: usize::MAX,
+        records: c.http_consumer_request_records_max,
         bytes: max_bytes,
     };
     let fetched =
         instance::read(&gw, &inst, Duration::from_millis(timeout), budget, format).await?;
+    let bytes: u64 = fetched.iter().map(|(_, r)| r.size()).sum();
+    gw.throttle(&caller, QuotaKind::Fetch, bytes).await;
     // Base64 or JSON of up to the byte budget: off the workers.
     let body = tokio::task::spawn_blocking(move || {
-        let list = fetched
-            .into_iter()
-            .map(|((t, p), r)| {
-                json!({
-                    "topic": t,
-                    "key": json::embedded_value(format, r.key.as_deref()).unwrap_or(Value::Null),
-                    "value": json::embedded_value(format, r.value.as_deref()).unwrap_or(Value::Null),
-                    "partition": p,
-                    "offset": r.offset,
-                })
-            })
-            .collect();
-        Value::Array(list)
+        use std::fmt::Write as _;
+        let how = match format {
+            Format::Binary => json::Embed::Binary,
+            Format::Json => json::Embed::Json,
+        };
+        let bytes: u64 = fetched.iter().map(|(_, r)| r.size()).sum();
+        let mut out = String::with_capacity(bytes as usize * 4 / 3 + fetched.len() * 64 + 2);
+        out.push('[');
+        for (i, ((t, p), r)) in fetched.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"topic\":");
+            json::push_str(&mut out, t);
+            out.push_str(",\"key\":");
+            json::push_embedded(&mut out, how, r.key.as_deref());
+            out.push_str(",\"value\":");
+            json::push_embedded(&mut out, how, r.value.as_deref());
+            let _ = write!(out, ",\"partition\":{p},\"offset\":{}}}", r.offset);
+        }
+        out.push(']');
+        out
     })
     .await
     .map_err(|e| RestError::kafka(format!("the response failed: {e}")))?;
-    Ok(json_with(StatusCode::OK, format.content_type(), &body))
+    Ok((
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, format.content_type())],
+        body,
+    )
+        .into_response())
 }
 
 /// `POST .../offsets`: commits the body's offsets plus one (REST Proxy's
@@ -520,7 +537,11 @@ pub(super) async fn committed(
     if m.get("partitions").is_none() {
         return Err(RestError::partition_not_found());
     }
-    let ps = json::partitions(&m)?;
+    // As OffsetFetch: only topics the caller may describe.
+    let ps: Vec<TopicPartition> = json::partitions(&m)?
+        .into_iter()
+        .filter(|(t, _)| gw.may(&caller, Operation::Describe, ResourceType::Topic, t))
+        .collect();
     let found = gw.broker.groups.fetch_offsets(&inst.group, Some(ps));
     let offsets: Vec<Value> = found
         .into_iter()

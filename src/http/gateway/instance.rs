@@ -27,6 +27,7 @@ use super::error::RestError;
 use super::json::Format;
 use super::reader::{self, Budget, Fetched};
 use super::Gateway;
+use crate::auth::acl::{Operation, ResourceType};
 use crate::config::Config;
 use crate::group::{Assignment, ConsumerError, GroupError, Heartbeat};
 
@@ -103,6 +104,8 @@ struct State {
     rotate: usize,
     /// The membership and auto-commit task, while one runs.
     task: Option<tokio::task::JoinHandle<()>>,
+    /// The group's last refusal of the member, answered to reads.
+    error: Option<RestError>,
 }
 
 /// One REST consumer instance.
@@ -159,6 +162,7 @@ impl Instance {
                 auto_committed: BTreeMap::new(),
                 rotate: 0,
                 task: None,
+                error: None,
             }),
             assignment,
             wake: Notify::new(),
@@ -188,24 +192,47 @@ impl Instance {
 
     /// Its subscription: topic names (those a pattern matches now).
     pub fn subscription(&self, gw: &Gateway) -> Vec<String> {
-        match &self.lock().mode {
-            Mode::Topics(t) => t.clone(),
-            Mode::Pattern(p) => match regex::Regex::new(p) {
-                Ok(re) => {
-                    let mut names: Vec<String> = gw
-                        .broker
-                        .topics()
-                        .iter()
-                        .filter(|t| re.is_match(&t.name) && !crate::broker::is_internal(&t.name))
-                        .map(|t| t.name.clone())
-                        .collect();
-                    names.sort();
-                    names
-                }
-                Err(_) => Vec::new(),
-            },
+        let mode = self.lock().mode.clone();
+        match mode {
+            Mode::Topics(t) => t,
+            Mode::Pattern(p) => self.pattern_topics(gw, &p),
             Mode::Idle | Mode::Manual => Vec::new(),
         }
+    }
+
+    /// The topics a pattern matches now that its owner may read: a pattern
+    /// reaches only what its owner could subscribe to by name.
+    fn pattern_topics(&self, gw: &Gateway, pattern: &str) -> Vec<String> {
+        let Ok(re) = regex::Regex::new(&format!("^(?:{pattern})$")) else {
+            return Vec::new();
+        };
+        let may = |t: &str| {
+            let acls = &gw.broker.acls;
+            acls.allowed(
+                &self.owner,
+                &self.host,
+                Operation::Describe,
+                ResourceType::Topic,
+                t,
+            ) && acls.allowed(
+                &self.owner,
+                &self.host,
+                Operation::Read,
+                ResourceType::Topic,
+                t,
+            )
+        };
+        let mut names: Vec<String> = gw
+            .broker
+            .topics()
+            .iter()
+            .filter(|t| {
+                !crate::broker::is_internal(&t.name) && re.is_match(&t.name) && may(&t.name)
+            })
+            .map(|t| t.name.clone())
+            .collect();
+        names.sort();
+        names
     }
 
     /// The partitions it reads now.
@@ -213,18 +240,27 @@ impl Instance {
         self.lock().owned.iter().cloned().collect()
     }
 
-    /// Subscribes to `mode` (topics or a pattern), replacing a subscription;
-    /// 409 while manually assigned. Waits briefly for the first assignment.
-    pub async fn subscribe(self: &Arc<Self>, gw: &Arc<Gateway>, mode: Mode) {
+    /// Subscribes to `mode` (topics or a pattern), replacing a subscription.
+    /// Waits briefly for the first assignment; the group's refusal, if any.
+    pub async fn subscribe(
+        self: &Arc<Self>,
+        gw: &Arc<Gateway>,
+        mode: Mode,
+    ) -> Result<(), RestError> {
         let mut rx = self.assignment.subscribe();
         rx.borrow_and_update();
         {
             let mut s = self.lock();
             s.mode = mode;
+            s.error = None;
             self.ensure_task(gw, &mut s);
         }
         self.wake.notify_one();
         let _ = tokio::time::timeout(FIRST_ASSIGNMENT_WAIT, rx.changed()).await;
+        match self.lock().error.clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Whether it is manually assigned (subscribing is refused), or subscribed
@@ -284,38 +320,45 @@ impl Instance {
 
     /// Starts the membership task unless one runs.
     fn ensure_task(self: &Arc<Self>, gw: &Arc<Gateway>, s: &mut State) {
+        // A task that decided to end cleared this under the lock, so a
+        // subscription made after that decision gets a task of its own.
         if s.task.as_ref().is_some_and(|t| !t.is_finished()) {
             return;
         }
         s.task = Some(tokio::spawn(membership(gw.clone(), self.clone())));
     }
 
+    /// Who commits: its member id and epoch while in the group, else a
+    /// simple consumer (no member, generation -1).
+    fn committer(&self) -> (String, i32) {
+        let s = self.lock();
+        match s.mode {
+            Mode::Topics(_) | Mode::Pattern(_) if s.epoch > 0 => (s.member_id.clone(), s.epoch),
+            _ => (String::new(), -1),
+        }
+    }
+
     /// Commits `offsets` (the next offset to read, per partition) as this
-    /// member: at its epoch while in the group, else as a simple consumer.
+    /// member. A commit that raced a rebalance (its epoch moved on meanwhile)
+    /// is tried once more at the new epoch, as the Java consumer retries.
     pub async fn commit(
         &self,
         gw: &Gateway,
         offsets: Vec<(TopicPartition, i64, String)>,
     ) -> Result<(), RestError> {
-        let (member, epoch) = {
-            let s = self.lock();
-            match s.mode {
-                Mode::Topics(_) | Mode::Pattern(_) if s.epoch > 0 => (s.member_id.clone(), s.epoch),
-                _ => (String::new(), -1),
+        let (member, epoch) = self.committer();
+        match commit_as(gw, &self.group, &member, epoch, offsets.clone()).await {
+            Err(
+                GroupError::StaleMemberEpoch
+                | GroupError::IllegalGeneration
+                | GroupError::UnknownMemberId,
+            ) if self.committer() != (member.clone(), epoch) => {
+                let (member, epoch) = self.committer();
+                commit_as(gw, &self.group, &member, epoch, offsets)
+                    .await
+                    .map_err(commit_error)
             }
-        };
-        let offsets = offsets
-            .into_iter()
-            .map(|((t, p), o, m)| (t, p, o, -1, m))
-            .collect();
-        let results = gw
-            .broker
-            .groups
-            .commit(&self.group, &member, &None, epoch, None, offsets)
-            .await;
-        match results.into_iter().find_map(Result::err) {
-            None => Ok(()),
-            Some(e) => Err(commit_error(e)),
+            other => other.map_err(commit_error),
         }
     }
 
@@ -537,31 +580,99 @@ pub async fn reap(gw: Arc<Gateway>) {
     }
 }
 
+/// Commits offsets as `member` at `epoch` (or as a simple consumer).
+async fn commit_as(
+    gw: &Gateway,
+    group: &str,
+    member: &str,
+    epoch: i32,
+    offsets: Vec<(TopicPartition, i64, String)>,
+) -> Result<(), GroupError> {
+    let offsets = offsets
+        .into_iter()
+        .map(|((t, p), o, m)| (t, p, o, -1, m))
+        .collect();
+    let results = gw
+        .broker
+        .groups
+        .commit(group, member, &None, epoch, None, offsets)
+        .await;
+    match results.into_iter().find_map(Result::err) {
+        None => Ok(()),
+        Some(e) => Err(e),
+    }
+}
+
+/// A membership task ending: the member it was, and what to commit first.
+struct Exit {
+    /// Its member id.
+    member_id: String,
+    /// Its epoch (0: it never joined).
+    epoch: i32,
+    /// Positions to commit (auto-commit).
+    commit: BTreeMap<TopicPartition, i64>,
+}
+
+impl Instance {
+    /// Ends the task when the instance is closed or consumes nothing: takes
+    /// the membership and the positions to commit under one lock, and clears
+    /// the task, so a later subscription starts afresh as a new member.
+    fn exit(&self) -> Option<Exit> {
+        let mut s = self.lock();
+        if !self.closed.load(Ordering::Acquire) && s.mode != Mode::Idle {
+            return None;
+        }
+        let commit = if self.settings.auto_commit {
+            s.positions
+                .iter()
+                .filter(|(tp, o)| s.auto_committed.get(*tp) != Some(*o))
+                .map(|(tp, o)| (tp.clone(), *o))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        let exit = Exit {
+            member_id: std::mem::replace(&mut s.member_id, uuid::Uuid::new_v4().to_string()),
+            epoch: std::mem::replace(&mut s.epoch, 0),
+            commit,
+        };
+        s.owned.clear();
+        s.positions.clear();
+        s.task = None;
+        Some(exit)
+    }
+}
+
 /// The instance's life in its group: heartbeats while subscribed, taking and
 /// giving back partitions; auto-commits; leaves on unsubscribe or close.
 async fn membership(gw: Arc<Gateway>, inst: Arc<Instance>) {
     let mut last_commit = Instant::now();
     loop {
-        let closed = inst.closed.load(Ordering::Acquire);
-        let mode = inst.lock().mode.clone();
-        let subscribed = matches!(mode, Mode::Topics(_) | Mode::Pattern(_));
-        if closed || !subscribed {
-            let auto = inst.settings.auto_commit;
-            if auto && (closed || mode == Mode::Idle) {
-                let moved = inst.uncommitted();
-                if !moved.is_empty() {
-                    if let Err(e) = inst.commit_positions(&gw, moved).await {
-                        tracing::info!(group = %inst.group, error = %e.message, "auto-commit on leaving failed");
-                    }
+        if let Some(exit) = inst.exit() {
+            if !exit.commit.is_empty() {
+                let (member, epoch) = if exit.epoch > 0 {
+                    (exit.member_id.as_str(), exit.epoch)
+                } else {
+                    ("", -1)
+                };
+                let offsets = exit
+                    .commit
+                    .into_iter()
+                    .map(|(tp, o)| (tp, o, String::new()))
+                    .collect();
+                if let Err(e) = commit_as(&gw, &inst.group, member, epoch, offsets).await {
+                    tracing::info!(group = %inst.group, error = ?e, "auto-commit on leaving failed");
                 }
             }
-            leave(&gw, &inst);
-            if closed || mode == Mode::Idle {
-                return;
+            if exit.epoch > 0 {
+                leave(&gw, &inst, exit.member_id);
             }
+            inst.bump();
+            return;
         }
+        let mode = inst.mode();
         let mut wait = AUTO_COMMIT_INTERVAL;
-        if subscribed && !closed {
+        if matches!(mode, Mode::Topics(_) | Mode::Pattern(_)) {
             wait = heartbeat(&gw, &inst, mode).await.min(AUTO_COMMIT_INTERVAL);
         }
         if inst.settings.auto_commit && last_commit.elapsed() >= AUTO_COMMIT_INTERVAL {
@@ -580,23 +691,8 @@ async fn membership(gw: Arc<Gateway>, inst: Arc<Instance>) {
     }
 }
 
-/// Leaves the group if a member (epoch -1), giving back every partition.
-fn leave(gw: &Gateway, inst: &Instance) {
-    let (member_id, epoch) = {
-        let mut s = inst.lock();
-        let out = (s.member_id.clone(), s.epoch);
-        if s.epoch > 0 {
-            s.epoch = 0;
-            if s.mode != Mode::Manual {
-                s.owned.clear();
-                s.positions.clear();
-            }
-        }
-        out
-    };
-    if epoch <= 0 {
-        return;
-    }
+/// Leaves the group (epoch -1), giving back every partition.
+fn leave(gw: &Gateway, inst: &Instance, member_id: String) {
     let hb = Heartbeat {
         version: 1,
         member_id,
@@ -616,7 +712,6 @@ fn leave(gw: &Gateway, inst: &Instance) {
         .broker
         .groups
         .consumer_heartbeat(&inst.group, hb, &gw.broker.group_topics());
-    inst.bump();
 }
 
 fn client_id(inst: &Instance) -> String {
@@ -635,10 +730,11 @@ async fn heartbeat(gw: &Arc<Gateway>, inst: &Arc<Instance>, mode: Mode) -> Durat
             assignment.entry(topic.id).or_default().insert(*p);
         }
     }
-    let (topic_names, topic_regex) = match mode {
-        Mode::Topics(t) => (Some(t), None),
-        Mode::Pattern(p) => (None, Some(p)),
-        _ => (None, None),
+    let topic_names = match mode {
+        Mode::Topics(t) => Some(t),
+        // A pattern is resolved here, within the owner's ACLs, and sent as names.
+        Mode::Pattern(p) => Some(inst.pattern_topics(gw, &p)),
+        _ => None,
     };
     let hb = Heartbeat {
         version: 1,
@@ -648,7 +744,7 @@ async fn heartbeat(gw: &Arc<Gateway>, inst: &Arc<Instance>, mode: Mode) -> Durat
         rack_id: None,
         rebalance_timeout_ms: REBALANCE_TIMEOUT_MS,
         topic_names,
-        topic_regex,
+        topic_regex: None,
         assignor: None,
         owned: Some(assignment),
         client_id: client_id(inst),
@@ -664,7 +760,9 @@ async fn heartbeat(gw: &Arc<Gateway>, inst: &Arc<Instance>, mode: Mode) -> Durat
             let next =
                 Duration::from_millis(u64::try_from(r.heartbeat_interval_ms).unwrap_or(5000));
             let Some(a) = r.assignment else {
-                inst.lock().epoch = r.member_epoch;
+                let mut s = inst.lock();
+                s.epoch = r.member_epoch;
+                s.error = None;
                 return next;
             };
             let mut target = BTreeSet::new();
@@ -673,30 +771,42 @@ async fn heartbeat(gw: &Arc<Gateway>, inst: &Arc<Instance>, mode: Mode) -> Durat
                     target.extend(ps.into_iter().map(|p| (t.name.clone(), p)));
                 }
             }
-            let revoked: BTreeMap<TopicPartition, i64> = {
-                let s = inst.lock();
-                s.positions
-                    .iter()
-                    .filter(|(tp, _)| !target.contains(*tp))
-                    .map(|(tp, o)| (tp.clone(), *o))
-                    .collect()
-            };
-            // Revoked partitions are committed before they are given back,
-            // as the Java consumer's auto-commit does in its rebalance.
-            if inst.settings.auto_commit && !revoked.is_empty() {
-                let _ = inst.commit_positions(gw, revoked).await;
-            }
-            let changed = {
+            // Revoked partitions stop being read at once, then their
+            // positions are committed before the coordinator hears they are
+            // given back, as the Java consumer's auto-commit does in its
+            // rebalance.
+            let (changed, revoked, member, epoch) = {
                 let mut s = inst.lock();
                 s.member_id = r.member_id;
                 s.epoch = r.member_epoch;
+                s.error = None;
+                let revoked: BTreeMap<TopicPartition, i64> = s
+                    .positions
+                    .iter()
+                    .filter(|(tp, _)| !target.contains(*tp))
+                    .map(|(tp, o)| (tp.clone(), *o))
+                    .collect();
                 let changed = s.owned != target;
                 s.positions.retain(|tp, _| target.contains(tp));
                 s.owned = target;
-                changed
+                (changed, revoked, s.member_id.clone(), s.epoch)
             };
             if changed {
                 inst.bump();
+            }
+            if inst.settings.auto_commit && !revoked.is_empty() {
+                let offsets = revoked
+                    .iter()
+                    .map(|(tp, o)| (tp.clone(), *o, String::new()))
+                    .collect();
+                if commit_as(gw, &inst.group, &member, epoch, offsets)
+                    .await
+                    .is_ok()
+                {
+                    inst.lock().auto_committed.extend(revoked);
+                }
+            }
+            if changed {
                 // Tell the coordinator at once what is owned now, so
                 // partitions revoked here reach their next owner quickly.
                 return Duration::ZERO;
@@ -716,6 +826,16 @@ async fn heartbeat(gw: &Arc<Gateway>, inst: &Arc<Instance>, mode: Mode) -> Durat
         }
         Err(e) => {
             tracing::info!(group = %inst.group, instance = %inst.name, error = ?e, "REST consumer heartbeat refused");
+            // Kept for the client: subscribe and records answer it.
+            let why = match e {
+                ConsumerError::Group(GroupError::GroupIdNotFound) => format!(
+                    "The group {} cannot take this member: it is a classic group whose members' assignments carry assignor data, or a share group",
+                    inst.group
+                ),
+                other => format!("The group refused the member: {other:?}"),
+            };
+            inst.lock().error = Some(RestError::kafka(why));
+            inst.bump();
             RETRY_PAUSE * 4
         }
     }
@@ -817,6 +937,11 @@ pub async fn read(
             return Err(RestError::instance_not_found());
         }
         let positions = resolve_positions(gw, inst)?;
+        if positions.is_empty() {
+            if let Some(e) = inst.lock().error.clone() {
+                return Err(e);
+            }
+        }
         let notify = Arc::new(Notify::new());
         for ((t, p), _) in &positions {
             if let Some(part) = gw.broker.topic(t).and_then(|x| x.partition(*p).cloned()) {
@@ -841,8 +966,11 @@ pub async fn read(
             }
             continue;
         }
-        let min = inst.settings.fetch_min_bytes;
-        let enough = !out.records.is_empty() && (min <= 0 || out.bytes >= min as u64);
+        // fetch.min.bytes, within what one read may return: a read that
+        // filled its budget answers, as REST Proxy's does.
+        let min = u64::try_from(inst.settings.fetch_min_bytes).unwrap_or(0);
+        let full = out.records.len() >= budget.records || out.bytes >= budget.bytes;
+        let enough = !out.records.is_empty() && (min == 0 || out.bytes >= min || full);
         let timed_out = tokio::time::Instant::now() >= deadline;
         if enough || (timed_out && !out.records.is_empty()) {
             // Keep only records of partitions still owned at the positions

@@ -142,15 +142,72 @@ pub fn embedded_bytes(
     }
 }
 
-/// A stored key or value as `format` embeds it; `Err` when a JSON consumer
-/// meets bytes that are not JSON.
-pub fn embedded_value(format: Format, b: Option<&[u8]>) -> Result<Value, String> {
-    match (format, b) {
-        (_, None) => Ok(Value::Null),
-        (Format::Binary, Some(b)) => Ok(Value::String(
-            base64::engine::general_purpose::STANDARD.encode(b),
-        )),
-        (Format::Json, Some(b)) => serde_json::from_slice(b).map_err(|e| e.to_string()),
+/// Whether `b` is one JSON document (checked without building it).
+pub fn is_json(b: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(b).is_ok()
+}
+
+/// Appends `s` as a JSON string.
+pub fn push_str(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push('"');
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        let esc = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            c if (c as u32) < 0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            use std::fmt::Write as _;
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push_str(esc);
+        }
+        start = i + c.len_utf8();
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+/// How a key or value is written for a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Embed {
+    /// A base64 string.
+    Binary,
+    /// The JSON document itself (checked by the reader).
+    Json,
+    /// A UTF-8 string, invalid bytes replaced.
+    Text,
+}
+
+/// Appends a key or value as `how` embeds it (`null` when absent).
+pub fn push_embedded(out: &mut String, how: Embed, b: Option<&[u8]>) {
+    let Some(b) = b else {
+        out.push_str("null");
+        return;
+    };
+    match how {
+        Embed::Binary => {
+            out.push('"');
+            base64::engine::general_purpose::STANDARD.encode_string(b, out);
+            out.push('"');
+        }
+        Embed::Text => push_str(out, &String::from_utf8_lossy(b)),
+        Embed::Json => match std::str::from_utf8(b) {
+            // Compact already: copied as it is (no line breaks, which would
+            // split an SSE event).
+            Ok(s) if !s.contains(['\n', '\r']) && is_json(b) => out.push_str(s.trim()),
+            _ => match serde_json::from_slice::<Value>(b) {
+                Ok(v) => out.push_str(&v.to_string()),
+                Err(_) => out.push_str("null"),
+            },
+        },
     }
 }
 
@@ -247,19 +304,42 @@ mod tests {
             .unwrap();
         // Keys keep the client's order.
         assert_eq!(b, br#"{"z":1,"a":[true,null]}"#);
-        assert_eq!(embedded_value(Format::Json, Some(&b)).unwrap(), v);
+        let mut out = String::new();
+        push_embedded(&mut out, Embed::Json, Some(&b));
+        assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), v);
         let s = Value::String("aGVsbG8=".into());
         assert_eq!(
             embedded_bytes(Format::Binary, Some(&s), "value").unwrap(),
             Some(b"hello".to_vec())
         );
-        assert_eq!(embedded_value(Format::Binary, Some(b"hello")).unwrap(), s);
         assert_eq!(
             embedded_bytes(Format::Binary, Some(&Value::from(3)), "value")
                 .unwrap_err()
                 .code,
             400
         );
-        assert!(embedded_value(Format::Json, Some(b"not json")).is_err());
+        assert!(!is_json(b"not json"));
+    }
+
+    #[test]
+    fn strings_and_embedded_values_are_written_as_serde_would() {
+        for s in [
+            "plain",
+            "quote \" and \\ back",
+            "line\nbreak\ttab",
+            "\u{1}ctl",
+            "é ☃",
+        ] {
+            let mut out = String::new();
+            push_str(&mut out, s);
+            assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s);
+        }
+        let mut out = String::new();
+        push_embedded(&mut out, Embed::Binary, Some(b"hello"));
+        push_embedded(&mut out, Embed::Json, Some(b"{\n \"a\": 1}"));
+        push_embedded(&mut out, Embed::Json, Some(b"[1,2]"));
+        push_embedded(&mut out, Embed::Text, Some(b"\xffx"));
+        push_embedded(&mut out, Embed::Text, None);
+        assert_eq!(out, "\"aGVsbG8=\"{\"a\":1}[1,2]\"\u{fffd}x\"null");
     }
 }

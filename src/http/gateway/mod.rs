@@ -38,7 +38,11 @@ use super::listener::{Incoming, ListenSettings, TlsConfig};
 use crate::auth::acl::{Operation, ResourceType};
 use crate::auth::oauth::OAuthValidator;
 use crate::broker::Broker;
+use crate::quota::QuotaKind;
 use error::RestError;
+
+/// The client id HTTP callers are quota'd under (their user is their principal's).
+pub const HTTP_CLIENT_ID: &str = "sluice-http";
 
 /// The gateway's shared state.
 pub struct Gateway {
@@ -54,6 +58,11 @@ pub struct Gateway {
     scheme: &'static str,
     /// What the console samples over time.
     console: console::Console,
+    /// Turns true when the gateway stops: streams end, long polls answer.
+    stopping: tokio::sync::watch::Sender<bool>,
+    /// Bound to a loopback address: only loopback host names are served
+    /// (a DNS-rebound name pointing here is refused).
+    loopback: bool,
 }
 
 /// The caller of one request, as authenticated.
@@ -66,6 +75,36 @@ pub struct Caller {
 }
 
 impl Gateway {
+    /// Completes when the gateway stops.
+    pub async fn stopped(&self) {
+        let mut rx = self.stopping.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Records `bytes` of `kind` against the caller's client quota (as user
+    /// `caller`, client id `sluice-http`) and waits out the throttle time,
+    /// the HTTP form of Kafka's muted connection.
+    async fn throttle(&self, caller: &Caller, kind: QuotaKind, bytes: u64) {
+        let user = caller
+            .principal
+            .strip_prefix("User:")
+            .unwrap_or(&caller.principal);
+        let (ms, _) = self.broker.quotas.record(
+            kind,
+            user,
+            HTTP_CLIENT_ID,
+            bytes as f64,
+            crate::clock::now_ms(),
+        );
+        if ms > 0 {
+            crate::metrics::throttled(kind.key(), ms);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                _ = self.stopped() => {}
+            }
+        }
+    }
+
     /// Whether `caller` may do `op` on `(t, name)`.
     fn may(&self, caller: &Caller, op: Operation, t: ResourceType, name: &str) -> bool {
         self.broker
@@ -106,6 +145,8 @@ pub async fn serve(
         next_partition: AtomicU32::new(0),
         scheme: if tls.is_some() { "https" } else { "http" },
         console: console::Console::default(),
+        loopback: listener.local_addr().is_ok_and(|a| a.ip().is_loopback()),
+        stopping: tokio::sync::watch::channel(false).0,
         broker,
     });
     let reaper = tokio::spawn(instance::reap(gw.clone()));
@@ -141,6 +182,15 @@ pub async fn serve(
         }
     });
     let incoming = Incoming::new(listener, settings)?;
+    // On stop: WebSocket and SSE sessions end and consumer instances close
+    // (committing, leaving their groups, answering their long polls), so the
+    // graceful shutdown has nothing endless to wait for.
+    let closing = gw.clone();
+    let shutdown = async move {
+        shutdown.await;
+        closing.stopping.send_replace(true);
+        closing.instances.close_all(&closing).await;
+    };
     let result = axum::serve(incoming, app.into_make_service_with_connect_info::<Peer>())
         .with_graceful_shutdown(shutdown)
         .await;
@@ -245,6 +295,57 @@ async fn root(headers: axum::http::HeaderMap) -> Response {
     error::ok_json(&serde_json::json!({}))
 }
 
+/// Refuses what a browser sends on behalf of a page from another site: an
+/// `Origin` other than the gateway's own or `--http-allowed-origins` (which
+/// covers WebSocket upgrades, outside CORS), or `Sec-Fetch-Site:
+/// cross-site` (requests a page may send without CORS). Clients that are not
+/// browsers send neither.
+fn same_site(gw: &Gateway, headers: &axum::http::HeaderMap) -> Result<(), RestError> {
+    let refuse = |why: &str| {
+        RestError::forbidden(format!(
+            "{why}: cross-site requests are refused (allow origins with --http-allowed-origins)"
+        ))
+    };
+    let allowed = &gw.broker.config.http_allowed_origins;
+    let listed = |origin: &str| {
+        allowed
+            .split(',')
+            .map(str::trim)
+            .any(|a| a == "*" || (!a.is_empty() && a.eq_ignore_ascii_case(origin)))
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if gw.loopback && !host.is_empty() {
+        let name = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        };
+        let local = name.eq_ignore_ascii_case("localhost")
+            || name
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !local && !listed(&format!("http://{host}")) && !listed(&format!("https://{host}")) {
+            return Err(refuse(&format!("host {host} on a loopback listener")));
+        }
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let own = origin
+            .split_once("://")
+            .is_some_and(|(_, rest)| !host.is_empty() && rest.eq_ignore_ascii_case(host));
+        if !own && !listed(origin) {
+            return Err(refuse(&format!("origin {origin}")));
+        }
+    } else if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+    {
+        return Err(refuse("a cross-site request"));
+    }
+    Ok(())
+}
+
 /// Authenticates the caller and refuses bodies no REST client sends: over
 /// the size limit, or of a type a browser may send across sites without
 /// asking (forms, plain text), which would let any web page act as the user.
@@ -253,7 +354,22 @@ async fn admit(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next) -> 
         .extensions()
         .get::<axum::extract::ConnectInfo<Peer>>()
         .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0 .0.ip());
+    if let Err(e) = same_site(&gw, req.headers()) {
+        return e.into_response();
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
+        let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+            || req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim() != "0");
+        if has_body && !req.headers().contains_key(header::CONTENT_TYPE) {
+            return RestError::unsupported_media_type(
+                "HTTP 415 Unsupported Media Type: a body needs a Content-Type (application/vnd.kafka.v2+json or application/json)",
+            )
+            .into_response();
+        }
         if let Some(ct) = req
             .headers()
             .get(header::CONTENT_TYPE)

@@ -42,7 +42,7 @@ fn fits(format: Format, r: &DecodedRecord) -> Result<(), String> {
         return Ok(());
     }
     for b in [&r.key, &r.value].into_iter().flatten() {
-        serde_json::from_slice::<serde_json::Value>(b).map_err(|e| e.to_string())?;
+        serde_json::from_slice::<serde::de::IgnoredAny>(b).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -54,7 +54,7 @@ pub fn read_blocking(
     budget: Budget,
     format: Format,
 ) -> Result<ReadOut, RestError> {
-    let decompressed_max = u64::from(broker.config.request_bytes_max).saturating_mul(4);
+    let decompressed_max = broker.config.decompressed_batch_bytes_max;
     let mut out = ReadOut {
         records: Vec::new(),
         advanced: Vec::new(),
@@ -84,7 +84,8 @@ pub fn read_blocking(
         let mut next = *from;
         'batches: for (at, h) in split_stored(&bytes) {
             let b = &bytes[at..at + h.total_bytes()];
-            let records = match decode_batch(b, &h, next, decompressed_max) {
+            let left = budget.records.saturating_sub(out.records.len()).max(1);
+            let records = match decode_batch(b, &h, next, left, decompressed_max) {
                 Ok(Decoded::Control) => {
                     next = next.max(h.next_offset());
                     continue;
@@ -96,6 +97,9 @@ pub fn read_blocking(
                     )))
                 }
             };
+            // Cut short by the record budget: the rest of the batch is for
+            // the next read.
+            let cut = records.len() >= left;
             for r in records {
                 let size = r.size();
                 if !out.records.is_empty() && (full(&out) || out.bytes + size > budget.bytes) {
@@ -118,6 +122,9 @@ pub fn read_blocking(
                 out.bytes += size;
                 next = r.offset + 1;
                 out.records.push(((t.clone(), *p), r));
+            }
+            if cut {
+                break;
             }
             // Every record of the batch was taken (compaction may leave gaps).
             next = next.max(h.next_offset());

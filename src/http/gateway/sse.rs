@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use super::error::RestError;
 use super::instance;
 use super::reader::Budget;
-use super::ws::{native_record, standalone, Encoding, Start, READ_WAIT};
+use super::ws::{partitions_of, push_native_record, Encoding, Plan, Start, READ_WAIT};
 use super::{query_param, query_params, Caller, Gateway};
 use crate::auth::acl::{Operation, ResourceType};
 
@@ -72,24 +72,31 @@ pub(super) async fn tail(
         None => None,
         Some(p) => Some(p.parse().map_err(|_| RestError::partition_not_found())?),
     };
-    let inst = standalone(&gw, &caller, std::slice::from_ref(&topic), partition, start)?;
-    // Resume after the positions of the last event the client saw.
+    let parts = partitions_of(&gw, &caller, std::slice::from_ref(&topic), partition)?;
+    // Resume after the positions of the last event the client saw (only
+    // partitions this stream reads; the id is echoed in every event).
     let mut seen: BTreeMap<i32, i64> = BTreeMap::new();
     if let Some(last) = headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
         for pair in last.split(',') {
             if let Some((p, o)) = pair.split_once(':') {
                 if let (Ok(p), Ok(o)) = (p.trim().parse::<i32>(), o.trim().parse::<i64>()) {
-                    seen.insert(p, o);
+                    if o >= 0 && parts.iter().any(|(_, q)| *q == p) {
+                        seen.insert(p, o);
+                    }
                 }
             }
         }
-        let owned = inst.owned();
-        let to = seen
-            .iter()
-            .filter(|(p, _)| owned.iter().any(|(_, q)| q == *p))
-            .map(|(p, o)| ((topic.clone(), *p), o + 1))
-            .collect();
-        inst.seek(to)?;
+    }
+    let inst = Plan::Partitions { parts, start }
+        .start(&gw, &caller)
+        .await?;
+    let to = seen
+        .iter()
+        .map(|(p, o)| ((topic.clone(), *p), o.saturating_add(1)))
+        .collect();
+    if let Err(e) = inst.seek(to) {
+        instance::close(&gw, &inst).await;
+        return Err(e);
     }
     let (tx, rx) = mpsc::channel(QUEUED_FRAMES);
     let frame_bytes = gw.broker.config.http_ws_frame_bytes_max;
@@ -103,6 +110,7 @@ pub(super) async fn tail(
             let read = tokio::select! {
                 r = instance::read(&gw, &inst, READ_WAIT, budget, encoding.read_format()) => r,
                 _ = tx.closed() => break,
+                _ = gw.stopped() => break,
             };
             let records = match read {
                 Ok(r) => r,
@@ -117,7 +125,8 @@ pub(super) async fn tail(
             for ((t, p), r) in records {
                 seen.insert(p, r.offset);
                 let id: Vec<String> = seen.iter().map(|(p, o)| format!("{p}:{o}")).collect();
-                let data = native_record(encoding, &t, p, &r).to_string();
+                let mut data = String::new();
+                push_native_record(&mut data, encoding, &t, p, &r);
                 let ev = Event::default().event("record").id(id.join(",")).data(data);
                 if tx.send(ev).await.is_err() {
                     break 'stream;

@@ -19,6 +19,7 @@ use crate::broker::append::{Acks, AppendJob};
 use crate::broker::{is_internal, Topic};
 use crate::log::decode::{encode_batch, partition_for_key, NewRecord};
 use crate::log::AppendError;
+use crate::quota::QuotaKind;
 use crate::storage::PartitionError;
 
 /// The topic, if it exists and the caller may describe it (an unauthorized
@@ -281,51 +282,79 @@ pub(super) fn choose_partition(
         .ok_or_else(RestError::partition_not_found)
 }
 
-/// Appends records to their partitions (one batch per partition, in order)
-/// and answers once durable (acks=all): per record, its (partition, offset)
-/// or REST Proxy's error code and message.
+/// Batches a produce request is cut into, at most (a record bigger than
+/// this goes alone): well under the default `max.message.bytes`, so a large
+/// request of small records is never refused for its total.
+const PRODUCE_BATCH_BYTES: usize = 256 << 10;
+
+/// Appends records to their partitions (in order, in batches of at most
+/// [`PRODUCE_BATCH_BYTES`]) and answers once durable (acks=all): per record,
+/// its (partition, offset) or REST Proxy's error code and message.
 pub(super) async fn append_records(
     gw: &Gateway,
     t: &Arc<Topic>,
     records: Vec<(i32, NewRecord)>,
 ) -> Vec<Result<(i32, i64), (u32, String)>> {
-    let mut by_partition: BTreeMap<i32, Vec<NewRecord>> = BTreeMap::new();
-    let mut placed = Vec::with_capacity(records.len());
-    for (p, r) in records {
-        let batch = by_partition.entry(p).or_default();
-        placed.push((p, batch.len() as i64));
-        batch.push(r);
+    if t.min_insync_replicas() > 1 {
+        // As Kafka's acks=all with fewer in-sync replicas than required.
+        let why = "NOT_ENOUGH_REPLICAS: min.insync.replicas is above 1 and this broker is the only replica";
+        return records
+            .iter()
+            .map(|_| Err((50003, why.to_string())))
+            .collect();
+    }
+    let mut by_partition: BTreeMap<i32, Vec<(usize, NewRecord)>> = BTreeMap::new();
+    let n = records.len();
+    for (i, (p, r)) in records.into_iter().enumerate() {
+        by_partition.entry(p).or_default().push((i, r));
     }
     let now = crate::clock::now_ms();
-    let mut order = Vec::with_capacity(by_partition.len());
-    let mut jobs = Vec::with_capacity(by_partition.len());
-    for (p, recs) in &by_partition {
-        if let Some(part) = t.partition(*p) {
-            order.push(*p);
-            jobs.push(AppendJob {
-                partition: part.clone(),
-                topic: t.clone(),
-                bytes: Bytes::from(encode_batch(now, recs)),
-                check: None,
-            });
+    // Per record: (its job, its index in the job's batch).
+    let mut placed = vec![(usize::MAX, 0i64); n];
+    let mut job_partition = Vec::new();
+    let mut jobs = Vec::new();
+    for (p, recs) in by_partition {
+        let Some(part) = t.partition(p) else {
+            continue;
+        };
+        let mut batch: Vec<NewRecord> = Vec::new();
+        let mut bytes = 0usize;
+        let mut flush = |batch: &mut Vec<NewRecord>, jobs: &mut Vec<AppendJob>| {
+            if !batch.is_empty() {
+                jobs.push(AppendJob {
+                    partition: part.clone(),
+                    topic: t.clone(),
+                    bytes: Bytes::from(encode_batch(now, batch)),
+                    check: None,
+                });
+                job_partition.push(p);
+                batch.clear();
+            }
+        };
+        for (i, r) in recs {
+            let size = 24
+                + r.key.as_ref().map_or(0, Vec::len)
+                + r.value.as_ref().map_or(0, Vec::len)
+                + r.headers
+                    .iter()
+                    .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 8)
+                    .sum::<usize>();
+            if !batch.is_empty() && bytes + size > PRODUCE_BATCH_BYTES {
+                flush(&mut batch, &mut jobs);
+                bytes = 0;
+            }
+            placed[i] = (jobs.len(), batch.len() as i64);
+            batch.push(r);
+            bytes += size;
         }
+        flush(&mut batch, &mut jobs);
     }
     let results = gw.broker.append_batches(jobs, Acks::Durable).await;
-    let outcome: BTreeMap<i32, Result<i64, (u32, String)>> = order
-        .into_iter()
-        .zip(results)
-        .map(|(p, r)| {
-            (
-                p,
-                r.map(|info| info.base_offset).map_err(|e| append_error(&e)),
-            )
-        })
-        .collect();
     placed
         .into_iter()
-        .map(|(p, i)| match outcome.get(&p) {
-            Some(Ok(base)) => Ok((p, base + i)),
-            Some(Err(e)) => Err(e.clone()),
+        .map(|(job, i)| match results.get(job) {
+            Some(Ok(info)) => Ok((job_partition[job], info.base_offset + i)),
+            Some(Err(e)) => Err(append_error(e)),
             None => Err((40402, "Partition not found.".to_string())),
         })
         .collect()
@@ -369,6 +398,8 @@ async fn produce_records(
         )?;
         placed.push((p, r.record));
     }
+    gw.throttle(caller, QuotaKind::Produce, body.len() as u64)
+        .await;
     let offsets: Vec<Value> = append_records(gw, &t, placed)
         .await
         .into_iter()

@@ -27,18 +27,21 @@ use serde_json::{json, Map, Value};
 
 use super::error::RestError;
 use super::instance::{self, Instance, Mode, Reset, Settings, TopicPartition};
-use super::json::{self, Format};
+use super::json::{self, Embed, Format};
 use super::reader::{Budget, Fetched};
 use super::topics::{append_records, choose_partition, visible_topic, writable_topic};
 use super::{pulsar, query_param, query_params, Caller, Gateway};
 use crate::auth::acl::{Operation, ResourceType};
 use crate::log::decode::{DecodedRecord, NewRecord};
+use crate::quota::QuotaKind;
 
 /// How long one parked read waits before it is started again (the socket
 /// is served meanwhile; this only bounds a read's life).
 pub(super) const READ_WAIT: Duration = Duration::from_secs(30);
 /// Most records in one native frame.
 const FRAME_RECORDS_MAX: u64 = 1000;
+/// The smallest read of the log a frame starts with.
+const READ_BYTES_MIN: u64 = 64 << 10;
 /// Pulsar caps `receiverQueueSize` at this.
 const PULSAR_QUEUE_MAX: u64 = 1000;
 
@@ -77,11 +80,12 @@ impl Encoding {
         }
     }
 
-    fn value(self, b: Option<&[u8]>) -> Value {
-        match (self, b) {
-            (_, None) => Value::Null,
-            (Encoding::Embedded(f), b) => json::embedded_value(f, b).unwrap_or(Value::Null),
-            (Encoding::Text, Some(b)) => Value::String(String::from_utf8_lossy(b).into_owned()),
+    /// How keys and values are written.
+    pub(super) fn embed(self) -> Embed {
+        match self {
+            Encoding::Embedded(Format::Binary) => Embed::Binary,
+            Encoding::Embedded(Format::Json) => Embed::Json,
+            Encoding::Text => Embed::Text,
         }
     }
 
@@ -145,15 +149,13 @@ pub(super) enum Start {
     At(i64),
 }
 
-/// A consumer that is not a group member: every partition of `topics` (or
-/// one), from `start`.
-pub(super) fn standalone(
-    gw: &Arc<Gateway>,
+/// The partitions of `topics` (or only `partition` of each), checked to exist.
+pub(super) fn partitions_of(
+    gw: &Gateway,
     caller: &Caller,
     topics: &[String],
     partition: Option<i32>,
-    start: Start,
-) -> Result<Arc<Instance>, RestError> {
+) -> Result<Vec<TopicPartition>, RestError> {
     let mut parts: Vec<TopicPartition> = Vec::new();
     for t in topics {
         let topic = visible_topic(gw, caller, t)?;
@@ -163,57 +165,92 @@ pub(super) fn standalone(
             None => parts.extend((0..topic.partitions.len() as i32).map(|p| (t.clone(), p))),
         }
     }
-    let timeout = Duration::from_secs(u64::MAX / 4);
-    let name = format!("ws-{}", uuid::Uuid::new_v4());
-    let inst = Instance::new(
-        "",
-        &name,
-        &caller.principal,
-        &caller.host,
-        session_settings(Reset::Latest),
-        timeout,
-    );
-    inst.assign(gw, parts.clone());
-    match start {
-        Start::Earliest => inst.seek_to_edge(gw, parts, false)?,
-        Start::Latest => inst.seek_to_edge(gw, parts, true)?,
-        Start::At(o) => inst.seek(parts.into_iter().map(|tp| (tp, o)).collect())?,
+    Ok(parts)
+}
+
+/// What a consumer session reads: checked before the upgrade, started after
+/// it, so an upgrade that fails leaves no group member behind.
+pub(super) enum Plan {
+    /// A member of `group` subscribed to `topics`.
+    Member {
+        /// The group.
+        group: String,
+        /// Its topics.
+        topics: Vec<String>,
+        /// Where to start without a committed offset.
+        reset: Reset,
+    },
+    /// These partitions from `start`, in no group.
+    Partitions {
+        /// The partitions.
+        parts: Vec<TopicPartition>,
+        /// Where to start.
+        start: Start,
+    },
+}
+
+impl Plan {
+    /// The session's consumer; the group's refusal, if any.
+    pub(super) async fn start(
+        self,
+        gw: &Arc<Gateway>,
+        caller: &Caller,
+    ) -> Result<Arc<Instance>, RestError> {
+        let name = format!("ws-{}", uuid::Uuid::new_v4());
+        // Sessions are not in the registry: they live as long as their socket.
+        let timeout = Duration::from_secs(u64::MAX / 4);
+        match self {
+            Plan::Member {
+                group,
+                topics,
+                reset,
+            } => {
+                let inst = Instance::new(
+                    &group,
+                    &name,
+                    &caller.principal,
+                    &caller.host,
+                    session_settings(reset),
+                    timeout,
+                );
+                if let Err(e) = inst.subscribe(gw, Mode::Topics(topics)).await {
+                    instance::close(gw, &inst).await;
+                    return Err(e);
+                }
+                Ok(inst)
+            }
+            Plan::Partitions { parts, start } => {
+                let inst = Instance::new(
+                    "",
+                    &name,
+                    &caller.principal,
+                    &caller.host,
+                    session_settings(Reset::Latest),
+                    timeout,
+                );
+                inst.assign(gw, parts.clone());
+                let placed = match start {
+                    Start::Earliest => inst.seek_to_edge(gw, parts, false),
+                    Start::Latest => inst.seek_to_edge(gw, parts, true),
+                    Start::At(o) => inst.seek(parts.into_iter().map(|tp| (tp, o)).collect()),
+                };
+                if let Err(e) = placed {
+                    instance::close(gw, &inst).await;
+                    return Err(e);
+                }
+                Ok(inst)
+            }
+        }
     }
-    Ok(inst)
 }
 
-/// A consumer in `group`, subscribed to `topics`.
-async fn member(
-    gw: &Arc<Gateway>,
-    caller: &Caller,
-    group: &str,
-    topics: Vec<String>,
-    reset: Reset,
-) -> Arc<Instance> {
-    let name = format!("ws-{}", uuid::Uuid::new_v4());
-    let timeout = Duration::from_secs(u64::MAX / 4);
-    let inst = Instance::new(
-        group,
-        &name,
-        &caller.principal,
-        &caller.host,
-        session_settings(reset),
-        timeout,
-    );
-    inst.subscribe(gw, Mode::Topics(topics)).await;
-    inst
-}
-
-/// Bounds every frame a client may send, and what the socket buffers.
+/// Bounds every frame a client may send.
 fn limited(ws: WebSocketUpgrade, gw: &Gateway) -> WebSocketUpgrade {
     let max = gw.broker.config.http_request_body_max_bytes;
-    ws.max_message_size(max)
-        .max_frame_size(max)
-        .max_write_buffer_size(
-            (gw.broker.config.http_ws_frame_bytes_max as usize)
-                .saturating_mul(4)
-                .max(1 << 20),
-        )
+    // No cap on the write buffer: a session writes one frame and awaits
+    // it before reading more, and a frame (whose first record may be as large
+    // as max.message.bytes) must never be refused for its size.
+    ws.max_message_size(max).max_frame_size(max)
 }
 
 /// `GET /v1/ws/consume?topic=&group=&partition=&offset=&format=`.
@@ -239,14 +276,18 @@ pub(super) async fn consume(
     let group = query_param(&q, "group").filter(|g| !g.is_empty());
     let offset = query_param(&q, "offset");
     may_consume(&gw, &caller, &topics, group.as_deref())?;
-    let inst = match &group {
+    let plan = match &group {
         Some(g) => {
             let reset = match offset.as_deref() {
                 None | Some("latest") => Reset::Latest,
                 Some("earliest") => Reset::Earliest,
                 Some(_) => return Err(RestError::unprocessable(422, "With a group, offset is earliest or latest (where to start without a committed offset).")),
             };
-            member(&gw, &caller, g, topics.clone(), reset).await
+            Plan::Member {
+                group: g.clone(),
+                topics: topics.clone(),
+                reset,
+            }
         }
         None => {
             let start = match offset.as_deref() {
@@ -260,7 +301,10 @@ pub(super) async fn consume(
                 None => None,
                 Some(p) => Some(p.parse().map_err(|_| RestError::partition_not_found())?),
             };
-            standalone(&gw, &caller, &topics, partition, start)?
+            Plan::Partitions {
+                parts: partitions_of(&gw, &caller, &topics, partition)?,
+                start,
+            }
         }
     };
     let dialect = Dialect::Native {
@@ -268,7 +312,8 @@ pub(super) async fn consume(
         group: group.is_some(),
         topics,
     };
-    Ok(limited(ws, &gw).on_upgrade(move |socket| consume_session(gw, socket, inst, dialect, 0)))
+    Ok(limited(ws, &gw)
+        .on_upgrade(move |socket| consume_session(gw, socket, caller, plan, dialect, 0)))
 }
 
 /// Per-partition acknowledgement state of a Pulsar consumer: individual
@@ -381,6 +426,12 @@ impl Dialect {
             Dialect::Native { group, topics, .. } => {
                 let tp = |m: &Map<String, Value>| -> Result<(TopicPartition, i64), RestError> {
                     let topic = match m.get("topic").and_then(Value::as_str) {
+                        // Only the session's topics: READ was checked on those.
+                        Some(t) if !topics.iter().any(|x| x == t) => {
+                            return Err(RestError::illegal_state(format!(
+                                "{t} is not a topic of this socket"
+                            )))
+                        }
                         Some(t) => t.to_string(),
                         None if topics.len() == 1 => topics[0].clone(),
                         None => return Err(RestError::unprocessable(422, "topic may not be null")),
@@ -443,6 +494,9 @@ impl Dialect {
                     else {
                         return Command::Close(POLICY, "Failed to deserialize from JSON".into());
                     };
+                    if !acks.delivered_to.contains_key(&p) {
+                        return Command::None;
+                    }
                     acks.rewind(p, o);
                     Command::Seek((topic.clone(), p), o)
                 }
@@ -477,11 +531,18 @@ impl Dialect {
     fn frames(&mut self, records: Vec<Fetched>) -> Vec<String> {
         match self {
             Dialect::Native { encoding, .. } => {
-                let list: Vec<Value> = records
-                    .iter()
-                    .map(|((t, p), r)| native_record(*encoding, t, *p, r))
-                    .collect();
-                vec![json!({"type": "records", "records": list}).to_string()]
+                let bytes: u64 = records.iter().map(|(_, r)| r.size()).sum();
+                let mut out =
+                    String::with_capacity(bytes as usize * 4 / 3 + records.len() * 96 + 32);
+                out.push_str("{\"type\":\"records\",\"records\":[");
+                for (i, ((t, p), r)) in records.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    push_native_record(&mut out, *encoding, t, *p, r);
+                }
+                out.push_str("]}");
+                vec![out]
             }
             Dialect::Pulsar { acks, .. } => records
                 .into_iter()
@@ -514,29 +575,45 @@ impl Dialect {
     }
 }
 
-/// A record in a native frame.
-pub(super) fn native_record(
+/// Appends a record as native frames and SSE events carry it.
+pub(super) fn push_native_record(
+    out: &mut String,
     encoding: Encoding,
     topic: &str,
     partition: i32,
     r: &DecodedRecord,
-) -> Value {
-    let headers: Vec<Value> = r
-        .headers
-        .iter()
-        .map(|(k, v)| {
-            json!({"key": String::from_utf8_lossy(k), "value": encoding.value(v.as_deref())})
-        })
-        .collect();
-    json!({
-        "topic": topic,
-        "partition": partition,
-        "offset": r.offset,
-        "timestamp": r.timestamp,
-        "key": encoding.value(r.key.as_deref()),
-        "value": encoding.value(r.value.as_deref()),
-        "headers": headers,
-    })
+) {
+    use std::fmt::Write as _;
+    let how = encoding.embed();
+    out.push_str("{\"topic\":");
+    json::push_str(out, topic);
+    let _ = write!(
+        out,
+        ",\"partition\":{partition},\"offset\":{},\"timestamp\":{},\"key\":",
+        r.offset, r.timestamp
+    );
+    json::push_embedded(out, how, r.key.as_deref());
+    out.push_str(",\"value\":");
+    json::push_embedded(out, how, r.value.as_deref());
+    out.push_str(",\"headers\":[");
+    for (i, (k, v)) in r.headers.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"key\":");
+        json::push_str(out, &String::from_utf8_lossy(k));
+        out.push_str(",\"value\":");
+        // Header values are bytes: only the text form keeps them readable
+        // as JSON whatever they hold.
+        let header_how = if how == Embed::Json {
+            Embed::Binary
+        } else {
+            how
+        };
+        json::push_embedded(out, header_how, v.as_deref());
+        out.push('}');
+    }
+    out.push_str("]}");
 }
 
 /// A record as Pulsar's ConsumerMessage.
@@ -576,6 +653,22 @@ fn error_frame(e: &RestError) -> String {
     json!({"type": "error", "error_code": e.code, "message": e.message}).to_string()
 }
 
+/// Tells the client of a refusal that does not end the session: an error
+/// frame in Sluice's protocol; Pulsar's has none (its clients would read one
+/// as a message), so it is only logged. False once the socket is gone.
+async fn report(socket: &mut WebSocket, dialect: &Dialect, e: &RestError) -> bool {
+    match dialect {
+        Dialect::Native { .. } => socket
+            .send(Message::Text(error_frame(e).into()))
+            .await
+            .is_ok(),
+        Dialect::Pulsar { .. } => {
+            tracing::debug!(error = %e.message, "Pulsar WebSocket frame refused");
+            true
+        }
+    }
+}
+
 async fn close_with(socket: &mut WebSocket, code: u16, reason: String) {
     let reason: String = reason.chars().take(120).collect();
     let _ = socket
@@ -593,10 +686,21 @@ type PendingRead = Pin<Box<dyn Future<Output = Result<Vec<Fetched>, RestError>> 
 async fn consume_session(
     gw: Arc<Gateway>,
     mut socket: WebSocket,
-    inst: Arc<Instance>,
+    caller: Caller,
+    plan: Plan,
     mut dialect: Dialect,
     initial_credit: u64,
 ) {
+    let inst = match plan.start(&gw, &caller).await {
+        Ok(i) => i,
+        Err(e) => {
+            if matches!(dialect, Dialect::Native { .. }) {
+                let _ = socket.send(Message::Text(error_frame(&e).into())).await;
+            }
+            close_with(&mut socket, INTERNAL, e.message).await;
+            return;
+        }
+    };
     let c = &gw.broker.config;
     let credit_max = c.http_ws_credit_records_max;
     let frame_bytes = c.http_ws_frame_bytes_max;
@@ -605,6 +709,8 @@ async fn consume_session(
     let mut credit = initial_credit;
     let mut byte_credit: Option<u64> = None;
     let mut pending: Option<PendingRead> = None;
+    // Mean key and value bytes of the records sent (a guess until some are).
+    let mut avg_record = frame_bytes;
     let mut changes = inst.assignment_changes();
     let native_group = matches!(dialect, Dialect::Native { group: true, .. });
     if native_group {
@@ -616,9 +722,16 @@ async fn consume_session(
     loop {
         let has_bytes = byte_credit.is_none_or(|b| b > 0);
         if pending.is_none() && credit > 0 && has_bytes && dialect.may_deliver(credit_max) {
+            let records = credit.min(FRAME_RECORDS_MAX);
+            // What the credit can take, from the record sizes seen so far: a
+            // read of whole batches past it would be read and thrown away.
+            let wanted = records.saturating_mul(avg_record).saturating_mul(5) / 4;
             let budget = Budget {
-                records: credit.min(FRAME_RECORDS_MAX) as usize,
-                bytes: byte_credit.unwrap_or(u64::MAX).min(frame_bytes),
+                records: records as usize,
+                bytes: byte_credit
+                    .unwrap_or(u64::MAX)
+                    .min(frame_bytes)
+                    .min(wanted.max(READ_BYTES_MIN)),
             };
             let (g, i, f) = (
                 gw.clone(),
@@ -657,7 +770,7 @@ async fn consume_session(
                     }
                     Command::Commit(tp, next) => {
                         if let Err(e) = inst.commit(&gw, vec![(tp, next, String::new())]).await {
-                            if socket.send(Message::Text(error_frame(&e).into())).await.is_err() {
+                            if !report(&mut socket, &dialect, &e).await {
                                 break;
                             }
                         }
@@ -665,7 +778,7 @@ async fn consume_session(
                     Command::Seek(tp, offset) => {
                         pending = None;
                         if let Err(e) = inst.seek(vec![(tp, offset)]) {
-                            if socket.send(Message::Text(error_frame(&e).into())).await.is_err() {
+                            if !report(&mut socket, &dialect, &e).await {
                                 break;
                             }
                         }
@@ -676,7 +789,7 @@ async fn consume_session(
                         }
                     }
                     Command::Error(e) => {
-                        if socket.send(Message::Text(error_frame(&e).into())).await.is_err() {
+                        if !report(&mut socket, &dialect, &e).await {
                             break;
                         }
                     }
@@ -697,6 +810,7 @@ async fn consume_session(
                     Ok(records) => {
                         let n = records.len() as u64;
                         let bytes: u64 = records.iter().map(|(_, r)| r.size()).sum();
+                        avg_record = (bytes / n).max(1);
                         credit = credit.saturating_sub(n);
                         if let Some(b) = byte_credit.as_mut() {
                             *b = b.saturating_sub(bytes);
@@ -711,12 +825,13 @@ async fn consume_session(
                         }
                         crate::metrics::http_ws_buffered(-(bytes as f64));
                         crate::metrics::http_ws_records_sent(n);
+                        gw.throttle(&caller, QuotaKind::Fetch, bytes).await;
                         if failed {
                             break;
                         }
                     }
                     Err(e) => {
-                        let _ = socket.send(Message::Text(error_frame(&e).into())).await;
+                        let _ = report(&mut socket, &dialect, &e).await;
                         close_with(&mut socket, INTERNAL, e.message).await;
                         break;
                     }
@@ -731,6 +846,10 @@ async fn consume_session(
                 if socket.send(Message::Ping(Bytes::new())).await.is_err() {
                     break;
                 }
+            }
+            _ = gw.stopped() => {
+                close_with(&mut socket, 1001, "the broker is stopping".into()).await;
+                break;
             }
         }
     }
@@ -761,8 +880,9 @@ pub(super) async fn produce(
             RestError::forbidden(format!("Not authorized to access topics: [{topic}]"))
         })
     })?;
-    Ok(limited(ws, &gw)
-        .on_upgrade(move |socket| produce_session(gw, socket, t, Producer::Native(encoding))))
+    Ok(limited(ws, &gw).on_upgrade(move |socket| {
+        produce_session(gw, socket, caller, t, Producer::Native(encoding))
+    }))
 }
 
 /// The frame protocol of a producer socket.
@@ -885,10 +1005,13 @@ impl Producer {
 async fn produce_session(
     gw: Arc<Gateway>,
     mut socket: WebSocket,
+    caller: Caller,
     t: Arc<crate::broker::Topic>,
     kind: Producer,
 ) {
     let inflight = gw.broker.config.http_ws_produce_inflight_max;
+    // What one batch of frames may hold: as much as one REST produce body.
+    let batch_bytes_max = gw.broker.config.http_request_body_max_bytes;
     let mut ping = tokio::time::interval(Duration::from_millis(
         gw.broker.config.http_ws_ping_interval_ms,
     ));
@@ -896,6 +1019,10 @@ async fn produce_session(
     'session: loop {
         let first = tokio::select! {
             m = socket.recv() => m,
+            _ = gw.stopped() => {
+                close_with(&mut socket, 1001, "the broker is stopping".into()).await;
+                break;
+            }
             _ = ping.tick() => {
                 if socket.send(Message::Ping(Bytes::new())).await.is_err() {
                     break;
@@ -904,6 +1031,7 @@ async fn produce_session(
             }
         };
         let mut frames = Vec::new();
+        let mut batch_bytes = 0usize;
         let mut next = first;
         loop {
             match next {
@@ -913,14 +1041,17 @@ async fn produce_session(
                     }
                     break;
                 }
-                Some(Ok(Message::Text(t))) => frames.push(t.to_string()),
+                Some(Ok(Message::Text(t))) => {
+                    batch_bytes += t.len();
+                    frames.push(t.to_string());
+                }
                 Some(Ok(Message::Binary(_))) => {
                     close_with(&mut socket, 1003, "frames are JSON text".into()).await;
                     break 'session;
                 }
                 Some(Ok(_)) => {}
             }
-            if frames.len() >= inflight {
+            if frames.len() >= inflight || batch_bytes >= batch_bytes_max {
                 break;
             }
             // Whatever else already arrived joins this batch.
@@ -950,6 +1081,8 @@ async fn produce_session(
         let results = if records.is_empty() {
             Vec::new()
         } else {
+            gw.throttle(&caller, QuotaKind::Produce, batch_bytes as u64)
+                .await;
             append_records(&gw, &t, records).await
         };
         for ((slot, id), r) in ids.into_iter().zip(results) {
@@ -1023,14 +1156,11 @@ pub(super) async fn pulsar_consumer(
     )?;
     let (pull, credit) = pulsar_flow(&q);
     // A new Pulsar subscription starts at the end of the topic.
-    let inst = member(
-        &gw,
-        &caller,
-        &subscription,
-        vec![topic.clone()],
-        Reset::Latest,
-    )
-    .await;
+    let plan = Plan::Member {
+        group: subscription,
+        topics: vec![topic.clone()],
+        reset: Reset::Latest,
+    };
     let dialect = Dialect::Pulsar {
         topic,
         pull,
@@ -1039,7 +1169,7 @@ pub(super) async fn pulsar_consumer(
         acks: Acks::default(),
     };
     Ok(limited(ws, &gw)
-        .on_upgrade(move |socket| consume_session(gw, socket, inst, dialect, credit)))
+        .on_upgrade(move |socket| consume_session(gw, socket, caller, plan, dialect, credit)))
 }
 
 /// `GET /ws/v2/reader/{domain}/{tenant}/{namespace}/{topic}?messageId=`:
@@ -1060,10 +1190,14 @@ pub(super) async fn pulsar_reader(
         Some(id) => {
             let (p, o) = pulsar::parse_message_id(id)
                 .ok_or_else(|| RestError::bad_request("Invalid query params: messageId"))?;
-            (Start::At(o), Some(p))
+            // Pulsar starts a reader after the message it names.
+            (Start::At(o.saturating_add(1)), Some(p))
         }
     };
-    let inst = standalone(&gw, &caller, std::slice::from_ref(&topic), partition, start)?;
+    let plan = Plan::Partitions {
+        parts: partitions_of(&gw, &caller, std::slice::from_ref(&topic), partition)?,
+        start,
+    };
     let (pull, credit) = pulsar_flow(&q);
     let dialect = Dialect::Pulsar {
         topic,
@@ -1073,7 +1207,7 @@ pub(super) async fn pulsar_reader(
         acks: Acks::default(),
     };
     Ok(limited(ws, &gw)
-        .on_upgrade(move |socket| consume_session(gw, socket, inst, dialect, credit)))
+        .on_upgrade(move |socket| consume_session(gw, socket, caller, plan, dialect, credit)))
 }
 
 /// `GET /ws/v2/producer/{domain}/{tenant}/{namespace}/{topic}`.
@@ -1095,5 +1229,6 @@ pub(super) async fn pulsar_producer(
             RestError::forbidden(format!("Not authorized to access topics: [{topic}]"))
         })
     })?;
-    Ok(limited(ws, &gw).on_upgrade(move |socket| produce_session(gw, socket, t, Producer::Pulsar)))
+    Ok(limited(ws, &gw)
+        .on_upgrade(move |socket| produce_session(gw, socket, caller, t, Producer::Pulsar)))
 }
