@@ -323,6 +323,18 @@ def test_manual_assignment_and_positions(gw):
     # max_bytes bounds a response, yet one record always comes back.
     assert inst.post("/positions/beginning", {"partitions": [{"topic": "manual", "partition": 1}]}).status_code == 204
     assert len(inst.records(max_bytes=1)) == 1
+    # Seeking to a time: the first record at or after it (2023-11-14T22:13:20Z + i s).
+    p = Producer({"bootstrap.servers": gw.bootstrap})
+    for i in range(3):
+        p.produce("manual", value=b"t%d" % i, partition=0, timestamp=1_700_000_000_000 + i * 1000)
+    p.flush(30)
+    assert inst.post("/assignments", {"partitions": [{"topic": "manual", "partition": 0}]}).status_code == 204
+    r = inst.post("/positions", {"timestamps": [{"topic": "manual", "partition": 0,
+                                                 "timestamp": "2023-11-14T22:13:20.500Z"}]})
+    assert r.status_code == 204, r.text
+    assert [g["offset"] for g in read_all(inst, 2)] == [1, 2]
+    r = inst.post("/positions", {"timestamps": [{"topic": "manual", "partition": 0, "timestamp": "yesterday"}]})
+    assert r.status_code == 422
 
 
 def test_metadata_and_error_codes(gw):

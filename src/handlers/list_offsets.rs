@@ -11,8 +11,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use super::{partition_error_code, Ctx};
 use crate::auth::acl::{Operation, ResourceType};
 use crate::broker::Broker;
-use crate::log::records::{self, Record};
-use crate::log::BatchHeader;
+use crate::log::records;
 use crate::protocol::{error, ResponseFrame};
 use crate::storage::{Partition, PartitionError};
 
@@ -20,44 +19,6 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
-
-/// First record in `batch` whose timestamp is `>= ts` (or `== ts` with `exact`),
-/// as `(timestamp, offset)`. Records are read through the bounded streaming
-/// decoder; a batch that cannot be read within `limit` is answered with its base
-/// offset and max timestamp (a valid starting point for a consumer).
-fn search_batch(
-    batch: &[u8],
-    ts: i64,
-    exact: bool,
-    limit: u64,
-    log_start: i64,
-) -> Option<(i64, i64)> {
-    let header = BatchHeader::parse(batch).ok()?;
-    let mut found = None;
-    let mut visit = |r: &Record| {
-        // Records below the log start (DeleteRecords) are gone, as in Kafka.
-        if r.offset < log_start {
-            return Ok(());
-        }
-        let hit = if exact {
-            r.timestamp == ts
-        } else {
-            r.timestamp >= ts
-        };
-        if hit {
-            found = Some((r.timestamp, r.offset));
-            return Err(());
-        }
-        Ok(())
-    };
-    match records::for_each_record(batch, &header, limit, &mut visit) {
-        Ok(_) => found,
-        Err(e) => {
-            tracing::debug!(error = %e, "cannot read batch for timestamp search; using its base offset");
-            Some((header.max_timestamp, header.base_offset.max(log_start)))
-        }
-    }
-}
 
 /// `(timestamp, offset)` for one partition query (blocking). Under
 /// read_committed, the latest offset is the last stable offset and nothing at
@@ -89,13 +50,15 @@ fn lookup_uncommitted(p: &Partition, ts: i64, limit: u64) -> Result<(i64, i64), 
         EARLIEST | EARLIEST_LOCAL => (-1, p.log_start_offset()),
         MAX_TIMESTAMP => match p.max_timestamp_batch_blocking()? {
             Some((max, batch)) => {
-                search_batch(&batch, max, true, limit, p.log_start_offset()).unwrap_or((-1, -1))
+                records::search_timestamp(&batch, max, true, limit, p.log_start_offset())
+                    .unwrap_or((-1, -1))
             }
             None => (-1, -1),
         },
         ts => match p.find_by_timestamp_blocking(ts)? {
             Some(batch) => {
-                search_batch(&batch, ts, false, limit, p.log_start_offset()).unwrap_or((-1, -1))
+                records::search_timestamp(&batch, ts, false, limit, p.log_start_offset())
+                    .unwrap_or((-1, -1))
             }
             None => (-1, -1),
         },
@@ -213,10 +176,19 @@ mod tests {
     #[test]
     fn search_finds_the_record_inside_the_batch() {
         let b = build_test_batch(1000, &[b"a", b"b", b"c"]);
-        assert_eq!(search_batch(&b, 1000, false, 1 << 20, 0), Some((1000, 0)));
-        assert_eq!(search_batch(&b, 1000, true, 1 << 20, 0), Some((1000, 0)));
-        assert_eq!(search_batch(&b, 1001, false, 1 << 20, 0), None);
+        assert_eq!(
+            records::search_timestamp(&b, 1000, false, 1 << 20, 0),
+            Some((1000, 0))
+        );
+        assert_eq!(
+            records::search_timestamp(&b, 1000, true, 1 << 20, 0),
+            Some((1000, 0))
+        );
+        assert_eq!(records::search_timestamp(&b, 1001, false, 1 << 20, 0), None);
         // Below the log start (DeleteRecords), records are skipped.
-        assert_eq!(search_batch(&b, 1000, false, 1 << 20, 2), Some((1000, 2)));
+        assert_eq!(
+            records::search_timestamp(&b, 1000, false, 1 << 20, 2),
+            Some((1000, 2))
+        );
     }
 }

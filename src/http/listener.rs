@@ -234,16 +234,25 @@ impl AsyncWrite for Conn {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.stream {
+        let r = match &mut self.stream {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        };
+        match r {
+            // A TLS flush waits on a peer that does not read: idle too.
+            Poll::Pending => self.poll_idle(cx).map(Err),
+            done => done,
         }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.stream {
+        let r = match &mut self.stream {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        };
+        match r {
+            Poll::Pending => self.poll_idle(cx).map(Err),
+            done => done,
         }
     }
 }

@@ -430,7 +430,7 @@ fn groups(out: &mut String, broker: &Broker, topics: &[Arc<Topic>], max: usize) 
             if p.is_offline() {
                 continue;
             }
-            let lag = (p.high_watermark() - committed).max(0);
+            let lag = p.high_watermark().saturating_sub(*committed).max(0);
             if rows.len() >= max {
                 let o = other.get_or_insert_with(|| LagRow {
                     group: OTHER.to_string(),

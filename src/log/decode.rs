@@ -38,8 +38,9 @@ impl DecodedRecord {
 pub enum Decoded {
     /// A transaction marker or another control batch: no user records.
     Control,
-    /// The batch's records.
-    Records(Vec<DecodedRecord>),
+    /// The batch's records, and whether none is left after them (false when
+    /// `records_max` cut the batch short).
+    Records(Vec<DecodedRecord>, bool),
 }
 
 /// Decodes stored batch `b` (whose header is `h`), inflating at most
@@ -81,8 +82,10 @@ pub fn decode_batch(
     // Each record takes at least 7 bytes: the count cannot ask for more room than that.
     let mut out = Vec::with_capacity(count.min(body.len() / 7 + 1).min(records_max));
     let mut at = 0usize;
+    let mut complete = true;
     for i in 0..h.records_count {
         if out.len() >= records_max {
+            complete = false;
             break;
         }
         let bad = |why| RecordError::Framing { record: i, why };
@@ -124,7 +127,7 @@ pub fn decode_batch(
             headers,
         });
     }
-    Ok(Decoded::Records(out))
+    Ok(Decoded::Records(out, complete))
 }
 
 /// A record to produce.
@@ -248,7 +251,8 @@ mod tests {
         crate::log::records::validate(&b, 1 << 20).expect("a valid batch");
         batch::assign(&mut b, 40, 0);
         let h = BatchHeader::parse(&b).unwrap();
-        let Decoded::Records(out) = decode_batch(&b, &h, 0, usize::MAX, 1 << 20).unwrap() else {
+        let Decoded::Records(out, true) = decode_batch(&b, &h, 0, usize::MAX, 1 << 20).unwrap()
+        else {
             panic!("not a control batch");
         };
         assert_eq!(out.len(), 3);
@@ -261,11 +265,12 @@ mod tests {
         assert_eq!(out[2].value.as_ref().map(Vec::len), Some(300));
         assert_eq!(out[2].size(), 300);
         // A read from inside the batch skips the records before it.
-        let Decoded::Records(tail) = decode_batch(&b, &h, 42, usize::MAX, 1 << 20).unwrap() else {
+        let Decoded::Records(tail, true) = decode_batch(&b, &h, 42, usize::MAX, 1 << 20).unwrap()
+        else {
             panic!("not a control batch");
         };
         assert_eq!(tail.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![42]);
-        let Decoded::Records(one) = decode_batch(&b, &h, 0, 1, 1 << 20).unwrap() else {
+        let Decoded::Records(one, false) = decode_batch(&b, &h, 0, 1, 1 << 20).unwrap() else {
             panic!("not a control batch");
         };
         assert_eq!(one.len(), 1);

@@ -734,6 +734,44 @@ impl Read for SnappyReader<'_> {
     }
 }
 
+/// First record in `batch` whose timestamp is `>= ts` (or `== ts` with `exact`),
+/// as `(timestamp, offset)`. Records are read through the bounded streaming
+/// decoder; a batch that cannot be read within `limit` is answered with its base
+/// offset and max timestamp (a valid starting point for a consumer).
+pub fn search_timestamp(
+    batch: &[u8],
+    ts: i64,
+    exact: bool,
+    limit: u64,
+    log_start: i64,
+) -> Option<(i64, i64)> {
+    let header = BatchHeader::parse(batch).ok()?;
+    let mut found = None;
+    let mut visit = |r: &Record| {
+        // Records below the log start (DeleteRecords) are gone, as in Kafka.
+        if r.offset < log_start {
+            return Ok(());
+        }
+        let hit = if exact {
+            r.timestamp == ts
+        } else {
+            r.timestamp >= ts
+        };
+        if hit {
+            found = Some((r.timestamp, r.offset));
+            return Err(());
+        }
+        Ok(())
+    };
+    match for_each_record(batch, &header, limit, &mut visit) {
+        Ok(_) => found,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read batch for timestamp search; using its base offset");
+            Some((header.max_timestamp, header.base_offset.max(log_start)))
+        }
+    }
+}
+
 /// The batches of a buffer read back from the log (validated when written):
 /// headers only, stopping at the first one that does not fit.
 pub fn split_stored(b: &[u8]) -> Vec<(usize, BatchHeader)> {

@@ -93,7 +93,7 @@ fn group_lags(gw: &Gateway, caller: Option<&Caller>) -> Vec<(String, i64)> {
                 })
                 .filter_map(|((t, p), committed)| {
                     let part = gw.broker.topic(t)?.partition(*p)?.clone();
-                    Some((part.high_watermark() - committed).max(0))
+                    Some(part.high_watermark().saturating_sub(*committed).max(0))
                 })
                 .sum();
             (g.group_id, lag)
@@ -419,8 +419,14 @@ pub(super) async fn group(
         .map(|g| g.offsets)
         .unwrap_or_default()
         .into_iter()
+        .collect();
+    let all = offsets.len();
+    let offsets: Vec<((String, i32), i64)> = offsets
+        .into_iter()
         .filter(|((t, _), _)| gw.may(&caller, Operation::Describe, ResourceType::Topic, t))
         .collect();
+    // The history sums every topic: shown only to who may see them all.
+    let whole = offsets.len() == all;
     let b = gw.broker.clone();
     let lag: Vec<Value> = tokio::task::spawn_blocking(move || {
         let now = now_ms();
@@ -429,7 +435,7 @@ pub(super) async fn group(
             .filter_map(|((t, p), committed)| {
                 let part = b.topic(&t)?.partition(p)?.clone();
                 let end = part.high_watermark();
-                let lag = (end - committed).max(0);
+                let lag = end.saturating_sub(committed).max(0);
                 let secs = crate::http::scrape::lag_seconds(&part, committed, lag, now);
                 Some(json!({"topic": t, "partition": p, "committed": committed, "end": end, "lag": lag, "lag_seconds": secs}))
             })
@@ -442,6 +448,7 @@ pub(super) async fn group(
         .lock()
         .history
         .get(&id)
+        .filter(|_| whole)
         .map(|h| h.iter().map(|(t, l)| json!({"t": t, "lag": l})).collect())
         .unwrap_or_default();
     Ok(ok_json(&json!({

@@ -355,11 +355,55 @@ pub(super) async fn seek(
             ));
         }
     }
-    if m.get("timestamps").is_some_and(|v| !v.is_null()) {
-        return Err(RestError::unprocessable(
-            422,
-            "Seeking to timestamps is not supported by Sluice's gateway yet; seek to offsets.",
-        ));
+    if let Some(list) = m.get("timestamps").and_then(Value::as_array) {
+        let mut wanted = Vec::with_capacity(list.len());
+        for o in list {
+            let o = o
+                .as_object()
+                .ok_or_else(|| RestError::unprocessable(422, "a timestamp must be an object"))?;
+            let p = i32::try_from(json::int_field(o, "partition")?)
+                .map_err(|_| RestError::partition_not_found())?;
+            let topic = json::string_field(o, "topic")?.to_string();
+            let text = json::string_field(o, "timestamp")?;
+            let ts = super::iso8601::parse_ms(text).ok_or_else(|| {
+                RestError::unprocessable(
+                    422,
+                    format!("timestamp {text:?} is not an ISO-8601 instant"),
+                )
+            })?;
+            let part = gw
+                .broker
+                .topic(&topic)
+                .and_then(|t| t.partition(p).cloned())
+                .ok_or_else(RestError::partition_not_found)?;
+            wanted.push(((topic, p), ts, part));
+        }
+        // The first offset at or after each timestamp (as ListOffsets finds
+        // it); past the newest record, the end of the log.
+        let limit = gw.broker.config.decompressed_batch_bytes_max;
+        let found = tokio::task::spawn_blocking(move || {
+            wanted
+                .into_iter()
+                .map(|(tp, ts, part)| {
+                    let at = match part.find_by_timestamp_blocking(ts) {
+                        Ok(Some(batch)) => crate::log::records::search_timestamp(
+                            &batch,
+                            ts,
+                            false,
+                            limit,
+                            part.log_start_offset(),
+                        )
+                        .map(|(_, o)| o),
+                        Ok(None) => None,
+                        Err(e) => return Err(RestError::retriable(e.to_string())),
+                    };
+                    Ok((tp, at.unwrap_or_else(|| part.high_watermark())))
+                })
+                .collect::<Result<Vec<_>, RestError>>()
+        })
+        .await
+        .map_err(|e| RestError::kafka(format!("the lookup failed: {e}")))??;
+        to.extend(found);
     }
     inst.seek(to)?;
     Ok(no_content())
@@ -438,10 +482,13 @@ pub(super) async fn records(
         records: c.http_consumer_request_records_max,
         bytes: max_bytes,
     };
+    gw.pause(inst.muted_ms()).await;
     let fetched =
         instance::read(&gw, &inst, Duration::from_millis(timeout), budget, format).await?;
+    // Over its quota, the instance's next records call waits (the records
+    // read now are answered now: their positions already moved).
     let bytes: u64 = fetched.iter().map(|(_, r)| r.size()).sum();
-    gw.throttle(&caller, QuotaKind::Fetch, bytes).await;
+    inst.mute_for(gw.quota_ms(&caller, QuotaKind::Fetch, bytes));
     // Base64 or JSON of up to the byte budget: off the workers.
     let body = tokio::task::spawn_blocking(move || {
         use std::fmt::Write as _;
@@ -501,6 +548,9 @@ pub(super) async fn commit(
                 let p = i32::try_from(json::int_field(o, "partition")?)
                     .map_err(|_| RestError::partition_not_found())?;
                 let offset = json::int_field(o, "offset")?;
+                if offset < -1 {
+                    return Err(RestError::unprocessable(422, "offset must be -1 or more"));
+                }
                 let metadata = o
                     .get("metadata")
                     .and_then(Value::as_str)

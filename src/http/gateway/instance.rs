@@ -106,6 +106,8 @@ struct State {
     task: Option<tokio::task::JoinHandle<()>>,
     /// The group's last refusal of the member, answered to reads.
     error: Option<RestError>,
+    /// Over its fetch quota: the next read waits until then.
+    muted_until: Option<Instant>,
 }
 
 /// One REST consumer instance.
@@ -163,12 +165,27 @@ impl Instance {
                 rotate: 0,
                 task: None,
                 error: None,
+                muted_until: None,
             }),
             assignment,
             wake: Notify::new(),
             reads: Semaphore::new(1),
             closed: AtomicBool::new(false),
             timeout,
+        })
+    }
+
+    /// Mutes the instance's reads for `ms` (a fetch-quota throttle).
+    pub fn mute_for(&self, ms: u64) {
+        if ms > 0 {
+            self.lock().muted_until = Some(Instant::now() + Duration::from_millis(ms));
+        }
+    }
+
+    /// How long its reads are still muted, in ms.
+    pub fn muted_ms(&self) -> u64 {
+        self.lock().muted_until.map_or(0, |t| {
+            t.saturating_duration_since(Instant::now()).as_millis() as u64
         })
     }
 
@@ -291,13 +308,23 @@ impl Instance {
 
     /// Assigns `partitions` manually (replacing any earlier assignment).
     pub fn assign(self: &Arc<Self>, gw: &Arc<Gateway>, partitions: Vec<TopicPartition>) {
-        {
+        let was_member = {
             let mut s = self.lock();
+            // Still a member (its task has not left since the unsubscribe):
+            // it leaves now, as a new member id if it subscribes again.
+            let was = (s.epoch > 0).then(|| {
+                s.epoch = 0;
+                std::mem::replace(&mut s.member_id, uuid::Uuid::new_v4().to_string())
+            });
             s.mode = Mode::Manual;
             s.owned = partitions.into_iter().collect();
             let owned = s.owned.clone();
             s.positions.retain(|tp, _| owned.contains(tp));
             self.ensure_task(gw, &mut s);
+            was
+        };
+        if let Some(member_id) = was_member {
+            leave(gw, self, member_id);
         }
         self.bump();
     }
@@ -446,6 +473,8 @@ pub struct Instances {
     max: usize,
     /// How long an instance lives unused.
     timeout: Duration,
+    /// Set when the gateway stops: no new instances.
+    stopping: AtomicBool,
 }
 
 impl Instances {
@@ -455,6 +484,7 @@ impl Instances {
             map: Mutex::new(HashMap::new()),
             max: c.http_consumer_instances_max,
             timeout: Duration::from_millis(c.http_consumer_instance_timeout_ms),
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -472,6 +502,13 @@ impl Instances {
         settings: Settings,
     ) -> Result<Arc<Instance>, RestError> {
         let mut map = self.lock();
+        if self.stopping.load(Ordering::Acquire) {
+            return Err(RestError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                503,
+                "The broker is stopping.",
+            ));
+        }
         let key = (group.to_string(), name.to_string());
         if map.contains_key(&key) {
             return Err(RestError::new(
@@ -532,10 +569,19 @@ impl Instances {
 
     /// Closes every instance (the gateway is stopping): members leave their
     /// groups and auto-commit instances commit.
-    pub async fn close_all(&self, gw: &Gateway) {
+    pub async fn close_all(&self, gw: &Arc<Gateway>) {
+        self.stopping.store(true, Ordering::Release);
         let all: Vec<Arc<Instance>> = self.lock().drain().map(|(_, i)| i).collect();
-        for inst in all {
-            close(gw, &inst).await;
+        // All at once: each may wait on a commit and a leave.
+        let closing: Vec<_> = all
+            .into_iter()
+            .map(|inst| {
+                let gw = gw.clone();
+                tokio::spawn(async move { close(&gw, &inst).await })
+            })
+            .collect();
+        for c in closing {
+            let _ = c.await;
         }
     }
 }
@@ -761,8 +807,12 @@ async fn heartbeat(gw: &Arc<Gateway>, inst: &Arc<Instance>, mode: Mode) -> Durat
                 Duration::from_millis(u64::try_from(r.heartbeat_interval_ms).unwrap_or(5000));
             let Some(a) = r.assignment else {
                 let mut s = inst.lock();
-                s.epoch = r.member_epoch;
-                s.error = None;
+                if s.member_id == r.member_id
+                    && matches!(s.mode, Mode::Topics(_) | Mode::Pattern(_))
+                {
+                    s.epoch = r.member_epoch;
+                    s.error = None;
+                }
                 return next;
             };
             let mut target = BTreeSet::new();
@@ -777,6 +827,12 @@ async fn heartbeat(gw: &Arc<Gateway>, inst: &Arc<Instance>, mode: Mode) -> Durat
             // rebalance.
             let (changed, revoked, member, epoch) = {
                 let mut s = inst.lock();
+                if !matches!(s.mode, Mode::Topics(_) | Mode::Pattern(_))
+                    || s.member_id != r.member_id
+                {
+                    // Unsubscribed or assigned meanwhile: this answer is stale.
+                    return Duration::ZERO;
+                }
                 s.member_id = r.member_id;
                 s.epoch = r.member_epoch;
                 s.error = None;
@@ -968,9 +1024,22 @@ pub async fn read(
         }
         // fetch.min.bytes, within what one read may return: a read that
         // filled its budget answers, as REST Proxy's does.
-        let min = u64::try_from(inst.settings.fetch_min_bytes).unwrap_or(0);
-        let full = out.records.len() >= budget.records || out.bytes >= budget.bytes;
-        let enough = !out.records.is_empty() && (min == 0 || out.bytes >= min || full);
+        let min = u64::try_from(inst.settings.fetch_min_bytes)
+            .unwrap_or(0)
+            .min(budget.bytes);
+        let enough = !out.records.is_empty() && (min == 0 || out.bytes >= min || out.full);
+        if out.records.is_empty() && !out.advanced.is_empty() {
+            // Only batches without records for the client (transaction
+            // markers, compacted-away tails): step past them and read on, or
+            // a consumer whose segment ends with one would never move.
+            let mut s = inst.lock();
+            for (tp, from, next) in &out.advanced {
+                if s.owned.contains(tp) && s.positions.get(tp) == Some(from) {
+                    s.positions.insert(tp.clone(), *next);
+                }
+            }
+            continue;
+        }
         let timed_out = tokio::time::Instant::now() >= deadline;
         if enough || (timed_out && !out.records.is_empty()) {
             // Keep only records of partitions still owned at the positions
@@ -999,6 +1068,7 @@ pub async fn read(
             _ = notify.notified() => {}
             _ = changes.changed() => {}
             _ = tokio::time::sleep_until(deadline) => {}
+            _ = gw.stopped() => return Ok(Vec::new()),
         }
     }
 }

@@ -12,6 +12,7 @@ mod console;
 mod consumers;
 pub mod error;
 mod instance;
+mod iso8601;
 mod json;
 mod pulsar;
 mod reader;
@@ -82,9 +83,8 @@ impl Gateway {
     }
 
     /// Records `bytes` of `kind` against the caller's client quota (as user
-    /// `caller`, client id `sluice-http`) and waits out the throttle time,
-    /// the HTTP form of Kafka's muted connection.
-    async fn throttle(&self, caller: &Caller, kind: QuotaKind, bytes: u64) {
+    /// `caller`, client id `sluice-http`): the throttle time in ms.
+    fn quota_ms(&self, caller: &Caller, kind: QuotaKind, bytes: u64) -> u64 {
         let user = caller
             .principal
             .strip_prefix("User:")
@@ -98,11 +98,24 @@ impl Gateway {
         );
         if ms > 0 {
             crate::metrics::throttled(kind.key(), ms);
+        }
+        ms
+    }
+
+    /// Waits `ms` (a throttle), or until the gateway stops.
+    async fn pause(&self, ms: u64) {
+        if ms > 0 {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
                 _ = self.stopped() => {}
             }
         }
+    }
+
+    /// Records `bytes` against the caller's quota and waits out the throttle
+    /// time, the HTTP form of Kafka's muted connection.
+    async fn throttle(&self, caller: &Caller, kind: QuotaKind, bytes: u64) {
+        self.pause(self.quota_ms(caller, kind, bytes)).await;
     }
 
     /// Whether `caller` may do `op` on `(t, name)`.
@@ -300,34 +313,45 @@ async fn root(headers: axum::http::HeaderMap) -> Response {
 /// covers WebSocket upgrades, outside CORS), or `Sec-Fetch-Site:
 /// cross-site` (requests a page may send without CORS). Clients that are not
 /// browsers send neither.
-fn same_site(gw: &Gateway, headers: &axum::http::HeaderMap) -> Result<(), RestError> {
+fn same_site(gw: &Gateway, req: &Request, peer: IpAddr) -> Result<(), RestError> {
+    let headers = req.headers();
     let refuse = |why: &str| {
         RestError::forbidden(format!(
             "{why}: cross-site requests are refused (allow origins with --http-allowed-origins)"
         ))
     };
-    let allowed = &gw.broker.config.http_allowed_origins;
+    let c = &gw.broker.config;
+    // The gateway's own origin as clients are told it (a reverse proxy's).
+    let advertised = c.http_advertised_url.as_deref().map(|u| {
+        let (scheme, rest) = u.split_once("://").unwrap_or(("http", u));
+        format!("{scheme}://{}", rest.split('/').next().unwrap_or(""))
+    });
     let listed = |origin: &str| {
-        allowed
-            .split(',')
-            .map(str::trim)
-            .any(|a| a == "*" || (!a.is_empty() && a.eq_ignore_ascii_case(origin)))
+        advertised
+            .as_deref()
+            .is_some_and(|a| a.eq_ignore_ascii_case(origin))
+            || c.http_allowed_origins
+                .split(',')
+                .map(str::trim)
+                .any(|a| a == "*" || (!a.is_empty() && a.eq_ignore_ascii_case(origin)))
     };
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if gw.loopback && !host.is_empty() {
+    // DNS rebinding: a page's name pointed at a loopback address reaches the
+    // gateway with its own name as Host (and as Origin).
+    if (gw.loopback || peer.to_canonical().is_loopback()) && !host.is_empty() {
         let name = match host.strip_prefix('[') {
             Some(v6) => v6.split(']').next().unwrap_or(""),
             None => host.rsplit_once(':').map_or(host, |(h, _)| h),
         };
         let local = name.eq_ignore_ascii_case("localhost")
             || name
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.to_canonical().is_loopback() || !gw.loopback);
         if !local && !listed(&format!("http://{host}")) && !listed(&format!("https://{host}")) {
-            return Err(refuse(&format!("host {host} on a loopback listener")));
+            return Err(refuse(&format!("host {host} reached from this machine")));
         }
     }
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
@@ -341,7 +365,16 @@ fn same_site(gw: &Gateway, headers: &axum::http::HeaderMap) -> Result<(), RestEr
         .get("sec-fetch-site")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
     {
-        return Err(refuse("a cross-site request"));
+        // Following a link to the console from elsewhere is fine: the page
+        // loads, and its own calls then come from its own origin.
+        let navigate = req.method() == Method::GET
+            && headers
+                .get("sec-fetch-mode")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"navigate"))
+            && matches!(req.uri().path(), "/" | "/ui" | "/ui/");
+        if !navigate {
+            return Err(refuse("a cross-site request"));
+        }
     }
     Ok(())
 }
@@ -354,7 +387,7 @@ async fn admit(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next) -> 
         .extensions()
         .get::<axum::extract::ConnectInfo<Peer>>()
         .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0 .0.ip());
-    if let Err(e) = same_site(&gw, req.headers()) {
+    if let Err(e) = same_site(&gw, &req, peer) {
         return e.into_response();
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {

@@ -74,29 +74,6 @@ pub fn parse_message_id(id: &str) -> Option<(i32, i64)> {
     Some((i32::try_from(ledger?).ok()?, i64::try_from(entry?).ok()?))
 }
 
-/// `ms` since the epoch as ISO-8601 in UTC with milliseconds
-/// (`2024-05-01T12:34:56.789Z`), the form Pulsar's `publishTime` takes.
-pub fn iso_time(ms: i64) -> String {
-    let (secs, millis) = (ms.div_euclid(1000), ms.rem_euclid(1000));
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,13 +87,6 @@ mod tests {
         assert_eq!(parse_message_id("CAAQAw=="), Some((0, 3)));
         assert_eq!(parse_message_id("not base64!"), None);
         assert_eq!(parse_message_id("CA=="), None);
-    }
-
-    #[test]
-    fn iso_times() {
-        assert_eq!(iso_time(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso_time(1_714_566_896_789), "2024-05-01T12:34:56.789Z");
-        assert_eq!(iso_time(951_782_400_000), "2000-02-29T00:00:00.000Z");
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct ReadOut {
     pub bytes: u64,
     /// Partitions whose position is out of the log's range.
     pub resets: Vec<TopicPartition>,
+    /// The budget stopped the read (more records were there).
+    pub full: bool,
 }
 
 /// Whether `format` can carry the record: a JSON consumer needs JSON keys and values.
@@ -60,6 +62,7 @@ pub fn read_blocking(
         advanced: Vec::new(),
         bytes: 0,
         resets: Vec::new(),
+        full: false,
     };
     let full = |out: &ReadOut| out.records.len() >= budget.records || out.bytes >= budget.bytes;
     for ((t, p), from) in positions {
@@ -85,24 +88,22 @@ pub fn read_blocking(
         'batches: for (at, h) in split_stored(&bytes) {
             let b = &bytes[at..at + h.total_bytes()];
             let left = budget.records.saturating_sub(out.records.len()).max(1);
-            let records = match decode_batch(b, &h, next, left, decompressed_max) {
+            let (records, complete) = match decode_batch(b, &h, next, left, decompressed_max) {
                 Ok(Decoded::Control) => {
                     next = next.max(h.next_offset());
                     continue;
                 }
-                Ok(Decoded::Records(r)) => r,
+                Ok(Decoded::Records(r, complete)) => (r, complete),
                 Err(e) => {
                     return Err(RestError::kafka(format!(
                         "A stored batch of {t}-{p} does not decode: {e}"
                     )))
                 }
             };
-            // Cut short by the record budget: the rest of the batch is for
-            // the next read.
-            let cut = records.len() >= left;
             for r in records {
                 let size = r.size();
                 if !out.records.is_empty() && (full(&out) || out.bytes + size > budget.bytes) {
+                    out.full = true;
                     break 'batches;
                 }
                 if let Err(e) = fits(format, &r) {
@@ -123,7 +124,10 @@ pub fn read_blocking(
                 next = r.offset + 1;
                 out.records.push(((t.clone(), *p), r));
             }
-            if cut {
+            if !complete {
+                // Cut short by the record budget: the rest of the batch is
+                // for the next read.
+                out.full = true;
                 break;
             }
             // Every record of the batch was taken (compaction may leave gaps).
@@ -133,5 +137,6 @@ pub fn read_blocking(
             out.advanced.push(((t.clone(), *p), *from, next));
         }
     }
+    out.full |= full(&out);
     Ok(out)
 }

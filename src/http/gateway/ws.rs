@@ -316,6 +316,16 @@ pub(super) async fn consume(
         .on_upgrade(move |socket| consume_session(gw, socket, caller, plan, dialect, 0)))
 }
 
+/// What an individual ack did.
+enum Ack {
+    /// It matched no delivery (a duplicate, or an id never sent).
+    Unknown,
+    /// It matched, and the offset to commit moved here.
+    Moved(i64),
+    /// It matched; an earlier delivery still holds the commit back.
+    Held,
+}
+
 /// Per-partition acknowledgement state of a Pulsar consumer: individual
 /// acks become a cumulative commit below the lowest unacknowledged offset.
 #[derive(Default)]
@@ -338,21 +348,26 @@ impl Acks {
         self.outstanding.values().map(|s| s.len() as u64).sum()
     }
 
-    /// Acknowledges one offset; the offset to commit if it moved.
-    fn ack(&mut self, p: i32, offset: i64) -> Option<i64> {
-        let set = self.outstanding.get_mut(&p)?;
+    /// Acknowledges one offset.
+    fn ack(&mut self, p: i32, offset: i64) -> Ack {
+        let Some(set) = self.outstanding.get_mut(&p) else {
+            return Ack::Unknown;
+        };
         if !set.remove(&offset) {
-            return None;
+            return Ack::Unknown;
         }
-        let to = set
+        let Some(to) = set
             .first()
             .copied()
-            .or_else(|| self.delivered_to.get(&p).copied())?;
+            .or_else(|| self.delivered_to.get(&p).copied())
+        else {
+            return Ack::Held;
+        };
         if self.committed.get(&p).is_some_and(|c| *c >= to) {
-            return None;
+            return Ack::Held;
         }
         self.committed.insert(p, to);
-        Some(to)
+        Ack::Moved(to)
     }
 
     /// Forgets deliveries at or after `offset` (they come again).
@@ -400,6 +415,8 @@ enum Command {
     Commit(TopicPartition, i64),
     /// Move a partition's position (drops the read in flight).
     Seek(TopicPartition, i64),
+    /// A delivery was acknowledged; nothing to commit (yet).
+    Acked,
     /// Send this frame back.
     Reply(String),
     /// An error frame, the session goes on.
@@ -456,6 +473,10 @@ impl Dialect {
                         "acks commit offsets of a group; this socket has none",
                     )),
                     "ack" => match tp(&m) {
+                        Ok((_, o)) if o < 0 => Command::Error(RestError::unprocessable(
+                            422,
+                            "offset must be 0 or more",
+                        )),
                         Ok((tp, o)) => Command::Commit(tp, o.saturating_add(1)),
                         Err(e) => Command::Error(e),
                     },
@@ -510,8 +531,9 @@ impl Dialect {
                         return Command::Close(POLICY, "Failed to deserialize from JSON".into());
                     };
                     match acks.ack(p, o) {
-                        Some(to) if !*reader => Command::Commit((topic.clone(), p), to),
-                        _ => Command::None,
+                        Ack::Moved(to) if !*reader => Command::Commit((topic.clone(), p), to),
+                        Ack::Moved(_) | Ack::Held => Command::Acked,
+                        Ack::Unknown => Command::None,
                     }
                 }
             },
@@ -554,22 +576,17 @@ impl Dialect {
         }
     }
 
-    /// In Pulsar's push mode, an ack or nack gives one credit back, up to
-    /// the window (`receiverQueueSize`): the window when it does.
-    fn returns_credit(&self, text: &str) -> Option<u64> {
-        match self {
-            Dialect::Pulsar {
-                pull: false, queue, ..
-            } => {
-                let kind = serde_json::from_str::<Value>(text)
-                    .ok()
-                    .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_string));
-                (!matches!(
-                    kind.as_deref(),
-                    Some("permit" | "isEndOfTopic" | "unsubscribe")
-                ))
-                .then_some(*queue)
-            }
+    /// In Pulsar's push mode, an ack or nack of a delivered message gives
+    /// one credit back, up to the window (`receiverQueueSize`): the window
+    /// when it does.
+    fn returns_credit(&self, command: &Command) -> Option<u64> {
+        match (self, command) {
+            (
+                Dialect::Pulsar {
+                    pull: false, queue, ..
+                },
+                Command::Commit(..) | Command::Seek(..) | Command::Acked,
+            ) => Some(*queue),
             _ => None,
         }
     }
@@ -640,7 +657,10 @@ fn pulsar_message(partition: i32, r: &DecodedRecord) -> Value {
         })
         .collect();
     m.insert("properties".into(), Value::Object(props));
-    m.insert("publishTime".into(), pulsar::iso_time(r.timestamp).into());
+    m.insert(
+        "publishTime".into(),
+        super::iso8601::format_ms(r.timestamp).into(),
+    );
     m.insert("redeliveryCount".into(), 0.into());
     if let Some(k) = &r.key {
         m.insert("key".into(), String::from_utf8_lossy(k).into_owned().into());
@@ -670,7 +690,15 @@ async fn report(socket: &mut WebSocket, dialect: &Dialect, e: &RestError) -> boo
 }
 
 async fn close_with(socket: &mut WebSocket, code: u16, reason: String) {
-    let reason: String = reason.chars().take(120).collect();
+    // A close frame's reason is at most 123 bytes of UTF-8.
+    let mut reason = reason;
+    if reason.len() > 120 {
+        let mut cut = 120;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+    }
     let _ = socket
         .send(Message::Close(Some(CloseFrame {
             code,
@@ -756,16 +784,27 @@ async fn consume_session(
                     }
                     Some(Ok(_)) => continue,
                 };
-                if let Some(window) = dialect.returns_credit(&text) {
+                let command = dialect.command(&text, credit, credit_max);
+                if let Some(window) = dialect.returns_credit(&command) {
                     credit = (credit + 1).min(window);
                 }
-                match dialect.command(&text, credit, credit_max) {
-                    Command::None => {}
+                match command {
+                    Command::None | Command::Acked => {}
                     Command::Credit { records, bytes } => {
                         credit += records;
                         if let Some(b) = bytes {
                             let total = byte_credit.unwrap_or(0).saturating_add(b);
                             byte_credit = Some(total);
+                        }
+                    }
+                    Command::Commit(tp, _) if !inst.owned().contains(&tp) => {
+                        // Given to another member meanwhile: its commits win.
+                        let e = RestError::illegal_state(format!(
+                            "{}-{} is not assigned to this socket now",
+                            tp.0, tp.1
+                        ));
+                        if !report(&mut socket, &dialect, &e).await {
+                            break;
                         }
                     }
                     Command::Commit(tp, next) => {
