@@ -513,3 +513,16 @@ def test_a_large_request_of_small_records_is_split(gw):
     assert r.status_code == 200, r.text[:200]
     offsets = [o["offset"] for o in r.json()["offsets"]]
     assert offsets == list(range(4000))
+
+
+def test_instance_limits(tmp_path):
+    b = start_gateway(tmp_path / "data", ["--http-consumer-instances-per-principal-max", "2"])
+    try:
+        a, c = Rest(b, "g1"), Rest(b, "g2")
+        r = requests.post(f"{b.url}/consumers/g3", headers={"Content-Type": V2}, data="{}", timeout=30)
+        assert r.status_code == 429 and r.json()["error_code"] == 429
+        assert a.close().status_code == 204
+        Rest(b, "g3")
+        assert c.close().status_code == 204
+    finally:
+        b.stop()

@@ -294,3 +294,23 @@ def test_sse_tail(gw):
             assert json.loads(line[6:])["value"] == "live"
             break
     r.close()
+
+
+@pytest.mark.parametrize("codec", ["zstd", "gzip"])
+def test_small_credit_reads_compressed_batches_in_parts(gw, codec):
+    create_topic(gw, "packed", 1)
+    p = Producer({"bootstrap.servers": gw.bootstrap, "compression.type": codec, "linger.ms": 200,
+                  "batch.num.messages": 10000})
+    for i in range(600):
+        p.produce("packed", value=b"rec-%d" % i, partition=0)
+    assert p.flush(60) == 0
+    got = []
+    with connect(f"{gw.ws}/v1/ws/consume?topic=packed&offset=earliest&format=string") as ws:
+        while len(got) < 600:
+            ws.send(json.dumps({"type": "credit", "records": 7}))
+            want = min(len(got) + 7, 600)
+            while len(got) < want:
+                got += frames(ws)["records"]
+            assert len(got) == want
+    assert [r["offset"] for r in got] == list(range(600))
+    assert [r["value"] for r in got] == ["rec-%d" % i for i in range(600)]

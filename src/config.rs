@@ -97,6 +97,15 @@ pub struct Config {
     )]
     pub http_consumer_instances_max: usize,
 
+    /// Most REST consumer instances one principal may hold, so one caller
+    /// cannot take every slot of `--http-consumer-instances-max`.
+    #[arg(
+        long,
+        env = "SLUICE_HTTP_CONSUMER_INSTANCES_PER_PRINCIPAL_MAX",
+        default_value_t = 500
+    )]
+    pub http_consumer_instances_per_principal_max: usize,
+
     /// A REST consumer instance not used for this long is closed and leaves
     /// its group (REST Proxy's `consumer.instance.timeout.ms`).
     #[arg(
@@ -910,9 +919,10 @@ impl Config {
         if self.http_connections_max == 0
             || self.http_consumer_instances_max == 0
             || self.http_consumer_request_records_max == 0
+            || self.http_consumer_instances_per_principal_max == 0
         {
             return Err(
-                "--http-connections-max, --http-consumer-instances-max and --http-consumer-request-records-max must be at least 1"
+                "--http-connections-max, --http-consumer-instances-max, --http-consumer-instances-per-principal-max and --http-consumer-request-records-max must be at least 1"
                     .into(),
             );
         }

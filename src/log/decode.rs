@@ -57,26 +57,50 @@ pub fn decode_batch(
     if h.attributes & batch::ATTR_CONTROL != 0 {
         return Ok(Decoded::Control);
     }
+    let body = records_section(b, h, decompressed_bytes_max)?;
+    decode_records(&body, h, from_offset, records_max)
+}
+
+/// Whether the batch's records are compressed (a caller may keep what
+/// [`records_section`] inflated for the next read of the same batch).
+pub fn is_compressed(h: &BatchHeader) -> bool {
+    h.attributes & batch::ATTR_CODEC_MASK != 0
+}
+
+/// The records section of batch `b`: borrowed when uncompressed, else
+/// inflated (at most `decompressed_bytes_max` bytes).
+pub fn records_section<'a>(
+    b: &'a [u8],
+    h: &BatchHeader,
+    decompressed_bytes_max: u64,
+) -> Result<std::borrow::Cow<'a, [u8]>, RecordError> {
     let end = h.total_bytes().min(b.len());
     let payload = &b[HEADER_BYTES.min(end)..end];
     let codec = Codec::of(h.attributes)?;
-    let inflated;
-    let body: &[u8] = if codec == Codec::None {
-        payload
-    } else {
-        let mut out = Vec::new();
-        records::decoder(codec, payload)?
-            .take(decompressed_bytes_max.saturating_add(1))
-            .read_to_end(&mut out)
-            .map_err(|e| RecordError::Decompress(e.to_string()))?;
-        if out.len() as u64 > decompressed_bytes_max {
-            return Err(RecordError::TooLarge {
-                limit: decompressed_bytes_max,
-            });
-        }
-        inflated = out;
-        &inflated
-    };
+    if codec == Codec::None {
+        return Ok(std::borrow::Cow::Borrowed(payload));
+    }
+    let mut out = Vec::new();
+    records::decoder(codec, payload)?
+        .take(decompressed_bytes_max.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| RecordError::Decompress(e.to_string()))?;
+    if out.len() as u64 > decompressed_bytes_max {
+        return Err(RecordError::TooLarge {
+            limit: decompressed_bytes_max,
+        });
+    }
+    Ok(std::borrow::Cow::Owned(out))
+}
+
+/// Decodes the records section `body` of a (non-control) batch with header
+/// `h`: from `from_offset`, at most `records_max` records.
+pub fn decode_records(
+    body: &[u8],
+    h: &BatchHeader,
+    from_offset: i64,
+    records_max: usize,
+) -> Result<Decoded, RecordError> {
     let log_append_time = h.attributes & batch::ATTR_LOG_APPEND_TIME != 0;
     let count = usize::try_from(h.records_count).unwrap_or(0);
     // Each record takes at least 7 bytes: the count cannot ask for more room than that.

@@ -108,6 +108,8 @@ struct State {
     error: Option<RestError>,
     /// Over its fetch quota: the next read waits until then.
     muted_until: Option<Instant>,
+    /// The subscribed pattern, compiled.
+    pattern: Option<(String, regex::Regex)>,
 }
 
 /// One REST consumer instance.
@@ -130,6 +132,8 @@ pub struct Instance {
     wake: Notify,
     /// One read at a time.
     reads: Semaphore,
+    /// The compressed batch its last read stopped inside, inflated.
+    inflated: Mutex<reader::Inflated>,
     /// Set once closed: every later call finds nothing.
     closed: AtomicBool,
     /// How long it lives unused.
@@ -166,10 +170,12 @@ impl Instance {
                 task: None,
                 error: None,
                 muted_until: None,
+                pattern: None,
             }),
             assignment,
             wake: Notify::new(),
             reads: Semaphore::new(1),
+            inflated: Mutex::new(reader::Inflated::default()),
             closed: AtomicBool::new(false),
             timeout,
         })
@@ -220,8 +226,19 @@ impl Instance {
     /// The topics a pattern matches now that its owner may read: a pattern
     /// reaches only what its owner could subscribe to by name.
     fn pattern_topics(&self, gw: &Gateway, pattern: &str) -> Vec<String> {
-        let Ok(re) = regex::Regex::new(&format!("^(?:{pattern})$")) else {
-            return Vec::new();
+        // Compiled once per pattern (heartbeats ask every few seconds).
+        let re = {
+            let mut s = self.lock();
+            match &s.pattern {
+                Some((p, re)) if p == pattern => re.clone(),
+                _ => {
+                    let Ok(re) = regex::Regex::new(&format!("^(?:{pattern})$")) else {
+                        return Vec::new();
+                    };
+                    s.pattern = Some((pattern.to_string(), re.clone()));
+                    re
+                }
+            }
         };
         let may = |t: &str| {
             let acls = &gw.broker.acls;
@@ -475,6 +492,8 @@ pub struct Instances {
     timeout: Duration,
     /// Set when the gateway stops: no new instances.
     stopping: AtomicBool,
+    /// Most instances of one principal.
+    per_principal_max: usize,
 }
 
 impl Instances {
@@ -485,6 +504,7 @@ impl Instances {
             max: c.http_consumer_instances_max,
             timeout: Duration::from_millis(c.http_consumer_instance_timeout_ms),
             stopping: AtomicBool::new(false),
+            per_principal_max: c.http_consumer_instances_per_principal_max,
         }
     }
 
@@ -515,6 +535,17 @@ impl Instances {
                 axum::http::StatusCode::CONFLICT,
                 40902,
                 "Consumer with specified consumer ID already exists in the specified consumer group.",
+            ));
+        }
+        let mine = map.values().filter(|i| i.owner == owner).count();
+        if mine >= self.per_principal_max {
+            return Err(RestError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                429,
+                format!(
+                    "Too many consumer instances of {owner} ({}, --http-consumer-instances-per-principal-max); delete some first.",
+                    self.per_principal_max
+                ),
             ));
         }
         if map.len() >= self.max {
@@ -1004,9 +1035,9 @@ pub async fn read(
                 part.register_waiter(&notify);
             }
         }
-        let (b, pos) = (gw.broker.clone(), positions.clone());
+        let (b, pos, me) = (gw.broker.clone(), positions.clone(), inst.clone());
         let out =
-            tokio::task::spawn_blocking(move || reader::read_blocking(&b, &pos, budget, format))
+            tokio::task::spawn_blocking(move || reader::read_blocking(&b, &pos, budget, format, &me.inflated))
                 .await
                 .map_err(|e| RestError::kafka(format!("the read failed: {e}")))??;
         if !out.resets.is_empty() {

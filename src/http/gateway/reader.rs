@@ -7,7 +7,8 @@ use super::error::RestError;
 use super::instance::TopicPartition;
 use super::json::Format;
 use crate::broker::Broker;
-use crate::log::decode::{decode_batch, Decoded, DecodedRecord};
+use crate::log::batch::ATTR_CONTROL;
+use crate::log::decode::{decode_batch, decode_records, is_compressed, records_section, Decoded, DecodedRecord};
 use crate::log::records::split_stored;
 use crate::log::ReadError;
 use crate::storage::PartitionError;
@@ -49,12 +50,27 @@ fn fits(format: Format, r: &DecodedRecord) -> Result<(), String> {
     Ok(())
 }
 
+/// The records section of the last compressed batch a consumer read only
+/// part of, kept for its next read: a consumer with little credit would
+/// otherwise inflate the same batch again for every frame.
+#[derive(Debug, Default)]
+pub struct Inflated {
+    /// The batch: partition, base offset, CRC.
+    key: Option<(TopicPartition, i64, u32)>,
+    /// Its inflated records section.
+    body: Vec<u8>,
+}
+
+/// Inflated batches larger than this are not kept (memory per consumer).
+const INFLATED_KEEP_MAX: usize = 4 << 20;
+
 /// Reads from each position in turn until the budget is spent.
 pub fn read_blocking(
     broker: &Broker,
     positions: &[(TopicPartition, i64)],
     budget: Budget,
     format: Format,
+    cache: &std::sync::Mutex<Inflated>,
 ) -> Result<ReadOut, RestError> {
     let decompressed_max = broker.config.decompressed_batch_bytes_max;
     let mut out = ReadOut {
@@ -88,7 +104,35 @@ pub fn read_blocking(
         'batches: for (at, h) in split_stored(&bytes) {
             let b = &bytes[at..at + h.total_bytes()];
             let left = budget.records.saturating_sub(out.records.len()).max(1);
-            let (records, complete) = match decode_batch(b, &h, next, left, decompressed_max) {
+            let decoded = if is_compressed(&h) && h.attributes & ATTR_CONTROL == 0 {
+                // A compressed batch read in parts (small credit) is inflated
+                // once: what the last read inflated is kept for the next.
+                let key = ((t.clone(), *p), h.base_offset, h.crc);
+                let kept = {
+                    let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
+                    (c.key.as_ref() == Some(&key)).then(|| std::mem::take(&mut c.body))
+                };
+                let body = match kept {
+                    Some(body) => Ok(body),
+                    None => records_section(b, &h, decompressed_max).map(|c| c.into_owned()),
+                };
+                body.and_then(|body| {
+                    let d = decode_records(&body, &h, next, left)?;
+                    let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
+                    if matches!(d, Decoded::Records(_, false)) && body.len() <= INFLATED_KEEP_MAX {
+                        *c = Inflated {
+                            key: Some(key),
+                            body,
+                        };
+                    } else {
+                        *c = Inflated::default();
+                    }
+                    Ok(d)
+                })
+            } else {
+                decode_batch(b, &h, next, left, decompressed_max)
+            };
+            let (records, complete) = match decoded {
                 Ok(Decoded::Control) => {
                     next = next.max(h.next_offset());
                     continue;

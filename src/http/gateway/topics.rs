@@ -150,7 +150,7 @@ pub(super) async fn produce(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, RestError> {
-    produce_records(&gw, &caller, &topic, None, &headers, &body).await
+    produce_records(&gw, &caller, &topic, None, &headers, body).await
 }
 
 /// `POST /topics/{topic}/partitions/{partition}`.
@@ -164,7 +164,7 @@ pub(super) async fn produce_to_partition(
     let p = partition
         .parse::<i32>()
         .map_err(|_| RestError::partition_not_found())?;
-    produce_records(&gw, &caller, &topic, Some(p), &headers, &body).await
+    produce_records(&gw, &caller, &topic, Some(p), &headers, body).await
 }
 
 /// One record of a produce request, parsed.
@@ -287,22 +287,14 @@ pub(super) fn choose_partition(
 /// request of small records is never refused for its total.
 const PRODUCE_BATCH_BYTES: usize = 256 << 10;
 
-/// Appends records to their partitions (in order, in batches of at most
-/// [`PRODUCE_BATCH_BYTES`]) and answers once durable (acks=all): per record,
-/// its (partition, offset) or REST Proxy's error code and message.
-pub(super) async fn append_records(
-    gw: &Gateway,
+/// The append jobs of `records` (in order, in batches of at most
+/// [`PRODUCE_BATCH_BYTES`] per partition): the jobs, each job's partition,
+/// and per record its job and index in that job's batch.
+#[allow(clippy::type_complexity)]
+fn batches(
     t: &Arc<Topic>,
     records: Vec<(i32, NewRecord)>,
-) -> Vec<Result<(i32, i64), (u32, String)>> {
-    if t.min_insync_replicas() > 1 {
-        // As Kafka's acks=all with fewer in-sync replicas than required.
-        let why = "NOT_ENOUGH_REPLICAS: min.insync.replicas is above 1 and this broker is the only replica";
-        return records
-            .iter()
-            .map(|_| Err((50003, why.to_string())))
-            .collect();
-    }
+) -> (Vec<AppendJob>, Vec<i32>, Vec<(usize, i64)>) {
     let mut by_partition: BTreeMap<i32, Vec<(usize, NewRecord)>> = BTreeMap::new();
     let n = records.len();
     for (i, (p, r)) in records.into_iter().enumerate() {
@@ -349,6 +341,32 @@ pub(super) async fn append_records(
         }
         flush(&mut batch, &mut jobs);
     }
+    (jobs, job_partition, placed)
+}
+
+/// Appends records to their partitions (in order, in batches of at most
+/// [`PRODUCE_BATCH_BYTES`]) and answers once durable (acks=all): per record,
+/// its (partition, offset) or REST Proxy's error code and message.
+pub(super) async fn append_records(
+    gw: &Gateway,
+    t: &Arc<Topic>,
+    records: Vec<(i32, NewRecord)>,
+) -> Vec<Result<(i32, i64), (u32, String)>> {
+    if t.min_insync_replicas() > 1 {
+        // As Kafka's acks=all with fewer in-sync replicas than required.
+        let why = "NOT_ENOUGH_REPLICAS: min.insync.replicas is above 1 and this broker is the only replica";
+        return records
+            .iter()
+            .map(|_| Err((50003, why.to_string())))
+            .collect();
+    }
+    // Encoding a body's worth of records is CPU work: off the workers.
+    let topic = t.clone();
+    let Ok((jobs, job_partition, placed)) =
+        tokio::task::spawn_blocking(move || batches(&topic, records)).await
+    else {
+        return Vec::new();
+    };
     let results = gw.broker.append_batches(jobs, Acks::Durable).await;
     placed
         .into_iter()
@@ -369,10 +387,14 @@ async fn produce_records(
     topic: &str,
     path_partition: Option<i32>,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Bytes,
 ) -> Result<Response, RestError> {
     let format = json::produce_format(headers)?;
-    let records = parse_records(format, body)?;
+    let size = body.len() as u64;
+    // Parsing and base64 of up to a body's bytes: off the workers.
+    let records = tokio::task::spawn_blocking(move || parse_records(format, &body))
+        .await
+        .map_err(|e| RestError::kafka(format!("the request failed: {e}")))??;
     let t = match writable_topic(gw, caller, topic).await {
         Ok(t) => t,
         Err(Some(e)) => return Err(e),
@@ -398,8 +420,7 @@ async fn produce_records(
         )?;
         placed.push((p, r.record));
     }
-    gw.throttle(caller, QuotaKind::Produce, body.len() as u64)
-        .await;
+    gw.throttle(caller, QuotaKind::Produce, size).await;
     let offsets: Vec<Value> = append_records(gw, &t, placed)
         .await
         .into_iter()
