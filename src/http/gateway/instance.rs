@@ -1036,10 +1036,11 @@ pub async fn read(
             }
         }
         let (b, pos, me) = (gw.broker.clone(), positions.clone(), inst.clone());
-        let out =
-            tokio::task::spawn_blocking(move || reader::read_blocking(&b, &pos, budget, format, &me.inflated))
-                .await
-                .map_err(|e| RestError::kafka(format!("the read failed: {e}")))??;
+        let out = tokio::task::spawn_blocking(move || {
+            reader::read_blocking(&b, &pos, budget, format, &me.inflated)
+        })
+        .await
+        .map_err(|e| RestError::kafka(format!("the read failed: {e}")))??;
         if !out.resets.is_empty() {
             let mut fixed = Vec::new();
             for tp in &out.resets {

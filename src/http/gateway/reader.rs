@@ -8,7 +8,9 @@ use super::instance::TopicPartition;
 use super::json::Format;
 use crate::broker::Broker;
 use crate::log::batch::ATTR_CONTROL;
-use crate::log::decode::{decode_batch, decode_records, is_compressed, records_section, Decoded, DecodedRecord};
+use crate::log::decode::{
+    decode_batch, decode_records, is_compressed, records_section, Decoded, DecodedRecord,
+};
 use crate::log::records::split_stored;
 use crate::log::ReadError;
 use crate::storage::PartitionError;
