@@ -287,6 +287,12 @@ fn partitions(out: &mut String, topics: &[Arc<Topic>], max: usize) {
     }
 }
 
+/// A group's lag on a partition in records: the high watermark `end` minus
+/// its committed offset, never negative. The console shows the same number.
+pub(super) fn lag(end: i64, committed: i64) -> i64 {
+    end.saturating_sub(committed).max(0)
+}
+
 /// A group's lag on a partition in seconds: the age of its first uncommitted
 /// record (below the log start, the oldest one kept); 0 without lag. Reads a
 /// batch header (blocking). The console shows the same number.
@@ -430,7 +436,7 @@ fn groups(out: &mut String, broker: &Broker, topics: &[Arc<Topic>], max: usize) 
             if p.is_offline() {
                 continue;
             }
-            let lag = p.high_watermark().saturating_sub(*committed).max(0);
+            let lag = lag(p.high_watermark(), *committed);
             if rows.len() >= max {
                 let o = other.get_or_insert_with(|| LagRow {
                     group: OTHER.to_string(),

@@ -23,6 +23,7 @@ use super::{Caller, Gateway};
 use crate::auth::acl::{Operation, ResourceType};
 use crate::broker::is_internal;
 use crate::clock::now_ms;
+use crate::group::Assignment;
 
 /// The page.
 const INDEX: &str = include_str!("console/index.html");
@@ -93,7 +94,7 @@ fn group_lags(gw: &Gateway, caller: Option<&Caller>) -> Vec<(String, i64)> {
                 })
                 .filter_map(|((t, p), committed)| {
                     let part = gw.broker.topic(t)?.partition(*p)?.clone();
-                    Some(part.high_watermark().saturating_sub(*committed).max(0))
+                    Some(crate::http::scrape::lag(part.high_watermark(), *committed))
                 })
                 .sum();
             (g.group_id, lag)
@@ -365,31 +366,24 @@ pub(super) async fn group(
         .find(|g| g.group_id == id)
         .ok_or_else(not_found)?;
     let part = |t: &str, p: i32| json!({"topic": t, "partition": p});
+    // KIP-848 and share members carry assignments by topic id.
+    let member = |member_id: &str, client_id: &str, host: &str, a: &Assignment| {
+        let assignment: Vec<Value> = a
+            .iter()
+            .filter_map(|(tid, ps)| gw.broker.topic_by_id(tid).map(|t| (t, ps)))
+            .flat_map(|(t, ps)| ps.iter().map(|p| part(&t.name, *p)).collect::<Vec<_>>())
+            .collect();
+        json!({"member_id": member_id, "client_id": client_id, "host": host, "assignment": assignment})
+    };
     let members: Vec<Value> = if let Some(c) = gw.broker.groups.consumer_describe(&id) {
         c.members
             .iter()
-            .map(|m| {
-                let assignment: Vec<Value> = m
-                    .assignment
-                    .iter()
-                    .filter_map(|(tid, ps)| gw.broker.topic_by_id(tid).map(|t| (t, ps)))
-                    .flat_map(|(t, ps)| ps.iter().map(|p| part(&t.name, *p)).collect::<Vec<_>>())
-                    .collect();
-                json!({"member_id": m.member_id, "client_id": m.client_id, "host": m.client_host, "assignment": assignment})
-            })
+            .map(|m| member(&m.member_id, &m.client_id, &m.client_host, &m.assignment))
             .collect()
     } else if let Some(s) = gw.broker.groups.share_describe(&id) {
         s.members
             .iter()
-            .map(|m| {
-                let assignment: Vec<Value> = m
-                    .assignment
-                    .iter()
-                    .filter_map(|(tid, ps)| gw.broker.topic_by_id(tid).map(|t| (t, ps)))
-                    .flat_map(|(t, ps)| ps.iter().map(|p| part(&t.name, *p)).collect::<Vec<_>>())
-                    .collect();
-                json!({"member_id": m.member_id, "client_id": m.client_id, "host": m.client_host, "assignment": assignment})
-            })
+            .map(|m| member(&m.member_id, &m.client_id, &m.client_host, &m.assignment))
             .collect()
     } else {
         gw.broker
@@ -435,7 +429,7 @@ pub(super) async fn group(
             .filter_map(|((t, p), committed)| {
                 let part = b.topic(&t)?.partition(p)?.clone();
                 let end = part.high_watermark();
-                let lag = end.saturating_sub(committed).max(0);
+                let lag = crate::http::scrape::lag(end, committed);
                 let secs = crate::http::scrape::lag_seconds(&part, committed, lag, now);
                 Some(json!({"topic": t, "partition": p, "committed": committed, "end": end, "lag": lag, "lag_seconds": secs}))
             })

@@ -15,7 +15,7 @@ use super::error::{no_content, ok_json, RestError};
 use super::instance::{self, Instance, Mode, Reset, Settings, TopicPartition};
 use super::json::{self, Format};
 use super::reader::Budget;
-use super::{Caller, Gateway};
+use super::{query_params, Caller, Gateway};
 use crate::auth::acl::{Operation, ResourceType};
 use crate::quota::QuotaKind;
 
@@ -33,7 +33,7 @@ fn instance(
 }
 
 /// 403 unless the caller may read the group (Kafka's JoinGroup/OffsetCommit rule).
-fn may_read_group(gw: &Gateway, caller: &Caller, group: &str) -> Result<(), RestError> {
+pub(super) fn may_read_group(gw: &Gateway, caller: &Caller, group: &str) -> Result<(), RestError> {
     if gw.may(caller, Operation::Read, ResourceType::Group, group) {
         Ok(())
     } else {
@@ -44,7 +44,7 @@ fn may_read_group(gw: &Gateway, caller: &Caller, group: &str) -> Result<(), Rest
 }
 
 /// 403 unless the caller may read every topic.
-fn may_read_topics<'a>(
+pub(super) fn may_read_topics<'a>(
     gw: &Gateway,
     caller: &Caller,
     topics: impl Iterator<Item = &'a String>,
@@ -416,10 +416,7 @@ pub(super) async fn seek_to_beginning(
     Path((group, name)): InstancePath,
     body: Bytes,
 ) -> Result<Response, RestError> {
-    let inst = instance(&gw, &caller, &group, &name)?;
-    let ps = existing_partitions(&gw, &body)?;
-    inst.seek_to_edge(&gw, ps, false)?;
-    Ok(no_content())
+    seek_to_edge(&gw, &caller, &group, &name, &body, false)
 }
 
 /// `POST .../positions/end`.
@@ -429,18 +426,22 @@ pub(super) async fn seek_to_end(
     Path((group, name)): InstancePath,
     body: Bytes,
 ) -> Result<Response, RestError> {
-    let inst = instance(&gw, &caller, &group, &name)?;
-    let ps = existing_partitions(&gw, &body)?;
-    inst.seek_to_edge(&gw, ps, true)?;
-    Ok(no_content())
+    seek_to_edge(&gw, &caller, &group, &name, &body, true)
 }
 
-/// A query parameter as a number (`-1` and absent are "unset").
-fn query_int(query: &Option<String>, name: &str) -> Option<i64> {
-    query.as_deref()?.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        (k == name).then(|| v.parse().ok()).flatten()
-    })
+/// Seeks the body's partitions to the log start (`end`: the high watermark).
+fn seek_to_edge(
+    gw: &Gateway,
+    caller: &Caller,
+    group: &str,
+    name: &str,
+    body: &[u8],
+    end: bool,
+) -> Result<Response, RestError> {
+    let inst = instance(gw, caller, group, name)?;
+    let ps = existing_partitions(gw, body)?;
+    inst.seek_to_edge(gw, ps, end)?;
+    Ok(no_content())
 }
 
 /// `GET .../records?timeout=&max_bytes=`: a long poll, answered as soon as
@@ -468,12 +469,19 @@ pub(super) async fn records(
         .settings
         .request_timeout_ms
         .unwrap_or(c.http_consumer_request_timeout_ms);
-    let timeout = match query_int(&query, "timeout") {
+    let q = query_params(&query);
+    // The first value of a parameter, as JAX-RS's `@QueryParam`.
+    let number = |name: &str| {
+        q.iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.parse::<i64>().ok())
+    };
+    let timeout = match number("timeout") {
         Some(t) if t >= 0 => t as u64,
         _ => default,
     }
     .min(c.http_consumer_request_timeout_max_ms);
-    let max_bytes = match query_int(&query, "max_bytes") {
+    let max_bytes = match number("max_bytes") {
         Some(b) if b > 0 => b as u64,
         _ => u64::MAX,
     }

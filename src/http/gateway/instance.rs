@@ -112,6 +112,17 @@ struct State {
     pattern: Option<(String, regex::Regex)>,
 }
 
+impl State {
+    /// Positions that moved since the last auto-commit.
+    fn uncommitted(&self) -> BTreeMap<TopicPartition, i64> {
+        self.positions
+            .iter()
+            .filter(|(tp, o)| self.auto_committed.get(*tp) != Some(*o))
+            .map(|(tp, o)| (tp.clone(), *o))
+            .collect()
+    }
+}
+
 /// One REST consumer instance.
 pub struct Instance {
     /// Its group.
@@ -433,12 +444,7 @@ impl Instance {
 
     /// Positions that moved since the last auto-commit.
     fn uncommitted(&self) -> BTreeMap<TopicPartition, i64> {
-        let s = self.lock();
-        s.positions
-            .iter()
-            .filter(|(tp, o)| s.auto_committed.get(*tp) != Some(*o))
-            .map(|(tp, o)| (tp.clone(), *o))
-            .collect()
+        self.lock().uncommitted()
     }
 
     /// Seeks owned partitions to the log start (`end`: the high watermark).
@@ -700,11 +706,7 @@ impl Instance {
             return None;
         }
         let commit = if self.settings.auto_commit {
-            s.positions
-                .iter()
-                .filter(|(tp, o)| s.auto_committed.get(*tp) != Some(*o))
-                .map(|(tp, o)| (tp.clone(), *o))
-                .collect()
+            s.uncommitted()
         } else {
             BTreeMap::new()
         };

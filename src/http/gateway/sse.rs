@@ -25,9 +25,10 @@ use tokio::sync::mpsc;
 use super::error::RestError;
 use super::instance;
 use super::reader::Budget;
-use super::ws::{partitions_of, push_native_record, Encoding, Plan, Start, READ_WAIT};
+use super::ws::{
+    may_consume, partitions_of, push_native_record, start_of, Encoding, Plan, READ_WAIT,
+};
 use super::{query_param, query_params, Caller, Gateway};
-use crate::auth::acl::{Operation, ResourceType};
 
 /// Frames queued between the reader and the client.
 const QUEUED_FRAMES: usize = 16;
@@ -55,23 +56,8 @@ pub(super) async fn tail(
 ) -> Result<Response, RestError> {
     let q = query_params(&query);
     let encoding = Encoding::parse(query_param(&q, "format").or(Some("string".into())))?;
-    super::topics::visible_topic(&gw, &caller, &topic)?;
-    if !gw.may(&caller, Operation::Read, ResourceType::Topic, &topic) {
-        return Err(RestError::forbidden(format!(
-            "Not authorized to access topics: [{topic}]"
-        )));
-    }
-    let start = match query_param(&q, "offset").as_deref() {
-        None | Some("latest") => Start::Latest,
-        Some("earliest") => Start::Earliest,
-        Some(n) => Start::At(n.parse().map_err(|_| {
-            RestError::unprocessable(422, "offset is earliest, latest or a number")
-        })?),
-    };
-    let partition = match query_param(&q, "partition") {
-        None => None,
-        Some(p) => Some(p.parse().map_err(|_| RestError::partition_not_found())?),
-    };
+    may_consume(&gw, &caller, std::slice::from_ref(&topic), None)?;
+    let (start, partition) = start_of(&q)?;
     let parts = partitions_of(&gw, &caller, std::slice::from_ref(&topic), partition)?;
     // Resume after the positions of the last event the client saw (only
     // partitions this stream reads; the id is echoed in every event).

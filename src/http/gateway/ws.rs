@@ -25,13 +25,13 @@ use base64::Engine;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::consumers::{may_read_group, may_read_topics};
 use super::error::RestError;
 use super::instance::{self, Instance, Mode, Reset, Settings, TopicPartition};
 use super::json::{self, Embed, Format};
 use super::reader::{Budget, Fetched};
 use super::topics::{append_records, choose_partition, visible_topic, writable_topic};
 use super::{pulsar, query_param, query_params, Caller, Gateway};
-use crate::auth::acl::{Operation, ResourceType};
 use crate::log::decode::{DecodedRecord, NewRecord};
 use crate::quota::QuotaKind;
 
@@ -114,26 +114,18 @@ fn session_settings(reset: Reset) -> Settings {
 }
 
 /// 403 unless the caller may read the topic (and the group, if any).
-fn may_consume(
+pub(super) fn may_consume(
     gw: &Gateway,
     caller: &Caller,
     topics: &[String],
     group: Option<&str>,
 ) -> Result<(), RestError> {
     if let Some(g) = group {
-        if !gw.may(caller, Operation::Read, ResourceType::Group, g) {
-            return Err(RestError::forbidden(format!(
-                "Not authorized to access group: {g}"
-            )));
-        }
+        may_read_group(gw, caller, g)?;
     }
     for t in topics {
         visible_topic(gw, caller, t)?;
-        if !gw.may(caller, Operation::Read, ResourceType::Topic, t) {
-            return Err(RestError::forbidden(format!(
-                "Not authorized to access topics: [{t}]"
-            )));
-        }
+        may_read_topics(gw, caller, std::iter::once(t))?;
     }
     Ok(())
 }
@@ -166,6 +158,23 @@ pub(super) fn partitions_of(
         }
     }
     Ok(parts)
+}
+
+/// Where a session in no group starts (`offset`: earliest, latest or a
+/// number; latest by default) and the one partition it reads, if named.
+pub(super) fn start_of(q: &[(String, String)]) -> Result<(Start, Option<i32>), RestError> {
+    let start = match query_param(q, "offset").as_deref() {
+        None | Some("latest") => Start::Latest,
+        Some("earliest") => Start::Earliest,
+        Some(n) => Start::At(n.parse().map_err(|_| {
+            RestError::unprocessable(422, "offset is earliest, latest or a number")
+        })?),
+    };
+    let partition = match query_param(q, "partition") {
+        None => None,
+        Some(p) => Some(p.parse().map_err(|_| RestError::partition_not_found())?),
+    };
+    Ok((start, partition))
 }
 
 /// What a consumer session reads: checked before the upgrade, started after
@@ -290,17 +299,7 @@ pub(super) async fn consume(
             }
         }
         None => {
-            let start = match offset.as_deref() {
-                None | Some("latest") => Start::Latest,
-                Some("earliest") => Start::Earliest,
-                Some(n) => Start::At(n.parse().map_err(|_| {
-                    RestError::unprocessable(422, "offset is earliest, latest or a number")
-                })?),
-            };
-            let partition = match query_param(&q, "partition") {
-                None => None,
-                Some(p) => Some(p.parse().map_err(|_| RestError::partition_not_found())?),
-            };
+            let (start, partition) = start_of(&q)?;
             Plan::Partitions {
                 parts: partitions_of(&gw, &caller, &topics, partition)?,
                 start,
@@ -914,14 +913,24 @@ pub(super) async fn produce(
     let topic = query_param(&q, "topic")
         .ok_or_else(|| RestError::unprocessable(422, "topic may not be null"))?;
     let encoding = Encoding::parse(query_param(&q, "format"))?;
-    let t = writable_topic(&gw, &caller, &topic).await.map_err(|e| {
-        e.unwrap_or_else(|| {
-            RestError::forbidden(format!("Not authorized to access topics: [{topic}]"))
-        })
-    })?;
+    let t = producible(&gw, &caller, &topic).await?;
     Ok(limited(ws, &gw).on_upgrade(move |socket| {
         produce_session(gw, socket, caller, t, Producer::Native(encoding))
     }))
+}
+
+/// The topic a producer socket writes to: 403 without WRITE (a socket has
+/// no per-record answer to give before it exists).
+async fn producible(
+    gw: &Gateway,
+    caller: &Caller,
+    topic: &str,
+) -> Result<Arc<crate::broker::Topic>, RestError> {
+    writable_topic(gw, caller, topic).await.map_err(|e| {
+        e.unwrap_or_else(|| {
+            RestError::forbidden(format!("Not authorized to access topics: [{topic}]"))
+        })
+    })
 }
 
 /// The frame protocol of a producer socket.
@@ -1145,26 +1154,40 @@ fn pulsar_topic(
     ns: &str,
     topic: &str,
 ) -> Result<String, RestError> {
-    let t = pulsar::topic_of(domain, tenant, ns, topic).ok_or_else(|| {
+    let t = pulsar_name(domain, tenant, ns, topic)?;
+    visible_topic(gw, caller, &t)?;
+    Ok(t)
+}
+
+/// The Kafka topic a Pulsar path names; 404 for tenants and namespaces
+/// other than `public/default`.
+fn pulsar_name(domain: &str, tenant: &str, ns: &str, topic: &str) -> Result<String, RestError> {
+    pulsar::topic_of(domain, tenant, ns, topic).ok_or_else(|| {
         RestError::new(
             axum::http::StatusCode::NOT_FOUND,
             404,
             "Only persistent://public/default/<topic> maps to a Kafka topic.",
         )
-    })?;
-    visible_topic(gw, caller, &t)?;
-    Ok(t)
+    })
 }
 
-/// Credit of a Pulsar consumer: `receiverQueueSize` (≤ 1000) in push mode,
-/// nothing until `permit` frames in pull mode.
-fn pulsar_flow(q: &[(String, String)]) -> (bool, u64) {
+/// A Pulsar consumer's (or reader's) dialect and initial credit:
+/// `receiverQueueSize` (≤ 1000) in push mode, nothing until `permit` frames
+/// in pull mode.
+fn pulsar_dialect(topic: String, q: &[(String, String)], reader: bool) -> (Dialect, u64) {
     let pull = query_param(q, "pullMode").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let queue = query_param(q, "receiverQueueSize")
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(PULSAR_QUEUE_MAX)
         .clamp(1, PULSAR_QUEUE_MAX);
-    (pull, if pull { 0 } else { queue })
+    let dialect = Dialect::Pulsar {
+        topic,
+        pull,
+        reader,
+        queue,
+        acks: Acks::default(),
+    };
+    (dialect, if pull { 0 } else { queue })
 }
 
 /// `GET /ws/v2/consumer/{domain}/{tenant}/{namespace}/{topic}/{subscription}`:
@@ -1193,20 +1216,13 @@ pub(super) async fn pulsar_consumer(
         std::slice::from_ref(&topic),
         Some(&subscription),
     )?;
-    let (pull, credit) = pulsar_flow(&q);
     // A new Pulsar subscription starts at the end of the topic.
     let plan = Plan::Member {
         group: subscription,
         topics: vec![topic.clone()],
         reset: Reset::Latest,
     };
-    let dialect = Dialect::Pulsar {
-        topic,
-        pull,
-        reader: false,
-        queue: credit.max(1),
-        acks: Acks::default(),
-    };
+    let (dialect, credit) = pulsar_dialect(topic, &q, false);
     Ok(limited(ws, &gw)
         .on_upgrade(move |socket| consume_session(gw, socket, caller, plan, dialect, credit)))
 }
@@ -1237,14 +1253,7 @@ pub(super) async fn pulsar_reader(
         parts: partitions_of(&gw, &caller, std::slice::from_ref(&topic), partition)?,
         start,
     };
-    let (pull, credit) = pulsar_flow(&q);
-    let dialect = Dialect::Pulsar {
-        topic,
-        pull,
-        reader: true,
-        queue: credit.max(1),
-        acks: Acks::default(),
-    };
+    let (dialect, credit) = pulsar_dialect(topic, &q, true);
     Ok(limited(ws, &gw)
         .on_upgrade(move |socket| consume_session(gw, socket, caller, plan, dialect, credit)))
 }
@@ -1256,18 +1265,8 @@ pub(super) async fn pulsar_producer(
     Path((domain, tenant, ns, topic)): Path<(String, String, String, String)>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, RestError> {
-    let topic = pulsar::topic_of(&domain, &tenant, &ns, &topic).ok_or_else(|| {
-        RestError::new(
-            axum::http::StatusCode::NOT_FOUND,
-            404,
-            "Only persistent://public/default/<topic> maps to a Kafka topic.",
-        )
-    })?;
-    let t = writable_topic(&gw, &caller, &topic).await.map_err(|e| {
-        e.unwrap_or_else(|| {
-            RestError::forbidden(format!("Not authorized to access topics: [{topic}]"))
-        })
-    })?;
+    let topic = pulsar_name(&domain, &tenant, &ns, &topic)?;
+    let t = producible(&gw, &caller, &topic).await?;
     Ok(limited(ws, &gw)
         .on_upgrade(move |socket| produce_session(gw, socket, caller, t, Producer::Pulsar)))
 }
