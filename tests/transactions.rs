@@ -419,14 +419,23 @@ async fn after_a_crash_an_open_transaction_times_out_and_aborts() {
     )
     .await;
     assert_eq!(code, 47);
-    let r: DescribeTransactionsResponse = c
-        .call(
-            ApiKey::DescribeTransactions,
-            0,
-            &DescribeTransactionsRequest::default()
-                .with_transactional_ids(vec![TransactionalId(s("tx-k2"))]),
-        )
-        .await;
+    // The markers are written before the coordinator records CompleteAbort
+    // (as Kafka's): the state may still be PrepareAbort for a moment.
+    let mut r = DescribeTransactionsResponse::default();
+    for _ in 0..300 {
+        r = c
+            .call(
+                ApiKey::DescribeTransactions,
+                0,
+                &DescribeTransactionsRequest::default()
+                    .with_transactional_ids(vec![TransactionalId(s("tx-k2"))]),
+            )
+            .await;
+        if r.transaction_states[0].transaction_state.as_str() != "PrepareAbort" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(
         r.transaction_states[0].transaction_state.as_str(),
         "CompleteAbort"
